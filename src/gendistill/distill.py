@@ -1,0 +1,128 @@
+"""Build a student (vocabulary + embeddings) and train it: distillation on soft targets, or CE for the baseline."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
+
+from gendistill import progress
+from gendistill.config import StudentConfig
+from gendistill.losses import distillation_loss
+from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
+from gendistill.students.static import teacher_embedding_matrix
+from gendistill.students.vocab import prune_teacher_vocab, train_word_tokenizer
+
+
+def make_student(config: StudentConfig, texts: list[str], label_names: list[str], seed: int,
+                 teacher_dir: Path | None = None, teacher_base: str | None = None, device: str = "cpu",
+                 trust_remote_code: bool = False) -> StudentClassifier:
+    """A fresh student whose vocabulary covers `texts`: word-level with random embeddings, or the teacher's
+    tokenizer pruned to the texts' tokens with static embeddings distilled from the teacher (`init: teacher`)."""
+    torch.manual_seed(seed)
+    min_length = max(config.cnn_kernel_sizes) if config.arch == "cnn" else 1
+    info: dict = {"init": config.init}
+    if config.init == "random":
+        tokenizer = train_word_tokenizer(texts, config.vocab_size, config.min_frequency)
+        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, None, min_length)
+        embeddings = None
+    else:
+        if teacher_dir is None:
+            raise ValueError("init: teacher needs the fine-tuned teacher")
+        from transformers import AutoTokenizer
+
+        hf_tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=trust_remote_code)
+        tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        id_map, kept, counts = prune_teacher_vocab(tokenizer, texts, config.max_length, config.vocab_size,
+                                                   hf_tokenizer.unk_token_id)
+        source = str(teacher_dir) if config.init_from == "finetuned" or teacher_base is None else teacher_base
+        embeddings = teacher_embedding_matrix(source, hf_tokenizer, kept, counts, config.embedding_dim,
+                                              config.sif_coefficient, device, seed, trust_remote_code)
+        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, id_map, min_length)
+        info.update(init_from=config.init_from, teacher_vocab_size=int(id_map.shape[0]), pruned_vocab_size=len(kept) + 2)
+    spec = StudentSpec(arch=config.arch, vocab_size=student_tokenizer.vocab_size, num_labels=len(label_names),
+                       embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout,
+                       cnn_kernel_sizes=list(config.cnn_kernel_sizes))
+    student = StudentClassifier(spec, student_tokenizer, label_names, info=info)
+    if embeddings is not None:
+        with torch.no_grad():
+            student.model.embedding.weight.copy_(torch.from_numpy(embeddings))
+    info["vocab_size"] = spec.vocab_size
+    return student
+
+
+def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _, _ in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (seq, _, _) in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq)
+    return {
+        "ids": ids,
+        "lengths": torch.tensor([len(seq) for seq, _, _ in batch]),
+        "teacher": torch.from_numpy(np.stack([logits for _, logits, _ in batch])),
+        "gold": torch.tensor([gold for _, _, gold in batch]),
+    }
+
+
+def train_student(student: StudentClassifier, texts: list[str], gold: list[int], teacher_logits: np.ndarray | None,
+                  config: StudentConfig, accelerator: Accelerator, seed: int, steps: int | None = None,
+                  validation: tuple[list[str], list[int]] | None = None, description: str = "student") -> dict:
+    """Train in place. With `teacher_logits`, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
+    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy."""
+    ids, lengths = student.tokenizer.encode(texts)
+    sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
+    targets = teacher_logits if teacher_logits is not None else np.zeros((len(texts), student.spec.num_labels), np.float32)
+    examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
+    loader = DataLoader(examples, batch_size=config.batch_size, shuffle=True, collate_fn=_collate,
+                        generator=torch.Generator().manual_seed(seed))
+    steps = steps or config.epochs * len(loader)
+    optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.learning_rate * 0.05)
+    model, optimizer, loader, scheduler = accelerator.prepare(student.model, optimizer, loader, scheduler)
+    epochs = math.ceil(steps / len(loader))
+    best: tuple[float, dict] | None = None
+    history, step = [], 0
+    with progress.bar(f"distill: {description}", total=steps) as bar:
+        for epoch in range(epochs):
+            model.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                logits = model(batch["ids"], batch["lengths"])
+                if teacher_logits is None:
+                    loss = F.cross_entropy(logits, batch["gold"])
+                else:
+                    loss = distillation_loss(logits, batch["teacher"], batch["gold"], config.loss,
+                                             config.temperature, config.alpha)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                total, count, step = total + loss.item(), count + 1, step + 1
+                bar.advance()
+                if step >= steps:
+                    break
+            record = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+            if validation is not None:
+                predictions = student.logits(validation[0]).argmax(axis=1)
+                record["validation_accuracy"] = float(np.mean(predictions == np.asarray(validation[1])))
+                if best is None or record["validation_accuracy"] > best[0]:
+                    best = (record["validation_accuracy"], copy.deepcopy(accelerator.unwrap_model(model).state_dict()))
+            history.append(record)
+            if step >= steps:
+                break
+    student.model = accelerator.unwrap_model(model)
+    if best is not None:
+        student.model.load_state_dict(best[1])
+    student.model.eval()
+    return {"steps": step, "epochs": len(history), "history": history,
+            **({"best_validation_accuracy": best[0]} if best else {})}

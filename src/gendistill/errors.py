@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI prints them as one line and exits non-zero; anything else is a bug."""
+
+
+class GendistillError(Exception):
+    """A mistake in the user's input, config or environment, with a message that says how to fix it."""
+
+
+class ConfigError(GendistillError):
+    pass
+
+
+class DataError(GendistillError):
+    pass
+
+
+class ModelLoadError(GendistillError):
+    pass
+
+
+class RunDirError(GendistillError):
+    pass

@@ -1,0 +1,182 @@
+"""The generator: fine-tune a causal LM on the task's texts, then sample new in-domain texts from it.
+
+`model: scratch` builds a small GPT-2 from a config with a byte-level BPE tokenizer trained on the texts:
+the air-gapped setting. Any other value is a Hugging Face causal LM id or path (the paper used GPT-2); the
+code path after loading is the same.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch.utils.data import DataLoader
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    get_linear_schedule_with_warmup,
+)
+
+from gendistill import progress
+from gendistill.config import GeneratorConfig
+from gendistill.hub import from_pretrained
+
+EOS = "<|endoftext|>"
+PAD = "<pad>"
+
+
+def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A GPT-2 style byte-level BPE tokenizer learnt from `texts` (with <|endoftext|> as BOS/EOS)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD)
+
+
+def build_generator(config: GeneratorConfig, texts: list[str]):
+    """(model, tokenizer) ready for fine-tuning: from scratch or from a pretrained causal LM."""
+    if config.model == "scratch":
+        tokenizer = train_bpe_tokenizer(texts, config.scratch_vocab_size)
+        model_config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=config.max_length + config.max_new_tokens + 16,
+            n_embd=config.scratch_dim, n_layer=config.scratch_layers, n_head=config.scratch_heads,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return GPT2LMHeadModel(model_config), tokenizer
+    kwargs = {"trust_remote_code": config.trust_remote_code}
+    tokenizer = from_pretrained(AutoTokenizer.from_pretrained, config.model, "generator tokenizer", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM.from_pretrained, config.model, "generator model", **kwargs)
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = tokenizer.bos_token or tokenizer.sep_token
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def prefix_for(label_name: str | None) -> str:
+    """The class-conditional prefix (label name and a colon), or nothing."""
+    return f"{label_name}: " if label_name is not None else ""
+
+
+def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: int) -> list[list[int]]:
+    body = tokenizer([p + t for p, t in zip(prefixes, texts, strict=True)], add_special_tokens=False,
+                     truncation=True, max_length=max_length - 2)["input_ids"]
+    return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in body]
+
+
+def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int], label_names: list[str],
+                    out_dir: Path, accelerator: Accelerator, seed: int) -> dict:
+    """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
+    model, tokenizer = build_generator(config, texts)
+    prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
+    sequences = _training_ids(tokenizer, texts, prefixes, config.max_length)
+    pad = tokenizer.pad_token_id
+
+    def collate(batch: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        labels_ = ids.masked_fill(mask == 0, -100)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels_}
+
+    scratch = config.model == "scratch"
+    epochs = config.epochs or (30 if scratch else 3)
+    learning_rate = config.learning_rate or (1e-3 if scratch else 5e-5)
+    loader = DataLoader(sequences, batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed), collate_fn=collate)
+    steps = max(1, math.ceil(epochs * len(loader)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model.train()
+    step, losses = 0, []
+    with progress.bar("generator: fine-tune", total=steps) as bar:
+        while step < steps:
+            for batch in loader:
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                step += 1
+                bar.advance()
+                if step >= steps:
+                    break
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tmp.rename(out_dir)
+    return {"steps": steps, "learning_rate": learning_rate, "final_loss": float(np.mean(losses[-20:]))}
+
+
+def load_generator(path: Path, device: str | torch.device, trust_remote_code: bool = False):
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code).to(device).eval()
+    tokenizer.padding_side = "left"
+    return model, tokenizer
+
+
+@torch.inference_mode()
+def sample_texts(model, tokenizer, config: GeneratorConfig, n: int, seed: int, first_words: list[str],
+                 label_names: list[str]) -> list[str]:
+    """Sample `n` texts with batched, KV-cached generation. Deterministic for a given seed, so a resumed run
+    regenerates exactly the shard it lost.
+
+    Prompts are BOS (+ a label-name prefix when conditional, the class drawn uniformly) (+ a first word drawn
+    from the training texts with `prompt: first_word`, as Tang et al. do)."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    texts: list[str] = []
+    for start in range(0, n, config.sample_batch_size):
+        size = min(config.sample_batch_size, n - start)
+        prompts, keep_from = [], []
+        for _ in range(size):
+            prefix = prefix_for(rng.choice(label_names) if config.conditional else None)
+            prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+            word = rng.choice(first_words) if config.prompt == "first_word" and first_words else ""
+            word_ids = tokenizer(word, add_special_tokens=False)["input_ids"] if word else []
+            prompts.append([tokenizer.bos_token_id, *prefix_ids, *word_ids])
+            keep_from.append(1 + len(prefix_ids))
+        width = max(len(p) for p in prompts)
+        ids = torch.full((size, width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((size, width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):  # left padding: every prompt ends at column `width`
+            ids[row, width - len(prompt):] = torch.tensor(prompt)
+            mask[row, width - len(prompt):] = 1
+        output = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
+            top_k=config.top_k or None, top_p=config.top_p, temperature=config.temperature,
+            max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id, use_cache=True,
+        ).cpu()
+        for row, prompt in enumerate(prompts):
+            tokens = output[row, width - len(prompt) + keep_from[row]:].tolist()
+            if tokenizer.eos_token_id in tokens:
+                tokens = tokens[: tokens.index(tokenizer.eos_token_id)]
+            texts.append(tokenizer.decode(tokens, skip_special_tokens=True))
+    return texts

@@ -1,0 +1,29 @@
+"""Load Hugging Face models/tokenizers by id or path with a clear error when they cannot be reached."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gendistill.errors import ModelLoadError
+
+
+def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: Any) -> Any:
+    """`loader(name, **kwargs)`, turning 'not found / offline' failures into a one-line ModelLoadError."""
+    try:
+        return loader(name, **kwargs)
+    except (OSError, ValueError) as error:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        if Path(name).exists():
+            detail = str(error).splitlines()[0][:300]
+            raise ModelLoadError(f"{what} {name!r}: the folder exists but cannot be loaded ({detail})") from None
+        hint = (
+            "the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)" if offline
+            else "it is neither a local folder nor a model id that could be downloaded"
+        )
+        raise ModelLoadError(
+            f"{what} {name!r} cannot be loaded: {hint}; download it where you are online "
+            "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass the local folder path"
+        ) from None

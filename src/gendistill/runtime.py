@@ -1,0 +1,43 @@
+"""Devices, precision and the Accelerate handle every training loop runs through."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from gendistill.errors import ConfigError
+
+        raise ConfigError("device: cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
+    return device
+
+
+def resolve_precision(mixed_precision: str, device: str) -> str:
+    """bf16 on GPUs that support it when 'auto'; full precision on CPU (CPU bf16 is slower than fp32 here)."""
+    if mixed_precision != "auto":
+        return mixed_precision if device == "cuda" else "no"
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+def make_accelerator(device: str, mixed_precision: str, seed: int) -> Accelerator:
+    """An Accelerator honoring --device; under `accelerate launch` the launcher's settings take over."""
+    device = resolve_device(device)
+    set_seed(seed)
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(
+        cpu=device == "cpu" and not launched,
+        mixed_precision=resolve_precision(mixed_precision, device),
+    )
+
+
+def cpu_threads() -> int:
+    return torch.get_num_threads()

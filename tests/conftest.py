@@ -1,0 +1,111 @@
+"""Tiny, offline fixtures: a three-class text task, a random-init BERT teacher and GPT-2 generator built from
+configs, with tokenizers trained on the fixture texts. Nothing here touches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ["GENDISTILL_PROGRESS"] = "0"
+
+TOPICS = {
+    "sports": ["match", "goal", "team", "coach", "league", "season", "player", "score"],
+    "weather": ["rain", "storm", "sunny", "cloud", "wind", "forecast", "snow", "heat"],
+    "cooking": ["recipe", "oven", "flour", "sauce", "garlic", "bake", "pasta", "spice"],
+}
+FILLER = ["the", "a", "today", "really", "was", "very", "and", "then", "we", "saw", "new", "big"]
+
+
+def make_text(rng: random.Random, topic: str) -> str:
+    words = rng.sample(TOPICS[topic], 3) + rng.sample(FILLER, 4)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def make_rows(n_per_class: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = [{"text": make_text(rng, topic), "label": topic} for topic in TOPICS for _ in range(n_per_class)]
+    rng.shuffle(rows)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def task_dir(tmp_path_factory) -> Path:
+    """train (20/class), test (10/class) and unlabeled (60) JSONL files with string labels."""
+    root = tmp_path_factory.mktemp("task")
+    write_jsonl(root / "train.jsonl", make_rows(20, 0))
+    write_jsonl(root / "test.jsonl", make_rows(10, 1))
+    write_jsonl(root / "unlabeled.jsonl", [{"text": row["text"]} for row in make_rows(20, 2)])
+    return root
+
+
+def all_fixture_texts() -> list[str]:
+    return [row["text"] for seed in range(3) for row in make_rows(20, seed)]
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory) -> Path:
+    """A random-init 2-layer BERT (hidden 32) with a WordPiece tokenizer trained on the fixture texts."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(all_fixture_texts(), vocab_size=200, min_frequency=1)
+    wordpiece.save_model(str(root))
+    tokenizer = BertTokenizerFast.from_pretrained(root)
+    tokenizer.save_pretrained(root)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A random-init 2-layer GPT-2 with a byte-level BPE tokenizer: the 'pretrained generator' code path."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gendistill.generator import train_bpe_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny_gpt2")
+    tokenizer = train_bpe_tokenizer(all_fixture_texts(), 400)
+    tokenizer.save_pretrained(root)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(root)
+    return root
+
+
+@pytest.fixture()
+def tiny_config(task_dir: Path, tiny_teacher_dir: Path) -> dict:
+    """A whole-pipeline config on tiny models that runs in seconds."""
+    return {
+        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
+        "teacher": {"model": str(tiny_teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3,
+                    "max_length": 32},
+        "generator": {"model": "scratch", "epochs": 2, "scratch_layers": 1, "scratch_dim": 32, "scratch_heads": 2,
+                      "scratch_vocab_size": 300, "max_length": 32, "max_new_tokens": 12, "sample_batch_size": 16},
+        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16,
+                     "filters": {"min_words": 1}},
+        "student": {"arch": "bilstm", "init": "teacher", "embedding_dim": 16, "hidden_dim": 16, "epochs": 2,
+                    "batch_size": 16},
+        "evaluate": {"speed_examples": 32},
+        "device": "cpu",
+    }

@@ -1,0 +1,170 @@
+"""The CLI end to end on tiny models: outputs, report, resume and skip-if-done, stage commands, predict."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import gendistill
+from gendistill.cli import app
+from gendistill.config import build_config
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def write_config(path, config):
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def stage_starts(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {name: record["started_at"] + str(record["seconds"]) for name, record in manifest["stages"].items()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, task_dir, tiny_teacher_dir):
+    """One full run of the CLI shared by the tests below (they only read it or copy it)."""
+    root = tmp_path_factory.mktemp("run")
+    config = {
+        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
+        "teacher": {"model": str(tiny_teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32},
+        "generator": {"model": "scratch", "epochs": 2, "scratch_layers": 1, "scratch_dim": 32, "scratch_heads": 2,
+                      "scratch_vocab_size": 300, "max_length": 32, "max_new_tokens": 12, "sample_batch_size": 16},
+        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16, "filters": {"min_words": 1}},
+        "student": {"arch": "bilstm", "init": "teacher", "embedding_dim": 16, "hidden_dim": 16, "epochs": 2, "batch_size": 16},
+        "evaluate": {"speed_examples": 32},
+        "device": "cpu",
+    }
+    config_path = write_config(root / "tiny.yaml", config)
+    result = invoke("run", config_path, "--run-dir", root / "out")
+    assert result.exit_code == 0, result.output
+    return root, config_path, root / "out", result.output
+
+
+def test_run_writes_every_output(finished):
+    _, _, run_dir, output = finished
+    assert "report:" in output
+    for name in ("config.yaml", "manifest.json", "report.json", "report.md", "teacher/model.safetensors",
+                 "student/model.safetensors", "student/tokenizer.json", "baseline_student/model.safetensors",
+                 "generator/model.safetensors", "labels/train.parquet", "data/train.parquet"):
+        assert (run_dir / name).exists(), name
+    shards = sorted((run_dir / "transfer" / "00-generate").glob("shard-*.parquet"))
+    assert len(shards) >= 3  # written in shards while generating
+    assert sum(pq.read_table(s).num_rows for s in shards) == 40
+    assert not list(run_dir.rglob("*.bin")) and not list(run_dir.rglob("*.pt"))
+
+
+def test_report_has_the_promised_fields(finished):
+    _, _, run_dir, _ = finished
+    report = json.loads((run_dir / "report.json").read_text())
+    for model in ("teacher", "student", "baseline_student"):
+        for field in ("accuracy", "macro_f1", "params", "size_bytes", "examples_per_s"):
+            assert isinstance(report[model][field], (int, float)), (model, field)
+        assert 0 <= report[model]["accuracy"] <= 1
+    source = report["transfer_set"]["sources"][0]
+    assert source["requested"] == 40 and source["kept"] == 40 and source["generated"] >= 40
+    assert set(source["drops"]) == {"empty", "too_short", "too_long", "duplicate", "training_copy"}
+    assert source["generated"] == source["kept"] + sum(source["drops"].values()) + source["surplus"]
+    assert set(report["stages"]) == {"data", "teacher", "generator", "generate", "label", "distill"}
+    assert report["student"]["params"] < report["teacher"]["params"]
+    assert "| student |" in (run_dir / "report.md").read_text()
+
+
+def test_manifest_records_each_stage(finished):
+    _, _, run_dir, _ = finished
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for stage in ("data", "teacher", "generator", "generate", "label", "distill", "evaluate"):
+        record = manifest["stages"][stage]
+        assert record["status"] == "done"
+        assert record["config_hash"] and record["input_hashes"] is not None and record["seconds"] >= 0
+        assert record["versions"]["torch"]
+    assert any(k.endswith("train.jsonl") for k in manifest["stages"]["data"]["input_hashes"])
+
+
+def test_second_run_skips_everything_and_changed_student_reruns_only_distill_and_evaluate(finished, tmp_path):
+    import shutil
+
+    _, config_path, run_dir, _ = finished
+    copy = tmp_path / "out"
+    shutil.copytree(run_dir, copy)
+    before = stage_starts(copy)
+    again = invoke("run", config_path, "--run-dir", copy)
+    assert again.exit_code == 0, again.output
+    assert stage_starts(copy) == before
+    assert again.output.count("(done, unchanged)") == 7
+
+    refused = invoke("run", config_path, "--run-dir", copy, "--set", "student.hidden_dim=24")
+    assert refused.exit_code == 2
+    assert "different config" in refused.output and "student.hidden_dim" in refused.output
+    assert "Traceback" not in refused.output
+
+    changed = invoke("run", config_path, "--run-dir", copy, "--set", "student.hidden_dim=24", "--force", "changed")
+    assert changed.exit_code == 0, changed.output
+    after = stage_starts(copy)
+    rerun = {stage for stage in before if before[stage] != after[stage]}
+    assert rerun == {"distill", "evaluate"}
+    report = json.loads((copy / "report.json").read_text())
+    assert report["student"]["params"] != json.loads((run_dir / "report.json").read_text())["student"]["params"]
+
+
+def test_stage_command_reruns_one_stage_and_marks_later_ones_stale(finished, tmp_path):
+    import shutil
+
+    _, config_path, run_dir, _ = finished
+    copy = tmp_path / "out"
+    shutil.copytree(run_dir, copy)
+    before = stage_starts(copy)
+    result = invoke("distill", copy)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["stages"]["evaluate"]["status"] == "stale"
+    rerun = invoke("run", copy / "config.yaml", "--run-dir", copy)
+    assert rerun.exit_code == 0, rerun.output
+    after = stage_starts(copy)
+    assert {s for s in before if before[s] != after[s]} == {"distill", "evaluate"}
+
+
+def test_predict_prints_labels_and_probabilities(finished, task_dir):
+    _, _, run_dir, _ = finished
+    result = invoke("predict", run_dir, "the storm and rain today", "a goal for the team")
+    assert result.exit_code == 0, result.output
+    labels = result.output.strip().splitlines()
+    assert len(labels) == 2 and all(label in {"cooking", "sports", "weather"} for label in labels)
+    as_json = invoke("predict", run_dir / "student", "--json", "the oven and flour")
+    row = json.loads(as_json.output.strip())
+    assert abs(sum(row["probabilities"].values()) - 1) < 1e-5 and row["label"] in row["probabilities"]
+
+
+def test_predict_without_texts_is_a_clear_error(finished):
+    _, _, run_dir, _ = finished
+    result = invoke("predict", run_dir)
+    assert result.exit_code == 2 and "no texts" in result.output
+
+
+def test_api_with_file_source_conditional_pretrained_generator_and_cnn(task_dir, tiny_teacher_dir, tiny_gpt2_dir, tmp_path):
+    config = build_config({
+        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl"), "per_class": 10},
+        "teacher": {"model": str(tiny_teacher_dir), "epochs": 1, "max_length": 32},
+        "generator": {"model": str(tiny_gpt2_dir), "conditional": True, "prompt": "first_word", "epochs": 1,
+                      "max_length": 32, "max_new_tokens": 8, "sample_batch_size": 8},
+        "transfer": {"sources": [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 25},
+                                 {"type": "generate", "n": 10}], "shard_size": 8, "filters": {"min_words": 1}},
+        "student": {"arch": "cnn", "init": "random", "embedding_dim": 8, "hidden_dim": 8, "epochs": 1},
+        "evaluate": {"speed_examples": 16},
+        "device": "cpu",
+    })
+    report = gendistill.run(config, tmp_path / "api")
+    sources = report["transfer_set"]["sources"]
+    assert [s["type"] for s in sources] == ["file", "generate"]
+    assert sources[0]["kept"] == 25 and sources[1]["kept"] <= 10
+    assert report["train_examples"] == 30 and report["student"]["arch"] == "cnn"
+    student = gendistill.StudentClassifier.from_pretrained(tmp_path / "api" / "student")
+    assert student.predict(["rain and wind"])[0] in {"cooking", "sports", "weather"}

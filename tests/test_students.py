@@ -1,0 +1,114 @@
+"""Students: every architecture x init trains; padding never changes a text's logits; save/load round-trips;
+teacher-init embeddings and vocabulary pruning match naive per-token computations."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer
+from transformers import AutoModel, AutoTokenizer
+
+from gendistill.config import StudentConfig
+from gendistill.distill import make_student, train_student
+from gendistill.runtime import make_accelerator
+from gendistill.students import StudentClassifier
+from gendistill.students.static import encode_tokens, reduce_and_weight
+from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
+
+from conftest import make_rows
+
+LABELS = ["cooking", "sports", "weather"]
+
+
+def labeled(n, seed):
+    rows = make_rows(n, seed)
+    return [r["text"] for r in rows], [LABELS.index(r["label"]) for r in rows]
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "cnn", "bag"])
+@pytest.mark.parametrize("init", ["random", "teacher"])
+def test_each_architecture_and_init_learns(arch, init, tiny_teacher_dir):
+    texts, gold = labeled(20, 0)
+    test_texts, test_gold = labeled(10, 1)
+    config = StudentConfig(arch=arch, init=init, embedding_dim=16, hidden_dim=16, epochs=15, batch_size=8,
+                           learning_rate=5e-3, cnn_kernel_sizes=[2, 3])
+    student = make_student(config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir,
+                           teacher_base=str(tiny_teacher_dir))
+    stats = train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
+    accuracy = np.mean(student.logits(test_texts).argmax(axis=1) == np.asarray(test_gold))
+    assert stats["steps"] == 15 * 8
+    assert accuracy >= 0.8, f"{arch}/{init} reached only {accuracy:.2f} on an easy task"
+    assert student.info["init"] == init
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "cnn", "bag"])
+def test_logits_do_not_depend_on_batch_padding(arch):
+    texts, _ = labeled(5, 0)
+    config = StudentConfig(arch=arch, init="random", embedding_dim=8, hidden_dim=8, cnn_kernel_sizes=[2, 3])
+    student = make_student(config, texts + ["short", "a much longer text " * 5], LABELS, seed=0)
+    batch = student.logits(["short", "a much longer text " * 5, texts[0]], batch_size=3)
+    single = np.concatenate([student.logits([t]) for t in ["short", "a much longer text " * 5, texts[0]]])
+    np.testing.assert_allclose(batch, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["random", "teacher"])
+def test_save_load_round_trip(tmp_path, init, tiny_teacher_dir):
+    texts, gold = labeled(5, 0)
+    config = StudentConfig(init=init, embedding_dim=8, hidden_dim=8, epochs=1)
+    student = make_student(config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir))
+    student.save_pretrained(tmp_path / "s")
+    loaded = StudentClassifier.from_pretrained(tmp_path / "s")
+    probe = texts[:4] + ["completely unseen zebra words"]
+    np.testing.assert_allclose(student.logits(probe), loaded.logits(probe), atol=1e-6)
+    assert loaded.predict(probe) == student.predict(probe)
+    assert loaded.label_names == LABELS and loaded.num_parameters == student.num_parameters
+    assert not list((tmp_path / "s").glob("*.bin")) and not list((tmp_path / "s").glob("*.pt"))
+
+
+def test_pruning_keeps_every_token_of_the_texts_and_maps_unknowns(tiny_teacher_dir):
+    hf = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    tokenizer = Tokenizer.from_str(hf.backend_tokenizer.to_str())
+    texts, _ = labeled(5, 0)
+    id_map, kept, counts = prune_teacher_vocab(tokenizer, texts, 64, vocab_size=10_000, unk_id=hf.unk_token_id)
+    used = {i for t in texts for i in tokenizer.encode(t, add_special_tokens=False).ids}
+    assert set(kept) == used - {hf.unk_token_id}
+    assert sorted(id_map[kept].tolist()) == list(range(2, len(kept) + 2))  # each kept token has its own row
+    unused = [i for i in range(len(id_map)) if i not in used]
+    assert unused and all(id_map[i] == UNK_ID for i in unused)
+    # a cap keeps the most frequent tokens
+    _, capped, _ = prune_teacher_vocab(tokenizer, texts, 64, vocab_size=5, unk_id=hf.unk_token_id)
+    assert capped == [token for token, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:3]
+
+
+def test_static_embeddings_match_naive_per_token_computation(tiny_teacher_dir):
+    hf = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    token_ids = [5, 17, 42, 99]
+    fast = encode_tokens(str(tiny_teacher_dir), hf, token_ids, batch_size=3)
+    model = AutoModel.from_pretrained(tiny_teacher_dir).eval()
+    for row, token in enumerate(token_ids):
+        with torch.no_grad():
+            states = model(input_ids=torch.tensor([[hf.cls_token_id, token, hf.sep_token_id]])).last_hidden_state[0]
+        naive = states.mean(dim=0).numpy()
+        np.testing.assert_allclose(fast[row], naive, atol=1e-5)
+
+
+def test_reduce_and_weight_pca_and_sif():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 12))
+    reduced = reduce_and_weight(vectors, 4, None, None)
+    assert reduced.shape == (50, 4) and abs(reduced.std() - 1) < 1e-5
+    frequencies = np.arange(50, dtype=float)
+    weighted = reduce_and_weight(vectors, 4, frequencies, 1e-3)
+    p = frequencies / frequencies.sum()
+    np.testing.assert_allclose(weighted, reduced * (1e-3 / (1e-3 + p))[:, None], rtol=1e-5, atol=1e-6)
+    assert reduce_and_weight(vectors[:3], 8, None, None).shape == (3, 8)  # fewer tokens than dims: zero-padded
+
+
+def test_counts_are_used_for_sif(tiny_teacher_dir):
+    from gendistill.students.static import teacher_embedding_matrix
+
+    hf = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    matrix = teacher_embedding_matrix(str(tiny_teacher_dir), hf, [5, 6, 7, 8, 9], Counter({5: 100, 6: 1}), 4, 1e-3)
+    assert matrix.shape == (7, 4) and not matrix[0].any()  # [PAD] row is zero
+    assert np.linalg.norm(matrix[2]) < np.linalg.norm(matrix[3])  # the frequent token is down-weighted
