@@ -5,13 +5,30 @@
     report = gendistill.run(config, "runs/quickstart")
     student = gendistill.StudentClassifier.from_pretrained("runs/quickstart/student")
     student.predict(["a new text"])
+
+Exports are imported lazily so that `gendistill.inference` (the torch-free predictor) never pulls in torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from gendistill.config import RunConfig, load_config  # noqa: E402
-from gendistill.errors import GendistillError  # noqa: E402
-from gendistill.pipeline import Report, Run, run  # noqa: E402
-from gendistill.students import StudentClassifier  # noqa: E402
+_EXPORTS = {
+    "GendistillError": "gendistill.errors",
+    "RunConfig": "gendistill.config",
+    "load_config": "gendistill.config",
+    "Report": "gendistill.pipeline",
+    "Run": "gendistill.pipeline",
+    "run": "gendistill.pipeline",
+    "StudentClassifier": "gendistill.students",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["GendistillError", "Report", "Run", "RunConfig", "StudentClassifier", "__version__", "load_config", "run"]
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gendistill' has no attribute {name!r}")

@@ -22,6 +22,11 @@ _state = {"debug": False}
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
     _state["debug"] = debug
+    if not debug:  # transformers' load reports and weight-loading bars drown our own progress
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def _guard(action: Callable[[], Any]) -> Any:
@@ -50,7 +55,8 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cu
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config")],
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default: runs/<config name>")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default: runs/<name>")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="run name under runs/ (default: the config's file name)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")] = None,
     force: Annotated[list[str] | None, typer.Option(
         "--force", help="rerun STAGE and everything after it (repeatable); 'all' reruns everything; 'changed' "
@@ -59,14 +65,14 @@ def run(
 ) -> None:
     """Run every stage: data, teacher, generator, generate, label, distill, evaluate."""
     from gendistill.config import load_config
-    from gendistill.pipeline import FORCE_CHOICES, Run
+    from gendistill.pipeline import FORCE_CHOICES, Run, run_dir_for
 
     def action() -> None:
         for value in force or []:
             if value not in FORCE_CHOICES:
                 raise GendistillError(f"--force {value!r}: expected one of {', '.join(FORCE_CHOICES)}")
         cfg = load_config(config, [*(set_ or []), *_device_override(device)])
-        target = run_dir or Path("runs") / config.stem
+        target = run_dir or run_dir_for(name or config.stem)
         report = Run(cfg, target).run(force=force)
         if report is not None:
             _print_summary(report.data)

@@ -237,6 +237,29 @@ class LabelMap:
         return ids
 
 
+def _drop_duplicates(texts: list[str], labels: list[int], rows: list[int], spec: str) -> tuple[list[str], list[int], list[str]]:
+    """Drop repeated (text, label) rows, which would over-weight them; warn about a text given two labels."""
+    seen: dict[str, int] = {}
+    keep, repeated, conflicts = [], [], []
+    for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if text in seen:
+            if labels[seen[text]] == label:
+                repeated.append(rows[index] + 1)
+                continue
+            conflicts.append(rows[index] + 1)
+        else:
+            seen[text] = index
+        keep.append(index)
+    notes = []
+    if repeated:
+        notes.append(f"{spec}: dropped {len(repeated)} duplicate row(s) (same text and label), first at row(s) "
+                     f"{', '.join(map(str, repeated[:5]))}")
+    if conflicts:
+        notes.append(f"{spec}: {len(conflicts)} row(s) repeat a text with a different label, first at row(s) "
+                     f"{', '.join(map(str, conflicts[:5]))}; kept both")
+    return [texts[i] for i in keep], [labels[i] for i in keep], notes
+
+
 def stratified_sample(labels: list[int], per_class: int, seed: int, label_names: list[str], spec: str) -> list[int]:
     """Indices of `per_class` examples per class, drawn with `random.Random(seed)`, in original order."""
     by_class: dict[int, list[int]] = {}
@@ -289,6 +312,8 @@ def load_task(
             f"{train}: only one class ({label_map.names[labels[0]]!r}) in the training labels; "
             "a classifier needs at least two"
         )
+    texts, labels, duplicate_notes = _drop_duplicates(texts, labels, rows, train)
+    notes += duplicate_notes
     pool_size = len(texts)
     if per_class is not None:
         keep = stratified_sample(labels, per_class, seed, label_map.names, train)

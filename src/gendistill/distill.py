@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader
 
-from gendistill import progress
 from gendistill.config import StudentConfig
 from gendistill.losses import distillation_loss
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.static import teacher_embedding_matrix
 from gendistill.students.vocab import prune_teacher_vocab, train_word_tokenizer
+from gendistill.training import fit
 
 
 def make_student(config: StudentConfig, texts: list[str], label_names: list[str], seed: int,
@@ -75,54 +73,35 @@ def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.
 
 def train_student(student: StudentClassifier, texts: list[str], gold: list[int], teacher_logits: np.ndarray | None,
                   config: StudentConfig, accelerator: Accelerator, seed: int, steps: int | None = None,
-                  validation: tuple[list[str], list[int]] | None = None, description: str = "student") -> dict:
+                  validation: tuple[list[str], list[int]] | None = None, description: str = "student",
+                  checkpoint_dir: Path | None = None) -> dict:
     """Train in place. With `teacher_logits`, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
     plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy."""
     ids, lengths = student.tokenizer.encode(texts)
     sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
     targets = teacher_logits if teacher_logits is not None else np.zeros((len(texts), student.spec.num_labels), np.float32)
     examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
-    loader = DataLoader(examples, batch_size=config.batch_size, shuffle=True, collate_fn=_collate,
-                        generator=torch.Generator().manual_seed(seed))
-    steps = steps or config.epochs * len(loader)
+    steps = steps or config.epochs * math.ceil(len(examples) / config.batch_size)
     optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.learning_rate * 0.05)
-    model, optimizer, loader, scheduler = accelerator.prepare(student.model, optimizer, loader, scheduler)
-    epochs = math.ceil(steps / len(loader))
-    best: tuple[float, dict] | None = None
-    history, step = [], 0
-    with progress.bar(f"distill: {description}", total=steps) as bar:
-        for epoch in range(epochs):
-            model.train()
-            total, count = 0.0, 0
-            for batch in loader:
-                logits = model(batch["ids"], batch["lengths"])
-                if teacher_logits is None:
-                    loss = F.cross_entropy(logits, batch["gold"])
-                else:
-                    loss = distillation_loss(logits, batch["teacher"], batch["gold"], config.loss,
-                                             config.temperature, config.alpha)
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                total, count, step = total + loss.item(), count + 1, step + 1
-                bar.advance()
-                if step >= steps:
-                    break
-            record = {"epoch": epoch + 1, "loss": total / max(count, 1)}
-            if validation is not None:
-                predictions = student.logits(validation[0]).argmax(axis=1)
-                record["validation_accuracy"] = float(np.mean(predictions == np.asarray(validation[1])))
-                if best is None or record["validation_accuracy"] > best[0]:
-                    best = (record["validation_accuracy"], copy.deepcopy(accelerator.unwrap_model(model).state_dict()))
-            history.append(record)
-            if step >= steps:
-                break
-    student.model = accelerator.unwrap_model(model)
-    if best is not None:
-        student.model.load_state_dict(best[1])
-    student.model.eval()
-    return {"steps": step, "epochs": len(history), "history": history,
-            **({"best_validation_accuracy": best[0]} if best else {})}
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(batch["ids"], batch["lengths"])
+        if teacher_logits is None:
+            return F.cross_entropy(logits, batch["gold"])
+        return distillation_loss(logits, batch["teacher"], batch["gold"], config.loss, config.temperature, config.alpha)
+
+    def validation_accuracy(model: torch.nn.Module) -> float:
+        assert validation is not None
+        student.model = model
+        return float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
+
+    student.model, result = fit(
+        accelerator=accelerator, model=student.model, optimizer=optimizer, scheduler=scheduler, examples=examples,
+        batch_size=config.batch_size, collate=_collate, loss_fn=loss_fn, steps=steps, seed=seed,
+        description=f"distill: {description}", name=description.replace(" ", "_"), checkpoint_dir=checkpoint_dir,
+        max_grad_norm=5.0, evaluate=validation_accuracy if validation is not None else None,
+    )
+    return {"steps": result.steps, "epochs": result.epochs, "history": result.history,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            **({"best_validation_accuracy": result.best_metric} if result.best_metric is not None else {})}

@@ -12,11 +12,9 @@ import random
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from torch.utils.data import DataLoader
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -26,9 +24,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from gendistill import progress
 from gendistill.config import GeneratorConfig
 from gendistill.hub import from_pretrained
+from gendistill.training import fit
 
 EOS = "<|endoftext|>"
 PAD = "<pad>"
@@ -80,7 +78,7 @@ def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: 
 
 
 def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int], label_names: list[str],
-                    out_dir: Path, accelerator: Accelerator, seed: int) -> dict:
+                    out_dir: Path, accelerator: Accelerator, seed: int, checkpoint_dir: Path | None = None) -> dict:
     """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
     model, tokenizer = build_generator(config, texts)
     prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
@@ -100,37 +98,24 @@ def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int]
     scratch = config.model == "scratch"
     epochs = config.epochs or (30 if scratch else 3)
     learning_rate = config.learning_rate or (1e-3 if scratch else 5e-5)
-    loader = DataLoader(sequences, batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), collate_fn=collate)
-    steps = max(1, math.ceil(epochs * len(loader)))
+    steps = max(1, math.ceil(epochs * math.ceil(len(sequences) / config.batch_size)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    model.train()
-    step, losses = 0, []
-    with progress.bar("generator: fine-tune", total=steps) as bar:
-        while step < steps:
-            for batch in loader:
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                step += 1
-                bar.advance()
-                if step >= steps:
-                    break
+    model, result = fit(
+        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, examples=sequences,
+        batch_size=config.batch_size, collate=collate, loss_fn=lambda m, batch: m(**batch).loss, steps=steps,
+        seed=seed, description="generator: fine-tune", name="generator", checkpoint_dir=checkpoint_dir,
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
-    return {"steps": steps, "learning_rate": learning_rate, "final_loss": float(np.mean(losses[-20:]))}
+    return {"steps": result.steps, "learning_rate": learning_rate, "final_loss": result.history[-1]["loss"],
+            "resumed_from_epoch": result.resumed_from_epoch}
 
 
 def load_generator(path: Path, device: str | torch.device, trust_remote_code: bool = False):

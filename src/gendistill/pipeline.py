@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 import torch
 
 from gendistill import __version__, progress
+from gendistill.checkpoint import kill_point
 from gendistill.config import RunConfig, SourceKind
 from gendistill.data import LabeledSet, TaskData, load_task
 from gendistill.errors import RunDirError
@@ -53,8 +55,8 @@ SECTIONS = {
 FORCE_CHOICES = (*STAGES, "all", "changed")
 OUTPUTS = {  # what each stage writes; cleared before a fresh (non-resumed) run of the stage
     "data": ("data",),
-    "teacher": ("teacher", "teacher.tmp", "checkpoints/teacher"),
-    "generator": ("generator", "generator.tmp", "checkpoints/generator"),
+    "teacher": ("teacher", "teacher.tmp", "checkpoints/teacher", "checkpoints/teacher.tmp", "cache"),
+    "generator": ("generator", "generator.tmp", "checkpoints/generator", "checkpoints/generator.tmp"),
     "generate": ("transfer",),
     "label": ("labels",),
     "distill": ("student", "baseline_student", "checkpoints/distill"),
@@ -175,6 +177,12 @@ class Run:
         self.prepare_dir(force)
         keys = self.keys()
         forced = set(STAGES) if "all" in force else {stage for stage in force if stage in STAGES}
+        if only is None:
+            pending = {s for s in STAGES if s in forced or not self.is_done(s, keys[s]["key"])}
+            if pending:
+                from gendistill.preflight import preflight
+
+                preflight(self.config, _with_downstream(pending))
         ran: set[str] = set()
         for stage in STAGES:
             if only is not None and stage != only:
@@ -222,7 +230,13 @@ class Run:
         record.update(status=outcome.pop("status", "done"), seconds=round(seconds, 2), finished_at=_now(),
                       versions=_versions(), summary=outcome)
         self.save_manifest()
+        for name in OUTPUTS[stage]:  # training checkpoints are only for resuming this stage
+            if name.startswith("checkpoints/"):
+                shutil.rmtree(self.dir / name, ignore_errors=True)
         progress.log(f"[green]done[/green] {stage} in {seconds:.1f}s")
+
+    def _teacher_test_logits(self, teacher: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
+        return _teacher_test_logits_cached(self, teacher, tokenizer, texts)
 
     @property
     def accelerator(self):
@@ -276,7 +290,7 @@ class Run:
 
         task = self.task()
         return train_teacher(self.config.teacher, task.train, task.label_names, self.dir / "teacher",
-                             self.accelerator, self.config.seed)
+                             self.accelerator, self.config.seed, self.dir / "checkpoints" / "teacher")
 
     # ---- generator ---------------------------------------------------------------------------------------
     def stage_generator(self) -> dict[str, Any]:
@@ -287,7 +301,8 @@ class Run:
 
         task = self.task()
         return train_generator(self.config.generator, task.train.texts, task.train.labels, task.label_names,
-                               self.dir / "generator", self.accelerator, self.config.seed)
+                               self.dir / "generator", self.accelerator, self.config.seed,
+                               self.dir / "checkpoints" / "generator")
 
     # ---- generate (the transfer set) ---------------------------------------------------------------------
     def stage_generate(self) -> dict[str, Any]:
@@ -371,6 +386,7 @@ class Run:
                 else:
                     reused += len(texts)
                 bar.advance(len(texts))
+                kill_point("label.shard")
         for stale in out.glob("*/shard-*.parquet"):
             if stale not in wanted:
                 stale.unlink()
@@ -404,7 +420,8 @@ class Run:
         student = make_student(config, texts, task.label_names, self.config.seed, **common)
         stats = train_student(student, texts, gold + [-1] * len(transfer_texts),
                               np.concatenate([train_logits, transfer_logits]), config, self.accelerator,
-                              self.config.seed, validation=validation, description="student")
+                              self.config.seed, validation=validation, description="student",
+                              checkpoint_dir=self.dir / "checkpoints" / "distill" / "student")
         student.info.update(run_dir=str(self.dir), kind="student")
         student.save_pretrained(self.dir / "student")
         summary = {"student": {"params": student.num_parameters, "examples": len(texts), **_brief(stats),
@@ -415,7 +432,8 @@ class Run:
             baseline = make_student(config, train_texts, task.label_names, self.config.seed, **common)
             baseline_stats = train_student(baseline, train_texts, gold, None, config, self.accelerator,
                                            self.config.seed, steps=max(stats["steps"], 1), validation=validation,
-                                           description="baseline student")
+                                           description="baseline student",
+                                           checkpoint_dir=self.dir / "checkpoints" / "distill" / "baseline")
             baseline.info.update(run_dir=str(self.dir), kind="baseline_student")
             baseline.save_pretrained(baseline_dir)
             summary["baseline_student"] = {"params": baseline.num_parameters, "examples": len(train_texts),
@@ -446,8 +464,7 @@ class Run:
         report["teacher"] = {"params": int(sum(p.numel() for p in teacher.parameters())),
                              "size_bytes": weights_size(self.dir / "teacher")}
         if test:
-            teacher_predictions = teacher_logits(teacher, tokenizer, test.texts, config.batch_size,
-                                                 self.config.teacher.max_length, cpu).argmax(axis=1)
+            teacher_predictions = self._teacher_test_logits(teacher, tokenizer, test.texts).argmax(axis=1)
             report["teacher"].update(classification_metrics(test.labels, teacher_predictions, num_labels))
         report["teacher"]["examples_per_s"] = throughput(
             lambda batch: teacher_logits(teacher, tokenizer, batch, config.batch_size, self.config.teacher.max_length, cpu),
@@ -495,6 +512,36 @@ class Run:
         return {key: report[key].get("accuracy") for key in ("teacher", "student", "baseline_student") if key in report}
 
 
+def _teacher_test_logits_cached(run: Run, teacher: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """The teacher's test logits, cached per (teacher, test texts) so that rerunning evaluate after a student
+    change does not pay for the teacher's pass again."""
+    from safetensors.numpy import load_file, save_file
+
+    from gendistill.io import atomic_path
+    from gendistill.teacher import teacher_logits
+
+    key = _hash([run.manifest["stages"].get("teacher", {}).get("key"), texts_sha256(texts),
+                 run.config.teacher.max_length])
+    path = run.dir / "cache" / f"teacher_test_logits-{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["logits"]
+    logits = teacher_logits(teacher, tokenizer, texts, run.config.evaluate.batch_size, run.config.teacher.max_length,
+                            torch.device("cpu"))
+    shutil.rmtree(path.parent, ignore_errors=True)
+    path.parent.mkdir(parents=True)
+    with atomic_path(path) as tmp:
+        save_file({"logits": logits}, str(tmp))
+    return logits
+
+
+def _with_downstream(stages: set[str]) -> set[str]:
+    out = set(stages)
+    for stage in STAGES:
+        if any(name in out for name in UPSTREAM[stage]):
+            out.add(stage)
+    return out
+
+
 def _brief(stats: dict[str, Any]) -> dict[str, Any]:
     return {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
 
@@ -514,6 +561,21 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
             changed += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
         return changed
     return [prefix.rstrip(".")] if old != new else []
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def run_dir_for(name: str, parent: str | Path = "runs") -> Path:
+    """runs/NAME for a run name, refusing names that would land outside `parent` (separators, '..', absolute)."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise RunDirError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only (no path separators or "
+                          "'..'); pass --run-dir for an explicit folder")
+    parent_path = Path(parent).resolve()
+    target = (parent_path / name).resolve()
+    if target.parent != parent_path:
+        raise RunDirError(f"run name {name!r} resolves outside {parent_path}")
+    return Path(parent) / name
 
 
 def run(config: RunConfig, run_dir: str | Path, force: list[str] | None = None) -> Report:

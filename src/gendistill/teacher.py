@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -17,10 +16,10 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from gendistill import progress
 from gendistill.config import TeacherConfig
 from gendistill.data import LabeledSet
 from gendistill.hub import from_pretrained
+from gendistill.training import fit
 
 
 def load_teacher(path: str, num_labels: int | None = None, label_names: list[str] | None = None,
@@ -38,17 +37,14 @@ def load_teacher(path: str, num_labels: int | None = None, label_names: list[str
 
 
 def train_teacher(config: TeacherConfig, train: LabeledSet, label_names: list[str], out_dir: Path,
-                  accelerator: Accelerator, seed: int) -> dict:
+                  accelerator: Accelerator, seed: int, checkpoint_dir: Path | None = None) -> dict:
     """Fine-tune for `config.epochs`; no model selection (the few labeled examples are all used for training).
     Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
     model, tokenizer = load_teacher(config.model, len(label_names), label_names, config.trust_remote_code)
     features = tokenizer(train.texts, truncation=True, max_length=config.max_length)
     examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
                 for ids, mask, label in zip(features["input_ids"], features["attention_mask"], train.labels, strict=True)]
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(examples, batch_size=config.batch_size, shuffle=True, generator=generator,
-                        collate_fn=DataCollatorWithPadding(tokenizer))
-    steps = max(1, math.ceil(config.epochs * len(loader)))
+    steps = max(1, math.ceil(config.epochs * math.ceil(len(examples) / config.batch_size)))
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
@@ -56,32 +52,21 @@ def train_teacher(config: TeacherConfig, train: LabeledSet, label_names: list[st
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    model.train()
-    step, losses = 0, []
-    with progress.bar("teacher: fine-tune", total=steps) as bar:
-        while step < steps:
-            for batch in loader:
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                step += 1
-                bar.advance()
-                if step >= steps:
-                    break
+    model, result = fit(
+        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, examples=examples,
+        batch_size=config.batch_size, collate=DataCollatorWithPadding(tokenizer),
+        loss_fn=lambda m, batch: m(**batch).loss, steps=steps, seed=seed, description="teacher: fine-tune",
+        name="teacher", checkpoint_dir=checkpoint_dir,
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
-    return {"steps": steps, "final_loss": float(np.mean(losses[-10:])) if losses else None}
+    return {"steps": result.steps, "final_loss": result.history[-1]["loss"], "resumed_from_epoch": result.resumed_from_epoch}
 
 
 @torch.inference_mode()

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gendistill import progress
+from gendistill.checkpoint import kill_point
 from gendistill.config import FilterConfig, TransferSource
 from gendistill.data import load_unlabeled
 from gendistill.io import write_parquet
@@ -136,6 +137,7 @@ def build_generated_source(directory: Path, index: int, source: TransferSource, 
             drops.update(shard_drops)
             number += 1
             bar.advance(len(kept))
+            kill_point("generate.shard")
     if summary.kept < source.n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number

@@ -1,0 +1,70 @@
+"""`gendistill export` and `gendistill serve`: kept out of cli.py so the deployment extras (onnx, onnxruntime,
+fastapi, uvicorn) are imported only when these commands run. cli.py calls `register(app)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+FORMATS = ("onnx",)
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
+    format_: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights (about 4x "
+                                                 "smaller); default: fp32")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/export/onnx or "
+                                             "onnx-int8)")] = None,
+) -> None:
+    """Export the student to ONNX for torch-free serving (gendistill.inference.Predictor, gendistill serve)."""
+    from gendistill.cli import _guard
+    from gendistill.errors import GendistillError
+
+    def action() -> None:
+        if format_ not in FORMATS:
+            raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
+        from gendistill.export import export_onnx
+
+        target = out or run_dir / "export" / ("onnx" if quantize is None else f"onnx-{quantize}")
+        path = export_onnx(run_dir, target, quantize)
+        size = (path / "model.onnx").stat().st_size
+        typer.echo(f"exported: {path} (model.onnx {size / 1e6:.2f} MB, {quantize or 'fp32'})")
+
+    _guard(action)
+
+
+def serve(
+    export_dir: Annotated[Path, typer.Argument(help="a folder made by gendistill export")],
+    host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+    max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="most texts per batch request")] = 256,
+    max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="most characters per text")] = 10_000,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime threads "
+                                                "(default: one per physical core)")] = None,
+) -> None:
+    """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
+    from gendistill.cli import _guard
+    from gendistill.errors import ModelLoadError
+
+    def action() -> None:
+        import uvicorn
+
+        from gendistill.inference import ExportDirError
+        from gendistill.serve import create_app
+
+        try:
+            app = create_app(export_dir, max_texts=max_texts, max_chars=max_chars, threads=threads)
+        except ExportDirError as error:
+            raise ModelLoadError(str(error)) from None
+        uvicorn.run(app, host=host, port=port)
+
+    _guard(action)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `export` and `serve` commands to the gendistill CLI."""
+    app.command("export")(export)
+    app.command("serve")(serve)

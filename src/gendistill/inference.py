@@ -1,0 +1,109 @@
+"""Torch-free prediction with an exported student: numpy, tokenizers and onnxruntime only.
+
+This module is what a deployment imports, so it must never pull in torch or transformers (nor any gendistill
+module that does). The export folder holds model.onnx (which takes the tokenizer's raw ids and applies the
+student's id map and padding rules inside the graph), tokenizer.json, labels.json and metadata.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE = "model.onnx", "tokenizer.json", "labels.json", "metadata.json"
+FORMAT, FORMAT_VERSION = "gendistill-onnx", 1
+PAD_ID = 0
+
+
+class ExportDirError(ValueError):
+    """The folder is not a usable gendistill ONNX export (a user error, not a bug)."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ExportDirError(f"{path}: cannot read ({error})") from None
+
+
+class Predictor:
+    """Texts in, labels/probabilities/logits out, from an export folder made by `gendistill export`.
+
+    `threads` sets onnxruntime's intra-op threads (None: onnxruntime's default, one per physical core).
+    """
+
+    def __init__(self, directory: str | Path, threads: int | None = None):
+        self.directory = Path(directory)
+        files = (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE)
+        missing = [name for name in files if not (self.directory / name).is_file()]
+        if missing:
+            raise ExportDirError(f"{self.directory}: not a gendistill ONNX export ({', '.join(missing)} missing); "
+                                 "make one with `gendistill export RUN_DIR --format onnx --out DIR`")
+        self.metadata: dict[str, Any] = _read_json(self.directory / METADATA_FILE)
+        self.label_names: list[str] = list(_read_json(self.directory / LABELS_FILE))
+        version = self.metadata.get("format_version")
+        if self.metadata.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ExportDirError(f"{self.directory}: metadata.json is not a {FORMAT} v{FORMAT_VERSION} export "
+                                 f"(format={self.metadata.get('format')!r}, version={version!r}); re-export it")
+        try:
+            self.max_length = int(self.metadata["max_length"])
+            self.min_length = int(self.metadata["min_length"])
+            self.empty_id = int(self.metadata["empty_id"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ExportDirError(f"{self.directory}: metadata.json lacks a valid {error}; re-export it") from None
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
+        except Exception as error:  # tokenizers raises a bare Exception on bad files
+            raise ExportDirError(f"{self.directory / TOKENIZER_FILE}: cannot load ({error})") from None
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.directory / MODEL_FILE), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types on invalid models
+            raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Raw tokenizer ids per text, as the student saw them in training: no special tokens, truncated to
+        max_length; a text with no token gets one id that the graph maps to [UNK]."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not one string")
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [encoding.ids[: self.max_length] or [self.empty_id] for encoding in encodings]
+
+    def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(max(len(ids) for ids in sequences), self.min_length)
+        matrix = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
+        for row, ids in enumerate(sequences):
+            matrix[row, : len(ids)] = ids
+        return matrix, np.asarray([len(ids) for ids in sequences], dtype=np.int64)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Logits [len(texts), labels] in input order; texts are batched by token count to waste little on
+        padding (the students are exact under padding, so this changes no result)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        sequences = self.token_ids(texts)
+        out = np.zeros((len(sequences), len(self.label_names)), dtype=np.float32)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            ids, lengths = self._pad([sequences[i] for i in chunk])
+            out[chunk] = self.session.run(["logits"], {"ids": ids, "lengths": lengths})[0]
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = self.logits(texts, batch_size)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]

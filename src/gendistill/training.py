@@ -1,0 +1,108 @@
+"""The one training loop behind teacher, generator and student: Accelerate, per-epoch checkpoints, exact resume.
+
+Each epoch builds its DataLoader with a generator seeded from (seed, epoch) and reseeds torch (dropout), so a run
+resumed from the checkpoint of epoch k makes exactly the same updates as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from gendistill import progress
+from gendistill.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    epochs: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    resumed_from_epoch: int | None = None
+
+
+def fit(
+    *,
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    examples: Sequence[Any],
+    batch_size: int,
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    steps: int,
+    seed: int,
+    description: str,
+    name: str = "train",
+    checkpoint_dir: Path | None = None,
+    max_grad_norm: float = 1.0,
+    evaluate: Callable[[torch.nn.Module], float] | None = None,
+) -> tuple[torch.nn.Module, LoopResult]:
+    """Train for `steps` optimizer steps; returns the unwrapped model (the best epoch's weights when `evaluate`
+    is given: higher is better, measured on validation data, never on the test set)."""
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    per_epoch = max(1, math.ceil(len(examples) / batch_size / accelerator.num_processes))
+    epochs = max(1, math.ceil(steps / per_epoch))
+    result = LoopResult(steps=0, epochs=0)
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch = 0
+    if checkpoint_dir is not None:
+        state = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler)
+        if state is not None:
+            start_epoch, result.steps, result.history = state["epoch"], state["step"], state["history"]
+            result.best_metric, result.resumed_from_epoch = state.get("best_metric"), state["epoch"]
+            best_state = load_extra(checkpoint_dir, "best")
+            progress.log(f"{description}: resumed after epoch {start_epoch}")
+    with progress.bar(description, total=steps, completed=result.steps) as bar:
+        for epoch in range(start_epoch, epochs):
+            if result.steps >= steps:
+                break
+            torch.manual_seed(epoch_seed(seed, epoch))
+            loader = accelerator.prepare(DataLoader(
+                list(examples), batch_size=batch_size, shuffle=True, collate_fn=collate,
+                generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))))
+            model.train()
+            total, count = 0.0, 0
+            for batch in loader:
+                loss = loss_fn(model, batch)
+                accelerator.backward(loss)
+                if max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                total, count, result.steps = total + loss.item(), count + 1, result.steps + 1
+                bar.advance()
+                if result.steps >= steps:
+                    break
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+            if evaluate is not None:
+                model.eval()
+                record["validation"] = evaluate(accelerator.unwrap_model(model))
+                if result.best_metric is None or record["validation"] > result.best_metric:
+                    result.best_metric = record["validation"]
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()})
+            result.history.append(record)
+            if checkpoint_dir is not None and accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
+                                {"epoch": epoch + 1, "step": result.steps, "history": result.history,
+                                 "best_metric": result.best_metric},
+                                {"best": best_state} if best_state is not None else None)
+            kill_point(f"{name}.epoch")
+    accelerator.wait_for_everyone()
+    result.epochs = len(result.history)
+    unwrapped = accelerator.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    unwrapped.eval()
+    return unwrapped, result
