@@ -168,3 +168,30 @@ def test_api_with_file_source_conditional_pretrained_generator_and_cnn(task_dir,
     assert report["train_examples"] == 30 and report["student"]["arch"] == "cnn"
     student = gendistill.StudentClassifier.from_pretrained(tmp_path / "api" / "student")
     assert student.predict(["rain and wind"])[0] in {"cooking", "sports", "weather"}
+
+
+def test_predict_accepts_an_onnx_export(finished, tmp_path):
+    _, _, run_dir, _ = finished
+    exported = invoke("export", run_dir, "--format", "onnx", "--out", tmp_path / "onnx")
+    assert exported.exit_code == 0, exported.output
+    from_export = invoke("predict", tmp_path / "onnx", "the storm and rain today", "a goal for the team")
+    from_torch = invoke("predict", run_dir, "the storm and rain today", "a goal for the team")
+    assert from_export.exit_code == 0, from_export.output
+    assert from_export.output == from_torch.output
+
+
+def test_adopt_reuses_matching_stages_of_another_run(finished, tmp_path):
+    _, config_path, run_dir, _ = finished
+    config = gendistill.load_config(config_path, ["student.arch=bag"])
+    other = gendistill.Run(config, tmp_path / "arm")
+    adopted = other.adopt(run_dir, ("data", "teacher", "generator", "generate", "label"))
+    assert adopted == ["data", "teacher", "generator", "generate", "label"]
+    assert (tmp_path / "arm" / "teacher").is_symlink()
+    report = other.run()
+    assert report["student"]["arch"] == "bag"
+    manifest = json.loads((tmp_path / "arm" / "manifest.json").read_text())
+    assert manifest["stages"]["teacher"]["adopted_from"] == str(run_dir.resolve())
+    assert (run_dir / "teacher" / "model.safetensors").exists()  # the source run is untouched
+    # a stage whose config differs is not adopted
+    changed = gendistill.Run(gendistill.load_config(config_path, ["teacher.epochs=1"]), tmp_path / "arm2")
+    assert changed.adopt(run_dir, ("data", "teacher")) == ["data"]

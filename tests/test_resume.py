@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 
 def cli(*args, kill_at=None, cwd=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
     env.pop("GENDISTILL_KILL_AT", None)
     if kill_at:
         env["GENDISTILL_KILL_AT"] = kill_at

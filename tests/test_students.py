@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import make_rows
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
 
@@ -15,8 +16,6 @@ from gendistill.runtime import make_accelerator
 from gendistill.students import StudentClassifier
 from gendistill.students.static import encode_tokens, reduce_and_weight
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
-
-from conftest import make_rows
 
 LABELS = ["cooking", "sports", "weather"]
 

@@ -111,7 +111,7 @@ _stage_command("evaluate", "evaluate", "Evaluate teacher and students; write rep
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
+    model_dir: Annotated[Path, typer.Argument(help="a run directory, a student folder or an export folder")],
     texts: Annotated[list[str] | None, typer.Argument(help="texts to classify")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="one text per line")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines with probabilities")] = False,
@@ -130,15 +130,24 @@ def predict(
         if not inputs:
             raise GendistillError("no texts: pass them as arguments or with --file")
         directory = model_dir / "student" if (model_dir / "student" / "config.json").exists() else model_dir
-        if not (directory / "config.json").exists():
-            raise ModelLoadError(f"{model_dir}: no student found (expected a run directory or a student folder)")
-        student = StudentClassifier.from_pretrained(directory)
-        probabilities = student.predict_proba(inputs)
+        if (directory / "model.onnx").exists():  # an export folder: the torch-free predictor
+            from gendistill.inference import ExportDirError, Predictor
+
+            try:
+                model: Any = Predictor(directory)
+            except ExportDirError as error:
+                raise ModelLoadError(str(error)) from None
+        elif (directory / "config.json").exists():
+            model = StudentClassifier.from_pretrained(directory)
+        else:
+            raise ModelLoadError(f"{model_dir}: no student found (expected a run directory, a student folder or "
+                                 "an export folder)")
+        probabilities = model.predict_proba(inputs)
         for text, row in zip(inputs, probabilities, strict=True):
-            label = student.label_names[int(row.argmax())]
+            label = model.label_names[int(row.argmax())]
             if as_json:
                 typer.echo(json.dumps({"text": text, "label": label,
-                                       "probabilities": dict(zip(student.label_names, map(float, row), strict=True))}))
+                                       "probabilities": dict(zip(model.label_names, map(float, row), strict=True))}))
             else:
                 typer.echo(label)
 
@@ -160,6 +169,10 @@ def _print_summary(report: dict[str, Any]) -> None:
                           f"{row['params']:,}", f"{row['examples_per_s']:,.0f}")
     Console(file=sys.stdout).print(table)
 
+
+from gendistill.deploy_cli import register as _register_deploy  # noqa: E402 - commands need `app` and `_guard`
+
+_register_deploy(app)
 
 if __name__ == "__main__":
     app()

@@ -163,7 +163,8 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def _prepare_target(out_dir: Path) -> Path:
     """A fresh temporary folder beside `out_dir`; refuses to later replace a folder that is not an export."""
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / METADATA_FILE).exists())):
+    is_export_or_empty = out_dir.is_dir() and ((out_dir / METADATA_FILE).exists() or not any(out_dir.iterdir()))
+    if out_dir.exists() and not is_export_or_empty:
         raise GendistillError(f"{out_dir}: exists and is not an ONNX export; choose another --out")
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

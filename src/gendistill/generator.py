@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from transformers import (
 
 from gendistill.config import GeneratorConfig
 from gendistill.hub import from_pretrained
-from gendistill.training import fit
+from gendistill.training import fit, save_pretrained_atomic
 
 EOS = "<|endoftext|>"
 PAD = "<pad>"
@@ -106,14 +105,7 @@ def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int]
         batch_size=config.batch_size, collate=collate, loss_fn=lambda m, batch: m(**batch).loss, steps=steps,
         seed=seed, description="generator: fine-tune", name="generator", checkpoint_dir=checkpoint_dir,
     )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        tmp.rename(out_dir)
+    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {"steps": result.steps, "learning_rate": learning_rate, "final_loss": result.history[-1]["loss"],
             "resumed_from_epoch": result.resumed_from_epoch}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import shutil
@@ -53,9 +54,10 @@ SECTIONS = {
     "evaluate": ("evaluate",),
 }
 FORCE_CHOICES = (*STAGES, "all", "changed")
+TRAINING_STAGES = ("teacher", "generator", "distill")  # run on every process under `accelerate launch`
 OUTPUTS = {  # what each stage writes; cleared before a fresh (non-resumed) run of the stage
     "data": ("data",),
-    "teacher": ("teacher", "teacher.tmp", "checkpoints/teacher", "checkpoints/teacher.tmp", "cache"),
+    "teacher": ("teacher", "teacher.tmp", "checkpoints/teacher", "checkpoints/teacher.tmp"),
     "generator": ("generator", "generator.tmp", "checkpoints/generator", "checkpoints/generator.tmp"),
     "generate": ("transfer",),
     "label": ("labels",),
@@ -147,7 +149,13 @@ class Run:
         return computed
 
     def save_manifest(self) -> None:
-        write_json(self.manifest_path, self.manifest)
+        if self.is_main:
+            write_json(self.manifest_path, self.manifest)
+
+    @property
+    def is_main(self) -> bool:
+        """Under `accelerate launch` only the main process writes files and runs the non-training stages."""
+        return True if not _distributed() else self.accelerator.is_main_process
 
     def is_done(self, stage: str, key: str) -> bool:
         record = self.manifest["stages"].get(stage, {})
@@ -201,6 +209,32 @@ class Run:
         report_path = self.dir / "report.json"
         return Report(read_json(report_path), report_path) if report_path.exists() else None
 
+    def adopt(self, source_dir: str | Path, stages: tuple[str, ...]) -> list[str]:
+        """Reuse finished stages of another run directory instead of recomputing them: where the other run's
+        record has the key this config gives the stage, its outputs are linked here and its record copied.
+        Returns the stages adopted (a stage whose key differs is left to run)."""
+        source_dir = Path(source_dir).resolve()
+        source = read_json(source_dir / "manifest.json")["stages"]
+        keys = self.keys()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        adopted = []
+        for stage in stages:
+            record = source.get(stage, {})
+            if record.get("key") != keys[stage]["key"] or record.get("status") not in ("done", "skipped"):
+                continue
+            if self.is_done(stage, keys[stage]["key"]):
+                adopted.append(stage)
+                continue
+            for name in OUTPUTS[stage]:
+                if name.startswith("checkpoints/") or not (source_dir / name).exists():
+                    continue
+                _remove(self.dir / name)
+                (self.dir / name).symlink_to(source_dir / name, target_is_directory=(source_dir / name).is_dir())
+            self.manifest["stages"][stage] = {**record, "adopted_from": str(source_dir)}
+            adopted.append(stage)
+        self.save_manifest()
+        return adopted
+
     def _mark_downstream_stale(self, stage: str) -> None:
         """After one stage reran alone, later stages that used its old output must rerun."""
         stale = {stage}
@@ -218,21 +252,25 @@ class Run:
             progress.log(f"resuming {stage} from its last checkpoint")
         else:  # a fresh run must not mix in outputs made under another config or teacher
             for name in OUTPUTS[stage]:
-                path = self.dir / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                _remove(self.dir / name)
         record = {"status": "running", **key, "started_at": _now()}
         self.manifest["stages"][stage] = record
         self.save_manifest()
         progress.log(f"[bold]{stage}[/bold] ...")
         start = time.perf_counter()
-        outcome = getattr(self, f"stage_{stage}")() or {}
+        if stage in TRAINING_STAGES or self.is_main:
+            outcome = getattr(self, f"stage_{stage}")() or {}
+        else:
+            outcome = {}
+        if _distributed():
+            self.accelerator.wait_for_everyone()
         seconds = time.perf_counter() - start
         record.update(status=outcome.pop("status", "done"), seconds=round(seconds, 2), finished_at=_now(),
                       versions=_versions(), summary=outcome)
         self.save_manifest()
         for name in OUTPUTS[stage]:  # training checkpoints are only for resuming this stage
             if name.startswith("checkpoints/"):
-                shutil.rmtree(self.dir / name, ignore_errors=True)
+                _remove(self.dir / name)
         progress.log(f"[green]done[/green] {stage} in {seconds:.1f}s")
 
     def _teacher_test_logits(self, teacher: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
@@ -295,7 +333,7 @@ class Run:
     # ---- generator ---------------------------------------------------------------------------------------
     def stage_generator(self) -> dict[str, Any]:
         if not self.config.uses_generator():
-            shutil.rmtree(self.dir / "generator", ignore_errors=True)
+            _remove(self.dir / "generator")
             return {"status": "skipped", "reason": "no 'generate' transfer source"}
         from gendistill.generator import train_generator
 
@@ -314,7 +352,7 @@ class Run:
         if root.exists():  # sources removed from the config leave nothing behind
             for child in root.iterdir():
                 if child.name not in expected:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                    _remove(child)
         training = {normalize(t) for t in task.train.texts}
         text_filter = TextFilter(self.config.transfer.filters, training)
         summaries = []
@@ -409,6 +447,7 @@ class Run:
     # ---- distill -----------------------------------------------------------------------------------------
     def stage_distill(self) -> dict[str, Any]:
         from gendistill.distill import make_student, train_student
+        from gendistill.students import StudentClassifier
 
         config = self.config.student
         task = self.task()
@@ -417,13 +456,20 @@ class Run:
         common = {"teacher_dir": self.dir / "teacher", "teacher_base": self.config.teacher.model,
                   "device": str(self.device), "trust_remote_code": self.config.teacher.trust_remote_code}
         texts = train_texts + transfer_texts
-        student = make_student(config, texts, task.label_names, self.config.seed, **common)
-        stats = train_student(student, texts, gold + [-1] * len(transfer_texts),
-                              np.concatenate([train_logits, transfer_logits]), config, self.accelerator,
-                              self.config.seed, validation=validation, description="student",
-                              checkpoint_dir=self.dir / "checkpoints" / "distill" / "student")
-        student.info.update(run_dir=str(self.dir), kind="student")
-        student.save_pretrained(self.dir / "student")
+        finished = self.dir / "student" / "training.json"
+        if finished.exists():  # resuming a distill stage killed while the baseline trained: the student is done
+            student = StudentClassifier.from_pretrained(self.dir / "student")
+            stats = read_json(finished)
+        else:
+            student = make_student(config, texts, task.label_names, self.config.seed, **common)
+            stats = train_student(student, texts, gold + [-1] * len(transfer_texts),
+                                  np.concatenate([train_logits, transfer_logits]), config, self.accelerator,
+                                  self.config.seed, validation=validation, description="student",
+                                  checkpoint_dir=self.dir / "checkpoints" / "distill" / "student")
+            student.info.update(run_dir=str(self.dir), kind="student")
+            if self.is_main:
+                student.save_pretrained(self.dir / "student")
+                write_json(finished, stats)
         summary = {"student": {"params": student.num_parameters, "examples": len(texts), **_brief(stats),
                                "vocab_size": student.spec.vocab_size}}
         baseline_dir = self.dir / "baseline_student"
@@ -435,11 +481,12 @@ class Run:
                                            description="baseline student",
                                            checkpoint_dir=self.dir / "checkpoints" / "distill" / "baseline")
             baseline.info.update(run_dir=str(self.dir), kind="baseline_student")
-            baseline.save_pretrained(baseline_dir)
+            if self.is_main:
+                baseline.save_pretrained(baseline_dir)
             summary["baseline_student"] = {"params": baseline.num_parameters, "examples": len(train_texts),
                                            **_brief(baseline_stats), "vocab_size": baseline.spec.vocab_size}
         else:
-            shutil.rmtree(baseline_dir, ignore_errors=True)
+            _remove(baseline_dir)
         return summary
 
     # ---- evaluate ----------------------------------------------------------------------------------------
@@ -522,16 +569,27 @@ def _teacher_test_logits_cached(run: Run, teacher: Any, tokenizer: Any, texts: l
 
     key = _hash([run.manifest["stages"].get("teacher", {}).get("key"), texts_sha256(texts),
                  run.config.teacher.max_length])
-    path = run.dir / "cache" / f"teacher_test_logits-{key}.safetensors"
+    path = run.dir / "teacher" / ".cache" / f"test_logits-{key}.safetensors"
     if path.exists():
         return load_file(str(path))["logits"]
     logits = teacher_logits(teacher, tokenizer, texts, run.config.evaluate.batch_size, run.config.teacher.max_length,
                             torch.device("cpu"))
-    shutil.rmtree(path.parent, ignore_errors=True)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({"logits": logits}, str(tmp))
     return logits
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, folder or symlink (never what a symlink points to: adopted outputs belong to another run)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _with_downstream(stages: set[str]) -> set[str]:

@@ -97,9 +97,12 @@ def create_app(predictor_dir: str | Path, max_texts: int = 256, max_chars: int =
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # the exporting machine's file paths mean nothing to a client and only reveal its layout
+    public_metadata = {key: value for key, value in predictor.metadata.items() if key not in ("source", "run_dir")}
+
     @app.get("/info")
     def info() -> dict[str, Any]:
-        return {"labels": labels, "metadata": predictor.metadata,
+        return {"labels": labels, "metadata": public_metadata,
                 "limits": {"max_texts": max_texts, "max_chars": max_chars}}
 
     @app.post("/predict", response_model=Prediction)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from transformers import (
 from gendistill.config import TeacherConfig
 from gendistill.data import LabeledSet
 from gendistill.hub import from_pretrained
-from gendistill.training import fit
+from gendistill.training import fit, save_pretrained_atomic
 
 
 def load_teacher(path: str, num_labels: int | None = None, label_names: list[str] | None = None,
@@ -58,14 +57,7 @@ def train_teacher(config: TeacherConfig, train: LabeledSet, label_names: list[st
         loss_fn=lambda m, batch: m(**batch).loss, steps=steps, seed=seed, description="teacher: fine-tune",
         name="teacher", checkpoint_dir=checkpoint_dir,
     )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        tmp.rename(out_dir)
+    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {"steps": result.steps, "final_loss": result.history[-1]["loss"], "resumed_from_epoch": result.resumed_from_epoch}
 
 

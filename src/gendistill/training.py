@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +50,16 @@ def fit(
     checkpoint_dir: Path | None = None,
     max_grad_norm: float = 1.0,
     evaluate: Callable[[torch.nn.Module], float] | None = None,
+    checkpoint_every_s: float | None = None,
 ) -> tuple[torch.nn.Module, LoopResult]:
     """Train for `steps` optimizer steps; returns the unwrapped model (the best epoch's weights when `evaluate`
-    is given: higher is better, measured on validation data, never on the test set)."""
+    is given: higher is better, measured on validation data, never on the test set).
+
+    Checkpoints are written at the end of an epoch when `checkpoint_every_s` (default: $GENDISTILL_CHECKPOINT_SECONDS
+    or 30) have passed since the last one, so many tiny epochs do not spend their time writing files."""
+    if checkpoint_every_s is None:
+        checkpoint_every_s = float(os.environ.get("GENDISTILL_CHECKPOINT_SECONDS", "30"))
+    last_save = time.monotonic()
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     per_epoch = max(1, math.ceil(len(examples) / batch_size / accelerator.num_processes))
     epochs = max(1, math.ceil(steps / per_epoch))
@@ -93,7 +103,9 @@ def fit(
                     result.best_metric = record["validation"]
                     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()})
             result.history.append(record)
-            if checkpoint_dir is not None and accelerator.is_main_process:
+            due = time.monotonic() - last_save >= checkpoint_every_s
+            if checkpoint_dir is not None and accelerator.is_main_process and due and result.steps < steps:
+                last_save = time.monotonic()
                 save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
                                 {"epoch": epoch + 1, "step": result.steps, "history": result.history,
                                  "best_metric": result.best_metric},
@@ -106,3 +118,16 @@ def fit(
         unwrapped.load_state_dict(best_state)
     unwrapped.eval()
     return unwrapped, result
+
+
+def save_pretrained_atomic(accelerator: Accelerator, model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """`save_pretrained` model and tokenizer into a temporary folder, then swap it in (main process only)."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)

@@ -1,0 +1,258 @@
+"""The paper's comparison on real data: a low-data benchmark with every baseline, run through the gendistill API.
+
+For each dataset x labeled-per-class N x seed ("cell") one labeled sample is drawn and one teacher fine-tuned; every
+arm then reuses them (`Run.adopt`), so adding an arm never redoes the teacher, the generator or a transfer set:
+
+  teacher               the fine-tuned encoder itself
+  student_ce            student on the labeled examples only, cross-entropy (the run's baseline student)
+  student_kd            student distilled on the labeled examples only
+  student_kd_augment    + a rule-based transfer set (Tang et al. 2019: masking, word swaps, n-gram sampling)
+  student_kd_generate   + texts sampled from a generator fine-tuned on the labeled texts (the method)
+  student_kd_unlabeled  + real unlabeled texts of the train pool, labeled sample excluded (a perfect generator)
+
+    python benchmarks/lowdata.py --data-dir ../shared/data --datasets ag_news sst2 --per-class 8 64 --seeds 0 1 2 \\
+        --teacher models/all-MiniLM-L6-v2
+    python benchmarks/lowdata.py --quick --data-dir ../shared/data --teacher models/all-MiniLM-L6-v2
+
+Outputs under --out: runs/<dataset>/*.json (one per arm run), <dataset>/summary.json, RESULTS.md, accuracy_vs_size.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gendistill
+from gendistill.config import RunConfig, build_config
+from gendistill.io import write_json, write_text
+
+SHARED_STAGES = ("data", "teacher")
+ARMS = ("teacher", "student_ce", "student_kd", "student_kd_augment", "student_kd_generate", "student_kd_unlabeled")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder of <name>/{train,test}.jsonl + labels.json")
+    parser.add_argument("--datasets", nargs="+", default=["ag_news", "sst2"])
+    parser.add_argument("--per-class", nargs="+", type=int, default=[8, 64])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
+    parser.add_argument("--generator", default="scratch", help="'scratch' or a causal LM id/folder (e.g. gpt2)")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--sizes", nargs="+", default=["1000", "4000", "all"],
+                        help="transfer-set sizes swept for the generate and unlabeled arms ('all' = the whole pool; "
+                             "for generate, 'all' means as many texts as the pool has)")
+    parser.add_argument("--inits", nargs="+", default=["teacher", "random"], choices=["teacher", "random"],
+                        help="student embedding inits to run for every student arm")
+    parser.add_argument("--arch", default="bilstm", choices=["bilstm", "cnn", "bag"])
+    parser.add_argument("--augment-copies", type=int, default=20)
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
+    parser.add_argument("--quick", action="store_true",
+                        help="one dataset, one N, one seed, small transfer sets (about 10 minutes on 2 CPU cores)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.datasets, args.per_class, args.seeds = args.datasets[:1], [args.per_class[-1]], args.seeds[:1]
+        args.sizes, args.inits, args.augment_copies = ["500"], ["teacher"], 2
+    return args
+
+
+def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: int) -> dict[str, Any]:
+    folder = args.data_dir / dataset
+    config: dict[str, Any] = {
+        "data": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl"),
+                 "label_names": str(folder / "labels.json"), "per_class": per_class, "seed": seed},
+        "teacher": {"model": args.teacher, "epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4},
+        "generator": {"model": args.generator},
+        "student": {"arch": args.arch},
+        "seed": seed,
+        "evaluate": {"speed_examples": 256},
+    }
+    if args.quick:
+        config["teacher"]["epochs"] = 5
+        config["generator"].update(epochs=10)
+        config["student"]["epochs"] = 5
+    return config
+
+
+def arm_configs(args: argparse.Namespace, base: dict[str, Any], pool_size: int) -> list[tuple[str, str, str, dict]]:
+    """(arm, init, size label, config) for every student run of one cell."""
+    runs = []
+    for init in args.inits:
+        student = {**base["student"], "init": init}
+        if "student_ce" in args.arms or "student_kd" in args.arms:  # one run gives both: student = KD, baseline = CE
+            runs.append(("labeled_only", init, "0", {**base, "student": {**student, "baseline": True}}))
+        student = {**student, "baseline": False}
+        if "student_kd_augment" in args.arms:
+            sources = [{"type": "augment", "copies": args.augment_copies}]
+            runs.append(("student_kd_augment", init, "-", {**base, "student": student, "transfer": {"sources": sources}}))
+        for size in args.sizes:
+            n = pool_size if size == "all" else min(int(size), pool_size)
+            if "student_kd_generate" in args.arms:
+                sources = [{"type": "generate", "n": n}]
+                runs.append(("student_kd_generate", init, size, {**base, "student": student,
+                                                                 "transfer": {"sources": sources}}))
+            if "student_kd_unlabeled" in args.arms:
+                source = {"type": "file", "path": base["data"]["train"], "exclude_labeled": True}
+                if size != "all":
+                    source["n"] = n
+                runs.append(("student_kd_unlabeled", init, size, {**base, "student": student,
+                                                                  "transfer": {"sources": [source]}}))
+    return runs
+
+
+def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) -> list[dict[str, Any]]:
+    """Every arm of one (dataset, N, seed); returns one result row per arm and transfer size."""
+    base = base_config(args, dataset, per_class, seed)
+    cell = args.cache / dataset / f"n{per_class}-s{seed}"
+    first = cell / "shared"
+    shared = gendistill.Run(build_config(base, args.overrides), first)
+    shared.run()  # data + teacher (+ a labeled-only student: the cheapest full run)
+    stats = json.loads((first / "data" / "stats.json").read_text())
+    pool_size = stats["pool"] - stats["train"]
+    rows: list[dict[str, Any]] = []
+    generator_donor: Path | None = None
+    for arm, init, size, raw in arm_configs(args, base, pool_size):
+        config = build_config(raw, args.overrides)
+        name = f"{arm}-{init}-{size}"
+        run = gendistill.Run(config, cell / name)
+        stages = SHARED_STAGES + (("generator",) if arm == "student_kd_generate" and generator_donor else ())
+        run.adopt(first, SHARED_STAGES)
+        if arm == "student_kd_generate" and generator_donor is not None:
+            run.adopt(generator_donor, ("generator",))
+        print(f"[{dataset} N={per_class} seed={seed}] {name} (adopting {', '.join(stages)})", flush=True)
+        started = time.perf_counter()
+        report = run.run().data
+        if arm == "student_kd_generate":
+            generator_donor = cell / name
+        rows += result_rows(dataset, per_class, seed, arm, init, size, report, config, time.perf_counter() - started)
+    return rows
+
+
+def result_rows(dataset: str, per_class: int, seed: int, arm: str, init: str, size: str, report: dict,
+                config: RunConfig, seconds: float) -> list[dict[str, Any]]:
+    common = {"dataset": dataset, "per_class": per_class, "seed": seed, "init": init,
+              "transfer_size": report["transfer_set"]["kept"], "size_label": size,
+              "seconds_per_stage": {k: v["seconds"] for k, v in report["stages"].items()},
+              "wall_seconds": round(seconds, 1), "config": config.model_dump(mode="json")}
+    rows = []
+    if arm == "labeled_only":
+        pairs = [("teacher", report["teacher"]), ("student_kd", report["student"]),
+                 ("student_ce", report.get("baseline_student"))]
+        if init != "teacher":
+            pairs = pairs[1:]
+    else:
+        pairs = [(arm, report["student"])]
+    for name, metrics in pairs:
+        if metrics is None:
+            continue
+        rows.append({**common, "arm": name if name == "teacher" else f"{name}[{init}]",
+                     "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "params": metrics["params"],
+                     "examples_per_s": metrics["examples_per_s"]})
+    return rows
+
+
+def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    arms: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        arm = row["arm"] + ("" if row["size_label"] in ("0", "-") else f"@{row['size_label']}")
+        cell = arms.setdefault(arm, {}).setdefault(str(row["per_class"]), {"seeds": [], "accuracy": [], "params": []})
+        cell["seeds"].append(row["seed"])
+        cell["accuracy"].append(row["accuracy"])
+        cell["params"].append(row["params"])
+        cell.setdefault("transfer_size", []).append(row["transfer_size"])
+    out: dict[str, Any] = {"dataset": dataset, "arms": {}}
+    for arm, by_n in arms.items():
+        out["arms"][arm] = {n: {"accuracy_mean": statistics.mean(c["accuracy"]),
+                                "accuracy_std": statistics.pstdev(c["accuracy"]) if len(c["accuracy"]) > 1 else 0.0,
+                                "seeds": c["seeds"], "accuracies": c["accuracy"], "params": max(c["params"]),
+                                "transfer_size_mean": statistics.mean(c["transfer_size"])}
+                            for n, c in by_n.items()}
+    return out
+
+
+def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
+    lines = ["# Low-data benchmark results", "", f"Command: `{command}`", "",
+             "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets). "
+             "`[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size.", ""]
+    for summary in summaries:
+        ns = sorted({n for arm in summary["arms"].values() for n in arm}, key=int)
+        lines += [f"## {summary['dataset']}", "", "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
+                  "|---|" + "---|" * (len(ns) + 1)]
+        for arm, by_n in summary["arms"].items():
+            cells = []
+            for n in ns:
+                c = by_n.get(n)
+                cells.append("–" if c is None else
+                             f"{100 * c['accuracy_mean']:.1f} ± {100 * c['accuracy_std']:.1f} [{len(c['seeds'])}]")
+            params = max(c["params"] for c in by_n.values())
+            lines.append(f"| {arm} | " + " | ".join(cells) + f" | {params:,} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summaries: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs transfer-set size per source, the teacher as a horizontal line (one panel per dataset x N)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, n) for s in summaries for n in sorted({n for a in s["arms"].values() for n in a}, key=int)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (summary, n) in zip(axes[0], panels, strict=True):
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for arm, by_n in summary["arms"].items():
+            if n not in by_n:
+                continue
+            if arm == "teacher":
+                ax.axhline(100 * by_n[n]["accuracy_mean"], color="black", linestyle="--", label="teacher")
+            elif "@" in arm:
+                source = arm.split("@")[0]
+                curves.setdefault(source, []).append((by_n[n]["transfer_size_mean"], 100 * by_n[n]["accuracy_mean"]))
+            elif arm.startswith("student_ce"):
+                ax.axhline(100 * by_n[n]["accuracy_mean"], linestyle=":", color="gray", label=arm)
+        for source, points in sorted(curves.items()):
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot(xs, ys, marker="o", label=source)
+        ax.set_title(f"{summary['dataset']}, N={n}/class")
+        ax.set_xlabel("transfer-set size")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python benchmarks/lowdata.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    summaries = []
+    for dataset in args.datasets:
+        rows = []
+        for per_class in args.per_class:
+            for seed in args.seeds:
+                cell_rows = run_cell(args, dataset, per_class, seed)
+                for row in cell_rows:
+                    name = f"{row['arm']}-{row['size_label']}-n{per_class}-s{seed}".replace("[", "_").replace("]", "")
+                    write_json(args.out / "runs" / dataset / f"{name}.json", row)
+                rows += cell_rows
+        summary = summarize(dataset, rows)
+        write_json(args.out / dataset / "summary.json", summary)
+        summaries.append(summary)
+    write_text(args.out / "RESULTS.md", markdown(command, summaries))
+    plot(summaries, args.out / "accuracy_vs_size.png")
+    print(f"results: {args.out / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
