@@ -44,3 +44,16 @@ def test_generated_source_stops_when_filters_reject_everything(tmp_path):
     summary = build_generated_source(tmp_path, 0, source, lambda n, seed: ["same"] * n,
                                      TextFilter(FilterConfig(min_words=1), {"same"}), 10, 0)
     assert summary.kept == 0 and summary.note and summary.drops["training_copy"] == summary.generated
+
+
+def test_augment_source_makes_filtered_variants_of_the_labeled_texts(tmp_path):
+    from gendistill.transfer import build_augment_source
+
+    labeled = ["the storm brought heavy rain today", "a late goal won the match for the team"]
+    source = TransferSource(type="augment", copies=5, swap="shape")
+    summary = build_augment_source(tmp_path, 0, source, TextFilter(FilterConfig(min_words=1), set(labeled)),
+                                   labeled, 4, 0)
+    texts = [t for p in list_shards(tmp_path) for t in read_shard(p)[0]]
+    assert 0 < len(texts) == summary.kept <= 10 and len(set(texts)) == len(texts)
+    assert not set(texts) & set(labeled)
+    assert summary.details == {"swap_mode": "shape", "copies": 5}

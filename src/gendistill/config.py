@@ -102,6 +102,7 @@ class GeneratorConfig(_Section):
 class SourceKind(str, Enum):
     generate = "generate"
     file = "file"
+    augment = "augment"
 
 
 class TransferSource(_Section):
@@ -116,6 +117,16 @@ class TransferSource(_Section):
     exclude_labeled: bool = Field(
         default=True, description="file source: drop texts that are in the labeled training set"
     )
+    # augment source: Tang et al. (2019) rules applied to the labeled texts (defaults are the paper's)
+    copies: Annotated[int, Field(ge=1)] = Field(default=20, description="augment: variants per labeled text")
+    p_mask: Annotated[float, Field(ge=0, le=1)] = 0.1
+    p_swap: Annotated[float, Field(ge=0, le=1)] = 0.1
+    p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
+    ngram_max: Annotated[int, Field(ge=1)] = 5
+    mask_token: str = "[MASK]"
+    swap: Literal["auto", "pos", "shape", "none"] = Field(
+        default="auto", description="augment word swaps: same part of speech (pos), same word shape, or none"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TransferSource:
@@ -123,6 +134,8 @@ class TransferSource(_Section):
             raise ValueError("a 'generate' source needs n: the number of texts to generate")
         if self.type == SourceKind.file.value and not self.path:
             raise ValueError("a 'file' source needs path")
+        if self.p_mask + self.p_swap > 1:
+            raise ValueError(f"p_mask + p_swap must be at most 1 (got {self.p_mask} + {self.p_swap})")
         return self
 
 

@@ -344,7 +344,14 @@ class Run:
 
     # ---- generate (the transfer set) ---------------------------------------------------------------------
     def stage_generate(self) -> dict[str, Any]:
-        from gendistill.transfer import TextFilter, build_file_source, build_generated_source, normalize, source_dir
+        from gendistill.transfer import (
+            TextFilter,
+            build_augment_source,
+            build_file_source,
+            build_generated_source,
+            normalize,
+            source_dir,
+        )
 
         task = self.task()
         root = self.dir / "transfer"
@@ -363,6 +370,9 @@ class Run:
             if source.type == SourceKind.generate.value:
                 summary = build_generated_source(directory, index, source, self._sampler(task, sampler_cache),
                                                  text_filter, self.config.transfer.shard_size, self.config.seed)
+            elif source.type == SourceKind.augment.value:
+                summary = build_augment_source(directory, index, source, text_filter, task.train.texts,
+                                               self.config.transfer.shard_size, self.config.seed)
             else:
                 summary = build_file_source(directory, index, source, text_filter, training,
                                             self.config.transfer.shard_size, self.config.seed, self.config.data.max_chars)

@@ -69,12 +69,13 @@ class SourceSummary:
     surplus: int = 0  # passed the filters after the request was met (the last shard's overshoot)
     shards: int = 0
     note: str | None = None
+    details: dict | None = None
 
     def to_dict(self) -> dict:
         return {"type": self.type, "requested": self.requested, "generated": self.generated, "kept": self.kept,
                 "drops": {name: self.drops.get(name, 0) for name in FILTERS}, "surplus": self.surplus,
                 "shards": self.shards,
-                **({"note": self.note} if self.note else {})}
+                **({"note": self.note} if self.note else {}), **({"details": self.details} if self.details else {})}
 
 
 def source_dir(root: Path, index: int, source: TransferSource) -> Path:
@@ -158,14 +159,40 @@ def build_file_source(directory: Path, index: int, source: TransferSource, text_
     kept = text_filter(texts, drops)
     if source.n is not None:
         kept = kept[: source.n]
-    for old in list_shards(directory):
-        old.unlink()
+    _write_shards(directory, kept, shard_size)
     shards = max(1, -(-len(kept) // shard_size))
-    for number in range(shards):
-        chunk = kept[number * shard_size : (number + 1) * shard_size]
-        write_shard(shard_path(directory, number), chunk, len(chunk), Counter())
     return SourceSummary(type=source.type, requested=source.n, generated=len(texts) + drops["training_copy"],
                          kept=len(kept), drops=dict(drops), shards=shards)
+
+
+def build_augment_source(directory: Path, index: int, source: TransferSource, text_filter: TextFilter,
+                         labeled_texts: list[str], shard_size: int, seed: int) -> SourceSummary:
+    """Rule-based variants of the labeled texts (Tang et al. 2019); a random `n` of them when `n` is set."""
+    from gendistill.augment import AugmentConfig, augment_texts
+
+    options = AugmentConfig(p_mask=source.p_mask, p_swap=source.p_swap, p_ngram=source.p_ngram,
+                            ngram_max=source.ngram_max, copies=source.copies, mask_token=source.mask_token,
+                            swap=source.swap)
+    candidates, stats = augment_texts(labeled_texts, options, seed + index)
+    drops: Counter[str] = Counter()
+    kept = text_filter(candidates, drops)
+    if source.n is not None:
+        random.Random(seed + index).shuffle(kept)
+        kept = kept[: source.n]
+    _write_shards(directory, kept, shard_size)
+    summary = SourceSummary(type=source.type, requested=source.n, generated=len(candidates), kept=len(kept),
+                            drops=dict(drops), shards=max(1, -(-len(kept) // shard_size)))
+    summary.note = None
+    summary.details = {"swap_mode": stats["swap_mode"], "copies": source.copies}
+    return summary
+
+
+def _write_shards(directory: Path, texts: list[str], shard_size: int) -> None:
+    for old in list_shards(directory):
+        old.unlink()
+    for number in range(max(1, -(-len(texts) // shard_size))):
+        chunk = texts[number * shard_size : (number + 1) * shard_size]
+        write_shard(shard_path(directory, number), chunk, len(chunk), Counter())
 
 
 def read_transfer_set(root: Path) -> list[tuple[Path, list[str]]]:
