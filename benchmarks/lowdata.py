@@ -235,6 +235,10 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     command = "python benchmarks/lowdata.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     summaries = []
     for dataset in args.datasets:

@@ -84,3 +84,18 @@ def texts_sha256(texts: list[str]) -> str:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def stable_hash(payload: object) -> str:
+    """A short hash of JSON-serializable data (stage keys, config hashes)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, folder or symlink (never what a symlink points to: adopted outputs belong to another run)."""
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
