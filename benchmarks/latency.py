@@ -106,10 +106,16 @@ def engines(run_dir: Path, export_root: Path) -> list[tuple[str, int, Callable[[
         return make
 
     return [
-        ("teacher (torch)", weights_size(run_dir / "teacher"),
-         lambda _: lambda batch: teacher_logits(model, tokenizer, batch, len(batch), max_length, "cpu")),
-        ("student (torch)", weights_size(run_dir / "student"),
-         lambda _: lambda batch: student.logits(batch, len(batch))),
+        (
+            "teacher (torch)",
+            weights_size(run_dir / "teacher"),
+            lambda _: lambda batch: teacher_logits(model, tokenizer, batch, len(batch), max_length, "cpu"),
+        ),
+        (
+            "student (torch)",
+            weights_size(run_dir / "student"),
+            lambda _: lambda batch: student.logits(batch, len(batch)),
+        ),
         ("student ONNX fp32", folder_size(fp32), onnx(fp32)),
         ("student ONNX int8", folder_size(int8), onnx(int8)),
     ]
@@ -127,8 +133,9 @@ def run(run_dir: Path, count: int) -> dict[str, Any]:
             for threads in sorted({1, all_threads}):
                 set_threads(threads)
                 print(f"measuring {name}, {threads} thread(s)...", file=sys.stderr, flush=True)
-                rows.append({"engine": name, "threads": threads, "size_bytes": size,
-                             **measure(make(threads), texts, gold)})
+                rows.append(
+                    {"engine": name, "threads": threads, "size_bytes": size, **measure(make(threads), texts, gold)}
+                )
     for row in rows:
         teacher = next(r for r in rows if r["engine"].startswith("teacher") and r["threads"] == row["threads"])
         row["batch1_speedup_vs_teacher"] = row["batch1_examples_per_s"] / teacher["batch1_examples_per_s"]
@@ -136,29 +143,43 @@ def run(run_dir: Path, count: int) -> dict[str, Any]:
         row["size_ratio_teacher_over_this"] = teacher["size_bytes"] / row["size_bytes"]
     return {
         "command": "python " + shlex.join(sys.argv),
-        "run_dir": str(run_dir), "texts": len(texts), "all_threads": all_threads,
-        "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "onnxruntime": onnxruntime.__version__},
+        "run_dir": str(run_dir),
+        "texts": len(texts),
+        "all_threads": all_threads,
+        "machine": {
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
         "results": rows,
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
     machine = result["machine"]
-    lines = [f"# Latency: {result['run_dir']}", "", f"Command: `{result['command']}`", "",
-             f"{result['texts']} texts from data/test.parquet, tokenization included; CPU {machine['processor']} "
-             f"({machine['cpu_count']} logical cores; 'all' = {result['all_threads']} threads); torch "
-             f"{machine['torch']}, onnxruntime {machine['onnxruntime']}. Speedups are against the teacher with the "
-             "same threads.", "",
-             "| engine | threads | size (MB) | accuracy | ex/s b=1 | ex/s b=64 | p50 ms b=1 | p99 ms b=1 "
-             "| speedup b=1 | speedup b=64 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Latency: {result['run_dir']}",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"{result['texts']} texts from data/test.parquet, tokenization included; CPU {machine['processor']} "
+        f"({machine['cpu_count']} logical cores; 'all' = {result['all_threads']} threads); torch "
+        f"{machine['torch']}, onnxruntime {machine['onnxruntime']}. Speedups are against the teacher with the "
+        "same threads.",
+        "",
+        "| engine | threads | size (MB) | accuracy | ex/s b=1 | ex/s b=64 | p50 ms b=1 | p99 ms b=1 "
+        "| speedup b=1 | speedup b=64 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in result["results"]:
         lines.append(
             f"| {row['engine']} | {row['threads']} | {row['size_bytes'] / 1e6:.2f} | {100 * row['accuracy']:.1f} "
             f"| {row['batch1_examples_per_s']:,.0f} | {row['batch64_examples_per_s']:,.0f} "
             f"| {row['batch1_p50_ms']:.2f} | {row['batch1_p99_ms']:.2f} "
-            f"| {row['batch1_speedup_vs_teacher']:.1f}x | {row['batch64_speedup_vs_teacher']:.1f}x |")
+            f"| {row['batch1_speedup_vs_teacher']:.1f}x | {row['batch64_speedup_vs_teacher']:.1f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -166,8 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run directory with teacher/, student/ and data/test.parquet")
     parser.add_argument("--texts", type=int, default=500, help="texts per measurement (test set cycled)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency",
-                        help="folder for <run name>.json and .md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "latency",
+        help="folder for <run name>.json and .md",
+    )
     args = parser.parse_args()
     if args.texts < 1:
         parser.error("--texts must be >= 1")

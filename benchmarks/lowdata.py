@@ -38,25 +38,39 @@ ARMS = ("teacher", "student_ce", "student_kd", "student_kd_augment", "student_kd
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, required=True, help="folder of <name>/{train,test}.jsonl + labels.json")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="folder of <name>/{train,test}.jsonl + labels.json"
+    )
     parser.add_argument("--datasets", nargs="+", default=["ag_news", "sst2"])
     parser.add_argument("--per-class", nargs="+", type=int, default=[8, 64])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
     parser.add_argument("--generator", default="scratch", help="'scratch' or a causal LM id/folder (e.g. gpt2)")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--sizes", nargs="+", default=["1000", "4000", "all"],
-                        help="transfer-set sizes swept for the generate and unlabeled arms ('all' = the whole pool; "
-                             "for generate, 'all' means as many texts as the pool has)")
-    parser.add_argument("--inits", nargs="+", default=["teacher", "random"], choices=["teacher", "random"],
-                        help="student embedding inits to run for every student arm")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["1000", "4000", "all"],
+        help="transfer-set sizes swept for the generate and unlabeled arms ('all' = the whole pool; "
+        "for generate, 'all' means as many texts as the pool has)",
+    )
+    parser.add_argument(
+        "--inits",
+        nargs="+",
+        default=["teacher", "random"],
+        choices=["teacher", "random"],
+        help="student embedding inits to run for every student arm",
+    )
     parser.add_argument("--arch", default="bilstm", choices=["bilstm", "cnn", "bag"])
     parser.add_argument("--augment-copies", type=int, default=20)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
-    parser.add_argument("--quick", action="store_true",
-                        help="one dataset, one N, one seed, small transfer sets (about 10 minutes on 2 CPU cores)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one dataset, one N, one seed, small transfer sets (about 10 minutes on 2 CPU cores)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.datasets, args.per_class, args.seeds = args.datasets[:1], [args.per_class[-1]], args.seeds[:1]
@@ -67,8 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: int) -> dict[str, Any]:
     folder = args.data_dir / dataset
     config: dict[str, Any] = {
-        "data": {"train": str(folder / "train.jsonl"), "test": str(folder / "test.jsonl"),
-                 "label_names": str(folder / "labels.json"), "per_class": per_class, "seed": seed},
+        "data": {
+            "train": str(folder / "train.jsonl"),
+            "test": str(folder / "test.jsonl"),
+            "label_names": str(folder / "labels.json"),
+            "per_class": per_class,
+            "seed": seed,
+        },
         "teacher": {"model": args.teacher, "epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4},
         "generator": {"model": args.generator},
         "student": {"arch": args.arch},
@@ -92,19 +111,28 @@ def arm_configs(args: argparse.Namespace, base: dict[str, Any], pool_size: int) 
         student = {**student, "baseline": False}
         if "student_kd_augment" in args.arms:
             sources = [{"type": "augment", "copies": args.augment_copies}]
-            runs.append(("student_kd_augment", init, "-", {**base, "student": student, "transfer": {"sources": sources}}))
+            runs.append(
+                ("student_kd_augment", init, "-", {**base, "student": student, "transfer": {"sources": sources}})
+            )
         for size in args.sizes:
             n = pool_size if size == "all" else min(int(size), pool_size)
             if "student_kd_generate" in args.arms:
                 sources = [{"type": "generate", "n": n}]
-                runs.append(("student_kd_generate", init, size, {**base, "student": student,
-                                                                 "transfer": {"sources": sources}}))
+                runs.append(
+                    ("student_kd_generate", init, size, {**base, "student": student, "transfer": {"sources": sources}})
+                )
             if "student_kd_unlabeled" in args.arms:
                 source = {"type": "file", "path": base["data"]["train"], "exclude_labeled": True}
                 if size != "all":
                     source["n"] = n
-                runs.append(("student_kd_unlabeled", init, size, {**base, "student": student,
-                                                                  "transfer": {"sources": [source]}}))
+                runs.append(
+                    (
+                        "student_kd_unlabeled",
+                        init,
+                        size,
+                        {**base, "student": student, "transfer": {"sources": [source]}},
+                    )
+                )
     return runs
 
 
@@ -114,38 +142,60 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
     cell = args.cache / dataset / f"n{per_class}-s{seed}"
     first = cell / "shared"
     shared = gendistill.Run(build_config(base, args.overrides), first)
-    shared.run()  # data + teacher (+ a labeled-only student: the cheapest full run)
+    shared.run(until="teacher")  # the labeled sample and the teacher every arm reuses
     stats = json.loads((first / "data" / "stats.json").read_text())
     pool_size = stats["pool"] - stats["train"]
     rows: list[dict[str, Any]] = []
     generator_donor: Path | None = None
+    transfer_donors: dict[tuple[str, str], Path] = {}  # (arm, size) -> the run whose transfer set and labels we reuse
     for arm, init, size, raw in arm_configs(args, base, pool_size):
         config = build_config(raw, args.overrides)
         name = f"{arm}-{init}-{size}"
         run = gendistill.Run(config, cell / name)
-        stages = SHARED_STAGES + (("generator",) if arm == "student_kd_generate" and generator_donor else ())
-        run.adopt(first, SHARED_STAGES)
+        adopted = run.adopt(first, SHARED_STAGES)
         if arm == "student_kd_generate" and generator_donor is not None:
-            run.adopt(generator_donor, ("generator",))
-        print(f"[{dataset} N={per_class} seed={seed}] {name} (adopting {', '.join(stages)})", flush=True)
+            adopted += run.adopt(generator_donor, ("generator",))
+        if (arm, size) in transfer_donors:  # another student init of the same arm: only distill differs
+            adopted += run.adopt(transfer_donors[(arm, size)], ("generator", "generate", "label"))
+        print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {', '.join(adopted) or 'nothing'})", flush=True)
         started = time.perf_counter()
         report = run.run().data
         if arm == "student_kd_generate":
-            generator_donor = cell / name
+            generator_donor = generator_donor or cell / name
+        transfer_donors.setdefault((arm, size), cell / name)
         rows += result_rows(dataset, per_class, seed, arm, init, size, report, config, time.perf_counter() - started)
     return rows
 
 
-def result_rows(dataset: str, per_class: int, seed: int, arm: str, init: str, size: str, report: dict,
-                config: RunConfig, seconds: float) -> list[dict[str, Any]]:
-    common = {"dataset": dataset, "per_class": per_class, "seed": seed, "init": init,
-              "transfer_size": report["transfer_set"]["kept"], "size_label": size,
-              "seconds_per_stage": {k: v["seconds"] for k, v in report["stages"].items()},
-              "wall_seconds": round(seconds, 1), "config": config.model_dump(mode="json")}
+def result_rows(
+    dataset: str,
+    per_class: int,
+    seed: int,
+    arm: str,
+    init: str,
+    size: str,
+    report: dict,
+    config: RunConfig,
+    seconds: float,
+) -> list[dict[str, Any]]:
+    common = {
+        "dataset": dataset,
+        "per_class": per_class,
+        "seed": seed,
+        "init": init,
+        "transfer_size": report["transfer_set"]["kept"],
+        "size_label": size,
+        "seconds_per_stage": {k: v["seconds"] for k, v in report["stages"].items()},
+        "wall_seconds": round(seconds, 1),
+        "config": config.model_dump(mode="json"),
+    }
     rows = []
     if arm == "labeled_only":
-        pairs = [("teacher", report["teacher"]), ("student_kd", report["student"]),
-                 ("student_ce", report.get("baseline_student"))]
+        pairs = [
+            ("teacher", report["teacher"]),
+            ("student_kd", report["student"]),
+            ("student_ce", report.get("baseline_student")),
+        ]
         if init != "teacher":
             pairs = pairs[1:]
     else:
@@ -153,9 +203,16 @@ def result_rows(dataset: str, per_class: int, seed: int, arm: str, init: str, si
     for name, metrics in pairs:
         if metrics is None:
             continue
-        rows.append({**common, "arm": name if name == "teacher" else f"{name}[{init}]",
-                     "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "params": metrics["params"],
-                     "examples_per_s": metrics["examples_per_s"]})
+        rows.append(
+            {
+                **common,
+                "arm": name if name == "teacher" else f"{name}[{init}]",
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "params": metrics["params"],
+                "examples_per_s": metrics["examples_per_s"],
+            }
+        )
     return rows
 
 
@@ -170,28 +227,47 @@ def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         cell.setdefault("transfer_size", []).append(row["transfer_size"])
     out: dict[str, Any] = {"dataset": dataset, "arms": {}}
     for arm, by_n in arms.items():
-        out["arms"][arm] = {n: {"accuracy_mean": statistics.mean(c["accuracy"]),
-                                "accuracy_std": statistics.pstdev(c["accuracy"]) if len(c["accuracy"]) > 1 else 0.0,
-                                "seeds": c["seeds"], "accuracies": c["accuracy"], "params": max(c["params"]),
-                                "transfer_size_mean": statistics.mean(c["transfer_size"])}
-                            for n, c in by_n.items()}
+        out["arms"][arm] = {
+            n: {
+                "accuracy_mean": statistics.mean(c["accuracy"]),
+                "accuracy_std": statistics.pstdev(c["accuracy"]) if len(c["accuracy"]) > 1 else 0.0,
+                "seeds": c["seeds"],
+                "accuracies": c["accuracy"],
+                "params": max(c["params"]),
+                "transfer_size_mean": statistics.mean(c["transfer_size"]),
+            }
+            for n, c in by_n.items()
+        }
     return out
 
 
 def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
-    lines = ["# Low-data benchmark results", "", f"Command: `{command}`", "",
-             "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets). "
-             "`[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size.", ""]
+    lines = [
+        "# Low-data benchmark results",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets). "
+        "`[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size.",
+        "",
+    ]
     for summary in summaries:
         ns = sorted({n for arm in summary["arms"].values() for n in arm}, key=int)
-        lines += [f"## {summary['dataset']}", "", "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
-                  "|---|" + "---|" * (len(ns) + 1)]
+        lines += [
+            f"## {summary['dataset']}",
+            "",
+            "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
+            "|---|" + "---|" * (len(ns) + 1),
+        ]
         for arm, by_n in summary["arms"].items():
             cells = []
             for n in ns:
                 c = by_n.get(n)
-                cells.append("–" if c is None else
-                             f"{100 * c['accuracy_mean']:.1f} ± {100 * c['accuracy_std']:.1f} [{len(c['seeds'])}]")
+                cells.append(
+                    "–"
+                    if c is None
+                    else f"{100 * c['accuracy_mean']:.1f} ± {100 * c['accuracy_std']:.1f} [{len(c['seeds'])}]"
+                )
             params = max(c["params"] for c in by_n.values())
             lines.append(f"| {arm} | " + " | ".join(cells) + f" | {params:,} |")
         lines.append("")
@@ -239,7 +315,9 @@ def main(argv: list[str] | None = None) -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    command = "python benchmarks/lowdata.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = "python benchmarks/lowdata.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
     summaries = []
     for dataset in args.datasets:
         rows = []

@@ -68,8 +68,14 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
     wordpiece.save_model(str(root))
     tokenizer = BertTokenizerFast.from_pretrained(root)
     tokenizer.save_pretrained(root)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -87,8 +93,15 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_gpt2")
     tokenizer = train_bpe_tokenizer(all_fixture_texts(), 400)
     tokenizer.save_pretrained(root)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(root)
     return root
 
@@ -98,14 +111,33 @@ def tiny_config(task_dir: Path, tiny_teacher_dir: Path) -> dict:
     """A whole-pipeline config on tiny models that runs in seconds."""
     return {
         "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
-        "teacher": {"model": str(tiny_teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3,
-                    "max_length": 32},
-        "generator": {"model": "scratch", "epochs": 2, "scratch_layers": 1, "scratch_dim": 32, "scratch_heads": 2,
-                      "scratch_vocab_size": 300, "max_length": 32, "max_new_tokens": 12, "sample_batch_size": 16},
-        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16,
-                     "filters": {"min_words": 1}},
-        "student": {"arch": "bilstm", "init": "teacher", "embedding_dim": 16, "hidden_dim": 16, "epochs": 2,
-                    "batch_size": 16},
+        "teacher": {
+            "model": str(tiny_teacher_dir),
+            "epochs": 3,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "max_length": 32,
+        },
+        "generator": {
+            "model": "scratch",
+            "epochs": 2,
+            "scratch_layers": 1,
+            "scratch_dim": 32,
+            "scratch_heads": 2,
+            "scratch_vocab_size": 300,
+            "max_length": 32,
+            "max_new_tokens": 12,
+            "sample_batch_size": 16,
+        },
+        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16, "filters": {"min_words": 1}},
+        "student": {
+            "arch": "bilstm",
+            "init": "teacher",
+            "embedding_dim": 16,
+            "hidden_dim": 16,
+            "epochs": 2,
+            "batch_size": 16,
+        },
         "evaluate": {"speed_examples": 32},
         "device": "cpu",
     }

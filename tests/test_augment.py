@@ -36,7 +36,17 @@ def random_corpus(n_texts=20, first_len=30, seed=0):
 
 def test_tokenize_keeps_punctuation_and_splits_clitics():
     assert tokenize("I didn't like it's ending, well-known!") == [
-        "I", "did", "n't", "like", "it", "'s", "ending", ",", "well-known", "!"]
+        "I",
+        "did",
+        "n't",
+        "like",
+        "it",
+        "'s",
+        "ending",
+        ",",
+        "well-known",
+        "!",
+    ]
     assert tokenize("disney 's film ca n't") == ["disney", "'s", "film", "ca", "n't"]
 
 
@@ -118,14 +128,16 @@ def test_mixture_probabilities_hold_and_mask_swap_are_exclusive():
     assert total == stats["tokens"] and ops["mask"] == stats["masked"] and ops["swap"] == stats["swapped"]
     assert abs(ops["mask"] / total - 0.3) < 0.02 and abs(ops["swap"] / total - 0.2) < 0.02
     # the same draws decide masking whatever the swap mode: the swap band never turns into a mask
-    none_out, none_stats = augment_texts(texts, AugmentConfig(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50,
-                                                              swap="none"), seed=3)
+    none_out, none_stats = augment_texts(
+        texts, AugmentConfig(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50, swap="none"), seed=3
+    )
     assert none_stats["masked"] == stats["masked"] and none_stats["swap_skipped"] == stats["swapped"]
     for o, n in zip(out, none_out, strict=True):
         assert [t == "[MASK]" for t in o.split(" ")] == [t == "[MASK]" for t in n.split(" ")]
     # p_mask + p_swap = 1: every word is either masked or swapped, never both, never kept
-    both, both_stats = augment_texts(texts, AugmentConfig(p_mask=0.5, p_swap=0.5, p_ngram=0.0, copies=5,
-                                                          swap="shape"), seed=4)
+    both, both_stats = augment_texts(
+        texts, AugmentConfig(p_mask=0.5, p_swap=0.5, p_ngram=0.0, copies=5, swap="shape"), seed=4
+    )
     assert both_stats["masked"] + both_stats["swapped"] == both_stats["tokens"]
     for o in both:
         for old, new in zip(sources[len(o.split(" "))], o.split(" "), strict=True):
@@ -154,8 +166,10 @@ def test_auto_mode_and_missing_tagger(monkeypatch):
         augment_texts(TEXTS, AugmentConfig(swap="pos"), seed=0)
 
 
-@pytest.mark.parametrize("bad", [dict(p_mask=0.7, p_swap=0.4), dict(p_ngram=1.5), dict(swap="lemma"),
-                                 dict(ngram_max=0), dict(mask_token="a b")])
+@pytest.mark.parametrize(
+    "bad",
+    [dict(p_mask=0.7, p_swap=0.4), dict(p_ngram=1.5), dict(swap="lemma"), dict(ngram_max=0), dict(mask_token="a b")],
+)
 def test_bad_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         augment_texts(TEXTS, AugmentConfig(**bad), seed=0)

@@ -22,12 +22,15 @@ def test_unknown_key_suggests_nearest():
         build_config({**BASE, "student": {"hiden_dim": 3}})
 
 
-@pytest.mark.parametrize("override, field", [
-    ("student.hidden_dim=-1", "student.hidden_dim"),
-    ("generator.top_p=1.5", "generator.top_p"),
-    ("student.arch=transformer", "student.arch"),
-    ("student.alpha=2", "student.alpha"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("student.hidden_dim=-1", "student.hidden_dim"),
+        ("generator.top_p=1.5", "generator.top_p"),
+        ("student.arch=transformer", "student.arch"),
+        ("student.alpha=2", "student.alpha"),
+    ],
+)
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=f"bad value for '{field}'"):
         build_config(BASE, [override])

@@ -46,10 +46,22 @@ def write_jsonl(path, rows):
 ROWS = [{"text": f"some words {i}", "label": "a" if i % 2 else "b"} for i in range(8)]
 
 
-@pytest.mark.parametrize("case", [
-    "missing_file", "not_a_file", "unknown_format", "missing_text_column", "missing_label_column", "empty",
-    "single_class", "test_label_absent", "null_texts", "non_utf8", "per_class_too_large",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_file",
+        "not_a_file",
+        "unknown_format",
+        "missing_text_column",
+        "missing_label_column",
+        "empty",
+        "single_class",
+        "test_label_absent",
+        "null_texts",
+        "non_utf8",
+        "per_class_too_large",
+    ],
+)
 def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
     config = base_config(task_dir, tiny_teacher_dir)
     data = config["data"]
@@ -81,7 +93,9 @@ def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
         data["test"] = write_jsonl(tmp_path / "test.jsonl", [{"text": "x y", "label": "astronomy"}])
         expected = ("test.jsonl", "row 1", "'astronomy' is absent from the training labels")
     elif case == "null_texts":
-        data["train"] = write_jsonl(tmp_path / "t.jsonl", ROWS + [{"text": None, "label": "a"}, {"text": "", "label": "b"}])
+        data["train"] = write_jsonl(
+            tmp_path / "t.jsonl", ROWS + [{"text": None, "label": "a"}, {"text": "", "label": "b"}]
+        )
         expected = ("t.jsonl", "row(s) 9, 10", "skip_invalid_rows")
     elif case == "non_utf8":
         (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9 ok,a\nfine,b\n".encode("latin-1"))
@@ -94,10 +108,13 @@ def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
     assert not (tmp_path / "run" / "teacher").exists()  # nothing expensive ran
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("data: {train: [unclosed\n", ("malformed YAML at line",)),
-    ("- just\n- a list\n", ("expected a mapping of sections",)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("data: {train: [unclosed\n", ("malformed YAML at line",)),
+        ("- just\n- a list\n", ("expected a mapping of sections",)),
+    ],
+)
 def test_malformed_config(tmp_path, text, expected):
     assert_user_error(run_cli(tmp_path, text), *expected)
 
@@ -107,13 +124,19 @@ def test_config_file_missing(tmp_path):
     assert_user_error(result, "absent.yaml", "config file not found")
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("student.embeding_dim=8", ("unknown config key 'student.embeding_dim'", "did you mean 'student.embedding_dim'")),
-    ("student.hidden_dim=-4", ("bad value for 'student.hidden_dim'", "greater than or equal to 8")),
-    ("generator.top_p=1.5", ("bad value for 'generator.top_p'", "less than or equal to 1")),
-    ("student.arch=transformer", ("bad value for 'student.arch'", "'bilstm', 'cnn' or 'bag'")),
-    ("teacher.batch_size=0", ("bad value for 'teacher.batch_size'",)),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            "student.embeding_dim=8",
+            ("unknown config key 'student.embeding_dim'", "did you mean 'student.embedding_dim'"),
+        ),
+        ("student.hidden_dim=-4", ("bad value for 'student.hidden_dim'", "greater than or equal to 8")),
+        ("generator.top_p=1.5", ("bad value for 'generator.top_p'", "less than or equal to 1")),
+        ("student.arch=transformer", ("bad value for 'student.arch'", "'bilstm', 'cnn' or 'bag'")),
+        ("teacher.batch_size=0", ("bad value for 'teacher.batch_size'",)),
+    ],
+)
 def test_bad_config_values(tmp_path, task_dir, tiny_teacher_dir, override, expected):
     assert_user_error(run_cli(tmp_path, base_config(task_dir, tiny_teacher_dir), "--set", override), *expected)
 
@@ -122,8 +145,12 @@ def test_model_id_unreachable_offline(tmp_path, task_dir, tiny_teacher_dir, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = base_config(task_dir, tiny_teacher_dir)
     config["teacher"]["model"] = "bert-base-uncased"
-    output = assert_user_error(run_cli(tmp_path, config), "teacher model 'bert-base-uncased' cannot be loaded",
-                               "not reachable offline", "local folder path")
+    output = assert_user_error(
+        run_cli(tmp_path, config),
+        "teacher model 'bert-base-uncased' cannot be loaded",
+        "not reachable offline",
+        "local folder path",
+    )
     assert "huggingface-cli download" in output
 
 
@@ -149,8 +176,11 @@ def test_run_names_cannot_escape_runs_folder(tmp_path, task_dir, tiny_teacher_di
 
 
 def test_unknown_force_value(tmp_path, task_dir, tiny_teacher_dir):
-    assert_user_error(run_cli(tmp_path, base_config(task_dir, tiny_teacher_dir), "--force", "evrything"),
-                      "--force 'evrything'", "expected one of")
+    assert_user_error(
+        run_cli(tmp_path, base_config(task_dir, tiny_teacher_dir), "--force", "evrything"),
+        "--force 'evrything'",
+        "expected one of",
+    )
 
 
 def test_duplicate_rows_are_dropped_with_a_warning(tmp_path):

@@ -46,8 +46,15 @@ def probe_texts() -> list[str]:
     """Test texts plus edge cases: empty, blank, unknown words, punctuation/accents, one word, and a text far
     beyond max_length (truncation); lengths differ a lot so batches are padded."""
     test, _ = labeled(10, 1)
-    return test + ["", "   ", "storm", "zebra unicorn quasar", "Café — naïve, très chaud!!!",
-                   " ".join(test) * 3, "rain " * 5]
+    return test + [
+        "",
+        "   ",
+        "storm",
+        "zebra unicorn quasar",
+        "Café — naïve, très chaud!!!",
+        " ".join(test) * 3,
+        "rain " * 5,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +66,20 @@ def student_factory(tiny_teacher_dir):
     def get(arch: str, init: str) -> StudentClassifier:
         if (arch, init) not in cache:
             texts, gold = labeled(20, 0)
-            config = StudentConfig(arch=arch, init=init, embedding_dim=16, hidden_dim=16, epochs=15, batch_size=8,
-                                   learning_rate=5e-3, cnn_kernel_sizes=[2, 3], max_length=32)
-            student = make_student(config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir,
-                                   teacher_base=str(tiny_teacher_dir))
+            config = StudentConfig(
+                arch=arch,
+                init=init,
+                embedding_dim=16,
+                hidden_dim=16,
+                epochs=15,
+                batch_size=8,
+                learning_rate=5e-3,
+                cnn_kernel_sizes=[2, 3],
+                max_length=32,
+            )
+            student = make_student(
+                config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
+            )
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # tiny batches: extra threads only spin, badly so on a busy machine
             try:
@@ -148,8 +165,9 @@ def test_int8_agrees_with_fp32(arch, init, student_factory, tmp_path):
 def test_int8_bilstm_with_15k_vocab_fits_2mb(tmp_path):
     """The size budget for a realistic student: ~1.2M parameters, 15,000 x 64 embeddings, hidden 128."""
     tokenizer = train_word_tokenizer([f"w{i}" for i in range(14_998)], vocab_size=15_000)
-    spec = StudentSpec(arch="bilstm", vocab_size=tokenizer.get_vocab_size(), num_labels=4, embedding_dim=64,
-                       hidden_dim=128)
+    spec = StudentSpec(
+        arch="bilstm", vocab_size=tokenizer.get_vocab_size(), num_labels=4, embedding_dim=64, hidden_dim=128
+    )
     assert spec.vocab_size == 15_000
     student = StudentClassifier(spec, StudentTokenizer(tokenizer, 128), ["a", "b", "c", "d"])
     assert student.num_parameters > 1_000_000
@@ -161,8 +179,14 @@ def test_int8_bilstm_with_15k_vocab_fits_2mb(tmp_path):
 
 def _torch_blocked_script(stub_package: bool) -> str:
     """Python source that blocks torch/transformers imports, then predicts with an export and prints logits."""
-    stub = (f"import types\npkg = types.ModuleType('gendistill')\npkg.__path__ = [{str(SRC)!r}]\n"
-            "sys.modules['gendistill'] = pkg\n") if stub_package else ""
+    stub = (
+        (
+            f"import types\npkg = types.ModuleType('gendistill')\npkg.__path__ = [{str(SRC)!r}]\n"
+            "sys.modules['gendistill'] = pkg\n"
+        )
+        if stub_package
+        else ""
+    )
     return (
         "import importlib.abc, json, sys\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
@@ -180,8 +204,12 @@ def _torch_blocked_script(stub_package: bool) -> str:
 
 
 def _run_blocked(stub_package: bool, export_dir: Path, texts: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _torch_blocked_script(stub_package), str(export_dir),
-                           json.dumps(texts)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _torch_blocked_script(stub_package), str(export_dir), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +263,10 @@ def serving(app) -> Iterator[str]:
 def test_server_endpoints_and_errors(bilstm_export):
     student, export_dir = bilstm_export
     texts = labeled(2, 1)[0]
-    with serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url, \
-            httpx.Client(base_url=url, timeout=30) as client:
+    with (
+        serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
         assert client.get("/health").json() == {"status": "ok"}
         info = client.get("/info").json()
         assert info["labels"] == LABELS and info["metadata"]["arch"] == "bilstm"
@@ -266,8 +296,13 @@ def test_server_endpoints_and_errors(bilstm_export):
         refused("/predict/batch", 413, "too many texts: 5 > 4", json={"texts": ["a"] * 5})
         refused("/predict/batch", 413, "text 1 has 201 characters", json={"texts": ["a", "x" * 201]})
         refused("/predict/batch", 422, "texts.1: Input should be a valid string", json={"texts": ["a", None]})
-        refused("/predict/batch", 413, "request body", content=b"[" + b" " * 10_000_000 + b"]",
-                headers={"content-type": "application/json"})
+        refused(
+            "/predict/batch",
+            413,
+            "request body",
+            content=b"[" + b" " * 10_000_000 + b"]",
+            headers={"content-type": "application/json"},
+        )
 
 
 def _cli_app():
@@ -286,14 +321,19 @@ def test_cli_export_and_errors(student_factory, tmp_path):
     runner = CliRunner()
     app = _cli_app()
 
-    result = runner.invoke(app, ["export", str(run_dir), "--format", "onnx", "--quantize", "int8",
-                                 "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["export", str(run_dir), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert meta["config_hash"] == "abc123" and meta["student_accuracy"] == 0.9 and meta["quantization"] == "int8"
     assert json.loads((tmp_path / "out" / "labels.json").read_text()) == LABELS
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["labels.json", "metadata.json", "model.onnx",
-                                                                     "tokenizer.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "labels.json",
+        "metadata.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
     # re-exporting over an export replaces it; the default --out lives in the run directory
     assert runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "out")]).exit_code == 0
     assert json.loads((tmp_path / "out" / "metadata.json").read_text())["quantization"] is None

@@ -15,7 +15,9 @@ def naive_softmax(row, temperature):
 def test_mse_matches_naive_mean_of_squared_differences():
     student = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
     teacher = torch.tensor([[0.5, -1.0, 2.0], [1.0, 1.0, 1.0]])
-    expected = [sum((s - t) ** 2 for s, t in zip(srow, trow)) / 3 for srow, trow in zip(student.tolist(), teacher.tolist())]
+    expected = [
+        sum((s - t) ** 2 for s, t in zip(srow, trow)) / 3 for srow, trow in zip(student.tolist(), teacher.tolist())
+    ]
     assert torch.allclose(mse_logits(student, teacher), torch.tensor(expected))
 
 

@@ -35,11 +35,33 @@ def finished(tmp_path_factory, task_dir, tiny_teacher_dir):
     root = tmp_path_factory.mktemp("run")
     config = {
         "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
-        "teacher": {"model": str(tiny_teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32},
-        "generator": {"model": "scratch", "epochs": 2, "scratch_layers": 1, "scratch_dim": 32, "scratch_heads": 2,
-                      "scratch_vocab_size": 300, "max_length": 32, "max_new_tokens": 12, "sample_batch_size": 16},
+        "teacher": {
+            "model": str(tiny_teacher_dir),
+            "epochs": 3,
+            "batch_size": 16,
+            "learning_rate": 1e-3,
+            "max_length": 32,
+        },
+        "generator": {
+            "model": "scratch",
+            "epochs": 2,
+            "scratch_layers": 1,
+            "scratch_dim": 32,
+            "scratch_heads": 2,
+            "scratch_vocab_size": 300,
+            "max_length": 32,
+            "max_new_tokens": 12,
+            "sample_batch_size": 16,
+        },
         "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16, "filters": {"min_words": 1}},
-        "student": {"arch": "bilstm", "init": "teacher", "embedding_dim": 16, "hidden_dim": 16, "epochs": 2, "batch_size": 16},
+        "student": {
+            "arch": "bilstm",
+            "init": "teacher",
+            "embedding_dim": 16,
+            "hidden_dim": 16,
+            "epochs": 2,
+            "batch_size": 16,
+        },
         "evaluate": {"speed_examples": 32},
         "device": "cpu",
     }
@@ -52,9 +74,19 @@ def finished(tmp_path_factory, task_dir, tiny_teacher_dir):
 def test_run_writes_every_output(finished):
     _, _, run_dir, output = finished
     assert "report:" in output
-    for name in ("config.yaml", "manifest.json", "report.json", "report.md", "teacher/model.safetensors",
-                 "student/model.safetensors", "student/tokenizer.json", "baseline_student/model.safetensors",
-                 "generator/model.safetensors", "labels/train.parquet", "data/train.parquet"):
+    for name in (
+        "config.yaml",
+        "manifest.json",
+        "report.json",
+        "report.md",
+        "teacher/model.safetensors",
+        "student/model.safetensors",
+        "student/tokenizer.json",
+        "baseline_student/model.safetensors",
+        "generator/model.safetensors",
+        "labels/train.parquet",
+        "data/train.parquet",
+    ):
         assert (run_dir / name).exists(), name
     shards = sorted((run_dir / "transfer" / "00-generate").glob("shard-*.parquet"))
     assert len(shards) >= 3  # written in shards while generating
@@ -149,18 +181,35 @@ def test_predict_without_texts_is_a_clear_error(finished):
     assert result.exit_code == 2 and "no texts" in result.output
 
 
-def test_api_with_file_source_conditional_pretrained_generator_and_cnn(task_dir, tiny_teacher_dir, tiny_gpt2_dir, tmp_path):
-    config = build_config({
-        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl"), "per_class": 10},
-        "teacher": {"model": str(tiny_teacher_dir), "epochs": 1, "max_length": 32},
-        "generator": {"model": str(tiny_gpt2_dir), "conditional": True, "prompt": "first_word", "epochs": 1,
-                      "max_length": 32, "max_new_tokens": 8, "sample_batch_size": 8},
-        "transfer": {"sources": [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 25},
-                                 {"type": "generate", "n": 10}], "shard_size": 8, "filters": {"min_words": 1}},
-        "student": {"arch": "cnn", "init": "random", "embedding_dim": 8, "hidden_dim": 8, "epochs": 1},
-        "evaluate": {"speed_examples": 16},
-        "device": "cpu",
-    })
+def test_api_with_file_source_conditional_pretrained_generator_and_cnn(
+    task_dir, tiny_teacher_dir, tiny_gpt2_dir, tmp_path
+):
+    config = build_config(
+        {
+            "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl"), "per_class": 10},
+            "teacher": {"model": str(tiny_teacher_dir), "epochs": 1, "max_length": 32},
+            "generator": {
+                "model": str(tiny_gpt2_dir),
+                "conditional": True,
+                "prompt": "first_word",
+                "epochs": 1,
+                "max_length": 32,
+                "max_new_tokens": 8,
+                "sample_batch_size": 8,
+            },
+            "transfer": {
+                "sources": [
+                    {"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 25},
+                    {"type": "generate", "n": 10},
+                ],
+                "shard_size": 8,
+                "filters": {"min_words": 1},
+            },
+            "student": {"arch": "cnn", "init": "random", "embedding_dim": 8, "hidden_dim": 8, "epochs": 1},
+            "evaluate": {"speed_examples": 16},
+            "device": "cpu",
+        }
+    )
     report = gendistill.run(config, tmp_path / "api")
     sources = report["transfer_set"]["sources"]
     assert [s["type"] for s in sources] == ["file", "generate"]

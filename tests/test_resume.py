@@ -16,8 +16,14 @@ def cli(*args, kill_at=None, cwd=None):
     env.pop("GENDISTILL_KILL_AT", None)
     if kill_at:
         env["GENDISTILL_KILL_AT"] = kill_at
-    return subprocess.run([sys.executable, "-m", "gendistill.cli", *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "gendistill.cli", *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture()
@@ -25,8 +31,17 @@ def config_path(tmp_path, task_dir, tiny_teacher_dir):
     config = {
         "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
         "teacher": {"model": str(tiny_teacher_dir), "epochs": 2, "max_length": 32},
-        "generator": {"model": "scratch", "epochs": 1, "scratch_layers": 1, "scratch_dim": 32, "scratch_heads": 2,
-                      "scratch_vocab_size": 300, "max_length": 32, "max_new_tokens": 10, "sample_batch_size": 8},
+        "generator": {
+            "model": "scratch",
+            "epochs": 1,
+            "scratch_layers": 1,
+            "scratch_dim": 32,
+            "scratch_heads": 2,
+            "scratch_vocab_size": 300,
+            "max_length": 32,
+            "max_new_tokens": 10,
+            "sample_batch_size": 8,
+        },
         "transfer": {"sources": [{"type": "generate", "n": 48}], "shard_size": 8, "filters": {"min_words": 1}},
         "student": {"embedding_dim": 8, "hidden_dim": 8, "epochs": 3, "batch_size": 16, "init": "random"},
         "evaluate": {"speed_examples": 16},
@@ -38,7 +53,9 @@ def config_path(tmp_path, task_dir, tiny_teacher_dir):
 
 
 def shard_texts(directory):
-    return [t for path in sorted(directory.glob("shard-*.parquet")) for t in pq.read_table(path).column("text").to_pylist()]
+    return [
+        t for path in sorted(directory.glob("shard-*.parquet")) for t in pq.read_table(path).column("text").to_pylist()
+    ]
 
 
 def valid_manifest(run_dir):

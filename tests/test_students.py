@@ -30,10 +30,19 @@ def labeled(n, seed):
 def test_each_architecture_and_init_learns(arch, init, tiny_teacher_dir):
     texts, gold = labeled(20, 0)
     test_texts, test_gold = labeled(10, 1)
-    config = StudentConfig(arch=arch, init=init, embedding_dim=16, hidden_dim=16, epochs=15, batch_size=8,
-                           learning_rate=5e-3, cnn_kernel_sizes=[2, 3])
-    student = make_student(config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir,
-                           teacher_base=str(tiny_teacher_dir))
+    config = StudentConfig(
+        arch=arch,
+        init=init,
+        embedding_dim=16,
+        hidden_dim=16,
+        epochs=15,
+        batch_size=8,
+        learning_rate=5e-3,
+        cnn_kernel_sizes=[2, 3],
+    )
+    student = make_student(
+        config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
+    )
     stats = train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
     accuracy = np.mean(student.logits(test_texts).argmax(axis=1) == np.asarray(test_gold))
     assert stats["steps"] == 15 * 8
@@ -55,7 +64,9 @@ def test_logits_do_not_depend_on_batch_padding(arch):
 def test_save_load_round_trip(tmp_path, init, tiny_teacher_dir):
     texts, gold = labeled(5, 0)
     config = StudentConfig(init=init, embedding_dim=8, hidden_dim=8, epochs=1)
-    student = make_student(config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir))
+    student = make_student(
+        config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
+    )
     student.save_pretrained(tmp_path / "s")
     loaded = StudentClassifier.from_pretrained(tmp_path / "s")
     probe = texts[:4] + ["completely unseen zebra words"]

@@ -44,8 +44,30 @@ from gendistill.errors import ConfigError
 
 SWAP_MODES = ("auto", "pos", "shape", "none")
 _TOKEN = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|['’](?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]", re.IGNORECASE)
-_SUFFIXES = ("ing", "ed", "ly", "tion", "sion", "ness", "ment", "able", "ible", "ful", "less", "ous", "ive",
-             "ity", "ism", "ist", "est", "er", "al", "ic", "es", "s")
+_SUFFIXES = (
+    "ing",
+    "ed",
+    "ly",
+    "tion",
+    "sion",
+    "ness",
+    "ment",
+    "able",
+    "ible",
+    "ful",
+    "less",
+    "ous",
+    "ive",
+    "ity",
+    "ism",
+    "ist",
+    "est",
+    "er",
+    "al",
+    "ic",
+    "es",
+    "s",
+)
 
 
 @dataclass
@@ -92,8 +114,14 @@ def _pos_tagger() -> Any:
     def tag(tokens: list[str]) -> list[str]:
         # textblob's own Parser.find_tags passes only the lexicon; Pattern's tagger also applies the lexical
         # (unknown-word) and contextual rules, which fix e.g. VBD/VBN and IN/WDT in context
-        tagged = find_tags(tokens, lexicon=lexicon, morphology=lexicon.morphology, context=lexicon.context,
-                           default=("NN", "NNP", "CD"), language="en")
+        tagged = find_tags(
+            tokens,
+            lexicon=lexicon,
+            morphology=lexicon.morphology,
+            context=lexicon.context,
+            default=("NN", "NNP", "CD"),
+            language="en",
+        )
         return [tag for _, tag in tagged]
 
     return tag
@@ -230,8 +258,19 @@ def augment_texts(texts: list[str], config: AugmentConfig, seed: int) -> tuple[l
             else:
                 seen.add(text)
                 out.append(text)
-    keys = ("sources", "empty_sources", "candidates", "dropped_identical", "dropped_duplicate", "tokens", "masked",
-            "swapped", "swap_no_partner", "swap_skipped", "ngram")
+    keys = (
+        "sources",
+        "empty_sources",
+        "candidates",
+        "dropped_identical",
+        "dropped_duplicate",
+        "tokens",
+        "masked",
+        "swapped",
+        "swap_no_partner",
+        "swap_skipped",
+        "ngram",
+    )
     return out, {
         "swap_mode": mode,
         "swap_classes": len(vocab),

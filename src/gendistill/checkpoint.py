@@ -18,8 +18,14 @@ from safetensors.torch import load_file, save_file
 from gendistill.io import read_json, write_json
 
 
-def save_checkpoint(directory: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: dict[str, Any],
-                    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
+def save_checkpoint(
+    directory: Path,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    state: dict[str, Any],
+    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> None:
     """Write the checkpoint into a fresh folder, then swap it in: a kill leaves the old one or the new one."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -89,5 +95,3 @@ def kill_point(name: str) -> None:
 
 
 _counts: dict[str, int] = {}
-
-

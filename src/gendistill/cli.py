@@ -13,8 +13,12 @@ from rich.console import Console
 
 from gendistill.errors import GendistillError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Generation-distillation: a small labeled set in, a tiny fast classifier out.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Generation-distillation: a small labeled set in, a tiny fast classifier out.",
+)
 err = Console(stderr=True)
 _state = {"debug": False}
 
@@ -56,11 +60,18 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cu
 def run(
     config: Annotated[Path, typer.Argument(help="YAML config")],
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default: runs/<name>")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="run name under runs/ (default: the config's file name)")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="run name under runs/ (default: the config's file name)")
+    ] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override: section.key=value (repeatable)")] = None,
-    force: Annotated[list[str] | None, typer.Option(
-        "--force", help="rerun STAGE and everything after it (repeatable); 'all' reruns everything; 'changed' "
-        "accepts a changed config and reruns only what it affects")] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            help="rerun STAGE and everything after it (repeatable); 'all' reruns everything; 'changed' "
+            "accepts a changed config and reruns only what it affects",
+        ),
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Run every stage: data, teacher, generator, generate, label, distill, evaluate."""
@@ -82,15 +93,18 @@ def run(
 
 
 def _stage_command(stage: str, name: str, help_text: str) -> None:
-    def command(run_dir: Annotated[Path, typer.Argument(help="an existing run directory")],
-                device: DeviceOpt = None) -> None:
+    def command(
+        run_dir: Annotated[Path, typer.Argument(help="an existing run directory")], device: DeviceOpt = None
+    ) -> None:
         from gendistill.config import load_config
         from gendistill.errors import RunDirError
         from gendistill.pipeline import Run
 
         def action() -> None:
             if not (run_dir / "config.yaml").exists():
-                raise RunDirError(f"{run_dir}: not a run directory (no config.yaml); start one with gendistill run CONFIG")
+                raise RunDirError(
+                    f"{run_dir}: not a run directory (no config.yaml); start one with gendistill run CONFIG"
+                )
             cfg = load_config(run_dir / "config.yaml", _device_override(device))
             Run(cfg, run_dir).run(only=stage, force=[stage])
             typer.echo(f"{stage}: done in {run_dir}")
@@ -140,14 +154,22 @@ def predict(
         elif (directory / "config.json").exists():
             model = StudentClassifier.from_pretrained(directory)
         else:
-            raise ModelLoadError(f"{model_dir}: no student found (expected a run directory, a student folder or "
-                                 "an export folder)")
+            raise ModelLoadError(
+                f"{model_dir}: no student found (expected a run directory, a student folder or an export folder)"
+            )
         probabilities = model.predict_proba(inputs)
         for text, row in zip(inputs, probabilities, strict=True):
             label = model.label_names[int(row.argmax())]
             if as_json:
-                typer.echo(json.dumps({"text": text, "label": label,
-                                       "probabilities": dict(zip(model.label_names, map(float, row), strict=True))}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "text": text,
+                            "label": label,
+                            "probabilities": dict(zip(model.label_names, map(float, row), strict=True)),
+                        }
+                    )
+                )
             else:
                 typer.echo(label)
 
@@ -164,9 +186,13 @@ def _print_summary(report: dict[str, Any]) -> None:
         row = report.get(name)
         if row:
             accuracy = row.get("accuracy")
-            table.add_row(name, "–" if accuracy is None else f"{100 * accuracy:.1f}",
-                          "–" if row.get("macro_f1") is None else f"{100 * row['macro_f1']:.1f}",
-                          f"{row['params']:,}", f"{row['examples_per_s']:,.0f}")
+            table.add_row(
+                name,
+                "–" if accuracy is None else f"{100 * accuracy:.1f}",
+                "–" if row.get("macro_f1") is None else f"{100 * row['macro_f1']:.1f}",
+                f"{row['params']:,}",
+                f"{row['examples_per_s']:,.0f}",
+            )
     Console(file=sys.stdout).print(table)
 
 

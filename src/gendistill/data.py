@@ -117,8 +117,7 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
         if fmt == "parquet":
             return pd.read_parquet(path)
         _check_utf8(path)
-        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=object, keep_default_na=False,
-                           na_values=[""])
+        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=object, keep_default_na=False, na_values=[""])
     except DataError:
         raise
     except PermissionError:
@@ -130,13 +129,13 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
 def _column(frame: pd.DataFrame, column: str, spec: str, what: str) -> pd.Series:
     if column not in frame.columns:
         found = ", ".join(map(str, frame.columns)) or "none"
-        raise DataError(
-            f"{spec}: no {what} column {column!r} (columns found: {found}); set data.{what}_column"
-        )
+        raise DataError(f"{spec}: no {what} column {column!r} (columns found: {found}); set data.{what}_column")
     return frame[column]
 
 
-def clean_texts(values: pd.Series, spec: str, max_chars: int, skip_invalid: bool = False) -> tuple[list[str], list[int], int]:
+def clean_texts(
+    values: pd.Series, spec: str, max_chars: int, skip_invalid: bool = False
+) -> tuple[list[str], list[int], int]:
     """Validate texts: returns (texts, kept row indices, number truncated). Empty/null/non-string rows are
     an error naming them, unless `skip_invalid`."""
     texts, kept, bad, truncated = [], [], [], 0
@@ -220,7 +219,9 @@ class LabelMap:
                 raise DataError(f"{spec}: row {row + 1} has no label")
             if self.integer:
                 if not _is_int_label(value):
-                    raise DataError(f"{spec}: row {row + 1}: label {value!r} is not an integer like the training labels")
+                    raise DataError(
+                        f"{spec}: row {row + 1}: label {value!r} is not an integer like the training labels"
+                    )
                 label = int(float(value))
                 if not 0 <= label < len(self.names):
                     raise DataError(
@@ -237,7 +238,9 @@ class LabelMap:
         return ids
 
 
-def _drop_duplicates(texts: list[str], labels: list[int], rows: list[int], spec: str) -> tuple[list[str], list[int], list[str]]:
+def _drop_duplicates(
+    texts: list[str], labels: list[int], rows: list[int], spec: str
+) -> tuple[list[str], list[int], list[str]]:
     """Drop repeated (text, label) rows, which would over-weight them; warn about a text given two labels."""
     seen: dict[str, int] = {}
     keep, repeated, conflicts = [], [], []
@@ -252,11 +255,15 @@ def _drop_duplicates(texts: list[str], labels: list[int], rows: list[int], spec:
         keep.append(index)
     notes = []
     if repeated:
-        notes.append(f"{spec}: dropped {len(repeated)} duplicate row(s) (same text and label), first at row(s) "
-                     f"{', '.join(map(str, repeated[:5]))}")
+        notes.append(
+            f"{spec}: dropped {len(repeated)} duplicate row(s) (same text and label), first at row(s) "
+            f"{', '.join(map(str, repeated[:5]))}"
+        )
     if conflicts:
-        notes.append(f"{spec}: {len(conflicts)} row(s) repeat a text with a different label, first at row(s) "
-                     f"{', '.join(map(str, conflicts[:5]))}; kept both")
+        notes.append(
+            f"{spec}: {len(conflicts)} row(s) repeat a text with a different label, first at row(s) "
+            f"{', '.join(map(str, conflicts[:5]))}; kept both"
+        )
     return [texts[i] for i in keep], [labels[i] for i in keep], notes
 
 

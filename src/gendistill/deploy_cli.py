@@ -14,10 +14,12 @@ FORMATS = ("onnx",)
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
     format_: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
-    quantize: Annotated[str | None, typer.Option("--quantize", help="int8: dynamic int8 weights (about 4x "
-                                                 "smaller); default: fp32")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/export/onnx or "
-                                             "onnx-int8)")] = None,
+    quantize: Annotated[
+        str | None, typer.Option("--quantize", help="int8: dynamic int8 weights (about 4x smaller); default: fp32")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/export/onnx or onnx-int8)")
+    ] = None,
 ) -> None:
     """Export the student to ONNX for torch-free serving (gendistill.inference.Predictor, gendistill serve)."""
     from gendistill.cli import _guard
@@ -42,8 +44,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
     max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="most texts per batch request")] = 256,
     max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="most characters per text")] = 10_000,
-    threads: Annotated[int | None, typer.Option("--threads", min=1, help="onnxruntime threads "
-                                                "(default: one per physical core)")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="onnxruntime threads (default: one per physical core)")
+    ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
     from gendistill.cli import _guard

@@ -19,9 +19,16 @@ from gendistill.students.vocab import prune_teacher_vocab, train_word_tokenizer
 from gendistill.training import fit
 
 
-def make_student(config: StudentConfig, texts: list[str], label_names: list[str], seed: int,
-                 teacher_dir: Path | None = None, teacher_base: str | None = None, device: str = "cpu",
-                 trust_remote_code: bool = False) -> StudentClassifier:
+def make_student(
+    config: StudentConfig,
+    texts: list[str],
+    label_names: list[str],
+    seed: int,
+    teacher_dir: Path | None = None,
+    teacher_base: str | None = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> StudentClassifier:
     """A fresh student whose vocabulary covers `texts`: word-level with random embeddings, or the teacher's
     tokenizer pruned to the texts' tokens with static embeddings distilled from the teacher (`init: teacher`)."""
     torch.manual_seed(seed)
@@ -40,16 +47,34 @@ def make_student(config: StudentConfig, texts: list[str], label_names: list[str]
         tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
         tokenizer.no_truncation()
         tokenizer.no_padding()
-        id_map, kept, counts = prune_teacher_vocab(tokenizer, texts, config.max_length, config.vocab_size,
-                                                   hf_tokenizer.unk_token_id)
+        id_map, kept, counts = prune_teacher_vocab(
+            tokenizer, texts, config.max_length, config.vocab_size, hf_tokenizer.unk_token_id
+        )
         source = str(teacher_dir) if config.init_from == "finetuned" or teacher_base is None else teacher_base
-        embeddings = teacher_embedding_matrix(source, hf_tokenizer, kept, counts, config.embedding_dim,
-                                              config.sif_coefficient, device, seed, trust_remote_code)
+        embeddings = teacher_embedding_matrix(
+            source,
+            hf_tokenizer,
+            kept,
+            counts,
+            config.embedding_dim,
+            config.sif_coefficient,
+            device,
+            seed,
+            trust_remote_code,
+        )
         student_tokenizer = StudentTokenizer(tokenizer, config.max_length, id_map, min_length)
-        info.update(init_from=config.init_from, teacher_vocab_size=int(id_map.shape[0]), pruned_vocab_size=len(kept) + 2)
-    spec = StudentSpec(arch=config.arch, vocab_size=student_tokenizer.vocab_size, num_labels=len(label_names),
-                       embedding_dim=config.embedding_dim, hidden_dim=config.hidden_dim, dropout=config.dropout,
-                       cnn_kernel_sizes=list(config.cnn_kernel_sizes))
+        info.update(
+            init_from=config.init_from, teacher_vocab_size=int(id_map.shape[0]), pruned_vocab_size=len(kept) + 2
+        )
+    spec = StudentSpec(
+        arch=config.arch,
+        vocab_size=student_tokenizer.vocab_size,
+        num_labels=len(label_names),
+        embedding_dim=config.embedding_dim,
+        hidden_dim=config.hidden_dim,
+        dropout=config.dropout,
+        cnn_kernel_sizes=list(config.cnn_kernel_sizes),
+    )
     student = StudentClassifier(spec, student_tokenizer, label_names, info=info)
     if embeddings is not None:
         with torch.no_grad():
@@ -71,15 +96,26 @@ def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.
     }
 
 
-def train_student(student: StudentClassifier, texts: list[str], gold: list[int], teacher_logits: np.ndarray | None,
-                  config: StudentConfig, accelerator: Accelerator, seed: int, steps: int | None = None,
-                  validation: tuple[list[str], list[int]] | None = None, description: str = "student",
-                  checkpoint_dir: Path | None = None) -> dict:
+def train_student(
+    student: StudentClassifier,
+    texts: list[str],
+    gold: list[int],
+    teacher_logits: np.ndarray | None,
+    config: StudentConfig,
+    accelerator: Accelerator,
+    seed: int,
+    steps: int | None = None,
+    validation: tuple[list[str], list[int]] | None = None,
+    description: str = "student",
+    checkpoint_dir: Path | None = None,
+) -> dict:
     """Train in place. With `teacher_logits`, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
     plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy."""
     ids, lengths = student.tokenizer.encode(texts)
     sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
-    targets = teacher_logits if teacher_logits is not None else np.zeros((len(texts), student.spec.num_labels), np.float32)
+    targets = (
+        teacher_logits if teacher_logits is not None else np.zeros((len(texts), student.spec.num_labels), np.float32)
+    )
     examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
     steps = steps or config.epochs * math.ceil(len(examples) / config.batch_size)
     optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
@@ -97,11 +133,26 @@ def train_student(student: StudentClassifier, texts: list[str], gold: list[int],
         return float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
 
     student.model, result = fit(
-        accelerator=accelerator, model=student.model, optimizer=optimizer, scheduler=scheduler, examples=examples,
-        batch_size=config.batch_size, collate=_collate, loss_fn=loss_fn, steps=steps, seed=seed,
-        description=f"distill: {description}", name=description.replace(" ", "_"), checkpoint_dir=checkpoint_dir,
-        max_grad_norm=5.0, evaluate=validation_accuracy if validation is not None else None,
+        accelerator=accelerator,
+        model=student.model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        examples=examples,
+        batch_size=config.batch_size,
+        collate=_collate,
+        loss_fn=loss_fn,
+        steps=steps,
+        seed=seed,
+        description=f"distill: {description}",
+        name=description.replace(" ", "_"),
+        checkpoint_dir=checkpoint_dir,
+        max_grad_norm=5.0,
+        evaluate=validation_accuracy if validation is not None else None,
     )
-    return {"steps": result.steps, "epochs": result.epochs, "history": result.history,
-            "resumed_from_epoch": result.resumed_from_epoch,
-            **({"best_validation_accuracy": result.best_metric} if result.best_metric is not None else {})}
+    return {
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "history": result.history,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        **({"best_validation_accuracy": result.best_metric} if result.best_metric is not None else {}),
+    }

@@ -93,8 +93,11 @@ def _report_fields(run_dir: Path | None, key: str) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{run_dir / 'report.json'}: cannot read ({error})") from None
     row = report.get(key) or {}
-    return {"config_hash": report.get("config_hash"), "student_accuracy": row.get("accuracy"),
-            "student_macro_f1": row.get("macro_f1")}
+    return {
+        "config_hash": report.get("config_hash"),
+        "student_accuracy": row.get("accuracy"),
+        "student_macro_f1": row.get("macro_f1"),
+    }
 
 
 @contextmanager
@@ -125,10 +128,16 @@ def torch_to_onnx(wrapper: RawIdStudent, path: Path, raw_vocab: int) -> None:
 
     ids, lengths = _example_inputs(raw_vocab, 7, 3, seed=0)
     with _quiet(), torch.no_grad():
-        torch.onnx.export(wrapper, (ids, lengths), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["ids", "lengths"], output_names=["logits"],
-                          dynamic_axes={"ids": {0: "batch", 1: "sequence"}, "lengths": {0: "batch"},
-                                        "logits": {0: "batch"}})
+        torch.onnx.export(
+            wrapper,
+            (ids, lengths),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["ids", "lengths"],
+            output_names=["logits"],
+            dynamic_axes={"ids": {0: "batch", 1: "sequence"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+        )
     onnx.checker.check_model(str(path))
 
 
@@ -157,8 +166,12 @@ def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["Gather", "LSTM", "MatMul", "Gemm"])
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Gather", "LSTM", "MatMul", "Gemm"],
+        )
 
 
 def _prepare_target(out_dir: Path) -> Path:
@@ -194,8 +207,12 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
             fp32.unlink()
         shutil.copyfile(student_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         (tmp / LABELS_FILE).write_text(json.dumps(student.label_names, indent=2) + "\n", encoding="utf-8")
-        write_json(tmp / METADATA_FILE, _metadata(student, student_dir, run_dir, key, quantize, empty_id,
-                                                  max_diff, (tmp / MODEL_FILE).stat().st_size))
+        write_json(
+            tmp / METADATA_FILE,
+            _metadata(
+                student, student_dir, run_dir, key, quantize, empty_id, max_diff, (tmp / MODEL_FILE).stat().st_size
+            ),
+        )
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     finally:
@@ -203,26 +220,50 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
     return out_dir
 
 
-def _metadata(student: StudentClassifier, student_dir: Path, run_dir: Path | None, key: str, quantize: str | None,
-              empty_id: int, max_diff: float, size: int) -> dict[str, Any]:
+def _metadata(
+    student: StudentClassifier,
+    student_dir: Path,
+    run_dir: Path | None,
+    key: str,
+    quantize: str | None,
+    empty_id: int,
+    max_diff: float,
+    size: int,
+) -> dict[str, Any]:
     import onnx
     import onnxruntime
 
     from gendistill import __version__
 
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "gendistill_version": __version__, "torch_version": torch.__version__, "onnx_version": onnx.__version__,
-        "onnxruntime_version": onnxruntime.__version__, "opset": OPSET,
-        "source": str(student_dir.resolve()), "run_dir": str(run_dir.resolve()) if run_dir else None,
-        "student_kind": key, **_report_fields(run_dir, key),
-        "arch": student.spec.arch, "params": student.num_parameters, "spec": student.spec.to_dict(),
-        "label_names": student.label_names, "max_length": student.tokenizer.max_length,
-        "min_length": student.tokenizer.min_length, "pad_id": PAD_ID, "empty_id": empty_id,
-        "pruned_teacher_vocab": student.tokenizer.id_map is not None, "quantization": quantize,
-        "model_bytes": size, "fp32_max_abs_diff_vs_torch": max_diff, "info": student.info,
-        "inputs": {"ids": "int64 [batch, sequence] raw tokenizer ids, right-padded with 0",
-                   "lengths": "int64 [batch] token count per row (>= 1)"},
+        "gendistill_version": __version__,
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+        "onnxruntime_version": onnxruntime.__version__,
+        "opset": OPSET,
+        "source": str(student_dir.resolve()),
+        "run_dir": str(run_dir.resolve()) if run_dir else None,
+        "student_kind": key,
+        **_report_fields(run_dir, key),
+        "arch": student.spec.arch,
+        "params": student.num_parameters,
+        "spec": student.spec.to_dict(),
+        "label_names": student.label_names,
+        "max_length": student.tokenizer.max_length,
+        "min_length": student.tokenizer.min_length,
+        "pad_id": PAD_ID,
+        "empty_id": empty_id,
+        "pruned_teacher_vocab": student.tokenizer.id_map is not None,
+        "quantization": quantize,
+        "model_bytes": size,
+        "fp32_max_abs_diff_vs_torch": max_diff,
+        "info": student.info,
+        "inputs": {
+            "ids": "int64 [batch, sequence] raw tokenizer ids, right-padded with 0",
+            "lengths": "int64 [batch] token count per row (>= 1)",
+        },
         "outputs": {"logits": "float32 [batch, labels]"},
     }

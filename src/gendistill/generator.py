@@ -36,8 +36,12 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenize
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD)
 
@@ -47,9 +51,13 @@ def build_generator(config: GeneratorConfig, texts: list[str]):
     if config.model == "scratch":
         tokenizer = train_bpe_tokenizer(texts, config.scratch_vocab_size)
         model_config = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=config.max_length + config.max_new_tokens + 16,
-            n_embd=config.scratch_dim, n_layer=config.scratch_layers, n_head=config.scratch_heads,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            n_positions=config.max_length + config.max_new_tokens + 16,
+            n_embd=config.scratch_dim,
+            n_layer=config.scratch_layers,
+            n_head=config.scratch_heads,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
         return GPT2LMHeadModel(model_config), tokenizer
@@ -71,13 +79,25 @@ def prefix_for(label_name: str | None) -> str:
 
 
 def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: int) -> list[list[int]]:
-    body = tokenizer([p + t for p, t in zip(prefixes, texts, strict=True)], add_special_tokens=False,
-                     truncation=True, max_length=max_length - 2)["input_ids"]
+    body = tokenizer(
+        [p + t for p, t in zip(prefixes, texts, strict=True)],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=max_length - 2,
+    )["input_ids"]
     return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in body]
 
 
-def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int], label_names: list[str],
-                    out_dir: Path, accelerator: Accelerator, seed: int, checkpoint_dir: Path | None = None) -> dict:
+def train_generator(
+    config: GeneratorConfig,
+    texts: list[str],
+    labels: list[int],
+    label_names: list[str],
+    out_dir: Path,
+    accelerator: Accelerator,
+    seed: int,
+    checkpoint_dir: Path | None = None,
+) -> dict:
     """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
     model, tokenizer = build_generator(config, texts)
     prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
@@ -101,13 +121,27 @@ def train_generator(config: GeneratorConfig, texts: list[str], labels: list[int]
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
     model, result = fit(
-        accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler, examples=sequences,
-        batch_size=config.batch_size, collate=collate, loss_fn=lambda m, batch: m(**batch).loss, steps=steps,
-        seed=seed, description="generator: fine-tune", name="generator", checkpoint_dir=checkpoint_dir,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        examples=sequences,
+        batch_size=config.batch_size,
+        collate=collate,
+        loss_fn=lambda m, batch: m(**batch).loss,
+        steps=steps,
+        seed=seed,
+        description="generator: fine-tune",
+        name="generator",
+        checkpoint_dir=checkpoint_dir,
     )
     save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
-    return {"steps": result.steps, "learning_rate": learning_rate, "final_loss": result.history[-1]["loss"],
-            "resumed_from_epoch": result.resumed_from_epoch}
+    return {
+        "steps": result.steps,
+        "learning_rate": learning_rate,
+        "final_loss": result.history[-1]["loss"],
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
 
 
 def load_generator(path: Path, device: str | torch.device, trust_remote_code: bool = False):
@@ -118,8 +152,9 @@ def load_generator(path: Path, device: str | torch.device, trust_remote_code: bo
 
 
 @torch.inference_mode()
-def sample_texts(model, tokenizer, config: GeneratorConfig, n: int, seed: int, first_words: list[str],
-                 label_names: list[str]) -> list[str]:
+def sample_texts(
+    model, tokenizer, config: GeneratorConfig, n: int, seed: int, first_words: list[str], label_names: list[str]
+) -> list[str]:
     """Sample `n` texts with batched, KV-cached generation. Deterministic for a given seed, so a resumed run
     regenerates exactly the shard it lost.
 
@@ -143,16 +178,22 @@ def sample_texts(model, tokenizer, config: GeneratorConfig, n: int, seed: int, f
         ids = torch.full((size, width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((size, width), dtype=torch.long)
         for row, prompt in enumerate(prompts):  # left padding: every prompt ends at column `width`
-            ids[row, width - len(prompt):] = torch.tensor(prompt)
-            mask[row, width - len(prompt):] = 1
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
         output = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
-            top_k=config.top_k or None, top_p=config.top_p, temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, use_cache=True,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=True,
+            top_k=config.top_k or None,
+            top_p=config.top_p,
+            temperature=config.temperature,
+            max_new_tokens=config.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
         ).cpu()
         for row, prompt in enumerate(prompts):
-            tokens = output[row, width - len(prompt) + keep_from[row]:].tolist()
+            tokens = output[row, width - len(prompt) + keep_from[row] :].tolist()
             if tokenizer.eos_token_id in tokens:
                 tokens = tokens[: tokens.index(tokenizer.eos_token_id)]
             texts.append(tokenizer.decode(tokens, skip_special_tokens=True))

@@ -20,7 +20,8 @@ def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: 
             detail = str(error).splitlines()[0][:300]
             raise ModelLoadError(f"{what} {name!r}: the folder exists but cannot be loaded ({detail})") from None
         hint = (
-            "the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)" if offline
+            "the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)"
+            if offline
             else "it is neither a local folder nor a model id that could be downloaded"
         )
         raise ModelLoadError(

@@ -43,14 +43,18 @@ class Predictor:
         files = (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE)
         missing = [name for name in files if not (self.directory / name).is_file()]
         if missing:
-            raise ExportDirError(f"{self.directory}: not a gendistill ONNX export ({', '.join(missing)} missing); "
-                                 "make one with `gendistill export RUN_DIR --format onnx --out DIR`")
+            raise ExportDirError(
+                f"{self.directory}: not a gendistill ONNX export ({', '.join(missing)} missing); "
+                "make one with `gendistill export RUN_DIR --format onnx --out DIR`"
+            )
         self.metadata: dict[str, Any] = _read_json(self.directory / METADATA_FILE)
         self.label_names: list[str] = list(_read_json(self.directory / LABELS_FILE))
         version = self.metadata.get("format_version")
         if self.metadata.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ExportDirError(f"{self.directory}: metadata.json is not a {FORMAT} v{FORMAT_VERSION} export "
-                                 f"(format={self.metadata.get('format')!r}, version={version!r}); re-export it")
+            raise ExportDirError(
+                f"{self.directory}: metadata.json is not a {FORMAT} v{FORMAT_VERSION} export "
+                f"(format={self.metadata.get('format')!r}, version={version!r}); re-export it"
+            )
         try:
             self.max_length = int(self.metadata["max_length"])
             self.min_length = int(self.metadata["min_length"])
@@ -66,8 +70,9 @@ class Predictor:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.directory / MODEL_FILE), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
             raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
 

@@ -64,11 +64,14 @@ def _versions() -> dict[str, str]:
     import tokenizers
     import transformers
 
-    return {"gendistill": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
-            "tokenizers": tokenizers.__version__}
-
-
+    return {
+        "gendistill": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
 
 
 @dataclass
@@ -135,8 +138,11 @@ class Run(StageBodies):
                 config_hash = stable_hash("unused")
             inputs = self.external_inputs(stage)
             upstream = {name: computed[name]["key"] for name in UPSTREAM[stage]}
-            computed[stage] = {"key": stable_hash([config_hash, inputs, upstream]), "config_hash": config_hash,
-                               "input_hashes": {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}}}
+            computed[stage] = {
+                "key": stable_hash([config_hash, inputs, upstream]),
+                "config_hash": config_hash,
+                "input_hashes": {**inputs, **{f"stage:{k}": v for k, v in upstream.items()}},
+            }
         return computed
 
     def save_manifest(self) -> None:
@@ -170,24 +176,32 @@ class Run(StageBodies):
             )
         write_text(saved, new)
 
-    def run(self, force: list[str] | None = None, only: str | None = None) -> Report | None:
-        """Run every stage that is not done (or just `only`); `force` names stages to rerun ('all' for all)."""
+    def run(self, force: list[str] | None = None, only: str | None = None, until: str | None = None) -> Report | None:
+        """Run every stage that is not done (or just `only`, or the stages up to `until`); `force` names stages to
+        rerun ('all' for all)."""
         force = list(force or [])
         self.prepare_dir(force)
         keys = self.keys()
         forced = set(STAGES) if "all" in force else {stage for stage in force if stage in STAGES}
+        stages = STAGES[: STAGES.index(until) + 1] if until else STAGES
         if only is None:
-            pending = {s for s in STAGES if s in forced or not self.is_done(s, keys[s]["key"])}
+            pending = {s for s in stages if s in forced or not self.is_done(s, keys[s]["key"])}
             if pending:
                 from gendistill.preflight import preflight
 
                 preflight(self.config, _with_downstream(pending))
         ran: set[str] = set()
-        for stage in STAGES:
+        for stage in stages:
             if only is not None and stage != only:
-                if stage not in ran and not self.is_done(stage, keys[stage]["key"]) and STAGES.index(stage) < STAGES.index(only):
-                    raise RunDirError(f"stage {stage!r} has not finished in {self.dir}; run it first "
-                                      f"(gendistill {_command(stage)} {self.dir}) or use gendistill run")
+                if (
+                    stage not in ran
+                    and not self.is_done(stage, keys[stage]["key"])
+                    and STAGES.index(stage) < STAGES.index(only)
+                ):
+                    raise RunDirError(
+                        f"stage {stage!r} has not finished in {self.dir}; run it first "
+                        f"(gendistill {_command(stage)} {self.dir}) or use gendistill run"
+                    )
                 continue
             upstream_reran = any(name in ran for name in UPSTREAM[stage])
             if only is None and not (stage in forced or upstream_reran) and self.is_done(stage, keys[stage]["key"]):
@@ -249,15 +263,18 @@ class Run(StageBodies):
         self.save_manifest()
         progress.log(f"[bold]{stage}[/bold] ...")
         start = time.perf_counter()
-        if stage in TRAINING_STAGES or self.is_main:
-            outcome = getattr(self, f"stage_{stage}")() or {}
-        else:
-            outcome = {}
+        runs_here = stage in TRAINING_STAGES or self.is_main  # other processes wait at the barrier below
+        outcome = (getattr(self, f"stage_{stage}")() or {}) if runs_here else {}
         if _distributed():
             self.accelerator.wait_for_everyone()
         seconds = time.perf_counter() - start
-        record.update(status=outcome.pop("status", "done"), seconds=round(seconds, 2), finished_at=_now(),
-                      versions=_versions(), summary=outcome)
+        record.update(
+            status=outcome.pop("status", "done"),
+            seconds=round(seconds, 2),
+            finished_at=_now(),
+            versions=_versions(),
+            summary=outcome,
+        )
         self.save_manifest()
         for name in OUTPUTS[stage]:  # training checkpoints are only for resuming this stage
             if name.startswith("checkpoints/"):
@@ -273,9 +290,6 @@ class Run(StageBodies):
         return self._accelerator
 
 
-
-
-
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
@@ -286,8 +300,6 @@ def _with_downstream(stages: set[str]) -> set[str]:
         if any(name in out for name in UPSTREAM[stage]):
             out.add(stage)
     return out
-
-
 
 
 def _now() -> str:
@@ -313,8 +325,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def run_dir_for(name: str, parent: str | Path = "runs") -> Path:
     """runs/NAME for a run name, refusing names that would land outside `parent` (separators, '..', absolute)."""
     if not _NAME.fullmatch(name) or ".." in name:
-        raise RunDirError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only (no path separators or "
-                          "'..'); pass --run-dir for an explicit folder")
+        raise RunDirError(
+            f"run name {name!r}: use letters, digits, '.', '_' and '-' only (no path separators or "
+            "'..'); pass --run-dir for an explicit folder"
+        )
     parent_path = Path(parent).resolve()
     target = (parent_path / name).resolve()
     if target.parent != parent_path:

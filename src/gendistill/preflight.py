@@ -17,16 +17,28 @@ def check_model(name: str, what: str, trust_remote_code: bool) -> None:
 
     path = Path(name)
     if path.exists() and not (path / "config.json").exists():
-        raise ModelLoadError(f"{what} {name!r}: the folder has no config.json; pass a folder written by "
-                             "save_pretrained (or `huggingface-cli download`)")
+        raise ModelLoadError(
+            f"{what} {name!r}: the folder has no config.json; pass a folder written by "
+            "save_pretrained (or `huggingface-cli download`)"
+        )
     from_pretrained(AutoConfig.from_pretrained, name, what, trust_remote_code=trust_remote_code)
 
 
 def preflight(config: RunConfig, stages: set[str]) -> None:
     """Validate the inputs of the stages about to run (data always: every later stage depends on it)."""
     data = config.data
-    load_task(data.train, data.test, data.validation, data.text_column, data.label_column, data.label_names,
-              data.per_class, data.seed, data.max_chars, data.skip_invalid_rows)
+    load_task(
+        data.train,
+        data.test,
+        data.validation,
+        data.text_column,
+        data.label_column,
+        data.label_names,
+        data.per_class,
+        data.seed,
+        data.max_chars,
+        data.skip_invalid_rows,
+    )
     if "generate" in stages:
         for source in config.transfer.sources:
             if source.type == SourceKind.file.value and source.path:

@@ -14,7 +14,9 @@ console = Console(stderr=True)
 
 
 def enabled() -> bool:
-    return os.environ.get("GENDISTILL_PROGRESS", "auto") != "0" and (sys.stderr.isatty() or os.environ.get("GENDISTILL_PROGRESS") == "1")
+    return os.environ.get("GENDISTILL_PROGRESS", "auto") != "0" and (
+        sys.stderr.isatty() or os.environ.get("GENDISTILL_PROGRESS") == "1"
+    )
 
 
 class _Bar:
@@ -35,8 +37,15 @@ def bar(description: str, total: float | None, completed: float = 0) -> Iterator
     if not enabled():
         yield _Bar(None, None)
         return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console, transient=False)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
     with progress:
         yield _Bar(progress, progress.add_task(description, total=total, completed=completed))
 

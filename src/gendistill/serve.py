@@ -52,8 +52,9 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def create_app(predictor_dir: str | Path, max_texts: int = 256, max_chars: int = 10_000,
-               threads: int | None = None) -> FastAPI:
+def create_app(
+    predictor_dir: str | Path, max_texts: int = 256, max_chars: int = 10_000, threads: int | None = None
+) -> FastAPI:
     """The service for the export in `predictor_dir`; loads the model once, at creation."""
     predictor = Predictor(predictor_dir, threads=threads)
     labels = predictor.label_names
@@ -74,8 +75,13 @@ def create_app(predictor_dir: str | Path, max_texts: int = 256, max_chars: int =
     async def _limit_body(request: Request, call_next):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body:
-            return JSONResponse({"error": f"request body of {declared} bytes is larger than this service accepts "
-                                          f"({max_body}); send fewer or shorter texts"}, status_code=413)
+            return JSONResponse(
+                {
+                    "error": f"request body of {declared} bytes is larger than this service accepts "
+                    f"({max_body}); send fewer or shorter texts"
+                },
+                status_code=413,
+            )
         return await call_next(request)
 
     def check(texts: list[str]) -> None:
@@ -89,9 +95,13 @@ def create_app(predictor_dir: str | Path, max_texts: int = 256, max_chars: int =
 
     def predictions(texts: list[str]) -> list[Prediction]:
         probabilities = predictor.predict_proba(texts)
-        return [Prediction(label=labels[int(row.argmax())],
-                           probabilities={name: float(p) for name, p in zip(labels, row, strict=True)})
-                for row in probabilities]
+        return [
+            Prediction(
+                label=labels[int(row.argmax())],
+                probabilities={name: float(p) for name, p in zip(labels, row, strict=True)},
+            )
+            for row in probabilities
+        ]
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -102,8 +112,11 @@ def create_app(predictor_dir: str | Path, max_texts: int = 256, max_chars: int =
 
     @app.get("/info")
     def info() -> dict[str, Any]:
-        return {"labels": labels, "metadata": public_metadata,
-                "limits": {"max_texts": max_texts, "max_chars": max_chars}}
+        return {
+            "labels": labels,
+            "metadata": public_metadata,
+            "limits": {"max_texts": max_texts, "max_chars": max_chars},
+        }
 
     @app.post("/predict", response_model=Prediction)
     def predict(request: PredictRequest) -> Prediction:

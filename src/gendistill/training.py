@@ -78,9 +78,15 @@ def fit(
             if result.steps >= steps:
                 break
             torch.manual_seed(epoch_seed(seed, epoch))
-            loader = accelerator.prepare(DataLoader(
-                list(examples), batch_size=batch_size, shuffle=True, collate_fn=collate,
-                generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))))
+            loader = accelerator.prepare(
+                DataLoader(
+                    list(examples),
+                    batch_size=batch_size,
+                    shuffle=True,
+                    collate_fn=collate,
+                    generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
+                )
+            )
             model.train()
             total, count = 0.0, 0
             for batch in loader:
@@ -101,15 +107,26 @@ def fit(
                 record["validation"] = evaluate(accelerator.unwrap_model(model))
                 if result.best_metric is None or record["validation"] > result.best_metric:
                     result.best_metric = record["validation"]
-                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()})
+                    best_state = copy.deepcopy(
+                        {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+                    )
             result.history.append(record)
             due = time.monotonic() - last_save >= checkpoint_every_s
             if checkpoint_dir is not None and accelerator.is_main_process and due and result.steps < steps:
                 last_save = time.monotonic()
-                save_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler,
-                                {"epoch": epoch + 1, "step": result.steps, "history": result.history,
-                                 "best_metric": result.best_metric},
-                                {"best": best_state} if best_state is not None else None)
+                save_checkpoint(
+                    checkpoint_dir,
+                    accelerator.unwrap_model(model),
+                    optimizer,
+                    scheduler,
+                    {
+                        "epoch": epoch + 1,
+                        "step": result.steps,
+                        "history": result.history,
+                        "best_metric": result.best_metric,
+                    },
+                    {"best": best_state} if best_state is not None else None,
+                )
             kill_point(f"{name}.epoch")
     accelerator.wait_for_everyone()
     result.epochs = len(result.history)

@@ -72,10 +72,17 @@ class SourceSummary:
     details: dict | None = None
 
     def to_dict(self) -> dict:
-        return {"type": self.type, "requested": self.requested, "generated": self.generated, "kept": self.kept,
-                "drops": {name: self.drops.get(name, 0) for name in FILTERS}, "surplus": self.surplus,
-                "shards": self.shards,
-                **({"note": self.note} if self.note else {}), **({"details": self.details} if self.details else {})}
+        return {
+            "type": self.type,
+            "requested": self.requested,
+            "generated": self.generated,
+            "kept": self.kept,
+            "drops": {name: self.drops.get(name, 0) for name in FILTERS},
+            "surplus": self.surplus,
+            "shards": self.shards,
+            **({"note": self.note} if self.note else {}),
+            **({"details": self.details} if self.details else {}),
+        }
 
 
 def source_dir(root: Path, index: int, source: TransferSource) -> Path:
@@ -99,7 +106,11 @@ def write_shard(path: Path, texts: list[str], generated: int, drops: Counter[str
 def read_shard(path: Path) -> tuple[list[str], int, Counter[str]]:
     table = pq.read_table(path)
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    return table.column("text").to_pylist(), int(metadata.get("generated", 0)), Counter(json.loads(metadata.get("drops", "{}")))
+    return (
+        table.column("text").to_pylist(),
+        int(metadata.get("generated", 0)),
+        Counter(json.loads(metadata.get("drops", "{}"))),
+    )
 
 
 def shard_seed(seed: int, source_index: int, shard: int) -> int:
@@ -109,8 +120,15 @@ def shard_seed(seed: int, source_index: int, shard: int) -> int:
 Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
 
 
-def build_generated_source(directory: Path, index: int, source: TransferSource, sampler: Sampler,
-                           text_filter: TextFilter, shard_size: int, seed: int) -> SourceSummary:
+def build_generated_source(
+    directory: Path,
+    index: int,
+    source: TransferSource,
+    sampler: Sampler,
+    text_filter: TextFilter,
+    shard_size: int,
+    seed: int,
+) -> SourceSummary:
     """Sample until `source.n` texts survive the filters (or the attempt budget runs out), shard by shard."""
     assert source.n is not None
     summary, drops = SourceSummary(type=source.type, requested=source.n), Counter()
@@ -145,8 +163,16 @@ def build_generated_source(directory: Path, index: int, source: TransferSource, 
     return summary
 
 
-def build_file_source(directory: Path, index: int, source: TransferSource, text_filter: TextFilter,
-                      labeled_texts: set[str], shard_size: int, seed: int, max_chars: int) -> SourceSummary:
+def build_file_source(
+    directory: Path,
+    index: int,
+    source: TransferSource,
+    text_filter: TextFilter,
+    labeled_texts: set[str],
+    shard_size: int,
+    seed: int,
+    max_chars: int,
+) -> SourceSummary:
     """Unlabeled texts the user already has; a random `n` of them when `n` is set."""
     assert source.path is not None
     texts = load_unlabeled(source.path, source.text_column, max_chars)
@@ -161,18 +187,37 @@ def build_file_source(directory: Path, index: int, source: TransferSource, text_
         kept = kept[: source.n]
     _write_shards(directory, kept, shard_size)
     shards = max(1, -(-len(kept) // shard_size))
-    return SourceSummary(type=source.type, requested=source.n, generated=len(texts) + drops["training_copy"],
-                         kept=len(kept), drops=dict(drops), shards=shards)
+    return SourceSummary(
+        type=source.type,
+        requested=source.n,
+        generated=len(texts) + drops["training_copy"],
+        kept=len(kept),
+        drops=dict(drops),
+        shards=shards,
+    )
 
 
-def build_augment_source(directory: Path, index: int, source: TransferSource, text_filter: TextFilter,
-                         labeled_texts: list[str], shard_size: int, seed: int) -> SourceSummary:
+def build_augment_source(
+    directory: Path,
+    index: int,
+    source: TransferSource,
+    text_filter: TextFilter,
+    labeled_texts: list[str],
+    shard_size: int,
+    seed: int,
+) -> SourceSummary:
     """Rule-based variants of the labeled texts (Tang et al. 2019); a random `n` of them when `n` is set."""
     from gendistill.augment import AugmentConfig, augment_texts
 
-    options = AugmentConfig(p_mask=source.p_mask, p_swap=source.p_swap, p_ngram=source.p_ngram,
-                            ngram_max=source.ngram_max, copies=source.copies, mask_token=source.mask_token,
-                            swap=source.swap)
+    options = AugmentConfig(
+        p_mask=source.p_mask,
+        p_swap=source.p_swap,
+        p_ngram=source.p_ngram,
+        ngram_max=source.ngram_max,
+        copies=source.copies,
+        mask_token=source.mask_token,
+        swap=source.swap,
+    )
     candidates, stats = augment_texts(labeled_texts, options, seed + index)
     drops: Counter[str] = Counter()
     kept = text_filter(candidates, drops)
@@ -180,8 +225,14 @@ def build_augment_source(directory: Path, index: int, source: TransferSource, te
         random.Random(seed + index).shuffle(kept)
         kept = kept[: source.n]
     _write_shards(directory, kept, shard_size)
-    summary = SourceSummary(type=source.type, requested=source.n, generated=len(candidates), kept=len(kept),
-                            drops=dict(drops), shards=max(1, -(-len(kept) // shard_size)))
+    summary = SourceSummary(
+        type=source.type,
+        requested=source.n,
+        generated=len(candidates),
+        kept=len(kept),
+        drops=dict(drops),
+        shards=max(1, -(-len(kept) // shard_size)),
+    )
     summary.note = None
     summary.details = {"swap_mode": stats["swap_mode"], "copies": source.copies}
     return summary
@@ -197,5 +248,12 @@ def _write_shards(directory: Path, texts: list[str], shard_size: int) -> None:
 
 def read_transfer_set(root: Path) -> list[tuple[Path, list[str]]]:
     """Every transfer shard in source order: (shard path, its texts)."""
-    return [(path, read_shard(path)[0]) for source in sorted(p for p in root.iterdir() if p.is_dir())
-            for path in list_shards(source)] if root.exists() else []
+    return (
+        [
+            (path, read_shard(path)[0])
+            for source in sorted(p for p in root.iterdir() if p.is_dir())
+            for path in list_shards(source)
+        ]
+        if root.exists()
+        else []
+    )

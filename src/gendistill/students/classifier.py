@@ -18,14 +18,25 @@ from gendistill.io import atomic_path, write_json
 from gendistill.students.models import StudentSpec, build_student, count_parameters
 from gendistill.students.vocab import StudentTokenizer
 
-CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, ID_MAP_FILE = "config.json", "model.safetensors", "tokenizer.json", "id_map.safetensors"
+CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, ID_MAP_FILE = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "id_map.safetensors",
+)
 
 
 class StudentClassifier:
     """A student network plus everything needed to go from raw texts to labels."""
 
-    def __init__(self, spec: StudentSpec, tokenizer: StudentTokenizer, label_names: list[str],
-                 model: nn.Module | None = None, info: dict | None = None):
+    def __init__(
+        self,
+        spec: StudentSpec,
+        tokenizer: StudentTokenizer,
+        label_names: list[str],
+        model: nn.Module | None = None,
+        info: dict | None = None,
+    ):
         self.spec = spec
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
@@ -47,14 +58,17 @@ class StudentClassifier:
         if self.tokenizer.id_map is not None:
             with atomic_path(directory / ID_MAP_FILE) as tmp:
                 save_numpy({"id_map": self.tokenizer.id_map}, str(tmp))
-        write_json(directory / CONFIG_FILE, {
-            "spec": self.spec.to_dict(),
-            "label_names": self.label_names,
-            "max_length": self.tokenizer.max_length,
-            "min_length": self.tokenizer.min_length,
-            "pruned_teacher_vocab": self.tokenizer.id_map is not None,
-            "info": self.info,
-        })
+        write_json(
+            directory / CONFIG_FILE,
+            {
+                "spec": self.spec.to_dict(),
+                "label_names": self.label_names,
+                "max_length": self.tokenizer.max_length,
+                "min_length": self.tokenizer.min_length,
+                "pruned_teacher_vocab": self.tokenizer.id_map is not None,
+                "info": self.info,
+            },
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> StudentClassifier:
@@ -66,7 +80,9 @@ class StudentClassifier:
             id_map = load_numpy(str(directory / ID_MAP_FILE))["id_map"] if config["pruned_teacher_vocab"] else None
             state = load_file(str(directory / WEIGHTS_FILE))
         except FileNotFoundError as error:
-            raise ModelLoadError(f"{directory}: not a student directory ({Path(error.filename).name} missing)") from None
+            raise ModelLoadError(
+                f"{directory}: not a student directory ({Path(error.filename).name} missing)"
+            ) from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{directory}: invalid student config.json ({error})") from None
         student_tokenizer = StudentTokenizer(tokenizer, config["max_length"], id_map, config.get("min_length", 1))

@@ -21,8 +21,12 @@ from transformers import AutoModel, PreTrainedTokenizerBase
 
 @torch.inference_mode()
 def encode_tokens(
-    model_path: str, tokenizer: PreTrainedTokenizerBase, token_ids: list[int], device: str = "cpu",
-    batch_size: int = 512, trust_remote_code: bool = False,
+    model_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    token_ids: list[int],
+    device: str = "cpu",
+    batch_size: int = 512,
+    trust_remote_code: bool = False,
 ) -> np.ndarray:
     """Mean-pooled last hidden states of each token passed alone through the encoder: [len(token_ids), hidden]."""
     encoder = AutoModel.from_pretrained(model_path, trust_remote_code=trust_remote_code).to(device).eval()
@@ -58,8 +62,15 @@ def reduce_and_weight(
 
 
 def teacher_embedding_matrix(
-    model_path: str, tokenizer: PreTrainedTokenizerBase, kept_ids: list[int], counts: Counter[int], dim: int,
-    sif_coefficient: float | None, device: str = "cpu", seed: int = 0, trust_remote_code: bool = False,
+    model_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    kept_ids: list[int],
+    counts: Counter[int],
+    dim: int,
+    sif_coefficient: float | None,
+    device: str = "cpu",
+    seed: int = 0,
+    trust_remote_code: bool = False,
 ) -> np.ndarray:
     """The student's embedding matrix for rows [PAD, UNK, *kept_ids]: [PAD] is zero, [UNK] is the teacher's
     unknown token (or the mean of the kept tokens when the tokenizer has none)."""
