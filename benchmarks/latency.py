@@ -2,7 +2,7 @@
 
     python benchmarks/latency.py runs/qs [--texts 500] [--out benchmarks/results/latency]
 
-One process, the same texts (RUN_DIR/data/test.parquet, cycled to --texts) for every engine, tokenization
+One process, the same timing texts (RUN_DIR/data/test.parquet, cycled to --texts) for every engine, tokenization
 included: examples/s at batch 1 and 64, p50/p99 ms per call at batch 1, each with 1 thread and with all threads
 (torch's default thread count, i.e. the physical cores). Writes <out>/<run name>.json and .md and prints the
 table; ratios are against the teacher in the same setting.
@@ -28,15 +28,19 @@ Predict = Callable[[list[str]], np.ndarray]
 WARMUP_CALLS = 10
 
 
-def load_texts(run_dir: Path, count: int) -> tuple[list[str], list[int]]:
+def load_test_set(run_dir: Path) -> tuple[list[str], list[int]]:
     import pandas as pd
 
     path = run_dir / "data" / "test.parquet"
     if not path.is_file():
         sys.exit(f"error: {path} not found (a run directory made by `gendistill run` has it)")
     frame = pd.read_parquet(path)
-    repeats = -(-count // len(frame))
-    return (frame["text"].tolist() * repeats)[:count], (frame["label"].astype(int).tolist() * repeats)[:count]
+    return frame["text"].tolist(), frame["label"].astype(int).tolist()
+
+
+def timing_texts(texts: list[str], count: int) -> list[str]:
+    """The first `count` test texts, the test set cycled when it is smaller."""
+    return (texts * -(-count // len(texts)))[:count]
 
 
 def teacher_max_length(run_dir: Path) -> int:
@@ -54,7 +58,7 @@ def set_threads(threads: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false" if threads == 1 else "true"
 
 
-def measure(predict: Predict, texts: list[str], gold: list[int]) -> dict[str, float]:
+def measure(predict: Predict, texts: list[str]) -> dict[str, float]:
     """Batch 1: per-call latencies over every text; batch 64: total time over the same texts."""
     for text in texts[:WARMUP_CALLS]:
         predict([text])
@@ -65,15 +69,21 @@ def measure(predict: Predict, texts: list[str], gold: list[int]) -> dict[str, fl
         latencies.append(time.perf_counter() - start)
     predict(texts[:64])
     start = time.perf_counter()
-    logits = np.concatenate([predict(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    for i in range(0, len(texts), 64):
+        predict(texts[i : i + 64])
     batch64 = time.perf_counter() - start
     return {
         "batch1_examples_per_s": len(texts) / sum(latencies),
         "batch64_examples_per_s": len(texts) / batch64,
         "batch1_p50_ms": 1000 * float(np.percentile(latencies, 50)),
         "batch1_p99_ms": 1000 * float(np.percentile(latencies, 99)),
-        "accuracy": float(np.mean(logits.argmax(axis=1) == np.asarray(gold))),
     }
+
+
+def accuracy(predict: Predict, texts: list[str], gold: list[int]) -> float:
+    """Accuracy on the whole test set (not the cycled timing texts), in batches of 64."""
+    logits = np.concatenate([predict(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    return float(np.mean(logits.argmax(axis=1) == np.asarray(gold)))
 
 
 def folder_size(directory: Path) -> int:
@@ -81,8 +91,9 @@ def folder_size(directory: Path) -> int:
     return sum(path.stat().st_size for path in directory.iterdir() if path.is_file())
 
 
-def engines(run_dir: Path, export_root: Path) -> list[tuple[str, int, Callable[[int], Predict]]]:
-    """(name, size in bytes, threads -> predict function) for each engine; ONNX sessions are per thread count."""
+def engines(run_dir: Path, export_root: Path) -> list[tuple[str, int, int, Callable[[int], Predict]]]:
+    """(name, folder bytes, model file bytes, threads -> predict function) per engine; ONNX sessions are per
+    thread count."""
     import transformers
 
     from gendistill.evaluate import weights_size
@@ -105,19 +116,24 @@ def engines(run_dir: Path, export_root: Path) -> list[tuple[str, int, Callable[[
 
         return make
 
+    def file_size(path: Path) -> int:
+        return path.stat().st_size
+
     return [
         (
             "teacher (torch)",
             weights_size(run_dir / "teacher"),
+            file_size(run_dir / "teacher" / "model.safetensors"),
             lambda _: lambda batch: teacher_logits(model, tokenizer, batch, len(batch), max_length, "cpu"),
         ),
         (
             "student (torch)",
             weights_size(run_dir / "student"),
+            file_size(run_dir / "student" / "model.safetensors"),
             lambda _: lambda batch: student.logits(batch, len(batch)),
         ),
-        ("student ONNX fp32", folder_size(fp32), onnx(fp32)),
-        ("student ONNX int8", folder_size(int8), onnx(int8)),
+        ("student ONNX fp32", folder_size(fp32), file_size(fp32 / "model.onnx"), onnx(fp32)),
+        ("student ONNX int8", folder_size(int8), file_size(int8 / "model.onnx"), onnx(int8)),
     ]
 
 
@@ -125,16 +141,27 @@ def run(run_dir: Path, count: int) -> dict[str, Any]:
     import onnxruntime
     import torch
 
-    texts, gold = load_texts(run_dir, count)
+    test_texts, gold = load_test_set(run_dir)
+    texts = timing_texts(test_texts, count)
     all_threads = torch.get_num_threads()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, size, make in engines(run_dir, Path(tmp)):
+        for name, size, model_bytes, make in engines(run_dir, Path(tmp)):
+            set_threads(all_threads)
+            print(f"accuracy of {name} on {len(test_texts)} test texts...", file=sys.stderr, flush=True)
+            engine_accuracy = accuracy(make(all_threads), test_texts, gold)
             for threads in sorted({1, all_threads}):
                 set_threads(threads)
                 print(f"measuring {name}, {threads} thread(s)...", file=sys.stderr, flush=True)
                 rows.append(
-                    {"engine": name, "threads": threads, "size_bytes": size, **measure(make(threads), texts, gold)}
+                    {
+                        "engine": name,
+                        "threads": threads,
+                        "size_bytes": size,
+                        "model_file_bytes": model_bytes,
+                        "accuracy": engine_accuracy,
+                        **measure(make(threads), texts),
+                    }
                 )
     for row in rows:
         teacher = next(r for r in rows if r["engine"].startswith("teacher") and r["threads"] == row["threads"])
@@ -145,6 +172,7 @@ def run(run_dir: Path, count: int) -> dict[str, Any]:
         "command": "python " + shlex.join(sys.argv),
         "run_dir": str(run_dir),
         "texts": len(texts),
+        "test_texts": len(test_texts),
         "all_threads": all_threads,
         "machine": {
             "processor": platform.processor() or platform.machine(),
@@ -164,18 +192,21 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"{result['texts']} texts from data/test.parquet, tokenization included; CPU {machine['processor']} "
+        f"Timing: {result['texts']} texts from data/test.parquet, tokenization included; accuracy: all "
+        f"{result['test_texts']} test texts. CPU {machine['processor']} "
         f"({machine['cpu_count']} logical cores; 'all' = {result['all_threads']} threads); torch "
         f"{machine['torch']}, onnxruntime {machine['onnxruntime']}. Speedups are against the teacher with the "
         "same threads.",
         "",
-        "| engine | threads | size (MB) | accuracy | ex/s b=1 | ex/s b=64 | p50 ms b=1 | p99 ms b=1 "
+        "| engine | threads | model file (MB) | folder (MB) | test accuracy | ex/s b=1 | ex/s b=64 | p50 ms b=1 "
+        "| p99 ms b=1 "
         "| speedup b=1 | speedup b=64 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["results"]:
         lines.append(
-            f"| {row['engine']} | {row['threads']} | {row['size_bytes'] / 1e6:.2f} | {100 * row['accuracy']:.1f} "
+            f"| {row['engine']} | {row['threads']} | {row['model_file_bytes'] / 1e6:.2f} | {row['size_bytes'] / 1e6:.2f} "
+            f"| {100 * row['accuracy']:.2f} "
             f"| {row['batch1_examples_per_s']:,.0f} | {row['batch64_examples_per_s']:,.0f} "
             f"| {row['batch1_p50_ms']:.2f} | {row['batch1_p99_ms']:.2f} "
             f"| {row['batch1_speedup_vs_teacher']:.1f}x | {row['batch64_speedup_vs_teacher']:.1f}x |"
