@@ -205,8 +205,8 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["results"]:
         lines.append(
-            f"| {row['engine']} | {row['threads']} | {row['model_file_bytes'] / 1e6:.2f} | {row['size_bytes'] / 1e6:.2f} "
-            f"| {100 * row['accuracy']:.2f} "
+            f"| {row['engine']} | {row['threads']} | {row['model_file_bytes'] / 1e6:.2f} "
+            f"| {row['size_bytes'] / 1e6:.2f} | {100 * row['accuracy']:.2f} "
             f"| {row['batch1_examples_per_s']:,.0f} | {row['batch64_examples_per_s']:,.0f} "
             f"| {row['batch1_p50_ms']:.2f} | {row['batch1_p99_ms']:.2f} "
             f"| {row['batch1_speedup_vs_teacher']:.1f}x | {row['batch64_speedup_vs_teacher']:.1f}x |"
