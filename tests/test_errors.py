@@ -191,3 +191,32 @@ def test_duplicate_rows_are_dropped_with_a_warning(tmp_path):
     assert len(task.train) == 9  # two exact repeats dropped, the conflicting label kept
     assert any("dropped 2 duplicate row(s)" in n and "row(s) 9, 10" in n for n in task.notes)
     assert any("different label" in n and "row(s) 11" in n for n in task.notes)
+
+
+def test_long_texts_are_truncated_and_counted_in_the_run(tmp_path, task_dir, tiny_teacher_dir):
+    import gendistill
+
+    rows = [json.loads(line) for line in (task_dir / "train.jsonl").read_text().splitlines()]
+    rows[0]["text"] = "word " * 1000
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["data"].update(train=write_jsonl(tmp_path / "long.jsonl", rows), max_chars=300)
+    run = gendistill.Run(gendistill.config.build_config(config), tmp_path / "run")
+    run.run(until="data")
+    stats = json.loads((tmp_path / "run" / "data" / "stats.json").read_text())
+    assert stats["truncated"] == 1
+
+
+def test_loading_is_safe_by_construction():
+    """Every torch.load in the package passes weights_only=True; remote code is off unless asked for."""
+    import re
+    from pathlib import Path
+
+    from gendistill.config import GeneratorConfig, TeacherConfig
+
+    source = Path(__file__).resolve().parents[1] / "src" / "gendistill"
+    calls = [m for p in source.rglob("*.py") for m in re.finditer(r"torch\.load\(([^)]*)\)", p.read_text())]
+    assert calls and all("weights_only=True" in m.group(1) for m in calls)
+    assert not any(
+        re.search(r"^\s*(import pickle|from pickle|import dill)", p.read_text(), re.M) for p in source.rglob("*.py")
+    )
+    assert TeacherConfig(model="m").trust_remote_code is False and GeneratorConfig().trust_remote_code is False
