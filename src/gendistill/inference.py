@@ -7,6 +7,8 @@ student's id map and padding rules inside the graph), tokenizer.json, labels.jso
 
 from __future__ import annotations
 
+import itertools
+
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +74,9 @@ class Predictor:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        # spinning worker threads fight the tokenizer's own thread pool for the cores (measured: bag student,
+        # 2 threads, 11.1k -> 13.0k examples/s with spinning off)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
@@ -89,11 +94,13 @@ class Predictor:
         return [encoding.ids[: self.max_length] or [self.empty_id] for encoding in encodings]
 
     def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        width = max(max(len(ids) for ids in sequences), self.min_length)
+        """Right-pad with [PAD]=0 in one vectorized step (a per-row Python loop cost as much as the bag model)."""
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        width = max(int(lengths.max()), self.min_length)
+        flat = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int64, count=int(lengths.sum()))
         matrix = np.full((len(sequences), width), PAD_ID, dtype=np.int64)
-        for row, ids in enumerate(sequences):
-            matrix[row, : len(ids)] = ids
-        return matrix, np.asarray([len(ids) for ids in sequences], dtype=np.int64)
+        matrix[np.arange(width)[None, :] < lengths[:, None]] = flat
+        return matrix, lengths
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Logits [len(texts), labels] in input order; texts are batched by token count to waste little on
