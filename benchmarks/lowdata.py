@@ -33,6 +33,7 @@ from gendistill.config import RunConfig, build_config
 from gendistill.io import write_json, write_text
 
 SHARED_STAGES = ("data", "teacher")
+COMMENTARY = "## Commentary"  # a hand-written section of RESULTS.md that a rerun keeps
 ARMS = ("teacher", "student_ce", "student_kd", "student_kd_augment", "student_kd_generate", "student_kd_unlabeled")
 
 
@@ -157,7 +158,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
             adopted += run.adopt(generator_donor, ("generator",))
         if (arm, size) in transfer_donors:  # another student init of the same arm: only distill differs
             adopted += run.adopt(transfer_donors[(arm, size)], ("generator", "generate", "label"))
-        print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {', '.join(adopted) or 'nothing'})", flush=True)
+        print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {', '.join(dict.fromkeys(adopted)) or 'nothing'})", flush=True)
         started = time.perf_counter()
         report = run.run().data
         if arm == "student_kd_generate":
@@ -331,7 +332,9 @@ def main(argv: list[str] | None = None) -> None:
         summary = summarize(dataset, rows)
         write_json(args.out / dataset / "summary.json", summary)
         summaries.append(summary)
-    write_text(args.out / "RESULTS.md", markdown(command, summaries))
+    results = args.out / "RESULTS.md"
+    kept = results.read_text(encoding="utf-8").partition(COMMENTARY)[2] if results.exists() else ""
+    write_text(results, markdown(command, summaries) + (f"\n{COMMENTARY}{kept}" if kept else ""))
     plot(summaries, args.out / "accuracy_vs_size.png")
     print(f"results: {args.out / 'RESULTS.md'}")
 
