@@ -158,7 +158,8 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
             adopted += run.adopt(generator_donor, ("generator",))
         if (arm, size) in transfer_donors:  # another student init of the same arm: only distill differs
             adopted += run.adopt(transfer_donors[(arm, size)], ("generator", "generate", "label"))
-        print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {', '.join(dict.fromkeys(adopted)) or 'nothing'})", flush=True)
+        reused = ", ".join(dict.fromkeys(adopted)) or "nothing"
+        print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {reused})", flush=True)
         started = time.perf_counter()
         report = run.run().data
         if arm == "student_kd_generate":
