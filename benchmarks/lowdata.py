@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import statistics
 import sys
@@ -102,13 +103,23 @@ def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: in
     return config
 
 
-def arm_configs(args: argparse.Namespace, base: dict[str, Any], pool_size: int) -> list[tuple[str, str, str, dict]]:
+def arm_configs(
+    args: argparse.Namespace, base: dict[str, Any], pool_size: int, n_classes: int
+) -> list[tuple[str, str, str, dict]]:
     """(arm, init, size label, config) for every student run of one cell."""
     runs = []
     for init in args.inits:
         student = {**base["student"], "init": init}
         if "student_ce" in args.arms or "student_kd" in args.arms:  # one run gives both: student = KD, baseline = CE
-            runs.append(("labeled_only", init, "0", {**base, "student": {**student, "baseline": True}}))
+            # the same optimizer-step budget as a student distilled on the whole pool, as the pipeline's own
+            # baseline gets: labeled-only arms must not lose merely for training fewer steps
+            batch, epochs = 64, base["student"].get("epochs", 10)
+            labeled = base["data"]["per_class"] * n_classes
+            budget = epochs * math.ceil((labeled + pool_size) / batch)
+            lo_epochs = max(epochs, math.ceil(budget / math.ceil(labeled / batch)))
+            runs.append(
+                ("labeled_only", init, "0", {**base, "student": {**student, "baseline": True, "epochs": lo_epochs}})
+            )
         student = {**student, "baseline": False}
         if "student_kd_augment" in args.arms:
             sources = [{"type": "augment", "copies": args.augment_copies}]
@@ -149,7 +160,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
     rows: list[dict[str, Any]] = []
     generator_donor: Path | None = None
     transfer_donors: dict[tuple[str, str], Path] = {}  # (arm, size) -> the run whose transfer set and labels we reuse
-    for arm, init, size, raw in arm_configs(args, base, pool_size):
+    for arm, init, size, raw in arm_configs(args, base, pool_size, len(stats["label_names"])):
         config = build_config(raw, args.overrides)
         name = f"{arm}-{init}-{size}"
         run = gendistill.Run(config, cell / name)
@@ -161,7 +172,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         reused = ", ".join(dict.fromkeys(adopted)) or "nothing"
         print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {reused})", flush=True)
         started = time.perf_counter()
-        report = run.run().data
+        report = run.run(force=["changed"]).data  # a changed arm setting reruns only what it affects
         if arm == "student_kd_generate":
             generator_donor = generator_donor or cell / name
         transfer_donors.setdefault((arm, size), cell / name)
