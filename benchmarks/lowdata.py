@@ -309,7 +309,8 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
                 source = arm.split("@")[0]
                 curves.setdefault(source, []).append((by_n[n]["transfer_size_mean"], 100 * by_n[n]["accuracy_mean"]))
             elif arm.startswith("student_ce"):
-                ax.axhline(100 * by_n[n]["accuracy_mean"], linestyle=":", color="gray", label=arm)
+                style = ":" if "[teacher]" in arm else "-."
+                ax.axhline(100 * by_n[n]["accuracy_mean"], linestyle=style, color="gray", label=arm)
         for source, points in sorted(curves.items()):
             xs, ys = zip(*sorted(points), strict=True)
             ax.plot(xs, ys, marker="o", label=source)
