@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -16,6 +17,8 @@ def cli(*args, kill_at=None, cwd=None):
     env.pop("GENDISTILL_KILL_AT", None)
     if kill_at:
         env["GENDISTILL_KILL_AT"] = kill_at
+    # a parent started in the background may ignore SIGINT, and Python then never installs its Ctrl-C handler:
+    # give the child the default disposition, as an interactive terminal would
     return subprocess.run(
         [sys.executable, "-m", "gendistill.cli", *map(str, args)],
         env=env,
@@ -23,6 +26,7 @@ def cli(*args, kill_at=None, cwd=None):
         capture_output=True,
         text=True,
         timeout=600,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
