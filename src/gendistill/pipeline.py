@@ -303,7 +303,7 @@ def _with_downstream(stages: set[str]) -> set[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _command(stage: str) -> str:
