@@ -258,8 +258,6 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
     lines = [
         "# Low-data benchmark results",
         "",
-        f"Command: `{command}`",
-        "",
         "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets). "
         "`[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size.",
         "",
@@ -268,6 +266,8 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
         ns = sorted({n for arm in summary["arms"].values() for n in arm}, key=int)
         lines += [
             f"## {summary['dataset']}",
+            "",
+            f"Command: `{summary.get('command', command)}`",
             "",
             "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
             "|---|" + "---|" * (len(ns) + 1),
@@ -343,8 +343,15 @@ def main(argv: list[str] | None = None) -> None:
                     write_json(args.out / "runs" / dataset / f"{name}.json", row)
                 rows += cell_rows
         summary = summarize(dataset, rows)
+        summary["command"] = command
         write_json(args.out / dataset / "summary.json", summary)
         summaries.append(summary)
+    # datasets benchmarked by earlier invocations keep their rows (each with the command that produced it)
+    done = {summary["dataset"] for summary in summaries}
+    for path in sorted(args.out.glob("*/summary.json")):
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier.get("dataset") not in done:
+            summaries.append(earlier)
     results = args.out / "RESULTS.md"
     kept = results.read_text(encoding="utf-8").partition(COMMENTARY)[2] if results.exists() else ""
     write_text(results, markdown(command, summaries) + (f"\n{COMMENTARY}{kept}" if kept else ""))
