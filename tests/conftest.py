@@ -106,18 +106,11 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture()
-def tiny_config(task_dir: Path, tiny_teacher_dir: Path) -> dict:
+def make_tiny_config(task_dir: Path, teacher_dir: Path) -> dict:
     """A whole-pipeline config on tiny models that runs in seconds."""
     return {
         "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
-        "teacher": {
-            "model": str(tiny_teacher_dir),
-            "epochs": 3,
-            "batch_size": 16,
-            "learning_rate": 1e-3,
-            "max_length": 32,
-        },
+        "teacher": {"model": str(teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32},
         "generator": {
             "model": "scratch",
             "epochs": 2,

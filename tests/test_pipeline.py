@@ -5,6 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import make_tiny_config
 from typer.testing import CliRunner
 
 import gendistill
@@ -33,38 +34,7 @@ def stage_starts(run_dir):
 def finished(tmp_path_factory, task_dir, tiny_teacher_dir):
     """One full run of the CLI shared by the tests below (they only read it or copy it)."""
     root = tmp_path_factory.mktemp("run")
-    config = {
-        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
-        "teacher": {
-            "model": str(tiny_teacher_dir),
-            "epochs": 3,
-            "batch_size": 16,
-            "learning_rate": 1e-3,
-            "max_length": 32,
-        },
-        "generator": {
-            "model": "scratch",
-            "epochs": 2,
-            "scratch_layers": 1,
-            "scratch_dim": 32,
-            "scratch_heads": 2,
-            "scratch_vocab_size": 300,
-            "max_length": 32,
-            "max_new_tokens": 12,
-            "sample_batch_size": 16,
-        },
-        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16, "filters": {"min_words": 1}},
-        "student": {
-            "arch": "bilstm",
-            "init": "teacher",
-            "embedding_dim": 16,
-            "hidden_dim": 16,
-            "epochs": 2,
-            "batch_size": 16,
-        },
-        "evaluate": {"speed_examples": 32},
-        "device": "cpu",
-    }
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
     config_path = write_config(root / "tiny.yaml", config)
     result = invoke("run", config_path, "--run-dir", root / "out")
     assert result.exit_code == 0, result.output

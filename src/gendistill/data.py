@@ -10,12 +10,15 @@ import numbers
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from gendistill.errors import DataError
+
+if TYPE_CHECKING:
+    from gendistill.config import DataConfig
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -348,6 +351,22 @@ def load_task(
         label_names=label_map.names,
         pool_size=pool_size,
         notes=notes,
+    )
+
+
+def load_task_from_config(data: DataConfig) -> TaskData:
+    """`load_task` with the fields of the config's `data` section."""
+    return load_task(
+        data.train,
+        data.test,
+        data.validation,
+        data.text_column,
+        data.label_column,
+        data.label_names,
+        data.per_class,
+        data.seed,
+        data.max_chars,
+        data.skip_invalid_rows,
     )
 
 

@@ -8,7 +8,6 @@ student's id map and padding rules inside the graph), tokenizer.json, labels.jso
 from __future__ import annotations
 
 import itertools
-
 import json
 from collections.abc import Sequence
 from pathlib import Path

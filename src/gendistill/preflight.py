@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gendistill.config import RunConfig, SourceKind
-from gendistill.data import _column, load_task, read_table
+from gendistill.data import _column, load_task_from_config, read_table
 from gendistill.errors import ModelLoadError
 from gendistill.hub import from_pretrained
 
@@ -26,19 +26,7 @@ def check_model(name: str, what: str, trust_remote_code: bool) -> None:
 
 def preflight(config: RunConfig, stages: set[str]) -> None:
     """Validate the inputs of the stages about to run (data always: every later stage depends on it)."""
-    data = config.data
-    load_task(
-        data.train,
-        data.test,
-        data.validation,
-        data.text_column,
-        data.label_column,
-        data.label_names,
-        data.per_class,
-        data.seed,
-        data.max_chars,
-        data.skip_invalid_rows,
-    )
+    load_task_from_config(config.data)
     if "generate" in stages:
         for source in config.transfer.sources:
             if source.type == SourceKind.file.value and source.path:

@@ -17,7 +17,7 @@ import torch
 from gendistill import progress
 from gendistill.checkpoint import kill_point
 from gendistill.config import RunConfig, SourceKind
-from gendistill.data import LabeledSet, TaskData, load_task
+from gendistill.data import LabeledSet, TaskData, load_task_from_config
 from gendistill.io import read_json, remove_path, stable_hash, texts_sha256, write_json, write_parquet, write_text
 
 if TYPE_CHECKING:
@@ -48,19 +48,7 @@ class StageBodies:
 
     # ---- data --------------------------------------------------------------------------------------------
     def stage_data(self) -> dict[str, Any]:
-        data = self.config.data
-        task = load_task(
-            data.train,
-            data.test,
-            data.validation,
-            data.text_column,
-            data.label_column,
-            data.label_names,
-            data.per_class,
-            data.seed,
-            data.max_chars,
-            data.skip_invalid_rows,
-        )
+        task = load_task_from_config(self.config.data)
         for name, split in (("train", task.train), ("test", task.test), ("validation", task.validation)):
             path = self.dir / "data" / f"{name}.parquet"
             if split is None:
