@@ -37,7 +37,3 @@ def make_accelerator(device: str, mixed_precision: str, seed: int) -> Accelerato
         cpu=device == "cpu" and not launched,
         mixed_precision=resolve_precision(mixed_precision, device),
     )
-
-
-def cpu_threads() -> int:
-    return torch.get_num_threads()
