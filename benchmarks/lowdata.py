@@ -267,7 +267,7 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
         lines += [
             f"## {summary['dataset']}",
             "",
-            f"Command: `{summary.get('command', command)}`",
+            *[f"Command: `{c}`" for c in summary.get("commands", [command])],
             "",
             "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
             "|---|" + "---|" * (len(ns) + 1),
@@ -342,9 +342,15 @@ def main(argv: list[str] | None = None) -> None:
                     name = f"{row['arm']}-{row['size_label']}-n{per_class}-s{seed}".replace("[", "_").replace("]", "")
                     write_json(args.out / "runs" / dataset / f"{name}.json", row)
                 rows += cell_rows
-        summary = summarize(dataset, rows)
-        summary["command"] = command
-        write_json(args.out / dataset / "summary.json", summary)
+        # the summary covers every run of this dataset under --out, this invocation's and earlier ones (more seeds)
+        all_rows = [
+            json.loads(p.read_text(encoding="utf-8")) for p in sorted((args.out / "runs" / dataset).glob("*.json"))
+        ]
+        previous = args.out / dataset / "summary.json"
+        commands = json.loads(previous.read_text(encoding="utf-8")).get("commands", []) if previous.exists() else []
+        summary = summarize(dataset, all_rows or rows)
+        summary["commands"] = [*dict.fromkeys([*commands, command])]
+        write_json(previous, summary)
         summaries.append(summary)
     # datasets benchmarked by earlier invocations keep their rows (each with the command that produced it)
     done = {summary["dataset"] for summary in summaries}
