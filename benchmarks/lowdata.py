@@ -272,7 +272,7 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
             "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
             "|---|" + "---|" * (len(ns) + 1),
         ]
-        for arm, by_n in summary["arms"].items():
+        for arm, by_n in sorted(summary["arms"].items(), key=lambda item: _arm_order(item[0])):
             cells = []
             for n in ns:
                 c = by_n.get(n)
@@ -285,6 +285,13 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
             lines.append(f"| {arm} | " + " | ".join(cells) + f" | {params:,} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _arm_order(arm: str) -> tuple[int, int, float]:
+    """Table order: the ARMS order, teacher-init before random-init, transfer sizes ascending ('all' last)."""
+    base, _, size = arm.partition("@")
+    name, _, init = base.partition("[")
+    return ARMS.index(name), 0 if init.startswith("teacher") else 1, float("inf") if size == "all" else float(size or 0)
 
 
 def plot(summaries: list[dict[str, Any]], path: Path) -> None:
