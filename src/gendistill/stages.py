@@ -44,7 +44,31 @@ class StageBodies:
         raise NotImplementedError
 
     def _teacher_test_logits(self, teacher: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
-        return _teacher_test_logits_cached(self, teacher, tokenizer, texts)
+        """The teacher's test logits, cached per (teacher, test texts) so that rerunning evaluate after a student
+        change does not pay for the teacher's pass again."""
+        from safetensors.numpy import load_file, save_file
+
+        from gendistill.io import atomic_path
+        from gendistill.teacher import teacher_logits
+
+        key = stable_hash(
+            [self.manifest["stages"].get("teacher", {}).get("key"), texts_sha256(texts), self.config.teacher.max_length]
+        )
+        path = self.dir / "teacher" / ".cache" / f"test_logits-{key}.safetensors"
+        if path.exists():
+            return load_file(str(path))["logits"]
+        logits = teacher_logits(
+            teacher,
+            tokenizer,
+            texts,
+            self.config.evaluate.batch_size,
+            self.config.teacher.max_length,
+            torch.device("cpu"),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"logits": logits}, str(tmp))
+        return logits
 
     # ---- data --------------------------------------------------------------------------------------------
     def stage_data(self) -> dict[str, Any]:
@@ -431,29 +455,6 @@ class StageBodies:
         write_json(self.dir / "report.json", report)
         write_text(self.dir / "report.md", render_markdown(report))
         return {key: report[key].get("accuracy") for key in ("teacher", "student", "baseline_student") if key in report}
-
-
-def _teacher_test_logits_cached(run: StageBodies, teacher: Any, tokenizer: Any, texts: list[str]) -> np.ndarray:
-    """The teacher's test logits, cached per (teacher, test texts) so that rerunning evaluate after a student
-    change does not pay for the teacher's pass again."""
-    from safetensors.numpy import load_file, save_file
-
-    from gendistill.io import atomic_path
-    from gendistill.teacher import teacher_logits
-
-    key = stable_hash(
-        [run.manifest["stages"].get("teacher", {}).get("key"), texts_sha256(texts), run.config.teacher.max_length]
-    )
-    path = run.dir / "teacher" / ".cache" / f"test_logits-{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["logits"]
-    logits = teacher_logits(
-        teacher, tokenizer, texts, run.config.evaluate.batch_size, run.config.teacher.max_length, torch.device("cpu")
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({"logits": logits}, str(tmp))
-    return logits
 
 
 def _brief(stats: dict[str, Any]) -> dict[str, Any]:
