@@ -354,3 +354,26 @@ def test_cli_export_and_errors(student_factory, tmp_path):
         assert "error:" in result.output and fragment in result.output, result.output
         assert "Traceback" not in result.output
     assert (tmp_path / "busy" / "precious.txt").read_text() == "keep me"
+
+
+def test_bilstm_exports_as_one_bidirectional_lstm_node(student_factory, tmp_path):
+    import onnx
+
+    out = export_onnx(save(student_factory("bilstm", "teacher"), tmp_path / "student"), tmp_path / "onnx")
+    lstms = [node for node in onnx.load(str(out / "model.onnx")).graph.node if node.op_type == "LSTM"]
+    assert len(lstms) == 1
+    assert {a.name: a for a in lstms[0].attribute}["direction"].s == b"bidirectional"
+    assert lstms[0].input[4], "sequence_lens must be wired, or padding would enter the backward direction"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_predictor_threads_split_the_work_not_the_results(arch, student_factory, tmp_path):
+    """Several threads each tokenize and run their own share on their own session: same logits, same order."""
+    out = export_onnx(save(student_factory(arch, "teacher"), tmp_path / "student"), tmp_path / "onnx")
+    texts = probe_texts() * 5
+    one, three = Predictor(out, threads=1), Predictor(out, threads=3)
+    assert len(three.sessions) == 3
+    expected = one.logits(texts)
+    np.testing.assert_allclose(three.logits(texts), expected, atol=1e-5)
+    np.testing.assert_allclose(three.logits(texts, batch_size=3), expected, atol=1e-5)
+    np.testing.assert_allclose(three.logits(texts[:5]), expected[:5], atol=1e-5)  # too few to split

@@ -45,7 +45,7 @@ def serve(
     max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="most texts per batch request")] = 256,
     max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="most characters per text")] = 10_000,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="onnxruntime threads (default: one per physical core)")
+        int | None, typer.Option("--threads", min=1, help="parallel prediction threads (default: the cores available)")
     ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""

@@ -60,11 +60,14 @@ class BiLSTMStudent(nn.Module):
         self.hidden = nn.Linear(2 * spec.hidden_dim, spec.hidden_dim)
         self.classifier = nn.Linear(spec.hidden_dim, spec.num_labels)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        embedded = self.dropout(self.embedding(ids))
+    def recurrent_states(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[batch, length, 2 * hidden]: forward and backward states per position (padding positions: anything)."""
         forward_states, _ = self.forward_lstm(embedded)
         backward_states, _ = self.backward_lstm(_reverse_valid(embedded, lengths))
-        states = torch.cat([forward_states, _reverse_valid(backward_states, lengths)], dim=-1)
+        return torch.cat([forward_states, _reverse_valid(backward_states, lengths)], dim=-1)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        states = self.recurrent_states(self.dropout(self.embedding(ids)), lengths)
         pooled = _masked_max(states, _mask(lengths, ids.shape[1]))
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
 
