@@ -169,7 +169,7 @@ def run(run_dir: Path, count: int) -> dict[str, Any]:
         row["batch64_speedup_vs_teacher"] = row["batch64_examples_per_s"] / teacher["batch64_examples_per_s"]
         row["size_ratio_teacher_over_this"] = teacher["size_bytes"] / row["size_bytes"]
     return {
-        "command": "python " + shlex.join(sys.argv),
+        "command": "python benchmarks/latency.py " + shlex.join(sys.argv[1:]),
         "run_dir": str(run_dir),
         "texts": len(texts),
         "test_texts": len(test_texts),

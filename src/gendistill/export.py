@@ -123,7 +123,8 @@ def _one_lstm_node(model: BiLSTMStudent) -> None:
 
 
 def wrap_student(student: StudentClassifier) -> tuple[RawIdStudent, int, int]:
-    """(wrapper in eval mode on CPU, raw vocabulary size, the raw id an empty text gets)."""
+    """(wrapper in eval mode on CPU, raw vocabulary size, the raw id an empty text gets). A BiLSTM student is
+    switched to its one-node export form: pass a student loaded for export only."""
     id_map = student.tokenizer.id_map
     extra = max(student.spec.cnn_kernel_sizes) - 1 if student.spec.arch == "cnn" else 0
     model = student.model.cpu().eval()
