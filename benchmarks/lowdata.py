@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="one dataset, one N, one seed, small transfer sets (a smoke run; aims at ~10 minutes on 2 CPU cores)",
+        help="one dataset, one N, one seed, small transfer sets (a smoke run: 4-5 minutes on 2 CPU cores)",
     )
     args = parser.parse_args(argv)
     if args.quick:
