@@ -16,30 +16,20 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 import uvicorn
-from conftest import make_rows
+from conftest import LABELS, labeled, make_rows, train_tiny_student
 from typer.testing import CliRunner
 
 import gendistill
-from gendistill.config import StudentConfig
-from gendistill.distill import make_student, train_student
 from gendistill.export import export_onnx
 from gendistill.inference import ExportDirError, Predictor
-from gendistill.runtime import make_accelerator
 from gendistill.serve import create_app
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.vocab import train_word_tokenizer
 
-LABELS = ["cooking", "sports", "weather"]
 ARCHS = ["bilstm", "cnn", "bag"]
 INITS = ["random", "teacher"]
 SRC = Path(gendistill.__file__).parent
-
-
-def labeled(n: int, seed: int) -> tuple[list[str], list[int]]:
-    rows = make_rows(n, seed)
-    return [r["text"] for r in rows], [LABELS.index(r["label"]) for r in rows]
 
 
 def probe_texts() -> list[str]:
@@ -59,33 +49,13 @@ def probe_texts() -> list[str]:
 
 @pytest.fixture(scope="module")
 def student_factory(tiny_teacher_dir):
-    """Trained tiny students, built once per (arch, init), trained as in test_students so predictions are not
+    """Trained tiny students, built once per (arch, init), trained with the conftest recipe so predictions are not
     degenerate (an untrained student's near-tied logits would make the int8 agreement check meaningless)."""
     cache: dict[tuple[str, str], StudentClassifier] = {}
 
     def get(arch: str, init: str) -> StudentClassifier:
         if (arch, init) not in cache:
-            texts, gold = labeled(20, 0)
-            config = StudentConfig(
-                arch=arch,
-                init=init,
-                embedding_dim=16,
-                hidden_dim=16,
-                epochs=15,
-                batch_size=8,
-                learning_rate=5e-3,
-                cnn_kernel_sizes=[2, 3],
-                max_length=32,
-            )
-            student = make_student(
-                config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
-            )
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # tiny batches: extra threads only spin, badly so on a busy machine
-            try:
-                train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
-            finally:
-                torch.set_num_threads(threads)
+            student, _ = train_tiny_student(arch, init, tiny_teacher_dir, max_length=32)
             student.model.eval()
             cache[(arch, init)] = student
         return cache[(arch, init)]

@@ -6,44 +6,22 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import make_rows
+from conftest import LABELS, labeled, train_tiny_student
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
 
 from gendistill.config import StudentConfig
-from gendistill.distill import make_student, train_student
-from gendistill.runtime import make_accelerator
+from gendistill.distill import make_student
 from gendistill.students import StudentClassifier
 from gendistill.students.static import encode_tokens, reduce_and_weight
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
-
-LABELS = ["cooking", "sports", "weather"]
-
-
-def labeled(n, seed):
-    rows = make_rows(n, seed)
-    return [r["text"] for r in rows], [LABELS.index(r["label"]) for r in rows]
 
 
 @pytest.mark.parametrize("arch", ["bilstm", "cnn", "bag"])
 @pytest.mark.parametrize("init", ["random", "teacher"])
 def test_each_architecture_and_init_learns(arch, init, tiny_teacher_dir):
-    texts, gold = labeled(20, 0)
     test_texts, test_gold = labeled(10, 1)
-    config = StudentConfig(
-        arch=arch,
-        init=init,
-        embedding_dim=16,
-        hidden_dim=16,
-        epochs=15,
-        batch_size=8,
-        learning_rate=5e-3,
-        cnn_kernel_sizes=[2, 3],
-    )
-    student = make_student(
-        config, texts, LABELS, seed=0, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
-    )
-    stats = train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
+    student, stats = train_tiny_student(arch, init, tiny_teacher_dir)
     accuracy = np.mean(student.logits(test_texts).argmax(axis=1) == np.asarray(test_gold))
     assert stats["steps"] == 15 * 8
     assert accuracy >= 0.8, f"{arch}/{init} reached only {accuracy:.2f} on an easy task"

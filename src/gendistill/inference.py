@@ -98,7 +98,6 @@ class Predictor:
             ]
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
             raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
-        self.session = self.sessions[0]
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Raw tokenizer ids per text, as the student saw them in training: no special tokens, truncated to
@@ -136,7 +135,7 @@ class Predictor:
             self._pool.submit(self._run_share, self.sessions[k], texts, bounds[k], bounds[k + 1], batch_size, out)
             for k in range(1, shares)
         ]
-        self._run_share(self.session, texts, bounds[0], bounds[1], batch_size, out)
+        self._run_share(self.sessions[0], texts, bounds[0], bounds[1], batch_size, out)
         for future in futures:
             future.result()
         return out
