@@ -150,10 +150,12 @@ def make_tiny_config(task_dir: Path, teacher_dir: Path) -> dict:
             "scratch_heads": 2,
             "scratch_vocab_size": 300,
             "max_length": 32,
-            "max_new_tokens": 12,
-            "sample_batch_size": 16,
         },
-        "transfer": {"sources": [{"type": "generate", "n": 40}], "shard_size": 16, "filters": {"min_words": 1}},
+        "transfer": {
+            "sources": [{"type": "generate", "n": 40, "max_new_tokens": 12, "batch_size": 16}],
+            "shard_size": 16,
+            "filters": {"min_words": 1},
+        },
         "student": {
             "arch": "bilstm",
             "init": "teacher",

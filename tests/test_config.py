@@ -26,14 +26,14 @@ def test_unknown_key_suggests_nearest():
     "override, field",
     [
         ("student.hidden_dim=-1", "student.hidden_dim"),
-        ("generator.top_p=1.5", "generator.top_p"),
+        ("transfer.sources.0.top_p=1.5", "transfer.sources.0.top_p"),
         ("student.arch=transformer", "student.arch"),
         ("student.alpha=2", "student.alpha"),
     ],
 )
 def test_bad_values_name_the_field(override, field):
-    with pytest.raises(ConfigError, match=f"bad value for '{field}'"):
-        build_config(BASE, [override])
+    with pytest.raises(ConfigError, match=f"--set {override}: bad value for '{field}'"):
+        build_config({**BASE, "transfer": {"sources": [{"type": "generate", "n": 5}]}}, [override])
 
 
 def test_malformed_yaml_names_line(tmp_path):
@@ -49,7 +49,7 @@ def test_missing_required_section():
 
 
 def test_generate_source_needs_n():
-    with pytest.raises(ConfigError, match="needs n"):
+    with pytest.raises(ConfigError, match="missing required config key 'transfer.sources.0.n'"):
         build_config({**BASE, "transfer": {"sources": [{"type": "generate"}]}})
 
 
@@ -62,3 +62,57 @@ def test_yaml_round_trip():
 def test_set_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="expected section.key=value"):
         parse_overrides(["student.epochs"])
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+def test_non_finite_numbers_are_refused(value):
+    with pytest.raises(ConfigError, match="teacher.learning_rate.*finite"):
+        build_config(BASE, [f"teacher.learning_rate={value}"])
+
+
+@pytest.mark.parametrize("key", ["transfer.sources.0.n", "transfer.sources[0].n"])
+def test_set_addresses_one_transfer_source(key):
+    raw = {**BASE, "transfer": {"sources": [{"type": "file", "path": "u.jsonl"}, {"type": "augment"}]}}
+    config = build_config(raw, [f"{key}=200", "transfer.sources[1].copies=3"])
+    assert config.transfer.sources[0].n == 200 and config.transfer.sources[1].copies == 3
+    assert raw["transfer"]["sources"][0] == {"type": "file", "path": "u.jsonl"}  # the YAML dict is not modified
+
+
+def test_set_can_append_a_source_and_names_a_bad_index():
+    config = build_config(BASE, ["transfer.sources.0.type=augment", "transfer.sources.0.copies=2"])
+    assert config.transfer.sources[0].type == "augment" and config.transfer.sources[0].copies == 2
+    with pytest.raises(ConfigError, match=r"transfer.sources has 0 entries; use an index from 0 to 0"):
+        build_config(BASE, ["transfer.sources.3.n=5"])
+
+
+def test_a_typo_in_set_is_reported_as_the_set_not_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["studnet.epochs=2"])
+    assert str(error.value).startswith("--set studnet.epochs=2: unknown config key 'studnet'")
+    assert "did you mean 'student'" in str(error.value)
+    path.write_text(yaml.safe_dump({**BASE, "studnet": {"epochs": 2}}))
+    with pytest.raises(ConfigError, match=f"^{path}: unknown config key 'studnet'"):
+        load_config(path, ["student.epochs=3"])
+
+
+def test_unknown_key_inside_a_source_names_the_source_keys():
+    with pytest.raises(ConfigError) as error:
+        build_config({**BASE, "transfer": {"sources": [{"type": "file", "path": "u", "text_colum": "t"}]}})
+    assert "unknown config key 'transfer.sources.0.text_colum'" in str(error.value)
+    assert "did you mean 'transfer.sources.0.text_column'" in str(error.value)
+
+
+def test_unknown_source_type_lists_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"transfer.sources.0.type: expected one of generate, file, augment"):
+        build_config({**BASE, "transfer": {"sources": [{"type": "retrieval"}]}})
+
+
+def test_old_generator_sampling_keys_move_into_the_generate_source():
+    raw = {**BASE, "generator": {"top_p": 0.5, "sample_batch_size": 4, "batch_size": 2}}
+    raw["transfer"] = {"sources": [{"type": "generate", "n": 5}, {"type": "generate", "n": 6, "top_p": 0.9}]}
+    config = build_config(raw)
+    assert config.transfer.sources[0].top_p == 0.5 and config.transfer.sources[0].batch_size == 4
+    assert config.transfer.sources[1].top_p == 0.9  # a value the source sets itself wins
+    assert config.generator.batch_size == 2  # the training batch size stays with the generator

@@ -132,8 +132,9 @@ def test_config_file_missing(tmp_path):
             ("unknown config key 'student.embeding_dim'", "did you mean 'student.embedding_dim'"),
         ),
         ("student.hidden_dim=-4", ("bad value for 'student.hidden_dim'", "greater than or equal to 8")),
-        ("generator.top_p=1.5", ("bad value for 'generator.top_p'", "less than or equal to 1")),
-        ("student.arch=transformer", ("bad value for 'student.arch'", "'bilstm', 'cnn' or 'bag'")),
+        ("generator.learning_rate=-1", ("bad value for 'generator.learning_rate'", "greater than 0")),
+        ("teacher.learning_rate=.inf", ("bad value for 'teacher.learning_rate'", "finite number")),
+        ("student.arch=transformer", ("bad value for 'student.arch'", "expected one of bilstm, cnn, bag")),
         ("teacher.batch_size=0", ("bad value for 'teacher.batch_size'",)),
     ],
 )
@@ -201,7 +202,7 @@ def test_long_texts_are_truncated_and_counted_in_the_run(tmp_path, task_dir, tin
     config = base_config(task_dir, tiny_teacher_dir)
     config["data"].update(train=write_jsonl(tmp_path / "long.jsonl", rows), max_chars=300)
     run = gendistill.Run(gendistill.config.build_config(config), tmp_path / "run")
-    run.run(until="data")
+    run.run(only="data", force=["data"])
     stats = json.loads((tmp_path / "run" / "data" / "stats.json").read_text())
     assert stats["truncated"] == 1
 
@@ -211,7 +212,8 @@ def test_loading_is_safe_by_construction():
     import re
     from pathlib import Path
 
-    from gendistill.config import GeneratorConfig, TeacherConfig
+    from gendistill.config import GeneratorConfig
+    from gendistill.teachers.hf_encoder import HFEncoderTeacher as TeacherConfig
 
     source = Path(__file__).resolve().parents[1] / "src" / "gendistill"
     calls = [m for p in source.rglob("*.py") for m in re.finditer(r"torch\.load\(([^)]*)\)", p.read_text())]

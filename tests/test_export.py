@@ -277,10 +277,7 @@ def test_server_endpoints_and_errors(bilstm_export):
 
 def _cli_app():
     from gendistill.cli import app
-    from gendistill.deploy_cli import register
 
-    if not any(command.name == "export" for command in app.registered_commands):
-        register(app)
     return app
 
 

@@ -75,7 +75,10 @@ def test_report_has_the_promised_fields(finished):
     assert source["requested"] == 40 and source["kept"] == 40 and source["generated"] >= 40
     assert set(source["drops"]) == {"empty", "too_short", "too_long", "duplicate", "training_copy"}
     assert source["generated"] == source["kept"] + sum(source["drops"].values()) + source["surplus"]
-    assert set(report["stages"]) == {"data", "teacher", "generator", "generate", "label", "distill"}
+    stages = ("data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate")
+    assert list(report["stages"]) == list(stages)
+    assert all(row["status"] == "ran" and row["seconds"] >= 0 for row in report["stages"].values())
+    assert "| evaluate | ran |" in (run_dir / "report.md").read_text()
     assert report["student"]["params"] < report["teacher"]["params"]
     assert "| student |" in (run_dir / "report.md").read_text()
 
@@ -83,7 +86,8 @@ def test_report_has_the_promised_fields(finished):
 def test_manifest_records_each_stage(finished):
     _, _, run_dir, _ = finished
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    for stage in ("data", "teacher", "generator", "generate", "label", "distill", "evaluate"):
+    assert manifest["format"] == 2
+    for stage in ("data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate"):
         record = manifest["stages"][stage]
         assert record["status"] == "done"
         assert record["config_hash"] and record["input_hashes"] is not None and record["seconds"] >= 0
@@ -101,7 +105,7 @@ def test_second_run_skips_everything_and_changed_student_reruns_only_distill_and
     again = invoke("run", config_path, "--run-dir", copy)
     assert again.exit_code == 0, again.output
     assert stage_starts(copy) == before
-    assert again.output.count("(done, unchanged)") == 7
+    assert again.output.count("(done, unchanged)") == 8
 
     refused = invoke("run", config_path, "--run-dir", copy, "--set", "student.hidden_dim=24")
     assert refused.exit_code == 2
@@ -112,7 +116,7 @@ def test_second_run_skips_everything_and_changed_student_reruns_only_distill_and
     assert changed.exit_code == 0, changed.output
     after = stage_starts(copy)
     rerun = {stage for stage in before if before[stage] != after[stage]}
-    assert rerun == {"distill", "evaluate"}
+    assert rerun == {"distill", "baseline", "evaluate"}
     report = json.loads((copy / "report.json").read_text())
     assert report["student"]["params"] != json.loads((run_dir / "report.json").read_text())["student"]["params"]
 
@@ -128,6 +132,7 @@ def test_stage_command_reruns_one_stage_and_marks_later_ones_stale(finished, tmp
     assert result.exit_code == 0, result.output
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["stages"]["evaluate"]["status"] == "stale"
+    assert manifest["stages"]["baseline"]["status"] == "done"  # it does not read the distilled student
     rerun = invoke("run", copy / "config.yaml", "--run-dir", copy)
     assert rerun.exit_code == 0, rerun.output
     after = stage_starts(copy)
@@ -158,19 +163,11 @@ def test_api_with_file_source_conditional_pretrained_generator_and_cnn(
         {
             "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl"), "per_class": 10},
             "teacher": {"model": str(tiny_teacher_dir), "epochs": 1, "max_length": 32},
-            "generator": {
-                "model": str(tiny_gpt2_dir),
-                "conditional": True,
-                "prompt": "first_word",
-                "epochs": 1,
-                "max_length": 32,
-                "max_new_tokens": 8,
-                "sample_batch_size": 8,
-            },
+            "generator": {"model": str(tiny_gpt2_dir), "conditional": True, "epochs": 1, "max_length": 32},
             "transfer": {
                 "sources": [
                     {"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 25},
-                    {"type": "generate", "n": 10},
+                    {"type": "generate", "n": 10, "prompt": "first_word", "max_new_tokens": 8, "batch_size": 8},
                 ],
                 "shard_size": 8,
                 "filters": {"min_words": 1},
@@ -181,10 +178,11 @@ def test_api_with_file_source_conditional_pretrained_generator_and_cnn(
         }
     )
     report = gendistill.run(config, tmp_path / "api")
-    sources = report["transfer_set"]["sources"]
-    assert [s["type"] for s in sources] == ["file", "generate"]
-    assert sources[0]["kept"] == 25 and sources[1]["kept"] <= 10
-    assert report["train_examples"] == 30 and report["student"]["arch"] == "cnn"
+    sources = report.transfer_set.sources
+    assert [s.type for s in sources] == ["file", "generate"]
+    assert sources[0].kept == 25 and sources[1].kept <= 10
+    assert report.train_examples == 30 and report.student.arch == "cnn"
+    assert report.path == tmp_path / "api" / "report.json"
     student = gendistill.StudentClassifier.from_pretrained(tmp_path / "api" / "student")
     assert student.predict(["rain and wind"])[0] in {"cooking", "sports", "weather"}
 
@@ -203,11 +201,11 @@ def test_adopt_reuses_matching_stages_of_another_run(finished, tmp_path):
     _, config_path, run_dir, _ = finished
     config = gendistill.load_config(config_path, ["student.arch=bag"])
     other = gendistill.Run(config, tmp_path / "arm")
-    adopted = other.adopt(run_dir, ("data", "teacher", "generator", "generate", "label"))
-    assert adopted == ["data", "teacher", "generator", "generate", "label"]
+    adopted = other.adopt(run_dir, ("data", "teacher", "generator", "transfer", "label"))
+    assert adopted == ["data", "teacher", "generator", "transfer", "label"]
     assert (tmp_path / "arm" / "teacher").is_symlink()
     report = other.run()
-    assert report["student"]["arch"] == "bag"
+    assert report.student.arch == "bag"
     manifest = json.loads((tmp_path / "arm" / "manifest.json").read_text())
     assert manifest["stages"]["teacher"]["adopted_from"] == str(run_dir.resolve())
     assert (run_dir / "teacher" / "model.safetensors").exists()  # the source run is untouched

@@ -1,7 +1,13 @@
 from collections import Counter
 
-from gendistill.config import FilterConfig, TransferSource
-from gendistill.transfer import TextFilter, build_generated_source, list_shards, read_shard
+import torch
+
+from gendistill.config import FilterConfig, build_config
+from gendistill.data import LabeledSet, TaskData
+from gendistill.pipeline.layout import RunLayout
+from gendistill.sources.augment import AugmentSource
+from gendistill.sources.base import SourceContext, TextFilter, fill_by_sampling, list_shards, read_shard
+from gendistill.sources.generate import GenerateSource
 
 
 def test_filter_counts_every_drop():
@@ -22,53 +28,43 @@ def fake_sampler(calls):
     return sample
 
 
-def test_generated_source_reaches_exactly_n_and_resumes_identically(tmp_path):
-    source = TransferSource(type="generate", n=30)
-    full = build_generated_source(
-        tmp_path / "a", 0, source, fake_sampler([]), TextFilter(FilterConfig(min_words=1), set()), 10, 0
+def context(directory, training=(), shard_size=10, labeled=("a b", "c d")):
+    config = build_config(
+        {"data": {"train": "unused.jsonl"}, "teacher": {"model": "unused"}, "transfer": {"shard_size": shard_size}}
     )
+    task = TaskData(LabeledSet(list(labeled), [0, 1]), None, None, ["x", "y"])
+    text_filter = TextFilter(FilterConfig(min_words=1), set(training))
+    return SourceContext(config, RunLayout(directory), task, 0, directory, text_filter, torch.device("cpu"))
+
+
+def test_generated_source_reaches_exactly_n_and_resumes_identically(tmp_path):
+    source = GenerateSource(n=30)
+    full = fill_by_sampling(context(tmp_path / "a"), source, fake_sampler([]))
     assert full.kept == 30 and full.generated == full.kept + full.drops["duplicate"] + full.surplus
     texts = [t for p in list_shards(tmp_path / "a") for t in read_shard(p)[0]]
     assert len(texts) == 30 == len(set(texts))
     # interrupted after two shards: resume regenerates only the rest, and the result is identical
     partial = tmp_path / "b"
     calls = []
-    build_generated_source(
-        partial,
-        0,
-        TransferSource(type="generate", n=full.kept),
-        fake_sampler(calls),
-        TextFilter(FilterConfig(min_words=1), set()),
-        10,
-        0,
-    )
+    fill_by_sampling(context(partial), source, fake_sampler(calls))
     for path in list_shards(partial)[2:]:
         path.unlink()
     calls.clear()
-    resumed = build_generated_source(
-        partial, 0, source, fake_sampler(calls), TextFilter(FilterConfig(min_words=1), set()), 10, 0
-    )
+    resumed = fill_by_sampling(context(partial), source, fake_sampler(calls))
     assert len(calls) == full.shards - 2
     assert [t for p in list_shards(partial) for t in read_shard(p)[0]] == texts
     assert resumed.to_dict() == full.to_dict()
 
 
 def test_generated_source_stops_when_filters_reject_everything(tmp_path):
-    source = TransferSource(type="generate", n=5)
-    summary = build_generated_source(
-        tmp_path, 0, source, lambda n, seed: ["same"] * n, TextFilter(FilterConfig(min_words=1), {"same"}), 10, 0
-    )
+    summary = fill_by_sampling(context(tmp_path, training={"same"}), GenerateSource(n=5), lambda n, s: ["same"] * n)
     assert summary.kept == 0 and summary.note and summary.drops["training_copy"] == summary.generated
 
 
 def test_augment_source_makes_filtered_variants_of_the_labeled_texts(tmp_path):
-    from gendistill.transfer import build_augment_source
-
     labeled = ["the storm brought heavy rain today", "a late goal won the match for the team"]
-    source = TransferSource(type="augment", copies=5, swap="shape")
-    summary = build_augment_source(
-        tmp_path, 0, source, TextFilter(FilterConfig(min_words=1), set(labeled)), labeled, 4, 0
-    )
+    ctx = context(tmp_path, training=labeled, shard_size=4, labeled=labeled)
+    summary = AugmentSource(copies=5, swap="shape").build(ctx)
     texts = [t for p in list_shards(tmp_path) for t in read_shard(p)[0]]
     assert 0 < len(texts) == summary.kept <= 10 and len(set(texts)) == len(texts)
     assert not set(texts) & set(labeled)

@@ -2,7 +2,7 @@
 
     import gendistill
     config = gendistill.load_config("examples/quickstart.yaml")
-    report = gendistill.run(config, "runs/quickstart")
+    report = gendistill.run(config, "runs/quickstart")        # a typed Report: report.student.accuracy
     student = gendistill.StudentClassifier.from_pretrained("runs/quickstart/student")
     student.predict(["a new text"])
 
@@ -20,7 +20,7 @@ _EXPORTS = {
     "GendistillError": "gendistill.errors",
     "RunConfig": "gendistill.config",
     "load_config": "gendistill.config",
-    "Report": "gendistill.pipeline",
+    "Report": "gendistill.report",
     "Run": "gendistill.pipeline",
     "run": "gendistill.pipeline",
     "StudentClassifier": "gendistill.students",

@@ -1,4 +1,5 @@
-"""Typed configuration: one section per stage, loaded from YAML with `--set` overrides.
+"""Typed configuration: one section per stage, loaded from YAML with `--set` overrides. Transfer sources and
+teachers bring their own config classes (gendistill.sources, gendistill.teachers), joined here by their tag.
 
 Precedence is defaults < YAML < `--set section.key=value`. Unknown keys and bad values are errors that name
 the key (and suggest the nearest known one), never silently ignored.
@@ -6,21 +7,25 @@ the key (and suggest the nearest known one), never silently ignored.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
+import re
+import types
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from gendistill.errors import ConfigError
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=True)
+from gendistill.sections import Section as _Section
+from gendistill.sections import knob
+from gendistill.sources import SOURCES, source_union
+from gendistill.teachers import DEFAULT_KIND, TEACHERS, teacher_union
 
 
 class DataConfig(_Section):
@@ -44,25 +49,6 @@ class DataConfig(_Section):
     skip_invalid_rows: bool = Field(default=False, description="skip empty/null/non-string texts with a warning")
 
 
-class TeacherConfig(_Section):
-    """The large classifier fine-tuned on the labeled data, then used to label the transfer set."""
-
-    model: str = Field(description="Hugging Face model id or local path (AutoModelForSequenceClassification)")
-    epochs: Annotated[float, Field(gt=0)] = 10
-    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
-    batch_size: Annotated[int, Field(ge=1)] = 16
-    max_length: Annotated[int, Field(ge=8)] = 128
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
-    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
-    label_batch_size: Annotated[int, Field(ge=1)] = 64
-    trust_remote_code: bool = False
-
-
-class PromptKind(str, Enum):
-    bos = "bos"
-    first_word = "first_word"
-
-
 class GeneratorConfig(_Section):
     """The causal LM fine-tuned on the training texts and sampled to make the transfer set."""
 
@@ -78,14 +64,8 @@ class GeneratorConfig(_Section):
     )
     batch_size: Annotated[int, Field(ge=1)] = 8
     max_length: Annotated[int, Field(ge=8)] = 128
-    # sampling
-    prompt: PromptKind = PromptKind.bos
-    top_k: Annotated[int, Field(ge=0)] = 0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
-    temperature: Annotated[float, Field(gt=0)] = 1.0
-    max_new_tokens: Annotated[int, Field(ge=1)] = 64
-    sample_batch_size: Annotated[int, Field(ge=1)] = 32
-    # a 'scratch' model's size
+    # a 'scratch' model's size (its position table holds max_length + scratch_extra_positions tokens)
+    scratch_extra_positions: Annotated[int, Field(ge=0)] = 80
     scratch_layers: Annotated[int, Field(ge=1)] = 4
     scratch_dim: Annotated[int, Field(ge=16)] = 256
     scratch_heads: Annotated[int, Field(ge=1)] = 4
@@ -99,46 +79,6 @@ class GeneratorConfig(_Section):
         return self
 
 
-class SourceKind(str, Enum):
-    generate = "generate"
-    file = "file"
-    augment = "augment"
-
-
-class TransferSource(_Section):
-    """One source of unlabeled transfer texts."""
-
-    type: SourceKind
-    n: Annotated[int, Field(ge=1)] | None = Field(
-        default=None, description="texts to take (generate: required; file: default all)"
-    )
-    path: str | None = Field(default=None, description="file source: CSV/TSV/JSONL/Parquet or hf:NAME")
-    text_column: str = "text"
-    exclude_labeled: bool = Field(
-        default=True, description="file source: drop texts that are in the labeled training set"
-    )
-    # augment source: Tang et al. (2019) rules applied to the labeled texts (defaults are the paper's)
-    copies: Annotated[int, Field(ge=1)] = Field(default=20, description="augment: variants per labeled text")
-    p_mask: Annotated[float, Field(ge=0, le=1)] = 0.1
-    p_swap: Annotated[float, Field(ge=0, le=1)] = 0.1
-    p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
-    ngram_max: Annotated[int, Field(ge=1)] = 5
-    mask_token: str = "[MASK]"
-    swap: Literal["auto", "pos", "shape", "none"] = Field(
-        default="auto", description="augment word swaps: same part of speech (pos), same word shape, or none"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> TransferSource:
-        if self.type == SourceKind.generate.value and self.n is None:
-            raise ValueError("a 'generate' source needs n: the number of texts to generate")
-        if self.type == SourceKind.file.value and not self.path:
-            raise ValueError("a 'file' source needs path")
-        if self.p_mask + self.p_swap > 1:
-            raise ValueError(f"p_mask + p_swap must be at most 1 (got {self.p_mask} + {self.p_swap})")
-        return self
-
-
 class FilterConfig(_Section):
     """Cleaning applied to every transfer text; each drop is counted in the report."""
 
@@ -149,15 +89,11 @@ class FilterConfig(_Section):
 
 
 class TransferConfig(_Section):
-    sources: list[TransferSource] = Field(default_factory=list)
+    """Where the unlabeled transfer texts come from (one entry per source, any registered `type`)."""
+
+    sources: list[source_union()] = Field(default_factory=list)  # type: ignore[valid-type]
     filters: FilterConfig = Field(default_factory=FilterConfig)
     shard_size: Annotated[int, Field(ge=1)] = 256
-
-
-class Architecture(str, Enum):
-    bilstm = "bilstm"
-    cnn = "cnn"
-    bag = "bag"
 
 
 class EmbeddingInit(str, Enum):
@@ -178,7 +114,7 @@ class LossKind(str, Enum):
 class StudentConfig(_Section):
     """The tiny student and how it is distilled."""
 
-    arch: Architecture = Architecture.bilstm
+    arch: str = Field(default="bilstm", description="a registered student architecture: bilstm, cnn or bag")
     init: EmbeddingInit = Field(
         default=EmbeddingInit.teacher,
         description="teacher: the teacher's tokenizer (pruned to the texts' tokens) and static embeddings "
@@ -208,11 +144,22 @@ class StudentConfig(_Section):
     batch_size: Annotated[int, Field(ge=1)] = 64
     baseline: bool = Field(default=True, description="also train the baseline student (labeled data only, CE)")
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from gendistill.students.models import ARCHITECTURES
+
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown student architecture {value!r}; expected one of {', '.join(ARCHITECTURES)}")
+        return value
+
 
 class EvaluateConfig(_Section):
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    speed_examples: Annotated[int, Field(ge=1)] = 512
-    threads: Annotated[int, Field(ge=1)] | None = Field(default=None, description="CPU threads for speed")
+    """How the report measures: every field is a knob (it changes no model), so `--force evaluate` re-measures."""
+
+    batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
+    speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
+    threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
 
 
 class Device(str, Enum):
@@ -225,7 +172,7 @@ class RunConfig(_Section):
     """Everything one `gendistill run` needs."""
 
     data: DataConfig
-    teacher: TeacherConfig
+    teacher: teacher_union()  # type: ignore[valid-type]
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
@@ -234,7 +181,15 @@ class RunConfig(_Section):
     device: Device = Device.auto
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_teacher_kind(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("teacher"), dict) and "kind" not in raw["teacher"]:
+            return {**raw, "teacher": {"kind": DEFAULT_KIND, **raw["teacher"]}}
+        return raw
+
     def section_hash(self, *names: str) -> str:
+        """A short hash of whole sections (knobs included): names a run, never decides a rerun."""
         payload = {name: _dump(getattr(self, name)) for name in names}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -242,83 +197,170 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def uses_generator(self) -> bool:
-        return any(source.type == SourceKind.generate.value for source in self.transfer.sources)
+        return any(source.needs_generator for source in self.transfer.sources)
 
 
 def _dump(value: Any) -> Any:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn `a.b=value` strings into a nested dict; values are parsed as YAML (so `3`, `true`, `[1,2]` work)."""
-    nested: dict[str, Any] = {}
+# ---- overrides -------------------------------------------------------------------------------------------------
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+@dataclass
+class Override:
+    """One `--set path=value`; `path` parts are keys or list indices (`transfer.sources.0.n`, `sources[0].n`)."""
+
+    text: str
+    path: list[str | int]
+    value: Any
+
+
+def parse_overrides(overrides: list[str]) -> list[Override]:
+    """Parse `a.b=value` strings; values are YAML (so `3`, `true`, `[1,2]`, `{type: file, path: x}` work)."""
+    parsed = []
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        parts = _INDEX.sub(r".\1", key.strip()).split(".")
+        if not sep or not key.strip() or not all(parts):
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set student.epochs=5")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        parts = key.strip().split(".")
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        parsed.append(Override(item, [int(p) if p.isdigit() else p for p in parts], value))
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[Override]) -> dict[str, Any]:
+    """A copy of `raw` with every override set, creating sections on the way; an index may address an existing
+    list entry or append one (`transfer.sources.1.type=file` adds a second source)."""
+    merged = copy.deepcopy(raw)
+    for override in overrides:
+        node: Any = merged
+        for depth, part in enumerate(override.path):
+            where = ".".join(map(str, override.path[: depth + 1]))
+            last = depth == len(override.path) - 1
+            if isinstance(part, int):
+                if not isinstance(node, list):
+                    raise ConfigError(f"--set {override.text}: {where.rsplit('.', 1)[0]} is not a list")
+                if part > len(node):
+                    raise ConfigError(
+                        f"--set {override.text}: {where.rsplit('.', 1)[0]} has {len(node)} entries; "
+                        f"use an index from 0 to {len(node)} ({len(node)} appends one)"
+                    )
+                if part == len(node):
+                    node.append({})
+                if last:
+                    node[part] = override.value
+                else:
+                    node = node[part]
+                continue
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-        node[parts[-1]] = value
-    return nested
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
+                raise ConfigError(f"--set {override.text}: {where.rsplit('.', 1)[0]} is not a section")
+            if last:
+                node[part] = override.value
+            else:
+                if node.get(part) is None:
+                    node[part] = [] if isinstance(override.path[depth + 1], int) else {}
+                node = node[part]
     return merged
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names valid at `loc` (the parent of an unknown key), for a 'did you mean' hint."""
-    current: Any = model
+# ---- validation errors, told as one line naming the key and where it came from ---------------------------------
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _members(annotation: Any) -> list[Any]:
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [_unwrap(arg) for arg in get_args(annotation) if arg is not type(None)]
+    return [annotation]
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str | int], list[str]]:
+    """pydantic's error location without union tags, and the keys valid beside its last part."""
+    clean: list[str | int] = []
+    current: list[Any] = [RunConfig]
+    known: list[str] = list(RunConfig.model_fields)
     for part in loc:
-        if isinstance(part, int):
+        models = [m for m in current if isinstance(m, type) and issubclass(m, BaseModel)]
+        lists = [m for m in current if get_origin(m) is list]
+        if isinstance(part, int) and lists:
+            current = _members(get_args(lists[0])[0])
+            clean.append(part)
             continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+        tagged = [m for m in models if len(models) > 1 and _tag(m) == part]
+        if tagged:  # a discriminated union's tag: not a key the user wrote
+            current = tagged
+            continue
+        owner = next((m for m in models if part in m.model_fields), None)
+        clean.append(part)
+        if owner is None:
+            known = sorted({name for m in models for name in m.model_fields}) if models else []
+            current = []
+            continue
+        known = list(owner.model_fields)
+        current = _members(owner.model_fields[part].annotation)
+    return clean, known
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
+def _tag(model: type[BaseModel]) -> Any:
+    for name in ("type", "kind"):
+        field = model.model_fields.get(name)
+        if field is not None and isinstance(field.default, str):
+            return field.default
+    return None
+
+
+def _origin(path: list[str | int], overrides: list[Override], source: str) -> str:
+    """`--set ...` when an override wrote at or below/above `path`, else the config file."""
+    for override in reversed(overrides):
+        depth = min(len(path), len(override.path))
+        if depth and override.path[:depth] == path[:depth]:
+            return f"--set {override.text}"
+    return source
+
+
+def _format_validation_error(error: ValidationError, source: str, overrides: list[Override] | None = None) -> str:
     first = error.errors()[0]
-    loc = tuple(first["loc"])
-    where = ".".join(str(p) for p in loc) or "(top level)"
+    path, known = _walk(tuple(first["loc"]))
+    where = ".".join(str(p) for p in path) or "(top level)"
+    origin = _origin(path, overrides or [], source)
     if first["type"] == "extra_forbidden":
-        known = _known_keys(RunConfig, loc[:-1])
-        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        suggestion = f"; did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?" if hint else ""
-        return f"{source}: unknown config key {where!r}{suggestion} (known here: {', '.join(known)})"
+        hint = difflib.get_close_matches(str(path[-1]), known, n=1)
+        suggestion = f"; did you mean {'.'.join([*map(str, path[:-1]), hint[0]])!r}?" if hint else ""
+        return f"{origin}: unknown config key {where!r}{suggestion} (known here: {', '.join(known)})"
     if first["type"] == "missing":
-        return f"{source}: missing required config key {where!r}"
+        return f"{origin}: missing required config key {where!r}"
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        kinds = {"sources": ("type", SOURCES.names()), "teacher": ("kind", TEACHERS.names())}
+        field, names = next((v for k, v in kinds.items() if k in path), ("type", []))
+        found = first.get("input", {}).get(field) if isinstance(first.get("input"), dict) else None
+        return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {found!r})"
     message = first["msg"].removeprefix("Value error, ")
-    return f"{source}: bad value for {where!r}: {message} (got {first.get('input')!r})"
+    if first["type"] == "finite_number":
+        message = "must be a finite number (not NaN or infinity)"
+    return f"{origin}: bad value for {where!r}: {message} (got {first.get('input')!r})"
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> RunConfig:
-    merged = _merge(raw, parse_overrides(overrides or []))
+    """Validate a config dict after applying `--set` overrides; old-format keys are migrated with a note."""
+    from gendistill import progress
+    from gendistill.sources.generate import migrate_generator_sampling
+
+    parsed = parse_overrides(overrides or [])
+    merged = apply_overrides(raw, parsed)
+    for note in migrate_generator_sampling(merged):
+        progress.log(f"[yellow]note[/yellow]: {source}: {note}")
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(error, source)) from None
+        raise ConfigError(_format_validation_error(error, source, parsed)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -129,10 +129,13 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as {fmt} ({type(error).__name__}: {str(error)[:200]})") from None
 
 
-def _column(frame: pd.DataFrame, column: str, spec: str, what: str) -> pd.Series:
+def _column(frame: pd.DataFrame, column: str, spec: str, what: str, key: str | None = None) -> pd.Series:
+    """`frame[column]`, or a DataError naming the columns found and the config `key` that chooses the column."""
     if column not in frame.columns:
         found = ", ".join(map(str, frame.columns)) or "none"
-        raise DataError(f"{spec}: no {what} column {column!r} (columns found: {found}); set data.{what}_column")
+        raise DataError(
+            f"{spec}: no {what} column {column!r} (columns found: {found}); set {key or f'data.{what}_column'}"
+        )
     return frame[column]
 
 

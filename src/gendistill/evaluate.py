@@ -1,4 +1,5 @@
-"""Accuracy, macro-F1, agreement, size and CPU speed of teacher and students; the report (JSON + Markdown)."""
+"""Measurements for the report: accuracy, macro-F1, size on disk and CPU throughput (the report itself is
+gendistill.report; the stage that fills it is gendistill.stages.evaluate)."""
 
 from __future__ import annotations
 
@@ -41,63 +42,3 @@ def throughput(
         return len(texts) / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(previous)
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def _int(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    """A human-readable report.md from report.json's content."""
-    lines = [f"# gendistill report: {report.get('run_dir', '')}", ""]
-    test = report.get("test_examples")
-    lines += [
-        f"Test set: {test} examples. Labeled training examples: {report.get('train_examples')}."
-        if test
-        else "No test set: accuracy not measured.",
-        "",
-    ]
-    lines += ["| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |", "|---|---|---|---|---|---|"]
-    for name in ("teacher", "student", "baseline_student"):
-        row = report.get(name)
-        if row:
-            lines.append(
-                f"| {name} | {_pct(row.get('accuracy'))} | {_pct(row.get('macro_f1'))} | {_int(row.get('params'))} "
-                f"| {_int(row.get('size_bytes'))} | {_int(row.get('examples_per_s'))} |"
-            )
-    ratios = report.get("ratios", {})
-    if ratios:
-        lines += [
-            "",
-            f"Student vs teacher: {ratios.get('params_teacher_over_student', 0):.0f}x fewer parameters, "
-            f"{ratios.get('speed_student_over_teacher', 0):.0f}x faster; agreement with the teacher on test: "
-            f"{_pct(report.get('student', {}).get('teacher_agreement'))}%.",
-        ]
-    transfer = report.get("transfer_set", {})
-    if transfer.get("sources"):
-        lines += [
-            "",
-            "## Transfer set",
-            "",
-            "| source | requested | generated | kept | empty | too short | too long | duplicate | training copy |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for source in transfer["sources"]:
-            drops = source["drops"]
-            lines.append(
-                f"| {source['type']} | {source['requested'] if source['requested'] is not None else 'all'} "
-                f"| {source['generated']} | {source['kept']} | {drops['empty']} | {drops['too_short']} "
-                f"| {drops['too_long']} | {drops['duplicate']} | {drops['training_copy']} |"
-            )
-        lines.append(f"\nTotal transfer texts: {transfer.get('kept', 0)}.")
-    stages = report.get("stages", {})
-    if stages:
-        lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {name} | {info['seconds']:.1f} |" for name, info in stages.items()]
-    for note in report.get("notes", []):
-        lines.append(f"\nNote: {note}")
-    return "\n".join(lines) + "\n"

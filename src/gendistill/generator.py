@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
@@ -26,6 +27,9 @@ from transformers import (
 from gendistill.config import GeneratorConfig
 from gendistill.hub import from_pretrained
 from gendistill.training import fit, save_pretrained_atomic
+
+if TYPE_CHECKING:
+    from gendistill.sources.generate import GenerateSource
 
 EOS = "<|endoftext|>"
 PAD = "<pad>"
@@ -52,7 +56,7 @@ def build_generator(config: GeneratorConfig, texts: list[str]):
         tokenizer = train_bpe_tokenizer(texts, config.scratch_vocab_size)
         model_config = GPT2Config(
             vocab_size=len(tokenizer),
-            n_positions=config.max_length + config.max_new_tokens + 16,
+            n_positions=config.max_length + config.scratch_extra_positions,
             n_embd=config.scratch_dim,
             n_layer=config.scratch_layers,
             n_head=config.scratch_heads,
@@ -153,7 +157,14 @@ def load_generator(path: Path, device: str | torch.device, trust_remote_code: bo
 
 @torch.inference_mode()
 def sample_texts(
-    model, tokenizer, config: GeneratorConfig, n: int, seed: int, first_words: list[str], label_names: list[str]
+    model,
+    tokenizer,
+    sampling: GenerateSource,
+    n: int,
+    seed: int,
+    first_words: list[str],
+    label_names: list[str],
+    conditional: bool = False,
 ) -> list[str]:
     """Sample `n` texts with batched, KV-cached generation. Deterministic for a given seed, so a resumed run
     regenerates exactly the shard it lost.
@@ -163,14 +174,15 @@ def sample_texts(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     device = next(model.parameters()).device
+    positions = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     texts: list[str] = []
-    for start in range(0, n, config.sample_batch_size):
-        size = min(config.sample_batch_size, n - start)
+    for start in range(0, n, sampling.batch_size):
+        size = min(sampling.batch_size, n - start)
         prompts, keep_from = [], []
         for _ in range(size):
-            prefix = prefix_for(rng.choice(label_names) if config.conditional else None)
+            prefix = prefix_for(rng.choice(label_names) if conditional else None)
             prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-            word = rng.choice(first_words) if config.prompt == "first_word" and first_words else ""
+            word = rng.choice(first_words) if sampling.prompt == "first_word" and first_words else ""
             word_ids = tokenizer(word, add_special_tokens=False)["input_ids"] if word else []
             prompts.append([tokenizer.bos_token_id, *prefix_ids, *word_ids])
             keep_from.append(1 + len(prefix_ids))
@@ -184,10 +196,11 @@ def sample_texts(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             do_sample=True,
-            top_k=config.top_k or None,
-            top_p=config.top_p,
-            temperature=config.temperature,
-            max_new_tokens=config.max_new_tokens,
+            top_k=sampling.top_k or None,
+            top_p=sampling.top_p,
+            temperature=sampling.temperature,
+            # never past the position table: a pretrained LM would fail, a scratch one would read untrained rows
+            max_new_tokens=max(1, min(sampling.max_new_tokens, (positions or 10**9) - width)),
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             use_cache=True,

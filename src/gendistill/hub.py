@@ -28,3 +28,17 @@ def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: 
             f"{what} {name!r} cannot be loaded: {hint}; download it where you are online "
             "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass the local folder path"
         ) from None
+
+
+def check_model(name: str, what: str, trust_remote_code: bool) -> None:
+    """Preflight for a Hugging Face model: a local folder must hold a config.json; a Hub id must be resolvable
+    (fails fast when offline)."""
+    from transformers import AutoConfig
+
+    path = Path(name)
+    if path.exists() and not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"{what} {name!r}: the folder has no config.json; pass a folder written by "
+            "save_pretrained (or `huggingface-cli download`)"
+        )
+    from_pretrained(AutoConfig.from_pretrained, name, what, trust_remote_code=trust_remote_code)

@@ -52,3 +52,10 @@ def bar(description: str, total: float | None, completed: float = 0) -> Iterator
 
 def log(message: str) -> None:
     console.print(message, highlight=False)
+
+
+def step(message: str) -> None:
+    """A line per finished shard or epoch when no progress bar is shown (a log file, CI): long stages are never
+    silent. GENDISTILL_PROGRESS=0 turns it off along with the bars."""
+    if not enabled() and os.environ.get("GENDISTILL_PROGRESS", "auto") != "0":
+        console.print(message, highlight=False)

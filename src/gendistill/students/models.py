@@ -45,6 +45,22 @@ def _reverse_valid(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return values.gather(1, index[:, :, None].expand(-1, -1, values.shape[2]))
 
 
+ARCHITECTURES: dict[str, type[nn.Module]] = {}
+
+
+def register_architecture(name: str):
+    """Class decorator: make a student network available as `student.arch: NAME` (config, distill, export)."""
+
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in ARCHITECTURES:
+            raise RuntimeError(f"student architecture {name!r} is registered twice")
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return add
+
+
+@register_architecture("bilstm")
 class BiLSTMStudent(nn.Module):
     """Embeddings -> BiLSTM -> max-pool over time -> ReLU MLP -> logits.
 
@@ -72,6 +88,7 @@ class BiLSTMStudent(nn.Module):
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
 
 
+@register_architecture("cnn")
 class CNNStudent(nn.Module):
     """Kim (2014): parallel convolutions of several widths, max-pooled over valid windows, then a linear layer."""
 
@@ -99,6 +116,7 @@ class CNNStudent(nn.Module):
         return self.classifier(self.dropout(torch.cat(pooled, dim=-1)))
 
 
+@register_architecture("bag")
 class BagStudent(nn.Module):
     """Mean- and max-pooled token embeddings -> ReLU MLP: the fastest student (fastText/model2vec class)."""
 
@@ -115,9 +133,6 @@ class BagStudent(nn.Module):
         mean = (embedded * mask[:, :, None]).sum(dim=1) / lengths[:, None].clamp(min=1).to(embedded.dtype)
         pooled = torch.cat([mean, _masked_max(embedded, mask)], dim=-1)
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
-
-
-ARCHITECTURES: dict[str, type[nn.Module]] = {"bilstm": BiLSTMStudent, "cnn": CNNStudent, "bag": BagStudent}
 
 
 def build_student(spec: StudentSpec) -> nn.Module:

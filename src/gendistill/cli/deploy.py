@@ -1,5 +1,5 @@
-"""`gendistill export` and `gendistill serve`: kept out of cli.py so the deployment extras (onnx, onnxruntime,
-fastapi, uvicorn) are imported only when these commands run. cli.py calls `register(app)`."""
+"""`gendistill export` and `gendistill serve`: the deployment extras (onnx, onnxruntime, fastapi, uvicorn) are
+imported only when these commands run."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
+from gendistill.cli.app import app, guard
+
 FORMATS = ("onnx",)
 
 
+@app.command("export")
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
     format_: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
@@ -22,7 +25,6 @@ def export(
     ] = None,
 ) -> None:
     """Export the student to ONNX for torch-free serving (gendistill.inference.Predictor, gendistill serve)."""
-    from gendistill.cli import _guard
     from gendistill.errors import GendistillError
 
     def action() -> None:
@@ -35,9 +37,10 @@ def export(
         size = (path / "model.onnx").stat().st_size
         typer.echo(f"exported: {path} (model.onnx {size / 1e6:.2f} MB, {quantize or 'fp32'})")
 
-    _guard(action)
+    guard(action)
 
 
+@app.command("serve")
 def serve(
     export_dir: Annotated[Path, typer.Argument(help="a folder made by gendistill export")],
     host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
@@ -49,7 +52,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
-    from gendistill.cli import _guard
     from gendistill.errors import ModelLoadError
 
     def action() -> None:
@@ -64,10 +66,4 @@ def serve(
             raise ModelLoadError(str(error)) from None
         uvicorn.run(app, host=host, port=port)
 
-    _guard(action)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `export` and `serve` commands to the gendistill CLI."""
-    app.command("export")(export)
-    app.command("serve")(serve)
+    guard(action)

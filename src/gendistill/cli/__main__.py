@@ -1,0 +1,5 @@
+"""`python -m gendistill.cli ...` (and `accelerate launch -m gendistill.cli ...`)."""
+
+from gendistill.cli import app
+
+app()

@@ -1,0 +1,65 @@
+"""`gendistill predict`: the student's label for each text, from a run directory, a student folder or an export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gendistill.cli.app import app, guard
+from gendistill.errors import GendistillError
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="a run directory, a student folder or an export folder")],
+    texts: Annotated[list[str] | None, typer.Argument(help="texts to classify")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="one text per line")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines with probabilities")] = False,
+) -> None:
+    """Print the student's label for each text."""
+    from gendistill.errors import ModelLoadError
+    from gendistill.students import StudentClassifier
+
+    def action() -> None:
+        inputs = list(texts or [])
+        if file is not None:
+            try:
+                inputs += [line.rstrip("\n") for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as error:
+                raise GendistillError(f"{file}: cannot read ({error})") from None
+        if not inputs:
+            raise GendistillError("no texts: pass them as arguments or with --file")
+        directory = model_dir / "student" if (model_dir / "student" / "config.json").exists() else model_dir
+        if (directory / "model.onnx").exists():  # an export folder: the torch-free predictor
+            from gendistill.inference import ExportDirError, Predictor
+
+            try:
+                model: Any = Predictor(directory)
+            except ExportDirError as error:
+                raise ModelLoadError(str(error)) from None
+        elif (directory / "config.json").exists():
+            model = StudentClassifier.from_pretrained(directory)
+        else:
+            raise ModelLoadError(
+                f"{model_dir}: no student found (expected a run directory, a student folder or an export folder)"
+            )
+        probabilities = model.predict_proba(inputs)
+        for text, row in zip(inputs, probabilities, strict=True):
+            label = model.label_names[int(row.argmax())]
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "text": text,
+                            "label": label,
+                            "probabilities": dict(zip(model.label_names, map(float, row), strict=True)),
+                        }
+                    )
+                )
+            else:
+                typer.echo(label)
+
+    guard(action)

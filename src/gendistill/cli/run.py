@@ -1,0 +1,120 @@
+"""`gendistill run` and one command per stage (from the stage registry) that reruns that stage alone."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from gendistill.cli.app import app, guard
+from gendistill.errors import GendistillError, RunDirError
+
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", metavar="auto|cpu|cuda", help="device (default: the config's)")
+]
+
+
+def _device_override(device: str | None) -> list[str]:
+    return [f"device={device}"] if device else []
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config", metavar="CONFIG.yaml")],
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", metavar="DIR", help="default: runs/<name>")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", metavar="NAME", help="run name under runs/ (default: the config's file name)"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="override a config key (repeatable): student.epochs=5, transfer.sources.0.n=200",
+        ),
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--force",
+            metavar="STAGE|changed|all",
+            help="rerun STAGE and everything after it (repeatable); 'all' reruns everything; 'changed' "
+            "accepts a changed config and reruns only what it affects",
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Run every stage that is not done: data, teacher, generator, transfer, label, distill, baseline, evaluate."""
+    from gendistill.config import load_config
+    from gendistill.pipeline import Run, force_choices, run_dir_for
+
+    def action() -> None:
+        choices = force_choices()
+        for value in force or []:
+            if value not in choices:
+                raise GendistillError(f"--force {value!r}: expected one of {', '.join(choices)}")
+        cfg = load_config(config, [*(set_ or []), *_device_override(device)])
+        target = run_dir or run_dir_for(name or config.stem)
+        report = Run(cfg, target).run(force=force)
+        if report is not None:
+            print_summary(report)
+            typer.echo(f"report: {report.path} (and {report.markdown_path})")
+
+    guard(action)
+
+
+def _stage_command(stage_name: str, command_name: str, help_text: str, hidden: bool = False) -> None:
+    def command(
+        run_dir: Annotated[Path, typer.Argument(help="an existing run directory", metavar="RUN_DIR")],
+        device: DeviceOpt = None,
+    ) -> None:
+        from gendistill.config import load_config
+        from gendistill.pipeline import Run
+
+        def action() -> None:
+            if not (run_dir / "config.yaml").exists():
+                raise RunDirError(
+                    f"{run_dir}: not a run directory (no config.yaml); start one with gendistill run CONFIG"
+                )
+            cfg = load_config(run_dir / "config.yaml", _device_override(device))
+            Run(cfg, run_dir).run(only=stage_name, force=[stage_name])
+            typer.echo(f"{stage_name}: done in {run_dir}")
+
+        guard(action)
+
+    command.__doc__ = f"{help_text} Later stages are marked stale; the next `run` reruns them."
+    app.command(command_name, hidden=hidden)(command)
+
+
+def register_stage_commands() -> None:
+    from gendistill.pipeline import pipeline
+
+    for stage in pipeline():
+        if not stage.has_command:
+            continue
+        _stage_command(stage.name, stage.cli_name, stage.help)
+    _stage_command("transfer", "generate", "Old name of `transfer`.", hidden=True)
+
+
+def print_summary(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="gendistill")
+    for column in ("model", "accuracy", "macro-F1", "params", "examples/s"):
+        table.add_column(column)
+    for name, row in report.models():
+        table.add_row(
+            name,
+            "–" if row.accuracy is None else f"{100 * row.accuracy:.1f}",
+            "–" if row.macro_f1 is None else f"{100 * row.macro_f1:.1f}",
+            "n/a" if row.params is None else f"{row.params:,}",
+            "–" if row.examples_per_s is None else f"{row.examples_per_s:,.0f}",
+        )
+    Console(file=sys.stdout).print(table)
+
+
+register_stage_commands()

@@ -1,0 +1,47 @@
+"""What a stage body receives: the config, the run directory's paths, the finished stages' records, the training
+runtime (Accelerate) and the task as the data stage wrote it. Bodies read upstream outputs from the run directory
+only, so any stage can be rerun alone."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from gendistill.config import RunConfig
+    from gendistill.data import TaskData
+    from gendistill.pipeline.layout import RunLayout
+
+
+@dataclass
+class StageContext:
+    config: RunConfig
+    layout: RunLayout
+    records: dict[str, dict[str, Any]]  # the manifest's stage records (this stage's is 'running')
+    invocation: str  # id of this `run` call: records carrying it ran now, the others were reused
+    runtime: Any  # the runner: provides `accelerator` and `is_main` lazily
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def accelerator(self) -> Accelerator:
+        return self.runtime.accelerator
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.runtime.is_main
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def task(self) -> TaskData:
+        from gendistill.stages.data import read_task
+
+        return read_task(self.layout)

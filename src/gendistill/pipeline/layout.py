@@ -1,0 +1,97 @@
+"""Every path inside a run directory, in one place: stages, the runner, the report and export read them here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    # the run itself
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def lock_owner(self) -> Path:
+        return self.root / ".lock.json"
+
+    def checkpoints(self, name: str) -> Path:
+        return self.root / "checkpoints" / name
+
+    # data
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def split(self, name: str) -> Path:
+        return self.data / f"{name}.parquet"
+
+    @property
+    def label_names(self) -> Path:
+        return self.data / "labels.json"
+
+    @property
+    def data_stats(self) -> Path:
+        return self.data / "stats.json"
+
+    # models
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def teacher_cache(self) -> Path:
+        return self.teacher / ".cache"
+
+    @property
+    def generator(self) -> Path:
+        return self.root / "generator"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
+
+    @property
+    def baseline_student(self) -> Path:
+        return self.root / "baseline_student"
+
+    # transfer set and its labels
+    @property
+    def transfer(self) -> Path:
+        return self.root / "transfer"
+
+    @property
+    def transfer_summary(self) -> Path:
+        return self.transfer / "summary.json"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels"
+
+    @property
+    def train_logits(self) -> Path:
+        return self.labels / "train.parquet"
+
+    # report
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))

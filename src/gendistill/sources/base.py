@@ -1,0 +1,240 @@
+"""What every transfer source shares: its config base, the context it builds in, the filter every text passes, the
+Parquet shards it writes and the summary it reports.
+
+A source is a `SourceConfig` subclass registered in `gendistill.sources` with a `type` tag: its fields are its
+config (YAML `transfer.sources[i]`), `build(ctx)` writes its shards. Shards are written atomically while a source
+runs, each with its own seed, so an interrupted run keeps every finished shard and redoes exactly the one it lost:
+the final set is the same with or without a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from gendistill import progress
+from gendistill.checkpoint import kill_point
+from gendistill.io import write_parquet
+from gendistill.sections import Section
+
+if TYPE_CHECKING:
+    import torch
+
+    from gendistill.config import FilterConfig, RunConfig
+    from gendistill.data import TaskData
+    from gendistill.pipeline.layout import RunLayout
+
+FILTERS = ("empty", "too_short", "too_long", "duplicate", "training_copy")
+
+
+def normalize(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
+class TextFilter:
+    """Cleans candidate texts and counts every drop by reason; `seen` is shared across sources."""
+
+    config: FilterConfig
+    training_texts: set[str]
+    seen: set[str] = field(default_factory=set)
+
+    def __call__(self, texts: list[str], drops: Counter[str]) -> list[str]:
+        kept = []
+        for raw in texts:
+            text = normalize(raw)
+            words = len(text.split())
+            if not text:
+                drops["empty"] += 1
+            elif words < self.config.min_words:
+                drops["too_short"] += 1
+            elif words > self.config.max_words:
+                drops["too_long"] += 1
+            elif self.config.drop_training_copies and text in self.training_texts:
+                drops["training_copy"] += 1
+            elif self.config.drop_duplicates and text in self.seen:
+                drops["duplicate"] += 1
+            else:
+                self.seen.add(text)
+                kept.append(text)
+        return kept
+
+
+@dataclass
+class SourceSummary:
+    """What one source did; report.json's `transfer_set.sources[i]`."""
+
+    type: str
+    requested: int | None
+    generated: int = 0
+    kept: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    surplus: int = 0  # passed the filters after the request was met (the last shard's overshoot)
+    shards: int = 0
+    note: str | None = None
+    details: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "requested": self.requested,
+            "generated": self.generated,
+            "kept": self.kept,
+            "drops": {name: self.drops.get(name, 0) for name in FILTERS},
+            "surplus": self.surplus,
+            "shards": self.shards,
+            "note": self.note,
+            "details": self.details,
+        }
+
+
+@dataclass
+class SourceContext:
+    """Everything a source may read while it builds: the run's config and paths, the labeled task, the shared
+    filter, where to write, and the stage's device."""
+
+    config: RunConfig
+    layout: RunLayout
+    task: TaskData
+    index: int
+    directory: Path
+    text_filter: TextFilter
+    device: torch.device
+
+    @property
+    def shard_size(self) -> int:
+        return self.config.transfer.shard_size
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+class SourceConfig(Section):
+    """Base of every transfer source config. Subclasses add `type: Literal["name"]` and their own fields."""
+
+    type: str
+    n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="texts to keep (default: all it has)")
+
+    needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
+
+    def inputs(self) -> list[str]:
+        """User files this source reads: their content hashes enter the transfer stage's key."""
+        return []
+
+    def check(self, config: RunConfig, index: int) -> None:
+        """Preflight: fail in seconds, with a message naming `transfer.sources[index]`, before any training."""
+
+    def build(self, ctx: SourceContext) -> SourceSummary:
+        raise NotImplementedError
+
+    def where(self, index: int) -> str:
+        return f"transfer.sources[{index}] ({self.type})"
+
+
+# ---- shards --------------------------------------------------------------------------------------------------
+def source_dir(root: Path, index: int, source: SourceConfig) -> Path:
+    return root / f"{index:02d}-{source.type}"
+
+
+def shard_path(directory: Path, number: int) -> Path:
+    return directory / f"shard-{number:05d}.parquet"
+
+
+def list_shards(directory: Path) -> list[Path]:
+    return sorted(directory.glob("shard-*.parquet")) if directory.exists() else []
+
+
+def write_shard(
+    path: Path, texts: list[str], generated: int, drops: Counter[str], extra: dict[str, list[Any]] | None = None
+) -> None:
+    metadata = {"generated": str(generated), "drops": json.dumps(dict(drops))}
+    columns: dict[str, Any] = {"text": pa.array(texts, type=pa.string()), **(extra or {})}
+    write_parquet(path, pa.table(columns).replace_schema_metadata(metadata))
+
+
+def read_shard(path: Path) -> tuple[list[str], int, Counter[str]]:
+    table = pq.read_table(path)
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    return (
+        table.column("text").to_pylist(),
+        int(metadata.get("generated", 0)),
+        Counter(json.loads(metadata.get("drops", "{}"))),
+    )
+
+
+def shard_seed(seed: int, source_index: int, shard: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}/{source_index}/{shard}".encode()).digest()[:4], "little")
+
+
+Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
+
+
+def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
+    """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
+    Shard k is sampled with a seed derived from (run seed, source index, k), so a resumed run replays finished
+    shards into the filter and regenerates exactly the shard it lost."""
+    assert source.n is not None
+    n, directory = source.n, ctx.directory
+    summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
+    existing = list_shards(directory)
+    for path in existing:
+        texts, generated, shard_drops = read_shard(path)
+        ctx.text_filter.seen.update(texts)
+        summary.generated += generated
+        summary.kept += len(texts)
+        summary.surplus += int(shard_drops.pop("surplus", 0))
+        drops.update(shard_drops)
+    number = len(existing)
+    max_generated = max(10 * n, n + 10 * ctx.shard_size)
+    with progress.bar(f"transfer: source {ctx.index} ({source.type})", total=n, completed=summary.kept) as bar:
+        while summary.kept < n and summary.generated < max_generated:
+            raw = sampler(ctx.shard_size, shard_seed(ctx.seed, ctx.index, number))
+            shard_drops: Counter[str] = Counter()
+            passed = ctx.text_filter(raw, shard_drops)
+            kept = passed[: n - summary.kept]
+            surplus = len(passed) - len(kept)
+            write_shard(shard_path(directory, number), kept, len(raw), shard_drops + Counter(surplus=surplus))
+            summary.generated += len(raw)
+            summary.kept += len(kept)
+            summary.surplus += surplus
+            drops.update(shard_drops)
+            number += 1
+            bar.advance(len(kept))
+            progress.step(f"transfer: source {ctx.index} shard {number}: {summary.kept}/{n} texts")
+            kill_point("transfer.shard")
+    if summary.kept < n:
+        summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
+    summary.drops, summary.shards = dict(drops), number
+    return summary
+
+
+def write_all(directory: Path, texts: list[str], shard_size: int) -> int:
+    """Write a source that has all its texts at once (file, augment) as shards; returns the shard count."""
+    for old in list_shards(directory):
+        old.unlink()
+    count = max(1, -(-len(texts) // shard_size))
+    for number in range(count):
+        chunk = texts[number * shard_size : (number + 1) * shard_size]
+        write_shard(shard_path(directory, number), chunk, len(chunk), Counter())
+    return count
+
+
+def read_transfer_set(root: Path) -> list[tuple[Path, list[str]]]:
+    """Every transfer shard in source order: (shard path, its texts)."""
+    if not root.exists():
+        return []
+    return [
+        (path, read_shard(path)[0])
+        for source in sorted(p for p in root.iterdir() if p.is_dir())
+        for path in list_shards(source)
+    ]

@@ -1,0 +1,88 @@
+"""Stage `data`: load and validate the labeled splits, draw the low-data sample, write them as the run uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gendistill import progress
+from gendistill.config import RunConfig
+from gendistill.data import LabeledSet, TaskData, load_task_from_config
+from gendistill.io import read_json, write_json, write_parquet
+from gendistill.pipeline.context import StageContext
+from gendistill.pipeline.graph import Stage, register
+from gendistill.pipeline.layout import RunLayout
+
+SPLITS = ("train", "test", "validation")
+
+
+def run_data(ctx: StageContext) -> dict[str, Any]:
+    task = load_task_from_config(ctx.config.data)
+    for name, split in (("train", task.train), ("test", task.test), ("validation", task.validation)):
+        path = ctx.layout.split(name)
+        if split is None:
+            path.unlink(missing_ok=True)
+            continue
+        write_parquet(path, pa.table({"text": split.texts, "label": split.labels}))
+    stats = {
+        "label_names": task.label_names,
+        "train": len(task.train),
+        "pool": task.pool_size,
+        "test": len(task.test) if task.test else 0,
+        "validation": len(task.validation) if task.validation else 0,
+        "truncated": task.train.truncated + sum(s.truncated for s in (task.test, task.validation) if s),
+        "notes": task.notes,
+    }
+    write_json(ctx.layout.label_names, task.label_names)
+    write_json(ctx.layout.data_stats, stats)
+    for note in task.notes:
+        progress.log(f"[yellow]warning[/yellow]: {note}")
+    return stats
+
+
+def read_task(layout: RunLayout) -> TaskData:
+    """The task exactly as the data stage wrote it."""
+
+    def split(name: str) -> LabeledSet | None:
+        path = layout.split(name)
+        if not path.exists():
+            return None
+        table = pq.read_table(path)
+        return LabeledSet(table.column("text").to_pylist(), table.column("label").to_pylist())
+
+    train = split("train")
+    if train is None:
+        from gendistill.errors import RunDirError
+
+        raise RunDirError(f"{layout.split('train')} is missing; rerun the data stage (gendistill run)")
+    return TaskData(train, split("test"), split("validation"), read_json(layout.label_names))
+
+
+def data_inputs(config: RunConfig) -> list[str]:
+    data = config.data
+    specs = [spec for spec in (data.train, data.test, data.validation) if spec]
+    if isinstance(data.label_names, str):
+        specs.append(data.label_names)
+    elif data.label_names is None and not data.train.startswith("hf:"):
+        labels_json = Path(data.train).with_name("labels.json")
+        if labels_json.exists():
+            specs.append(str(labels_json))
+    return specs
+
+
+STAGE = register(
+    Stage(
+        name="data",
+        body=run_data,
+        key_fields=lambda config: {"data": config.data},
+        inputs=data_inputs,
+        outputs=lambda layout: (layout.data,),
+        check=lambda config: load_task_from_config(config.data) and None,
+        check_always=True,
+        has_command=False,  # `run` always checks and, when changed, reloads the data
+        help="Load, validate and sample the labeled data.",
+    )
+)

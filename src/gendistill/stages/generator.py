@@ -1,0 +1,57 @@
+"""Stage `generator`: fine-tune the causal LM that the `generate` source samples (only when a source needs it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gendistill.config import RunConfig
+from gendistill.hub import check_model
+from gendistill.pipeline.context import StageContext
+from gendistill.pipeline.graph import Stage, register
+
+
+def run_generator(ctx: StageContext) -> dict[str, Any]:
+    from gendistill.generator import train_generator
+
+    task = ctx.task()
+    return train_generator(
+        ctx.config.generator,
+        task.train.texts,
+        task.train.labels,
+        task.label_names,
+        ctx.layout.generator,
+        ctx.accelerator,
+        ctx.config.seed,
+        ctx.layout.checkpoints("generator"),
+    )
+
+
+def _pretrained(config: RunConfig) -> list[str]:
+    return [] if config.generator.model == "scratch" else [config.generator.model]
+
+
+def _check(config: RunConfig) -> None:
+    for model in _pretrained(config):
+        check_model(model, "generator model", config.generator.trust_remote_code)
+
+
+STAGE = register(
+    Stage(
+        name="generator",
+        body=run_generator,
+        upstream=("data",),
+        key_fields=lambda config: {"generator": config.generator, "seed": config.seed},
+        inputs=_pretrained,
+        check=_check,
+        applies=lambda config: config.uses_generator(),
+        outputs=lambda layout: (
+            layout.generator,
+            layout.generator.with_name("generator.tmp"),
+            layout.checkpoints("generator"),
+            layout.checkpoints("generator.tmp"),
+        ),
+        every_process=True,
+        command="train-generator",
+        help="Fine-tune the generator LM on the training texts.",
+    )
+)

@@ -1,0 +1,43 @@
+"""Stage `teacher`: fit the configured teacher kind on the labeled data (fine-tune an encoder, by default)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gendistill.pipeline.context import StageContext
+from gendistill.pipeline.graph import Stage, register
+from gendistill.teachers import FitContext
+
+
+def run_teacher(ctx: StageContext) -> dict[str, Any]:
+    task = ctx.task()
+    fit = FitContext(
+        train=task.train,
+        label_names=task.label_names,
+        out_dir=ctx.layout.teacher,
+        checkpoint_dir=ctx.layout.checkpoints("teacher"),
+        accelerator=ctx.accelerator,
+        seed=ctx.config.seed,
+    )
+    return ctx.config.teacher.fit(fit)
+
+
+STAGE = register(
+    Stage(
+        name="teacher",
+        body=run_teacher,
+        upstream=("data",),
+        key_fields=lambda config: {"teacher": config.teacher, "seed": config.seed},
+        inputs=lambda config: config.teacher.inputs(),
+        check=lambda config: config.teacher.check(),
+        outputs=lambda layout: (
+            layout.teacher,
+            layout.teacher.with_name("teacher.tmp"),
+            layout.checkpoints("teacher"),
+            layout.checkpoints("teacher.tmp"),
+        ),
+        every_process=True,
+        command="train-teacher",
+        help="Fine-tune the teacher on the labeled data.",
+    )
+)

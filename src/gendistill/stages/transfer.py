@@ -1,0 +1,60 @@
+"""Stage `transfer`: build the transfer set, one folder of Parquet shards per configured source, every text through
+one shared filter (so a text kept by an earlier source is a duplicate for a later one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gendistill import progress
+from gendistill.config import RunConfig
+from gendistill.io import remove_path, write_json
+from gendistill.pipeline.context import StageContext
+from gendistill.pipeline.graph import Stage, register
+from gendistill.sources.base import SourceContext, TextFilter, normalize, source_dir
+
+
+def run_transfer(ctx: StageContext) -> dict[str, Any]:
+    task = ctx.task()
+    root = ctx.layout.transfer
+    sources = ctx.config.transfer.sources
+    expected = {source_dir(root, i, source).name for i, source in enumerate(sources)}
+    if root.exists():  # sources removed from the config leave nothing behind
+        for child in root.iterdir():
+            if child.name not in expected:
+                remove_path(child)
+    text_filter = TextFilter(ctx.config.transfer.filters, {normalize(t) for t in task.train.texts})
+    summaries = []
+    for index, source in enumerate(sources):
+        directory = source_dir(root, index, source)
+        directory.mkdir(parents=True, exist_ok=True)
+        source_ctx = SourceContext(ctx.config, ctx.layout, task, index, directory, text_filter, ctx.device)
+        summary = source.build(source_ctx)
+        summaries.append(summary.to_dict())
+        if summary.note:
+            progress.log(f"[yellow]warning[/yellow]: {source.where(index)}: {summary.note}")
+    result = {"sources": summaries, "kept": sum(s["kept"] for s in summaries)}
+    write_json(ctx.layout.transfer_summary, result)
+    return result
+
+
+def _inputs(config: RunConfig) -> list[str]:
+    return [spec for source in config.transfer.sources for spec in source.inputs()]
+
+
+def _check(config: RunConfig) -> None:
+    for index, source in enumerate(config.transfer.sources):
+        source.check(config, index)
+
+
+STAGE = register(
+    Stage(
+        name="transfer",
+        body=run_transfer,
+        upstream=("data", "generator"),
+        key_fields=lambda config: {"transfer": config.transfer, "seed": config.seed},
+        inputs=_inputs,
+        check=_check,
+        outputs=lambda layout: (layout.transfer,),
+        help="Build the transfer set from every source (sample the generator, read files, augment).",
+    )
+)

@@ -1,0 +1,68 @@
+"""The teacher protocol: what the pipeline asks of any teacher kind (a fine-tuned encoder today; a served LLM is
+the next kind). A kind is a `TeacherConfig` subclass with `kind: Literal["name"]`, registered in
+`gendistill.teachers`; the stages call only the methods below."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from pydantic import Field
+
+from gendistill.sections import Section, knob
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from accelerate import Accelerator
+
+    from gendistill.data import LabeledSet
+
+
+@dataclass
+class FitContext:
+    """What fitting a teacher may use: the labeled set, where to write, the training runtime."""
+
+    train: LabeledSet
+    label_names: list[str]
+    out_dir: Path
+    checkpoint_dir: Path
+    accelerator: Accelerator
+    seed: int
+
+
+class LoadedTeacher(Protocol):
+    def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """[len(texts), labels] float32 scores in input order (soft targets for the student)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Report fields: params and size_bytes (None where they do not apply)."""
+        ...
+
+
+class TeacherConfig(Section):
+    """Base of every teacher kind's config."""
+
+    kind: str
+    label_batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per labeling batch (speed only)")
+
+    def inputs(self) -> list[str]:
+        """User files or model folders the teacher reads: their hashes enter the teacher stage's key."""
+        return []
+
+    def check(self) -> None:
+        """Preflight: fail in seconds when the teacher cannot be loaded."""
+
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        """Train (or prepare) the teacher and save it to `ctx.out_dir`; returns stats for the manifest."""
+        raise NotImplementedError
+
+    def load(self, directory: Path, device: torch.device | str) -> LoadedTeacher:
+        raise NotImplementedError
+
+    def student_init(self, directory: Path) -> tuple[Path, str] | None:
+        """(tokenizer folder, base model for static embeddings) for a student with `init: teacher`, or None when
+        this teacher has no encoder to start from."""
+        return None

@@ -1,0 +1,198 @@
+"""`hf_encoder` teacher: fine-tune any Hugging Face sequence classifier (BERT, MiniLM, ...) on the labeled data,
+then soft-label texts with its logits (the paper's teacher)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from pydantic import Field
+
+from gendistill.data import LabeledSet
+from gendistill.errors import ModelLoadError
+from gendistill.hub import from_pretrained
+from gendistill.teachers.base import FitContext, TeacherConfig
+
+
+class HFEncoderTeacher(TeacherConfig):
+    """A pretrained encoder with a fresh classification head, fine-tuned on the labeled texts."""
+
+    kind: Literal["hf_encoder"] = "hf_encoder"
+    model: str = Field(description="Hugging Face model id or local folder (AutoModelForSequenceClassification)")
+    epochs: Annotated[float, Field(gt=0)] = 10
+    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    max_length: Annotated[int, Field(ge=8)] = 128
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    trust_remote_code: bool = False
+    allow_pickle_weights: bool = Field(
+        default=False, description="also load pytorch_model.bin (pickle) weights; default: safetensors only"
+    )
+
+    def inputs(self) -> list[str]:
+        return [self.model]
+
+    def check(self) -> None:
+        from transformers import AutoConfig
+
+        path = Path(self.model)
+        if path.exists():
+            if not (path / "config.json").exists():
+                raise ModelLoadError(
+                    f"teacher model {self.model!r}: the folder has no config.json; pass a folder written by "
+                    "save_pretrained (or `huggingface-cli download`)"
+                )
+            if not self.allow_pickle_weights and not list(path.glob("*.safetensors")) and list(path.glob("*.bin")):
+                raise ModelLoadError(
+                    f"teacher model {self.model!r}: the folder holds only pickle weights (*.bin), which can run code "
+                    "when loaded; convert them to safetensors, or set teacher.allow_pickle_weights: true if you "
+                    "trust the folder"
+                )
+        config = from_pretrained(
+            AutoConfig.from_pretrained, self.model, "teacher model", trust_remote_code=self.trust_remote_code
+        )
+        positions = getattr(config, "max_position_embeddings", None)
+        if isinstance(positions, int) and 0 < positions < self.max_length:
+            raise ModelLoadError(
+                f"teacher.max_length={self.max_length} but {self.model!r} has only {positions} positions; "
+                f"set teacher.max_length to at most {positions}"
+            )
+
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        return train_teacher(
+            self, ctx.train, ctx.label_names, ctx.out_dir, ctx.accelerator, ctx.seed, ctx.checkpoint_dir
+        )
+
+    def load(self, directory: Path, device: torch.device | str) -> EncoderTeacher:
+        model, tokenizer = load_teacher(str(directory), trust_remote_code=self.trust_remote_code)
+        return EncoderTeacher(model.to(device), tokenizer, self.max_length, directory)
+
+    def student_init(self, directory: Path) -> tuple[Path, str]:
+        return directory, self.model
+
+
+class EncoderTeacher:
+    """A fine-tuned encoder ready to label texts."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_length: int, directory: Path):
+        self.model, self.tokenizer, self.max_length, self.directory = model, tokenizer, max_length, directory
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return teacher_logits(self.model, self.tokenizer, texts, batch_size, self.max_length, self.device)
+
+    def describe(self) -> dict[str, Any]:
+        from gendistill.evaluate import weights_size
+
+        return {
+            "params": int(sum(p.numel() for p in self.model.parameters())),
+            "size_bytes": weights_size(self.directory),
+        }
+
+
+def load_teacher(
+    path: str,
+    num_labels: int | None = None,
+    label_names: list[str] | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+):
+    """(model, tokenizer); with `num_labels`, a fresh classification head sized for the task."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = from_pretrained(
+        AutoTokenizer.from_pretrained, path, "teacher tokenizer", trust_remote_code=trust_remote_code
+    )
+    kwargs: dict = {"trust_remote_code": trust_remote_code, "use_safetensors": None if allow_pickle else True}
+    if num_labels is not None:
+        names = label_names or [str(i) for i in range(num_labels)]
+        kwargs.update(
+            num_labels=num_labels,
+            id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
+            ignore_mismatched_sizes=True,
+        )
+    model = from_pretrained(AutoModelForSequenceClassification.from_pretrained, path, "teacher model", **kwargs)
+    return model, tokenizer
+
+
+def train_teacher(
+    config: HFEncoderTeacher,
+    train: LabeledSet,
+    label_names: list[str],
+    out_dir: Path,
+    accelerator: Accelerator,
+    seed: int,
+    checkpoint_dir: Path | None = None,
+) -> dict:
+    """Fine-tune for `config.epochs`; no model selection (the few labeled examples are all used for training).
+    Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
+    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+
+    from gendistill.training import fit, save_pretrained_atomic
+
+    model, tokenizer = load_teacher(
+        config.model, len(label_names), label_names, config.trust_remote_code, config.allow_pickle_weights
+    )
+    features = tokenizer(train.texts, truncation=True, max_length=config.max_length)
+    examples = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for ids, mask, label in zip(features["input_ids"], features["attention_mask"], train.labels, strict=True)
+    ]
+    steps = max(1, math.ceil(config.epochs * math.ceil(len(examples) / config.batch_size)))
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
+    model, result = fit(
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        examples=examples,
+        batch_size=config.batch_size,
+        collate=DataCollatorWithPadding(tokenizer),
+        loss_fn=lambda m, batch: m(**batch).loss,
+        steps=steps,
+        seed=seed,
+        description="teacher: fine-tune",
+        name="teacher",
+        checkpoint_dir=checkpoint_dir,
+    )
+    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
+    return {
+        "steps": result.steps,
+        "final_loss": result.history[-1]["loss"],
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+
+
+@torch.inference_mode()
+def teacher_logits(
+    model, tokenizer, texts: list[str], batch_size: int, max_length: int, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Logits for `texts` in input order (batched by length to waste little compute on padding)."""
+    model.eval().to(device)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        ).to(device)
+        out[chunk] = model(**batch).logits.float().cpu().numpy()
+    return out
