@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,3 +104,208 @@ def test_long_texts_are_truncated_and_counted(tmp_path):
     rows = rows_3class() + [{"text": "word " * 100, "label": "a"}]
     task = load_task(write(tmp_path / "train.jsonl", rows, "jsonl"), max_chars=50)
     assert task.train.truncated == 1 and max(len(t) for t in task.train.texts) == 50
+
+
+# ---- label parsing (issue 14, item 2) -------------------------------------------------------------------------------
+
+SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"
+
+
+def labeled_rows(labels):
+    return [{"text": f"text number {i}", "label": label} for i, label in enumerate(labels)]
+
+
+def write_csv_labels(path, labels):
+    """A CSV whose label cells are written verbatim (CSV labels always arrive as strings)."""
+    path.write_text("text,label\n" + "".join(f"text number {i},{label}\n" for i, label in enumerate(labels)))
+    return str(path)
+
+
+def test_integer_labels_keep_only_the_classes_that_occur(tmp_path):
+    from gendistill.evaluate import classification_metrics
+
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows([1, 2, 3, 4] * 2), "jsonl"))
+    assert task.label_names == ["1", "2", "3", "4"]
+    assert task.train.labels == [0, 1, 2, 3] * 2
+    perfect = classification_metrics(task.train.labels, np.array(task.train.labels), len(task.label_names))
+    assert perfect["macro_f1"] == 1.0  # was 0.8: an empty class "0" counted in the macro average
+
+
+def test_a_stray_integer_label_is_one_class_not_a_range(tmp_path):
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows([0, 1, 5000, 1, 0]), "jsonl"))
+    assert task.label_names == ["0", "1", "5000"] and task.train.labels == [0, 1, 2, 1, 0]
+
+
+def test_integer_classes_sort_numerically(tmp_path):
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows([10, 9, -1, 10]), "jsonl"))
+    assert task.label_names == ["-1", "9", "10"] and task.train.labels == [2, 1, 0, 2]
+
+
+def test_a_huge_integer_label_allocates_nothing_proportional(tmp_path):
+    """10**30 once ran a process out of memory (a name per integer up to it). Address space is capped at 1 GiB
+    above the current size while loading, so a regression fails with MemoryError instead of taking the machine."""
+    resource = pytest.importorskip("resource")
+    train = write(tmp_path / "train.jsonl", labeled_rows([0, 1, 10**30, 1]), "jsonl")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    pages = int(Path("/proc/self/statm").read_text().split()[0]) if Path("/proc/self/statm").exists() else None
+    if pages is None:
+        pytest.skip("needs /proc/self/statm to cap memory safely")
+    cap = pages * resource.getpagesize() + 2**30
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        task = load_task(train)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert task.label_names == ["0", "1", str(10**30)] and task.train.labels == [0, 1, 2, 1]
+
+
+def test_more_classes_than_the_cap_is_an_error(tmp_path):
+    from gendistill.data import MAX_CLASSES
+
+    train = write(tmp_path / "train.jsonl", labeled_rows(range(MAX_CLASSES + 500)), "jsonl")
+    with pytest.raises(DataError, match=rf"column 'label', row {MAX_CLASSES + 1}: more than {MAX_CLASSES} distinct"):
+        load_task(train)
+
+
+def test_integral_floats_and_integer_strings_are_one_integer_class_jsonl(tmp_path):
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows([1, 2.0, 1, 2]), "jsonl"))
+    assert task.label_names == ["1", "2"] and task.train.labels == [0, 1, 0, 1]
+
+
+def test_integral_floats_and_integer_strings_are_one_integer_class_csv(tmp_path):
+    task = load_task(write_csv_labels(tmp_path / "train.csv", ["1", "2.0", "2", " 1 ", "+2"]))
+    assert task.label_names == ["1", "2"] and task.train.labels == [0, 1, 1, 0, 1]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_label_with_a_fraction_is_an_error_naming_the_row(tmp_path, fmt):
+    labels = [0, 1, 2.5, 1]
+    train = (
+        write(tmp_path / "train.jsonl", labeled_rows(labels), "jsonl")
+        if fmt == "jsonl"
+        else write_csv_labels(tmp_path / "train.csv", labels)
+    )
+    with pytest.raises(DataError, match=rf"train\.{fmt}: column 'label', row 3: label '?2\.5'? has a fraction"):
+        load_task(train)
+
+
+def test_boolean_labels_are_an_error(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows([True, False, True]), "jsonl")
+    with pytest.raises(DataError, match=r"train\.jsonl: column 'label', row 1: label True is a boolean"):
+        load_task(train)
+
+
+def test_list_labels_from_a_parquet_list_column_are_an_error(tmp_path):
+    train = write(tmp_path / "train.parquet", labeled_rows([[0], [1], [0]]), "parquet")
+    with pytest.raises(DataError, match=r"train\.parquet: column 'label', row 1: label \[0\] is a list \(type ndarray"):
+        load_task(train)
+
+
+def test_mapping_labels_are_an_error(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows(["a", "b", {"id": 1}]), "jsonl")
+    with pytest.raises(DataError, match=r"train\.jsonl: column 'label', row 3: label \{'id': 1\} is a mapping"):
+        load_task(train)
+
+
+@pytest.mark.parametrize(
+    "fmt, blank", [("jsonl", ""), ("jsonl", "   "), ("jsonl", None), ("csv", " "), ("csv", "")], ids=repr
+)
+def test_an_empty_or_blank_label_is_a_missing_label(tmp_path, fmt, blank):
+    labels = ["a", "b", blank, "a"]
+    train = (
+        write(tmp_path / "train.jsonl", labeled_rows(labels), "jsonl")
+        if fmt == "jsonl"
+        else write_csv_labels(tmp_path / "train.csv", labels)
+    )
+    with pytest.raises(DataError, match=rf"train\.{fmt}: column 'label', row 3: no label"):
+        load_task(train)
+
+
+def test_a_blank_label_in_the_test_split_is_an_error(tmp_path):
+    train = write(tmp_path / "train.jsonl", rows_3class(), "jsonl")
+    test = write(tmp_path / "test.jsonl", labeled_rows(["a", " "]), "jsonl")
+    with pytest.raises(DataError, match=r"test\.jsonl: column 'label', row 2: no label"):
+        load_task(train, test)
+
+
+def test_integer_ids_and_names_in_one_column_are_an_error(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows([1, 2, "three"]), "jsonl")
+    with pytest.raises(DataError, match=r"row 3: label 'three' is a class name but row 1 has the integer 1"):
+        load_task(train)
+
+
+def test_string_labels_are_stripped_and_case_variants_refused(tmp_path):
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows([" a", "a ", "b"]), "jsonl"))
+    assert task.label_names == ["a", "b"] and task.train.labels == [0, 0, 1]
+    train = write(tmp_path / "cased.jsonl", labeled_rows(["Sports", "b", "sports"]), "jsonl")
+    with pytest.raises(DataError, match=r"row 3: label 'sports' differs from 'Sports' \(row 1\) only in case"):
+        load_task(train)
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["neg", "pos", "neg"], r"data\.label_names: class name 'neg' at id 2 repeats 'neg' at id 0"),
+        (["neg", " Neg "], r"data\.label_names: class name 'Neg' at id 1 differs only in case or spaces from 'neg'"),
+        ("labels.json", r"labels\.json: class name 'POS' at id 2 differs only in case or spaces from 'pos' at id 1"),
+    ],
+)
+def test_duplicate_label_names_are_refused(tmp_path, names, expected):
+    train = write(tmp_path / "train.jsonl", labeled_rows([0, 1, 2, 0]), "jsonl")
+    if names == "labels.json":
+        (tmp_path / "labels.json").write_text(json.dumps(["neg", "pos", "POS"]))
+        names = None
+    with pytest.raises(DataError, match=expected):
+        load_task(train, label_names=names)
+
+
+def test_declared_names_without_training_rows_are_refused_labels_json(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows([0, 2, 0, 2]), "jsonl")
+    (tmp_path / "labels.json").write_text(json.dumps(["neg", "neutral", "pos", "mixed"]))
+    with pytest.raises(
+        DataError,
+        match=r"labels\.json: 2 declared class\(es\) have no row in .*train\.jsonl column 'label': 'neutral' \(id 1\), "
+        r"'mixed' \(id 3\); .*renumber the integer labels",
+    ):
+        load_task(train)
+
+
+def test_declared_names_without_training_rows_are_refused_string_labels(tmp_path):
+    train = write(tmp_path / "train.csv", rows_3class(), "csv")
+    with pytest.raises(DataError, match=r"data\.label_names: 1 declared class\(es\) have no row .*'d' \(id 3\)"):
+        load_task(train, label_names=["a", "b", "c", "d"])
+
+
+def test_declared_names_fix_the_order_of_string_labels(tmp_path):
+    task = load_task(write(tmp_path / "train.csv", rows_3class(), "csv"), label_names=["c", "a", "b"])
+    assert task.label_names == ["c", "a", "b"] and sorted(set(task.train.labels)) == [0, 1, 2]
+    assert task.train.labels[:4] == [1, 1, 1, 1]  # the "a" rows
+
+
+@pytest.mark.parametrize("label, row", [(3, 2), (-1, 2)])
+def test_integer_labels_must_be_ids_of_the_declared_names(tmp_path, label, row):
+    train = write(tmp_path / "train.jsonl", labeled_rows([0, label, 1, 2]), "jsonl")
+    with pytest.raises(DataError, match=rf"column 'label', row {row}: label {label} is not a class id 0\.\.2"):
+        load_task(train, label_names=["a", "b", "c"])
+
+
+def test_a_test_label_outside_the_training_classes_is_an_error(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows([1, 2, 1, 2]), "jsonl")
+    test = write(tmp_path / "test.jsonl", labeled_rows([2, 0]), "jsonl")
+    with pytest.raises(DataError, match=r"test\.jsonl: column 'label', row 2: label 0 is absent from the training"):
+        load_task(train, test)
+
+
+def test_test_split_labels_use_the_same_parsing(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows([1, 2, 1, 2]), "jsonl")
+    task = load_task(train, write_csv_labels(tmp_path / "test.csv", ["2.0", "1", " 2"]))
+    assert task.test is not None and task.test.labels == [1, 0, 1]
+
+
+@pytest.mark.skipif(not (SHARED_AG_NEWS / "labels.json").exists(), reason="benchmark data ../shared/data absent")
+def test_benchmark_ag_news_keeps_its_declared_classes():
+    task = load_task(str(SHARED_AG_NEWS / "train.jsonl"), per_class=8, seed=0)
+    assert task.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert sorted(task.train.labels) == [0] * 8 + [1] * 8 + [2] * 8 + [3] * 8

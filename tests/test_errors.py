@@ -60,6 +60,10 @@ ROWS = [{"text": f"some words {i}", "label": "a" if i % 2 else "b"} for i in ran
         "null_texts",
         "non_utf8",
         "per_class_too_large",
+        "label_fraction",
+        "label_list",
+        "label_names_unused",
+        "label_names_duplicate",
     ],
 )
 def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
@@ -101,6 +105,19 @@ def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
         (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9 ok,a\nfine,b\n".encode("latin-1"))
         data["train"] = str(tmp_path / "latin.csv")
         expected = ("latin.csv", "line 2 is not valid UTF-8")
+    elif case == "label_fraction":
+        rows = [{"text": f"t {i}", "label": i % 2} for i in range(6)] + [{"text": "t x", "label": 0.5}]
+        data["train"] = write_jsonl(tmp_path / "frac.jsonl", rows)
+        expected = ("frac.jsonl", "column 'label', row 7", "label 0.5 has a fraction")
+    elif case == "label_list":
+        data["train"] = write_jsonl(tmp_path / "list.jsonl", [{"text": "x y", "label": ["a"]}] + ROWS)
+        expected = ("list.jsonl", "column 'label', row 1", "is a list")
+    elif case == "label_names_unused":
+        data["label_names"] = ["cooking", "sports", "weather", "politics"]
+        expected = ("data.label_names", "'politics' (id 3)", "cannot learn a class without examples")
+    elif case == "label_names_duplicate":
+        data["label_names"] = ["cooking", "sports", "Sports"]
+        expected = ("data.label_names", "'Sports' at id 2 differs only in case or spaces from 'sports'")
     else:
         data["per_class"] = 500
         expected = ("per_class=500", "has only 20")
