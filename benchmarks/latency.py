@@ -100,7 +100,7 @@ def engines(run_dir: Path, export_root: Path) -> list[tuple[str, int, int, Calla
     from gendistill.export import export_onnx
     from gendistill.inference import Predictor
     from gendistill.students import StudentClassifier
-    from gendistill.teacher import load_teacher, teacher_logits
+    from gendistill.teachers.hf_encoder import load_teacher, teacher_logits
 
     transformers.logging.set_verbosity_error()
     model, tokenizer = load_teacher(str(run_dir / "teacher"))

@@ -168,11 +168,11 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         if arm == "student_kd_generate" and generator_donor is not None:
             adopted += run.adopt(generator_donor, ("generator",))
         if (arm, size) in transfer_donors:  # another student init of the same arm: only distill differs
-            adopted += run.adopt(transfer_donors[(arm, size)], ("generator", "generate", "label"))
+            adopted += run.adopt(transfer_donors[(arm, size)], ("generator", "transfer", "label"))
         reused = ", ".join(dict.fromkeys(adopted)) or "nothing"
         print(f"[{dataset} N={per_class} seed={seed}] {name} (reusing {reused})", flush=True)
         started = time.perf_counter()
-        report = run.run(force=["changed"]).data  # a changed arm setting reruns only what it affects
+        report = run.run(force=["changed"]).model_dump(mode="json")  # a changed arm setting reruns only what it affects
         if arm == "student_kd_generate":
             generator_donor = generator_donor or cell / name
         transfer_donors.setdefault((arm, size), cell / name)

@@ -39,7 +39,7 @@ class DataConfig(_Section):
     label_names: list[str] | str | None = Field(
         default=None,
         description="class names in label-id order, or a JSON file holding them; "
-        "default: labels.json beside the train file when labels are integers",
+        "default: labels.json beside the train file, if there is one (integer labels are ids into it)",
     )
     per_class: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="stratified low-data sample: keep N labeled examples per class"

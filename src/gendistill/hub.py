@@ -19,8 +19,12 @@ def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: 
         if Path(name).exists():
             detail = str(error).splitlines()[0][:300]
             raise ModelLoadError(f"{what} {name!r}: the folder exists but cannot be loaded ({detail})") from None
+        if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+            raise ModelLoadError(
+                f"{what} {name!r}: no such folder; check the path (relative to where you run)"
+            ) from None
         hint = (
-            "the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)"
+            "it is not a local folder, and the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)"
             if offline
             else "it is neither a local folder nor a model id that could be downloaded"
         )

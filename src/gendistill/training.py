@@ -22,6 +22,11 @@ from torch.utils.data import DataLoader
 
 from gendistill import progress
 from gendistill.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
+from gendistill.errors import GendistillError
+
+
+class TrainingDiverged(GendistillError):
+    """The loss became NaN or infinite: a one-line error naming the loop and the step, never a NaN model."""
 
 
 @dataclass
@@ -91,6 +96,11 @@ def fit(
             total, count = 0.0, 0
             for batch in loader:
                 loss = loss_fn(model, batch)
+                if not torch.isfinite(loss.detach()).all():
+                    raise TrainingDiverged(
+                        f"{description}: the loss became {loss.item()} at step {result.steps + 1}; the training "
+                        "diverged: lower the learning rate (or check the inputs for extreme values)"
+                    )
                 accelerator.backward(loss)
                 if max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)

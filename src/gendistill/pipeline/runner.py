@@ -210,14 +210,20 @@ class Run:
         )
 
     # ---- running ---------------------------------------------------------------------------------------------
-    def run(self, force: list[str] | None = None, only: str | None = None) -> Report | None:
-        """Run every stage that is not done (or just `only`); `force` names stages to rerun ('all' for all)."""
+    def run(self, force: list[str] | None = None, only: str | None = None, until: str | None = None) -> Report | None:
+        """Run every stage that is not done (or just `only`, or the stages up to `until`); `force` names stages to
+        rerun ('all' for all)."""
         from gendistill.pipeline.preflight import preflight
         from gendistill.report import Report
 
         force = list(force or [])
         stages = pipeline()
         names = [stage.name for stage in stages]
+        if until is not None:
+            if until not in names:
+                raise RunDirError(f"until={until!r}: expected one of {', '.join(names)}")
+            stages = stages[: names.index(until) + 1]
+            names = names[: names.index(until) + 1]
         forced = set(names) if "all" in force else {name for name in force if name in names}
         with self.locked():
             keys = self.keys()
@@ -228,7 +234,7 @@ class Run:
                     for name in names
                     if keys[name]["applies"] and (name in forced or not self.is_done(name, keys[name]["key"]))
                 }
-                checked = downstream(pending) if pending else set()
+                checked = (downstream(pending) & set(names)) if pending else set()
             else:
                 checked = {only}
             if checked:

@@ -1,0 +1,163 @@
+"""The run directory as a shared resource: one process at a time (an OS lock that a killed process releases),
+a config that is saved only once its checks pass, and config changes judged by what they would rerun."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import make_tiny_config, write_jsonl
+from typer.testing import CliRunner
+
+from gendistill.cli import app
+from gendistill.config import build_config
+from gendistill.errors import DataError
+from gendistill.pipeline.preflight import preflight
+
+runner = CliRunner()
+
+
+def cli_process(*args, kill_at=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
+    env.pop("GENDISTILL_KILL_AT", None)
+    if kill_at:
+        env["GENDISTILL_KILL_AT"] = kill_at
+    return subprocess.Popen(
+        [sys.executable, "-m", "gendistill.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture()
+def config_path(tmp_path, task_dir, tiny_teacher_dir):
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"][0]["n"] = 120  # long enough to be caught running
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def transfer_rows(run_dir):
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(p).num_rows for p in (run_dir / "transfer").glob("*/shard-*.parquet"))
+
+
+def test_a_second_run_on_the_same_dir_is_refused_while_the_first_completes(config_path, tmp_path):
+    run_dir = tmp_path / "run"
+    first = cli_process("run", config_path, "--run-dir", run_dir)
+    deadline = time.monotonic() + 120
+    while not (run_dir / ".lock.json").exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = runner.invoke(app, ["run", str(config_path), "--run-dir", str(run_dir)])
+    assert second.exit_code == 2
+    assert f"is in use by another gendistill process (pid {first.pid}" in second.output
+    assert "Traceback" not in second.output
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert transfer_rows(run_dir) == 120
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["transfer_set"]["kept"] == 120
+    assert not (run_dir / ".lock.json").exists()
+
+
+def test_a_lock_held_by_a_killed_process_never_blocks_the_rerun(config_path, tmp_path):
+    run_dir = tmp_path / "run"
+    killed = cli_process("run", config_path, "--run-dir", run_dir, kill_at="transfer.shard:2")
+    killed.communicate(timeout=300)
+    assert killed.returncode == -9
+    assert json.loads((run_dir / ".lock.json").read_text())["pid"] == killed.pid  # left behind by SIGKILL
+    rerun = runner.invoke(app, ["run", str(config_path), "--run-dir", str(run_dir)])
+    assert rerun.exit_code == 0, rerun.output
+    assert transfer_rows(run_dir) == 120
+
+
+def test_a_run_refused_by_its_checks_saves_no_config_and_the_corrected_command_runs(
+    task_dir, tiny_teacher_dir, tmp_path
+):
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 20}]
+    config["student"].update(baseline=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    refused = runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir), "--set", "data.per_class=1000"])
+    assert refused.exit_code == 2 and "per_class=1000" in refused.output
+    assert not (run_dir / "config.yaml").exists()
+    fixed = runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir), "--set", "data.per_class=8"])
+    assert fixed.exit_code == 0, fixed.output
+    # a run dir whose saved config differs but where no stage finished (made by an older version that saved
+    # config.yaml first) accepts the new config too
+    (run_dir / "manifest.json").write_text(json.dumps({"format": 2, "stages": {}}))
+    (run_dir / "config.yaml").write_text("data: {train: elsewhere.jsonl}\nteacher: {model: m}\n")
+    again = runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir), "--set", "data.per_class=8"])
+    assert again.exit_code == 0, again.output
+
+
+def test_a_knob_change_is_accepted_without_force_and_reruns_nothing(task_dir, tiny_teacher_dir, tmp_path):
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 20}]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir)]).exit_code == 0
+    before = (run_dir / "manifest.json").read_text()
+    knob = runner.invoke(app, ["run", str(path), "--run-dir", str(run_dir), "--set", "teacher.label_batch_size=4"])
+    assert knob.exit_code == 0, knob.output
+    assert "affects no finished stage (teacher.label_batch_size)" in knob.output
+    assert knob.output.count("(done, unchanged)") == 7  # every stage that applies; the generator does not
+    assert json.loads((run_dir / "manifest.json").read_text())["stages"] == json.loads(before)["stages"]
+    assert "label_batch_size: 4" in (run_dir / "config.yaml").read_text()
+
+
+def test_an_old_format_run_dir_is_refused_with_one_line(config_path, tmp_path):
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"stages": {"generate": {"status": "done"}}}))
+    result = runner.invoke(app, ["run", str(config_path), "--run-dir", str(run_dir)])
+    assert result.exit_code == 2 and "made by an older gendistill (run-directory format 1" in result.output
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file", "loop"])
+def test_a_run_dir_that_cannot_be_a_directory_is_one_line(config_path, tmp_path, kind):
+    if kind == "file":
+        target = tmp_path / "f"
+        target.write_text("x")
+    elif kind == "under_file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "run"
+    else:
+        target = tmp_path / "loop"
+        target.symlink_to(tmp_path / "loop")
+    result = runner.invoke(app, ["run", str(config_path), "--run-dir", str(target)])
+    assert result.exit_code == 2 and str(target) in result.output and "Traceback" not in result.output
+
+
+def test_a_truncated_manifest_is_one_line(config_path, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text('{"format": 2, "stages": {"da')
+    result = runner.invoke(app, ["run", str(config_path), "--run-dir", str(run_dir)])
+    assert result.exit_code == 2 and "manifest.json: cannot be read" in result.output
+
+
+def test_a_file_source_hint_names_its_own_key_and_it_inherits_the_data_column(task_dir, tiny_teacher_dir, tmp_path):
+    rows = [{"body": json.loads(line)["text"]} for line in (task_dir / "unlabeled.jsonl").read_text().splitlines()]
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(pool)}]
+    with pytest.raises(DataError, match=r"no text column 'text' \(columns found: body\); set transfer.sources\[0\]"):
+        preflight(build_config(config), {"transfer"})
+    config["transfer"]["sources"][0]["text_column"] = "body"
+    preflight(build_config(config), {"transfer"})
+    train = [{"body": r["text"], "label": r["label"]} for r in map(json.loads, open(task_dir / "train.jsonl"))]
+    config["data"].update(train=str(write_jsonl(tmp_path / "train.jsonl", train)), test=None, text_column="body")
+    config["transfer"]["sources"][0].pop("text_column")
+    preflight(build_config(config), {"transfer"})  # the source reads data.text_column
