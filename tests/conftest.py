@@ -67,6 +67,16 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
     return student, stats
 
 
+def cli_env(kill_at: str | None = None) -> dict[str, str]:
+    """Environment for the real CLI in a subprocess: offline, quiet, a checkpoint every epoch, and optionally a
+    kill point (see gendistill.checkpoint.kill_point)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
+    env.pop("GENDISTILL_KILL_AT", None)
+    if kill_at:
+        env["GENDISTILL_KILL_AT"] = kill_at
+    return env
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

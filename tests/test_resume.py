@@ -1,7 +1,6 @@
 """Crash safety: the real CLI in a subprocess, killed (SIGKILL) at a chosen point, then rerun with the same command."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,14 +8,12 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import cli_env
 from safetensors.numpy import load_file
 
 
 def cli(*args, kill_at=None, cwd=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
-    env.pop("GENDISTILL_KILL_AT", None)
-    if kill_at:
-        env["GENDISTILL_KILL_AT"] = kill_at
+    env = cli_env(kill_at)
     # a parent started in the background may ignore SIGINT, and Python then never installs its Ctrl-C handler:
     # give the child the default disposition, as an interactive terminal would
     return subprocess.run(

@@ -2,14 +2,13 @@
 a config that is saved only once its checks pass, and config changes judged by what they would rerun."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 import yaml
-from conftest import make_tiny_config, write_jsonl
+from conftest import cli_env, make_tiny_config, write_jsonl
 from typer.testing import CliRunner
 
 from gendistill.cli import app
@@ -21,10 +20,7 @@ runner = CliRunner()
 
 
 def cli_process(*args, kill_at=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
-    env.pop("GENDISTILL_KILL_AT", None)
-    if kill_at:
-        env["GENDISTILL_KILL_AT"] = kill_at
+    env = cli_env(kill_at)
     return subprocess.Popen(
         [sys.executable, "-m", "gendistill.cli", *map(str, args)],
         env=env,
@@ -157,7 +153,10 @@ def test_a_file_source_hint_names_its_own_key_and_it_inherits_the_data_column(ta
         preflight(build_config(config), {"transfer"})
     config["transfer"]["sources"][0]["text_column"] = "body"
     preflight(build_config(config), {"transfer"})
-    train = [{"body": r["text"], "label": r["label"]} for r in map(json.loads, open(task_dir / "train.jsonl"))]
+    train = [
+        {"body": r["text"], "label": r["label"]}
+        for r in map(json.loads, (task_dir / "train.jsonl").read_text().splitlines())
+    ]
     config["data"].update(train=str(write_jsonl(tmp_path / "train.jsonl", train)), test=None, text_column="body")
     config["transfer"]["sources"][0].pop("text_column")
     preflight(build_config(config), {"transfer"})  # the source reads data.text_column

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class StageContext:
+    stage: str  # the stage this context runs (names its checkpoint folder)
     config: RunConfig
     layout: RunLayout
     records: dict[str, dict[str, Any]]  # the manifest's stage records (this stage's is 'running')

@@ -30,6 +30,12 @@ class RunLayout:
     def checkpoints(self, name: str) -> Path:
         return self.root / "checkpoints" / name
 
+    def trained_model(self, name: str) -> tuple[Path, ...]:
+        """A model a training stage saves (`teacher`, `generator`): its folder, its checkpoints, and the
+        temporary twins of both that an interrupted atomic save can leave."""
+        folder, checkpoints = self.root / name, self.checkpoints(name)
+        return folder, folder.with_name(f"{name}.tmp"), checkpoints, checkpoints.with_name(f"{name}.tmp")
+
     # data
     @property
     def data(self) -> Path:

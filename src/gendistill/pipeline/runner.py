@@ -292,7 +292,7 @@ class Run:
         self.records[stage.name] = record
         self.save_manifest()
         progress.log(f"[bold]{stage.name}[/bold] ...")
-        context = StageContext(self.config, self.layout, self.records, self.invocation, self)
+        context = StageContext(stage.name, self.config, self.layout, self.records, self.invocation, self)
         start = time.perf_counter()
         outcome = (stage.body(context) or {}) if stage.every_process or self.is_main else {}
         distributed = _distributed()

@@ -10,7 +10,7 @@ from typing import Any
 
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.stages.distill import brief, student_init, student_key, validation_set
+from gendistill.stages.distill import fit_student, student_key
 
 
 def _step_budget(records: dict[str, dict[str, Any]]) -> int | None:
@@ -18,34 +18,9 @@ def _step_budget(records: dict[str, dict[str, Any]]) -> int | None:
 
 
 def run_baseline(ctx: StageContext) -> dict[str, Any]:
-    from gendistill.distill import make_student, train_student
-
-    config = ctx.config.student
-    task = ctx.task()
-    train_texts, gold = task.train.texts, task.train.labels
-    baseline = make_student(config, train_texts, task.label_names, ctx.config.seed, **student_init(ctx))
-    stats = train_student(
-        baseline,
-        train_texts,
-        gold,
-        None,
-        config,
-        ctx.accelerator,
-        ctx.config.seed,
-        steps=max(_step_budget(ctx.records) or 1, 1),
-        validation=validation_set(ctx),
-        description="baseline student",
-        checkpoint_dir=ctx.layout.checkpoints("baseline"),
-    )
-    baseline.info.update(kind="baseline_student")
-    if ctx.is_main:
-        baseline.save_pretrained(ctx.layout.baseline_student)
-    return {
-        "params": baseline.num_parameters,
-        "examples": len(train_texts),
-        **brief(stats),
-        "vocab_size": baseline.spec.vocab_size,
-    }
+    train = ctx.task().train
+    steps = max(_step_budget(ctx.records) or 1, 1)
+    return fit_student(ctx, train.texts, train.labels, None, "baseline_student", ctx.layout.baseline_student, steps)
 
 
 STAGE = register(

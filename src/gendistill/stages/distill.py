@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,40 +42,52 @@ def validation_set(ctx: StageContext) -> tuple[list[str], list[int]] | None:
     return (task.validation.texts, task.validation.labels) if task.validation else None
 
 
-def brief(stats: dict[str, Any]) -> dict[str, Any]:
-    return {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
-
-
-def run_distill(ctx: StageContext) -> dict[str, Any]:
+def fit_student(
+    ctx: StageContext,
+    texts: list[str],
+    gold: list[int],
+    teacher_logits: np.ndarray | None,
+    kind: str,
+    out_dir: Path,
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """Build a student over `texts`, train it (distill on `teacher_logits`, or CE on `gold` without them), save it
+    to `out_dir` with its training history; returns the stage summary."""
     from gendistill.distill import make_student, train_student
 
-    config = ctx.config.student
     task = ctx.task()
-    (train_texts, gold, train_logits), (transfer_texts, transfer_logits) = read_soft_labels(ctx.layout)
-    texts = train_texts + transfer_texts
-    student = make_student(config, texts, task.label_names, ctx.config.seed, **student_init(ctx))
+    student = make_student(ctx.config.student, texts, task.label_names, ctx.config.seed, **student_init(ctx))
     stats = train_student(
         student,
         texts,
-        gold + [-1] * len(transfer_texts),
-        np.concatenate([train_logits, transfer_logits]),
-        config,
+        gold,
+        teacher_logits,
+        ctx.config.student,
         ctx.accelerator,
         ctx.config.seed,
+        steps=steps,
         validation=validation_set(ctx),
-        description="student",
-        checkpoint_dir=ctx.layout.checkpoints("distill"),
+        description=kind.replace("_", " "),
+        checkpoint_dir=ctx.layout.checkpoints(ctx.stage),
     )
-    student.info.update(kind="student")
+    student.info.update(kind=kind)
     if ctx.is_main:
-        student.save_pretrained(ctx.layout.student)
-        write_json(ctx.layout.student / "training.json", stats)
-    return {
-        "params": student.num_parameters,
-        "examples": len(texts),
-        **brief(stats),
-        "vocab_size": student.spec.vocab_size,
-    }
+        student.save_pretrained(out_dir)
+        write_json(out_dir / "training.json", stats)
+    summary = {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
+    return {"params": student.num_parameters, "examples": len(texts), **summary, "vocab_size": student.spec.vocab_size}
+
+
+def run_distill(ctx: StageContext) -> dict[str, Any]:
+    (train_texts, gold, train_logits), (transfer_texts, transfer_logits) = read_soft_labels(ctx.layout)
+    return fit_student(
+        ctx,
+        train_texts + transfer_texts,
+        gold + [-1] * len(transfer_texts),
+        np.concatenate([train_logits, transfer_logits]),
+        "student",
+        ctx.layout.student,
+    )
 
 
 STAGE = register(

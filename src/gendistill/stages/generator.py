@@ -44,12 +44,7 @@ STAGE = register(
         inputs=_pretrained,
         check=_check,
         applies=lambda config: config.uses_generator(),
-        outputs=lambda layout: (
-            layout.generator,
-            layout.generator.with_name("generator.tmp"),
-            layout.checkpoints("generator"),
-            layout.checkpoints("generator.tmp"),
-        ),
+        outputs=lambda layout: layout.trained_model("generator"),
         every_process=True,
         command="train-generator",
         help="Fine-tune the generator LM on the training texts.",

@@ -30,12 +30,7 @@ STAGE = register(
         key_fields=lambda config: {"teacher": config.teacher, "seed": config.seed},
         inputs=lambda config: config.teacher.inputs(),
         check=lambda config: config.teacher.check(),
-        outputs=lambda layout: (
-            layout.teacher,
-            layout.teacher.with_name("teacher.tmp"),
-            layout.checkpoints("teacher"),
-            layout.checkpoints("teacher.tmp"),
-        ),
+        outputs=lambda layout: layout.trained_model("teacher"),
         every_process=True,
         command="train-teacher",
         help="Fine-tune the teacher on the labeled data.",
