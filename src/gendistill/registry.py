@@ -4,7 +4,9 @@ student architectures without knowing any of them by name."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, Union
+
+from pydantic import Field
 
 T = TypeVar("T")
 
@@ -45,3 +47,18 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def tagged_union(registry: Registry[Any], tag: str) -> Any:
+    """The pydantic type of "one of the registered config classes", told apart by their `tag` field (`type` for
+    sources, `kind` for teachers); one registered class is that class itself."""
+    members = tuple(registry)
+    if len(members) == 1:
+        return members[0]
+    return Annotated[Union[members], Field(discriminator=tag)]  # noqa: UP007 - a union built at run time
+
+
+def register_by_tag(registry: Registry[Any], tag: str, *classes: type) -> None:
+    """Register config classes under the default value of their `tag` field (their YAML name)."""
+    for cls in classes:
+        registry.register(cls.model_fields[tag].default)(cls)
