@@ -4,26 +4,18 @@ budget, the predictor runs without torch, the HTTP service answers and refuses p
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 from conftest import LABELS, labeled, make_rows, train_tiny_student
 from typer.testing import CliRunner
 
 import gendistill
 from gendistill.export import export_onnx
 from gendistill.inference import ExportDirError, Predictor
-from gendistill.serve import create_app
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.vocab import train_word_tokenizer
 
@@ -208,71 +200,6 @@ def test_import_gendistill_inference_without_torch(bilstm_export):
 def test_predictor_rejects_a_folder_that_is_not_an_export(tmp_path):
     with pytest.raises(ExportDirError, match="not a gendistill ONNX export"):
         Predictor(tmp_path)
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def test_server_endpoints_and_errors(bilstm_export):
-    student, export_dir = bilstm_export
-    texts = labeled(2, 1)[0]
-    with (
-        serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url,
-        httpx.Client(base_url=url, timeout=30) as client,
-    ):
-        assert client.get("/health").json() == {"status": "ok"}
-        info = client.get("/info").json()
-        assert info["labels"] == LABELS and info["metadata"]["arch"] == "bilstm"
-        assert "source" not in info["metadata"]  # no file paths of the exporting machine
-        assert info["limits"] == {"max_texts": 4, "max_chars": 200}
-
-        single = client.post("/predict", json={"text": texts[0]})
-        assert single.status_code == 200
-        body = single.json()
-        assert body["label"] == student.predict([texts[0]])[0]
-        assert set(body["probabilities"]) == set(LABELS) and abs(sum(body["probabilities"].values()) - 1) < 1e-5
-        batch = client.post("/predict/batch", json={"texts": texts[:4]})
-        assert batch.status_code == 200
-        assert [p["label"] for p in batch.json()["predictions"]] == student.predict(texts[:4])
-
-        def refused(path: str, status: int, fragment: str, **kwargs) -> None:
-            response = client.post(path, **kwargs)
-            assert response.status_code == status, response.text
-            assert fragment in response.json()["error"], response.json()
-
-        refused("/predict", 422, "text: Field required", json={})
-        refused("/predict", 422, "text: Input should be a valid string", json={"text": 3})
-        refused("/predict", 413, "limit is 200", json={"text": "x" * 201})
-        refused("/predict", 422, "JSON", content=b"{not json", headers={"content-type": "application/json"})
-        refused("/predict/batch", 422, "texts: Field required", json={"text": "one"})
-        refused("/predict/batch", 400, "texts is empty", json={"texts": []})
-        refused("/predict/batch", 413, "too many texts: 5 > 4", json={"texts": ["a"] * 5})
-        refused("/predict/batch", 413, "text 1 has 201 characters", json={"texts": ["a", "x" * 201]})
-        refused("/predict/batch", 422, "texts.1: Input should be a valid string", json={"texts": ["a", None]})
-        refused(
-            "/predict/batch",
-            413,
-            "request body",
-            content=b"[" + b" " * 10_000_000 + b"]",
-            headers={"content-type": "application/json"},
-        )
 
 
 def _cli_app():
