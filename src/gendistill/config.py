@@ -124,11 +124,11 @@ class StudentConfig(_Section):
         default=InitSource.base, description="teacher-init: embed tokens with the base model or the fine-tuned one"
     )
     # defaults keep a student under ~1.1M parameters on a news-sized vocabulary (300x below BERT-Large)
-    embedding_dim: Annotated[int, Field(ge=8)] = 64
-    hidden_dim: Annotated[int, Field(ge=8)] = 96
-    vocab_size: Annotated[int, Field(ge=100)] = 14000
+    embedding_dim: Annotated[int, Field(ge=8, le=4096)] = 64
+    hidden_dim: Annotated[int, Field(ge=8, le=8192)] = 96
+    vocab_size: Annotated[int, Field(ge=100, le=2_000_000)] = 14000
     min_frequency: Annotated[int, Field(ge=1)] = 1
-    max_length: Annotated[int, Field(ge=4)] = 128
+    max_length: Annotated[int, Field(ge=4, le=8192)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     cnn_kernel_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3, 4, 5])
     sif_coefficient: Annotated[float, Field(ge=0)] | None = Field(

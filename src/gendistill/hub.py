@@ -14,7 +14,9 @@ def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: 
     """`loader(name, **kwargs)`, turning 'not found / offline' failures into a one-line ModelLoadError."""
     try:
         return loader(name, **kwargs)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - safetensors, tokenizers and transformers raise their own types
+        if not isinstance(error, (OSError, ValueError)) and not _is_weights_error(error):
+            raise
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
         if Path(name).exists():
             detail = str(error).splitlines()[0][:300]
@@ -32,6 +34,11 @@ def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: 
             f"{what} {name!r} cannot be loaded: {hint}; download it where you are online "
             "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass the local folder path"
         ) from None
+
+
+def _is_weights_error(error: Exception) -> bool:
+    """A corrupt or truncated weights file (safetensors' own exception type is not an OSError)."""
+    return type(error).__name__ == "SafetensorError"
 
 
 def check_model(name: str, what: str, trust_remote_code: bool) -> None:

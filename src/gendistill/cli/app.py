@@ -4,7 +4,10 @@ imports them, so there is no import circle."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -55,8 +58,35 @@ def guard(action: Callable[[], Any]) -> Any:
             raise
         err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except Exception as error:  # noqa: BLE001 - disk full surfaces as OSError or as a library's own error type
+        if _state["debug"] or not _disk_full(error):
+            raise
+        err.print(f"[bold red]error:[/bold red] {_disk_full_message(error)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
         err.print("interrupted: finished work is saved; rerun the same command to resume", highlight=False)
         raise typer.Exit(130) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+    return (
+        getattr(error, "errno", None) == errno.ENOSPC
+        or "os error 28" in str(error)
+        or ("No space left on device" in str(error))
+    )
+
+
+def _disk_full_message(error: BaseException) -> str:
+    """Which file could not be written and how much room is left where it was going."""
+    target = getattr(error, "filename", None)
+    where = Path(target).parent if target else Path.cwd()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    about = f" while writing {target}" if target else ""
+    return (
+        f"the disk is full{about} ({free / 1e6:,.1f} MB free on the file system of {where}); free some space and "
+        "rerun the same command: finished work is kept"
+    )

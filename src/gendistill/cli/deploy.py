@@ -44,7 +44,7 @@ def export(
 def serve(
     export_dir: Annotated[Path, typer.Argument(help="a folder made by gendistill export")],
     host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8000,
     max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="most texts per batch request")] = 256,
     max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="most characters per text")] = 10_000,
     threads: Annotated[

@@ -85,9 +85,24 @@ class StudentClassifier:
             ) from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{directory}: invalid student config.json ({error})") from None
+        except Exception as error:  # noqa: BLE001 - safetensors/tokenizers raise their own types on damaged files
+            raise ModelLoadError(
+                f"{directory}: a student file is damaged ({type(error).__name__}: {str(error)[:200]}); re-export or "
+                "retrain it"
+            ) from None
+        if len(config["label_names"]) != spec.num_labels:
+            raise ModelLoadError(
+                f"{directory}: config.json names {len(config['label_names'])} labels but the network has "
+                f"{spec.num_labels} outputs; the folder is inconsistent: retrain or re-save it"
+            )
         student_tokenizer = StudentTokenizer(tokenizer, config["max_length"], id_map, config.get("min_length", 1))
         student = cls(spec, student_tokenizer, config["label_names"], info=config.get("info"))
-        student.model.load_state_dict(state)
+        try:
+            student.model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ModelLoadError(
+                f"{directory / WEIGHTS_FILE}: does not fit config.json ({str(error).splitlines()[0][:200]})"
+            ) from None
         student.model.eval()
         return student
 
