@@ -121,11 +121,14 @@ def train_student(
     optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.learning_rate * 0.05)
 
-    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         logits = model(batch["ids"], batch["lengths"])
         if teacher_logits is None:
-            return F.cross_entropy(logits, batch["gold"])
-        return distillation_loss(logits, batch["teacher"], batch["gold"], config.loss, config.temperature, config.alpha)
+            return F.cross_entropy(logits, batch["gold"], reduction="sum"), len(logits)
+        loss = distillation_loss(
+            logits, batch["teacher"], batch["gold"], config.loss, config.temperature, config.alpha, reduction="sum"
+        )
+        return loss, len(logits)
 
     def validation_accuracy(model: torch.nn.Module) -> float:
         assert validation is not None

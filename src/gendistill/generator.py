@@ -92,6 +92,18 @@ def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: 
     return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in body]
 
 
+def lm_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy and the number of predicted tokens (the loop averages over the tokens of
+    the whole batch across processes; a per-process mean would weight the processes' tokens unequally)."""
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return loss, (targets != -100).sum()
+
+
 def train_generator(
     config: GeneratorConfig,
     texts: list[str],
@@ -103,6 +115,9 @@ def train_generator(
     checkpoint_dir: Path | None = None,
 ) -> dict:
     """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed)  # the model's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = build_generator(config, texts)
     prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
     sequences = _training_ids(tokenizer, texts, prefixes, config.max_length)
@@ -132,7 +147,7 @@ def train_generator(
         examples=sequences,
         batch_size=config.batch_size,
         collate=collate,
-        loss_fn=lambda m, batch: m(**batch).loss,
+        loss_fn=lm_loss_sum,
         steps=steps,
         seed=seed,
         description="generator: fine-tune",

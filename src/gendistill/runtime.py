@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -32,8 +30,5 @@ def make_accelerator(device: str, mixed_precision: str, seed: int) -> Accelerato
     """An Accelerator honoring --device; under `accelerate launch` the launcher's settings take over."""
     device = resolve_device(device)
     set_seed(seed)
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(
-        cpu=device == "cpu" and not launched,
-        mixed_precision=resolve_precision(mixed_precision, device),
-    )
+    # under `accelerate launch` on CPU, cpu=True is what selects the multi-process gloo backend
+    return Accelerator(cpu=device == "cpu", mixed_precision=resolve_precision(mixed_precision, device))

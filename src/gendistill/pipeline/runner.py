@@ -291,11 +291,13 @@ class Run:
         record = {"status": "running", **key, "started_at": _now(), "invocation": self.invocation}
         self.records[stage.name] = record
         self.save_manifest()
+        distributed = _distributed()
+        if distributed:  # no process may write before the main one has cleared the old outputs
+            self.accelerator.wait_for_everyone()
         progress.log(f"[bold]{stage.name}[/bold] ...")
         context = StageContext(stage.name, self.config, self.layout, self.records, self.invocation, self)
         start = time.perf_counter()
-        outcome = (stage.body(context) or {}) if stage.every_process or self.is_main else {}
-        distributed = _distributed()
+        outcome = (stage.body(context) or {}) if stage.processes == "all" or self.is_main else {}
         if distributed:
             self.accelerator.wait_for_everyone()
         seconds = time.perf_counter() - start

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from gendistill.config import FilterConfig, RunConfig
     from gendistill.data import TaskData
+    from gendistill.pipeline.context import StageContext
     from gendistill.pipeline.layout import RunLayout
 
 FILTERS = ("empty", "too_short", "too_long", "duplicate", "training_copy")
@@ -109,6 +110,19 @@ class SourceContext:
     directory: Path
     text_filter: TextFilter
     device: torch.device
+    stage: StageContext | None = None  # rank, world size and collectives under `accelerate launch`
+
+    @property
+    def rank(self) -> int:
+        return self.stage.rank if self.stage is not None else 0
+
+    @property
+    def world(self) -> int:
+        return self.stage.world if self.stage is not None else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def shard_size(self) -> int:
@@ -126,6 +140,7 @@ class SourceConfig(Section):
     n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="texts to keep (default: all it has)")
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
+    parallel: ClassVar[bool] = False  # True: every process builds it together (fill_by_sampling splits the shards)
 
     def inputs(self) -> list[str]:
         """User files this source reads: their content hashes enter the transfer stage's key."""
@@ -181,8 +196,12 @@ Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
 
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
     """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
-    Shard k is sampled with a seed derived from (run seed, source index, k), so a resumed run replays finished
-    shards into the filter and regenerates exactly the shard it lost."""
+
+    Shard k is sampled with a seed derived from (run seed, source index, k) and filtered in shard order, so the set
+    does not depend on interruptions nor on the number of processes: under `accelerate launch` each process samples
+    every world-th shard into `raw/`, and the main process filters them in order after a barrier. A resumed run
+    replays finished shards into the filter and samples exactly the shards it lost (raw shards already sampled are
+    reused)."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
     summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
@@ -196,26 +215,60 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
         drops.update(shard_drops)
     number = len(existing)
     max_generated = max(10 * n, n + 10 * ctx.shard_size)
+    raw_dir = directory / "raw"
+
+    def wanted() -> bool:
+        return summary.kept < n and summary.generated < max_generated
+
+    def consume(k: int, raw: list[str]) -> None:
+        shard_drops: Counter[str] = Counter()
+        passed = ctx.text_filter(raw, shard_drops)
+        kept = passed[: n - summary.kept]
+        surplus = len(passed) - len(kept)
+        write_shard(shard_path(directory, k), kept, len(raw), shard_drops + Counter(surplus=surplus))
+        summary.generated += len(raw)
+        summary.kept += len(kept)
+        summary.surplus += surplus
+        drops.update(shard_drops)
+        bar.advance(len(kept))
+        progress.step(f"transfer: source {ctx.index} shard {k + 1}: {summary.kept}/{n} texts")
+        kill_point("transfer.shard")
+
     with progress.bar(f"transfer: source {ctx.index} ({source.type})", total=n, completed=summary.kept) as bar:
-        while summary.kept < n and summary.generated < max_generated:
-            raw = sampler(ctx.shard_size, shard_seed(ctx.seed, ctx.index, number))
-            shard_drops: Counter[str] = Counter()
-            passed = ctx.text_filter(raw, shard_drops)
-            kept = passed[: n - summary.kept]
-            surplus = len(passed) - len(kept)
-            write_shard(shard_path(directory, number), kept, len(raw), shard_drops + Counter(surplus=surplus))
-            summary.generated += len(raw)
-            summary.kept += len(kept)
-            summary.surplus += surplus
-            drops.update(shard_drops)
-            number += 1
-            bar.advance(len(kept))
-            progress.step(f"transfer: source {ctx.index} shard {number}: {summary.kept}/{n} texts")
-            kill_point("transfer.shard")
+        if ctx.world == 1:
+            while wanted():
+                raw_path = shard_path(raw_dir, number)
+                raw = read_shard(raw_path)[0] if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, number))
+                consume(number, raw)
+                number += 1
+        else:
+            running = ctx.stage.broadcast(wanted())
+            while running:
+                mine = shard_path(raw_dir, number + ctx.rank)
+                if not mine.exists():
+                    texts = sampler(ctx.shard_size, _seed(ctx, number + ctx.rank))
+                    write_shard(mine, texts, len(texts), Counter())
+                ctx.stage.barrier()
+                if ctx.is_main:
+                    for k in range(number, number + ctx.world):
+                        if not wanted():
+                            break
+                        consume(k, read_shard(shard_path(raw_dir, k))[0])
+                number, running = ctx.stage.broadcast((number + ctx.world, wanted()) if ctx.is_main else None)
+    if ctx.is_main:
+        number = len(list_shards(directory))
+        if raw_dir.exists():
+            import shutil
+
+            shutil.rmtree(raw_dir)
     if summary.kept < n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number
     return summary
+
+
+def _seed(ctx: SourceContext, shard: int) -> int:
+    return shard_seed(ctx.seed, ctx.index, shard)
 
 
 def write_all(directory: Path, texts: list[str], shard_size: int) -> int:

@@ -32,7 +32,7 @@ STAGE = register(
         derived=lambda records: {"steps": _step_budget(records)},
         applies=lambda config: config.student.baseline,
         outputs=lambda layout: (layout.baseline_student, layout.checkpoints("baseline")),
-        every_process=True,
+        processes="all",
         help="Train the baseline student (labeled data only, same network and steps).",
     )
 )

@@ -97,7 +97,7 @@ STAGE = register(
         upstream=("data", "teacher", "label"),
         key_fields=student_key,
         outputs=lambda layout: (layout.student, layout.checkpoints("distill")),
-        every_process=True,
+        processes="all",
         help="Distill the student on the teacher's soft labels.",
     )
 )

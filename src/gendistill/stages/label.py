@@ -20,6 +20,8 @@ from gendistill.sources.base import read_transfer_set
 
 
 def run_label(ctx: StageContext) -> dict[str, Any]:
+    """Runs on every process: transfer shard i is labeled by process i mod world; the main one labels the training
+    texts too."""
     teacher_config = ctx.config.teacher
     teacher = teacher_config.load(ctx.layout.teacher, ctx.device)
     task = ctx.task()
@@ -47,24 +49,28 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
         write_parquet(path, pa.table(columns).replace_schema_metadata({"texts_sha256": digest}))
         return True
 
-    label(task.train.texts, ctx.layout.train_logits, {"label": task.train.labels})
+    if ctx.is_main:
+        label(task.train.texts, ctx.layout.train_logits, {"label": task.train.labels})
     shards = read_transfer_set(ctx.layout.transfer)
-    wanted = set()
+    mine = shards[ctx.rank :: ctx.world]  # shard i on process i mod world: the same files for any world size
     labeled = reused = 0
-    with progress.bar("label: transfer set", total=sum(len(t) for _, t in shards)) as bar:
-        for shard, texts in shards:
-            target = out / shard.parent.name / shard.name
-            wanted.add(target)
-            if label(texts, target):
+    with progress.bar("label: transfer set", total=sum(len(t) for _, t in mine)) as bar:
+        for shard, texts in mine:
+            if label(texts, out / shard.parent.name / shard.name):
                 labeled += len(texts)
             else:
                 reused += len(texts)
             bar.advance(len(texts))
             progress.step(f"label: {labeled + reused} transfer texts")
             kill_point("label.shard")
-    for stale in out.glob("*/shard-*.parquet"):
-        if stale not in wanted:
-            stale.unlink()
+    counts = ctx.gather((labeled, reused))
+    ctx.barrier()
+    if ctx.is_main:
+        wanted = {out / shard.parent.name / shard.name for shard, _ in shards}
+        for stale in out.glob("*/shard-*.parquet"):
+            if stale not in wanted:
+                stale.unlink()
+    labeled, reused = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
 
 
@@ -93,6 +99,7 @@ STAGE = register(
         body=run_label,
         upstream=("teacher", "transfer"),
         outputs=lambda layout: (layout.labels,),
+        processes="all",
         help="Label the training and transfer texts with the teacher's logits.",
     )
 )
