@@ -91,7 +91,7 @@ def fit(
                 break
             torch.manual_seed(epoch_seed(seed, epoch))
             loader = DataLoader(
-                list(examples),
+                examples,  # type: ignore[arg-type] - any index-addressable store (a list, an ExampleStore)
                 batch_size=batch_size,
                 shuffle=True,
                 collate_fn=list,

@@ -282,12 +282,8 @@ def write_all(directory: Path, texts: list[str], shard_size: int) -> int:
     return count
 
 
-def read_transfer_set(root: Path) -> list[tuple[Path, list[str]]]:
-    """Every transfer shard in source order: (shard path, its texts)."""
+def transfer_shards(root: Path) -> list[Path]:
+    """Every transfer shard in source order (read them one at a time: the set may not fit in memory)."""
     if not root.exists():
         return []
-    return [
-        (path, read_shard(path)[0])
-        for source in sorted(p for p in root.iterdir() if p.is_dir())
-        for path in list_shards(source)
-    ]
+    return [path for source in sorted(p for p in root.iterdir() if p.is_dir()) for path in list_shards(source)]

@@ -3,6 +3,7 @@ labeled before an interruption is kept: the teacher is deterministic)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ import pyarrow.parquet as pq
 
 from gendistill import progress
 from gendistill.checkpoint import kill_point
+from gendistill.examples_store import Chunk
 from gendistill.io import texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
-from gendistill.sources.base import read_transfer_set
+from gendistill.sources.base import read_shard, transfer_shards
 
 
 def run_label(ctx: StageContext) -> dict[str, Any]:
@@ -51,11 +53,12 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
 
     if ctx.is_main:
         label(task.train.texts, ctx.layout.train_logits, {"label": task.train.labels})
-    shards = read_transfer_set(ctx.layout.transfer)
+    shards = transfer_shards(ctx.layout.transfer)
     mine = shards[ctx.rank :: ctx.world]  # shard i on process i mod world: the same files for any world size
     labeled = reused = 0
-    with progress.bar("label: transfer set", total=sum(len(t) for _, t in mine)) as bar:
-        for shard, texts in mine:
+    with progress.bar("label: transfer set", total=sum(pq.read_metadata(p).num_rows for p in mine)) as bar:
+        for shard in mine:
+            texts = read_shard(shard)[0]
             if label(texts, out / shard.parent.name / shard.name):
                 labeled += len(texts)
             else:
@@ -66,7 +69,7 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
     counts = ctx.gather((labeled, reused))
     ctx.barrier()
     if ctx.is_main:
-        wanted = {out / shard.parent.name / shard.name for shard, _ in shards}
+        wanted = {out / shard.parent.name / shard.name for shard in shards}
         for stale in out.glob("*/shard-*.parquet"):
             if stale not in wanted:
                 stale.unlink()
@@ -74,23 +77,24 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
     return {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
 
 
-def read_soft_labels(
-    layout: RunLayout,
-) -> tuple[tuple[list[str], list[int], np.ndarray], tuple[list[str], np.ndarray]]:
-    """((train texts, gold, teacher logits), (transfer texts, teacher logits)) as the label stage wrote them."""
+def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
+    """(texts, teacher logits, gold) in chunks of at most `rows`: the labeled texts first (with their gold
+    labels), then every transfer shard (gold -1). Streams: one chunk in memory at a time."""
     train = pq.read_table(layout.train_logits)
-    train_logits = np.asarray(train.column("logits").to_pylist(), dtype=np.float32)
-    texts: list[str] = []
-    logits: list[list[float]] = []
-    for path in sorted(layout.labels.glob("*/shard-*.parquet")):
-        table = pq.read_table(path)
-        texts += table.column("text").to_pylist()
-        logits += table.column("logits").to_pylist()
-    transfer_logits = np.asarray(logits, dtype=np.float32).reshape(len(texts), train_logits.shape[1])
-    return (
-        (train.column("text").to_pylist(), train.column("label").to_pylist(), train_logits),
-        (texts, transfer_logits),
+    width = len(train.column("logits")[0]) if train.num_rows else 0
+    yield (
+        train.column("text").to_pylist(),
+        _matrix(train.column("logits").combine_chunks(), width),
+        train.column("label").to_pylist(),
     )
+    for path in sorted(layout.labels.glob("*/shard-*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["text", "logits"]):
+            texts = batch.column("text").to_pylist()
+            yield texts, _matrix(batch.column("logits"), width), [-1] * len(texts)
+
+
+def _matrix(column: pa.Array, width: int) -> np.ndarray:
+    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
 
 
 STAGE = register(
