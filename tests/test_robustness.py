@@ -152,3 +152,18 @@ def test_a_diverging_loss_stops_training_with_the_step():
             seed=0,
             description="test loop",
         )
+
+
+@pytest.mark.parametrize("damage", ["metadata_list", "labels_mismatch"])
+def test_a_damaged_export_folder(student_dir, tmp_path, damage):
+    import json
+
+    result = runner.invoke(app, ["export", str(student_dir), "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.output
+    if damage == "metadata_list":
+        (tmp_path / "onnx" / "metadata.json").write_text("[1, 2]")
+        expected = "metadata.json: expected a JSON object"
+    else:
+        (tmp_path / "onnx" / "labels.json").write_text(json.dumps([*LABELS, "extra"]))
+        expected = "4 label names for a model with 3 outputs"
+    one_line_error(runner.invoke(app, ["predict", str(tmp_path / "onnx"), "a goal"]), expected)

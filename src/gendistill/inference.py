@@ -67,7 +67,12 @@ class Predictor:
                 "make one with `gendistill export RUN_DIR --format onnx --out DIR`"
             )
         self.metadata: dict[str, Any] = _read_json(self.directory / METADATA_FILE)
-        self.label_names: list[str] = list(_read_json(self.directory / LABELS_FILE))
+        labels = _read_json(self.directory / LABELS_FILE)
+        if not isinstance(self.metadata, dict):
+            raise ExportDirError(f"{self.directory / METADATA_FILE}: expected a JSON object; re-export the student")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise ExportDirError(f"{self.directory / LABELS_FILE}: expected a JSON list of label names; re-export")
+        self.label_names: list[str] = labels
         version = self.metadata.get("format_version")
         if self.metadata.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
             raise ExportDirError(
@@ -98,6 +103,12 @@ class Predictor:
             ]
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
             raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
+        outputs = self.sessions[0].get_outputs()[0].shape
+        if isinstance(outputs[-1], int) and outputs[-1] != len(self.label_names):
+            raise ExportDirError(
+                f"{self.directory / LABELS_FILE}: {len(self.label_names)} label names for a model with "
+                f"{outputs[-1]} outputs; the export folder is inconsistent: re-export the student"
+            )
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Raw tokenizer ids per text, as the student saw them in training: no special tokens, truncated to
