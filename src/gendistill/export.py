@@ -34,7 +34,7 @@ from gendistill.inference import (
     MODEL_FILE,
     TOKENIZER_FILE,
 )
-from gendistill.io import read_json, write_json
+from gendistill.io import write_json
 from gendistill.students import StudentClassifier
 from gendistill.students.models import BiLSTMStudent
 from gendistill.students.vocab import PAD_ID, UNK_ID
@@ -154,17 +154,22 @@ def resolve_source(source: Path) -> tuple[Path, Path | None, str]:
 
 
 def _report_fields(run_dir: Path | None, key: str) -> dict[str, Any]:
+    """The run's measurements of this student, read through the typed report (gendistill.report)."""
+    from pydantic import ValidationError
+
+    from gendistill.report import Report
+
     if run_dir is None or not (run_dir / "report.json").is_file():
         return {"config_hash": None, "student_accuracy": None, "student_macro_f1": None}
     try:
-        report = read_json(run_dir / "report.json")
-    except (OSError, ValueError) as error:
-        raise ModelLoadError(f"{run_dir / 'report.json'}: cannot read ({error})") from None
-    row = report.get(key) or {}
+        report = Report.read(run_dir / "report.json")
+    except (OSError, ValueError, ValidationError) as error:
+        raise ModelLoadError(f"{run_dir / 'report.json'}: cannot read ({str(error).splitlines()[0][:200]})") from None
+    row = getattr(report, key, None) if key in ("student", "baseline_student") else None
     return {
-        "config_hash": report.get("config_hash"),
-        "student_accuracy": row.get("accuracy"),
-        "student_macro_f1": row.get("macro_f1"),
+        "config_hash": report.config_hash,
+        "student_accuracy": row.accuracy if row else None,
+        "student_macro_f1": row.macro_f1 if row else None,
     }
 
 
