@@ -14,6 +14,8 @@ console = Console(stderr=True)
 
 
 def enabled() -> bool:
+    if os.environ.get("RANK", "0") != "0":
+        return False
     return os.environ.get("GENDISTILL_PROGRESS", "auto") != "0" and (
         sys.stderr.isatty() or os.environ.get("GENDISTILL_PROGRESS") == "1"
     )
@@ -50,12 +52,18 @@ def bar(description: str, total: float | None, completed: float = 0) -> Iterator
         yield _Bar(progress, progress.add_task(description, total=total, completed=completed))
 
 
+def _secondary_process() -> bool:
+    """Under `accelerate launch`, only the main process (RANK 0) prints: N copies of each line help nobody."""
+    return os.environ.get("RANK", "0") != "0"
+
+
 def log(message: str) -> None:
-    console.print(message, highlight=False)
+    if not _secondary_process():
+        console.print(message, highlight=False)
 
 
 def step(message: str) -> None:
     """A line per finished shard or epoch when no progress bar is shown (a log file, CI): long stages are never
     silent. GENDISTILL_PROGRESS=0 turns it off along with the bars."""
-    if not enabled() and os.environ.get("GENDISTILL_PROGRESS", "auto") != "0":
+    if not enabled() and os.environ.get("GENDISTILL_PROGRESS", "auto") != "0" and not _secondary_process():
         console.print(message, highlight=False)

@@ -253,6 +253,11 @@ class Run:
                         )
                     continue
                 if not key["applies"]:
+                    if only is not None:
+                        raise RunDirError(
+                            f"stage {stage.name!r} is not part of this run: its config does not use it "
+                            f"(see {self.layout.config})"
+                        )
                     self._retire(stage, key)
                     continue
                 upstream_reran = any(name in ran for name in stage.upstream)
