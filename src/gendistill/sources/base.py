@@ -77,8 +77,13 @@ class TextFilter:
         return None
 
     def __call__(self, texts: list[str], drops: Counter[str]) -> list[str]:
+        return [normalize(texts[i]) for i in self.select(texts, drops)]
+
+    def select(self, texts: list[str], drops: Counter[str]) -> list[int]:
+        """The positions of the texts that pass (so per-text columns can follow them); counts every drop and
+        remembers what passes."""
         kept = []
-        for raw in texts:
+        for position, raw in enumerate(texts):
             text = normalize(raw)
             reason = self.reject(text)
             if reason is not None:
@@ -86,7 +91,7 @@ class TextFilter:
                 continue
             if self.config.drop_duplicates:
                 self.seen.add(text_key(text))
-            kept.append(text)
+            kept.append(position)
         return kept
 
 
@@ -160,6 +165,7 @@ class SourceConfig(Section):
     n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="texts to keep (default: all it has)")
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
+    needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
     parallel: ClassVar[bool] = False  # True: every process builds it together (fill_by_sampling splits the shards)
 
     def inputs(self) -> list[str]:
@@ -174,6 +180,11 @@ class SourceConfig(Section):
 
     def where(self, index: int) -> str:
         return f"transfer.sources[{index}] ({self.type})"
+
+    def report(self, layout: RunLayout, index: int, row: Any) -> list[str]:
+        """Called by the evaluate stage with this source's report row (a `SourceRow`, whose `details` it may
+        extend, e.g. with measures that need the teacher's labels); returns notes for the report."""
+        return []
 
 
 # ---- shards --------------------------------------------------------------------------------------------------
@@ -190,9 +201,16 @@ def list_shards(directory: Path) -> list[Path]:
 
 
 def write_shard(
-    path: Path, texts: list[str], generated: int, drops: Counter[str], extra: dict[str, list[Any]] | None = None
+    path: Path,
+    texts: list[str],
+    generated: int,
+    drops: Counter[str],
+    extra: dict[str, list[Any]] | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> None:
     metadata = {"generated": str(generated), "drops": json.dumps(dict(drops))}
+    if stats:
+        metadata["stats"] = json.dumps(stats)
     columns: dict[str, Any] = {"text": pa.array(texts, type=pa.string()), **(extra or {})}
     write_parquet(path, pa.table(columns).replace_schema_metadata(metadata))
 
@@ -214,17 +232,65 @@ def shard_seed(seed: int, source_index: int, shard: int) -> int:
 Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
 
 
+@dataclass
+class Sample:
+    """One shard's draw: raw texts; per-text `columns` that follow the texts through the filter into the shard
+    (e.g. the class an LLM was asked to write); `stats`, numbers (or nested dicts of numbers) stored with the
+    shard and summed over all shards, those of a resumed run's finished shards included, into the summary's
+    details."""
+
+    texts: list[str]
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+ShardSampler = Callable[[int, int, int], Sample]  # (n, seed, shard number) -> the shard's draw
+
+
+def add_stats(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """`total` with every number of `more` added in (nested dicts are added key by key)."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            total[key] = add_stats(dict(total.get(key) or {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def shard_stats(path: Path) -> dict[str, Any]:
+    """The counters a sampler recorded with a shard (`Sample.stats`); {} for shards that have none."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata.get(b"stats", b"{}").decode())
+
+
+def _write_sample(path: Path, sample: Sample) -> None:
+    write_shard(path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats)
+
+
+def _read_sample(path: Path) -> Sample:
+    table = pq.read_table(path)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "text"}
+    return Sample(table.column("text").to_pylist(), columns, shard_stats(path))
+
+
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
+    """`fill_shards` for a sampler of plain texts: (n, seed) -> texts."""
+    return fill_shards(ctx, source, lambda n, seed, _number: Sample(sampler(n, seed)))
+
+
+def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler) -> SourceSummary:
     """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
 
     Shard k is sampled with a seed derived from (run seed, source index, k) and filtered in shard order, so the set
     does not depend on interruptions nor on the number of processes: under `accelerate launch` each process samples
     every world-th shard into `raw/`, and the main process filters them in order after a barrier. A resumed run
     replays finished shards into the filter and samples exactly the shards it lost (raw shards already sampled are
-    reused)."""
+    reused). Per-text columns of a `Sample` follow their texts through the filter; its stats are summed into the
+    summary's details."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
     summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
+    stats: dict[str, Any] = {}
     existing = list_shards(directory)
     for path in existing:
         texts, generated, shard_drops = read_shard(path)
@@ -233,6 +299,7 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
         summary.kept += len(texts)
         summary.surplus += int(shard_drops.pop("surplus", 0))
         drops.update(shard_drops)
+        add_stats(stats, shard_stats(path))
     number = len(existing)
     max_generated = max(10 * n, n + 10 * ctx.shard_size)
     raw_dir = directory / "raw"
@@ -240,16 +307,24 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
     def wanted() -> bool:
         return summary.kept < n and summary.generated < max_generated
 
-    def consume(k: int, raw: list[str]) -> None:
+    def draw(k: int) -> Sample:
+        raw_path = shard_path(raw_dir, k)
+        return _read_sample(raw_path) if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, k), k)
+
+    def consume(k: int, sample: Sample) -> None:
         shard_drops: Counter[str] = Counter()
-        passed = ctx.text_filter(raw, shard_drops)
-        kept = passed[: n - summary.kept]
-        surplus = len(passed) - len(kept)
-        write_shard(shard_path(directory, k), kept, len(raw), shard_drops + Counter(surplus=surplus))
-        summary.generated += len(raw)
+        passed = ctx.text_filter.select(sample.texts, shard_drops)
+        chosen = passed[: n - summary.kept]
+        surplus = len(passed) - len(chosen)
+        kept = [normalize(sample.texts[i]) for i in chosen]
+        columns = {name: [values[i] for i in chosen] for name, values in sample.columns.items()}
+        counts = shard_drops + Counter(surplus=surplus)
+        write_shard(shard_path(directory, k), kept, len(sample.texts), counts, columns, sample.stats)
+        summary.generated += len(sample.texts)
         summary.kept += len(kept)
         summary.surplus += surplus
         drops.update(shard_drops)
+        add_stats(stats, sample.stats)
         bar.advance(len(kept))
         progress.step(f"transfer: source {ctx.index} shard {k + 1}: {summary.kept}/{n} texts")
         kill_point("transfer.shard")
@@ -257,23 +332,20 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
     with progress.bar(f"transfer: source {ctx.index} ({source.type})", total=n, completed=summary.kept) as bar:
         if ctx.world == 1:
             while wanted():
-                raw_path = shard_path(raw_dir, number)
-                raw = read_shard(raw_path)[0] if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, number))
-                consume(number, raw)
+                consume(number, draw(number))
                 number += 1
         else:
             running = ctx.stage.broadcast(wanted())
             while running:
                 mine = shard_path(raw_dir, number + ctx.rank)
                 if not mine.exists():
-                    texts = sampler(ctx.shard_size, _seed(ctx, number + ctx.rank))
-                    write_shard(mine, texts, len(texts), Counter())
+                    _write_sample(mine, sampler(ctx.shard_size, _seed(ctx, number + ctx.rank), number + ctx.rank))
                 ctx.stage.barrier()
                 if ctx.is_main:
                     for k in range(number, number + ctx.world):
                         if not wanted():
                             break
-                        consume(k, read_shard(shard_path(raw_dir, k))[0])
+                        consume(k, _read_sample(shard_path(raw_dir, k)))
                 number, running = ctx.stage.broadcast((number + ctx.world, wanted()) if ctx.is_main else None)
     if ctx.is_main:
         number = len(list_shards(directory))
@@ -284,6 +356,8 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
     if summary.kept < n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number
+    if stats:
+        summary.details = stats
     return summary
 
 
