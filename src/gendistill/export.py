@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gendistill.card import write_export_card
 from gendistill.errors import GendistillError, ModelLoadError
 from gendistill.inference import (
     FORMAT,
@@ -275,6 +276,7 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
                 student, student_dir, run_dir, key, quantize, empty_id, max_diff, (tmp / MODEL_FILE).stat().st_size
             ),
         )
+        write_export_card(tmp, read_json(tmp / METADATA_FILE))  # README.md: the folder is a Hub repo as it is
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     finally:

@@ -31,7 +31,7 @@ def run_transfer(ctx: StageContext) -> dict[str, Any]:
         summary = source.build(source_ctx)
         summaries.append(summary.to_dict())
         if summary.note:
-            progress.log(f"[yellow]warning[/yellow]: {source.where(index)}: {summary.note}")
+            progress.warning(f"{source.where(index)}: {summary.note}")
     result = {"sources": summaries, "kept": sum(s["kept"] for s in summaries)}
     write_json(ctx.layout.transfer_summary, result)
     return result
