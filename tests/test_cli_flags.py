@@ -39,7 +39,7 @@ def test_every_commands_help_shows_readable_types():
         for raw in ("list[", "<bool>", "NoneType"):
             assert raw not in result.output, (command, raw, result.output)
     predict_help = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "160"}).output
-    assert "TEXT..." in predict_help and "--file" in predict_help and "FILE" in predict_help
+    assert "[TEXT]..." in predict_help and "--file" in predict_help and "FILE" in predict_help
     assert "KEY=VALUE" in runner.invoke(app, ["run", "--help"], env={"COLUMNS": "160"}).output
 
 
@@ -110,3 +110,17 @@ def test_training_prints_a_line_per_epoch_without_a_terminal(monkeypatch, capsys
     progress.set_verbosity(logging.WARNING)  # --quiet: no per-epoch lines either
     train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
     assert "epoch" not in capsys.readouterr().err
+
+
+def test_report_to_trackers_are_checked_before_any_work(tmp_path, monkeypatch):
+    config = {"data": {"train": str(tmp_path / "missing.jsonl")}, "teacher": {"model": "prajjwal1/bert-tiny"}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["run", str(path), "--run-dir", str(tmp_path / "run")]
+    typo = runner.invoke(app, [*args, "--report-to", "tensorbored"])
+    assert typo.exit_code == 2 and "report_to: unknown tracker 'tensorbored'" in typo.output
+    monkeypatch.setattr("accelerate.tracking.get_available_trackers", lambda: [])
+    missing = runner.invoke(app, [*args, "--report-to", "tensorboard"])
+    assert missing.exit_code == 2 and "report_to: tensorboard is not installed; pip install 'gendistill[tracking]'" in (
+        missing.output
+    )

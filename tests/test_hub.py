@@ -5,6 +5,7 @@ HF_HUB_OFFLINE=1. Nothing here reaches the network: HF_HUB_OFFLINE=1 (conftest) 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -238,6 +239,9 @@ def test_onnx_export_has_a_card_and_loads_from_the_hub_cache(run_dir, tmp_path, 
         "tokenizer.json",
     ]
     assert 'Predictor.from_pretrained("me/tiny-onnx")' in card_of(pushed).text
+    published = json.loads((pushed / "metadata.json").read_text())
+    assert published["run_dir"] == "run" and published["source"] == "student"  # no local paths on the Hub
+    assert Predictor(pushed, threads=1).predict(PROBE) == predictor.predict(PROBE)
     assert calls["upload_folder"][0][1]["commit_message"] == "first"
 
 

@@ -80,9 +80,15 @@ def hub_dataset(config: RunConfig | None) -> str | None:
 
 
 def teacher_name(config: RunConfig | None) -> str | None:
+    """The teacher's Hub id, or the name of its local folder (a card must not publish the trainer's paths)."""
     if config is None:
         return None
-    return getattr(config.teacher, "model", None) or config.teacher.kind
+    model = getattr(config.teacher, "model", None)
+    if not model:
+        return config.teacher.kind
+    from gendistill.hub import looks_like_path
+
+    return Path(model).name if looks_like_path(model) or Path(model).exists() else model
 
 
 def _row(report: Report | None, key: str) -> ModelRow | None:

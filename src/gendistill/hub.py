@@ -192,7 +192,7 @@ def prepare_repo(source: str | Path, folder: str | Path, repo_id: str | None = N
     folder.mkdir(parents=True, exist_ok=True)
     if (source / MODEL_FILE).is_file():
         from gendistill.card import card_text, export_facts, read_run, write_card
-        from gendistill.io import read_json
+        from gendistill.io import read_json, write_json
 
         for name in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE):
             if not (source / name).is_file():
@@ -200,6 +200,9 @@ def prepare_repo(source: str | Path, folder: str | Path, repo_id: str | None = N
             shutil.copyfile(source / name, folder / name)
         metadata = read_json(source / METADATA_FILE)
         run_dir = metadata.get("run_dir")
+        # the published copy names the source folders, not where they lie on this machine
+        public = {**metadata, **{key: Path(metadata[key]).name for key in ("source", "run_dir") if metadata.get(key)}}
+        write_json(folder / METADATA_FILE, public)
         report, config = read_run(Path(run_dir) if run_dir and Path(run_dir).is_dir() else None)
         write_card(folder, card_text(export_facts(metadata), report, config, repo_id))
         return "onnx"

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gendistill.errors import GendistillError
 
@@ -88,7 +89,8 @@ def guard(action: Callable[[], Any]) -> Any:
     except GendistillError as error:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        # escaped: a message may quote brackets (`pip install 'gendistill[tracking]'`, `[text]`) that are not markup
+        err.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         if _state["debug"]:

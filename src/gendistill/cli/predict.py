@@ -22,7 +22,7 @@ def predict(
         ),
     ],
     texts: Annotated[
-        list[str] | None, typer.Argument(metavar="TEXT...", help="texts to classify, one per argument")
+        list[str] | None, typer.Argument(metavar="TEXT", help="texts to classify, one per argument")
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", metavar="FILE", help="one text per line")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines with probabilities")] = False,

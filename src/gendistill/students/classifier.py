@@ -4,7 +4,7 @@ Face Hub repos) and predict.
 Hub support follows `huggingface_hub`'s ModelHubMixin interface (`save_pretrained`, `from_pretrained(id_or_path,
 revision=, token=, cache_dir=, local_files_only=, force_download=)`, `push_to_hub(repo_id, ...)`) without inheriting
 from it: the mixin builds config.json from `__init__`'s JSON-able arguments (ours are a tokenizer and an nn.Module),
-keeps a stale README.md on re-save, and passes an offline, uncached repo on as a log line. Here config.json is the
+keeps a stale README.md on re-save, and turns a Hub repo without config.json into a log line. Here config.json is the
 student's own, the model card is rewritten on every save from the run's report, and a repo that cannot be found
 is a one-line ModelLoadError.
 """
