@@ -331,7 +331,8 @@ def read_run(run_dir: Path | None) -> tuple[Report | None, RunConfig | None]:
         try:
             report = Report.read(run_dir / "report.json")
         except (OSError, ValueError) as error:
-            progress.warning(f"{run_dir / 'report.json'}: cannot read ({error}); the model card has no metrics")
+            detail = str(error).splitlines()[0][:200]
+            progress.warning(f"{run_dir / 'report.json'}: cannot read ({detail}); the model card has no metrics")
     if (run_dir / "config.yaml").is_file():
         try:
             from gendistill.config import load_config
