@@ -286,6 +286,7 @@ def test_cli_export_and_errors(student_factory, tmp_path):
     assert meta["config_hash"] == "abc123" and meta["student_accuracy"] == 0.9 and meta["quantization"] == "int8"
     assert json.loads((tmp_path / "out" / "labels.json").read_text()) == LABELS
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "README.md",
         "labels.json",
         "metadata.json",
         "model.onnx",

@@ -31,7 +31,7 @@ def test_vllm_requests_carry_the_sources_sampling_settings(tokenizer):
     source = GenerateSource(n=10, top_k=0, top_p=0.9, temperature=0.7, max_new_tokens=50, engine="vllm")
     requests = vllm_requests(prompts, source, seed=7, eos_token_id=tokenizer.eos_token_id, max_positions=30)
     assert [prompt["prompt_token_ids"] for prompt, _ in requests] == [ids for ids, _ in prompts]
-    for (prompt, params), (ids, _) in zip(requests, prompts):
+    for (_, params), (ids, _) in zip(requests, prompts):
         assert params["top_k"] == -1 and params["top_p"] == 0.9 and params["temperature"] == 0.7
         assert params["max_tokens"] == 30 - len(ids)  # clipped to the model's positions
         assert params["stop_token_ids"] == [tokenizer.eos_token_id] and params["n"] == 1

@@ -180,6 +180,22 @@ class RunConfig(_Section):
     seed: int = 0
     device: Device = Device.auto
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    report_to: list[str] = knob(
+        [],
+        description="experiment trackers for every training loop, through Accelerate: tensorboard, mlflow, wandb, "
+        "... or all (TensorBoard logs go to RUN_DIR/logs; MLflow to MLFLOW_TRACKING_URI)",
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        """One name or a list; 'none' (or null) turns tracking off. Names are checked in the run's preflight."""
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else value
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            return [v.strip().lower() for v in values if v.strip().lower() != "none"]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -163,6 +163,11 @@ def train_student(
         checkpoint_dir=checkpoint_dir,
         max_grad_norm=5.0,
         evaluate=validation_accuracy if validation is not None else None,
+        hparams={
+            "student": config.model_dump(mode="json"),
+            "examples": len(examples),
+            "distilled": teacher_logits is not None,
+        },
     )
     return {
         "steps": result.steps,

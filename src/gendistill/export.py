@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gendistill.card import write_export_card
 from gendistill.errors import GendistillError, ModelLoadError
 from gendistill.inference import (
     FORMAT,
@@ -34,7 +35,7 @@ from gendistill.inference import (
     MODEL_FILE,
     TOKENIZER_FILE,
 )
-from gendistill.io import write_json
+from gendistill.io import read_json, write_json
 from gendistill.students import StudentClassifier
 from gendistill.students.models import BiLSTMStudent
 from gendistill.students.vocab import PAD_ID, UNK_ID
@@ -500,6 +501,7 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
                 student, student_dir, run_dir, key, quantize, empty_id, max_diff, (tmp / MODEL_FILE).stat().st_size
             ),
         )
+        write_export_card(tmp, read_json(tmp / METADATA_FILE))  # README.md: the folder is a Hub repo as it is
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     finally:

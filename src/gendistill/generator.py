@@ -153,6 +153,7 @@ def train_generator(
         description="generator: fine-tune",
         name="generator",
         checkpoint_dir=checkpoint_dir,
+        hparams={"generator": config.model_dump(mode="json"), "examples": len(sequences)},
     )
     save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {

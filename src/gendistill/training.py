@@ -1,7 +1,8 @@
 """The one training loop behind teacher, generator and student: Accelerate, per-epoch checkpoints, exact resume.
 
 Each epoch builds its DataLoader with a generator seeded from (seed, epoch) and reseeds torch (dropout), so a run
-resumed from the checkpoint of epoch k makes exactly the same updates as the uninterrupted run.
+resumed from the checkpoint of epoch k makes exactly the same updates as the uninterrupted run. Every loop reports to
+the run's experiment trackers (`report_to`, gendistill.tracking) and prints a line per epoch when no bar is shown.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from gendistill import progress
+from gendistill import progress, tracking
 from gendistill.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
 from gendistill.errors import GendistillError
 
@@ -56,6 +57,7 @@ def fit(
     max_grad_norm: float = 1.0,
     evaluate: Callable[[torch.nn.Module], float] | None = None,
     checkpoint_every_s: float | None = None,
+    hparams: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, LoopResult]:
     """Train for `steps` optimizer steps; returns the unwrapped model (the best epoch's weights when `evaluate`
     is given: higher is better, measured on validation data, never on the test set).
@@ -67,7 +69,11 @@ def fit(
     is accepted too (exact on one process).
 
     Checkpoints are written at the end of an epoch when `checkpoint_every_s` (default: $GENDISTILL_CHECKPOINT_SECONDS
-    or 30) have passed since the last one, so many tiny epochs do not spend their time writing files."""
+    or 30) have passed since the last one, so many tiny epochs do not spend their time writing files.
+
+    With experiment trackers configured on the accelerator (`report_to`), the loop opens a tracker run named `name`
+    (with `hparams`), logs `train/loss` and `train/learning_rate` per step and `train/epoch_loss` (and
+    `validation/accuracy`) per epoch, and closes it at the end."""
     if checkpoint_every_s is None:
         checkpoint_every_s = float(os.environ.get("GENDISTILL_CHECKPOINT_SECONDS", "30"))
     last_save = time.monotonic()
@@ -85,7 +91,10 @@ def fit(
             result.best_metric, result.resumed_from_epoch = state.get("best_metric"), state["epoch"]
             best_state = load_extra(checkpoint_dir, "best")
             progress.log(f"{description}: resumed after epoch {start_epoch}")
-    with progress.bar(description, total=steps, completed=result.steps) as bar:
+    with (
+        tracking.run(accelerator, name, hparams),
+        progress.bar(description, total=steps, completed=result.steps) as bar,
+    ):
         for epoch in range(start_epoch, epochs):
             if result.steps >= steps:
                 break
@@ -116,10 +125,13 @@ def fit(
                 accelerator.backward(loss)
                 if max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                learning_rate = optimizer.param_groups[0]["lr"]  # the rate this step used, before the scheduler moves
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                total, count, result.steps = total + local_mean.item(), count + 1, result.steps + 1
+                step_loss = local_mean.item()
+                total, count, result.steps = total + step_loss, count + 1, result.steps + 1
+                tracking.log(accelerator, {"train/loss": step_loss, "train/learning_rate": learning_rate}, result.steps)
                 bar.advance()
                 if result.steps >= steps:
                     break
@@ -133,6 +145,17 @@ def fit(
                         {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
                     )
             result.history.append(record)
+            validation = f", validation accuracy {record['validation']:.4f}" if "validation" in record else ""
+            progress.step(f"{description}: epoch {epoch + 1}/{epochs} done, loss {record['loss']:.4f}{validation}")
+            tracking.log(
+                accelerator,
+                {
+                    "train/epoch": epoch + 1,
+                    "train/epoch_loss": record["loss"],
+                    **({"validation/accuracy": record["validation"]} if "validation" in record else {}),
+                },
+                result.steps,
+            )
             due = time.monotonic() - last_save >= checkpoint_every_s
             if checkpoint_dir is not None and accelerator.is_main_process and due and result.steps < steps:
                 last_save = time.monotonic()

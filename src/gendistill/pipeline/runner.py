@@ -369,7 +369,9 @@ class Run:
         if self._accelerator is None:
             from gendistill.runtime import make_accelerator
 
-            self._accelerator = make_accelerator(self.config.device, self.config.mixed_precision, self.config.seed)
+            self._accelerator = make_accelerator(
+                self.config.device, self.config.mixed_precision, self.config.seed, self.config.report_to, self.dir
+            )
         return self._accelerator
 
 

@@ -35,7 +35,7 @@ def run_transfer(ctx: StageContext) -> dict[str, Any]:
         if summary is not None and ctx.is_main:
             summaries.append(summary.to_dict())
             if summary.note:
-                progress.log(f"[yellow]warning[/yellow]: {source.where(index)}: {summary.note}")
+                progress.warning(f"{source.where(index)}: {summary.note}")
     result = {"sources": summaries, "kept": sum(s["kept"] for s in summaries)}
     if ctx.is_main:
         write_json(ctx.layout.transfer_summary, result)

@@ -174,6 +174,7 @@ def train_teacher(
         description="teacher: fine-tune",
         name="teacher",
         checkpoint_dir=checkpoint_dir,
+        hparams={"teacher": config.model_dump(mode="json"), "examples": len(examples)},
     )
     save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {
