@@ -5,12 +5,13 @@ writes its loss curve, offline, into local folders."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_rows
+from conftest import make_rows, make_tiny_config
 
 import gendistill
 from gendistill.errors import ConfigError
@@ -24,17 +25,10 @@ LOOPS = ("teacher", "generator", "student", "baseline_student")
 
 def tiny_estimator(teacher_dir, run_dir, **overrides) -> gendistill.GenDistillClassifier:
     """The whole pipeline on tiny models in seconds (the tiny config of conftest, as estimator arguments)."""
+    tiny = make_tiny_config(Path("unused"), teacher_dir)  # the teacher and generator of the tiny pipeline
     settings = {
-        "teacher": {"model": str(teacher_dir), "epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32},
-        "generator": {
-            "model": "scratch",
-            "epochs": 2,
-            "scratch_layers": 1,
-            "scratch_dim": 32,
-            "scratch_heads": 2,
-            "scratch_vocab_size": 300,
-            "max_length": 32,
-        },
+        "teacher": tiny["teacher"],
+        "generator": tiny["generator"],
         "student": {
             "arch": "bag",
             "init": "random",
