@@ -129,6 +129,14 @@ class SpeedSettings(_Part):
     passes: int | None = None  # timed passes per model, interleaved across models
     wide_spread: float = WIDE_SPREAD
 
+    @property
+    def busy(self) -> bool:
+        """Other processes competed for the CPUs: the load beyond this process's own threads exceeds half the
+        CPUs (on 2 CPUs: more than one core's worth of other work, on average over the last minute)."""
+        if self.load_average is None or not self.cpus:
+            return False
+        return self.load_average - (self.threads or 1) > self.cpus / 2
+
 
 class StageRow(_Part):
     status: str  # ran: in this invocation; reused: finished earlier; skipped: does not apply to this config
@@ -197,7 +205,7 @@ class Report(_Part):
 
     def warnings(self) -> list[str]:
         """Why a reader should not trust the throughput figures as they stand: a wide spread between timed passes,
-        or a machine busier than its CPUs while timing."""
+        or other work on the machine while timing."""
         out = []
         for name, row in self.models():
             throughput = row.throughput
@@ -207,9 +215,12 @@ class Report(_Part):
                     f"passes ({min(throughput.passes):,.0f} to {max(throughput.passes):,.0f} examples/s; wide means "
                     f"over {self.speed.wide_spread:g}x)"
                 )
-        load, cpus = self.speed.load_average, self.speed.cpus
-        if load is not None and cpus and load > cpus:
-            out.append(f"the machine was busy while timing (load average {load:.1f} on {cpus} CPUs)")
+        if self.speed.busy:
+            out.append(
+                f"the machine was busy while timing (load average {self.speed.load_average:.1f} on "
+                f"{self.speed.cpus} CPUs, of which this process's {self.speed.threads} thread(s) account for at most "
+                f"{self.speed.threads})"
+            )
         if out:
             out.append(
                 "speed figures are unreliable: rerun `gendistill evaluate RUN_DIR` on an idle machine (the ratio to "
