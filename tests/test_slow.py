@@ -19,11 +19,16 @@ def minilm_dir() -> str:
     return subprocess.run([exe, "path"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_quickstart_student_matches_baseline_with_far_fewer_parameters(minilm_dir, tmp_path, monkeypatch):
+def test_quickstart_student_is_within_5_points_of_its_teacher_with_far_fewer_parameters(
+    minilm_dir, tmp_path, monkeypatch
+):
     monkeypatch.chdir(ROOT)
     config = gendistill.load_config(ROOT / "examples" / "quickstart.yaml", [f"teacher.model={minilm_dir}"])
     report = gendistill.run(config, tmp_path / "quickstart")
-    assert report["teacher"]["accuracy"] > 0.9
-    assert report["student"]["accuracy"] >= report["baseline_student"]["accuracy"]
-    assert report["teacher"]["params"] >= 20 * report["student"]["params"]
-    assert report["transfer_set"]["sources"][0]["kept"] == 2000
+    assert report.teacher.accuracy > 0.9
+    assert report.student.accuracy >= report.teacher.accuracy - 0.05  # what the README promises
+    assert report.student.accuracy > report.baseline_student.accuracy
+    assert report.teacher.params >= 20 * report.student.params
+    sources = report.transfer_set.sources
+    assert [source.type for source in sources] == ["generate", "file"] and sources[0].kept == 1000
+    assert report.html_path.exists() and len(report.plots) == 4

@@ -159,6 +159,7 @@ class EvaluateConfig(_Section):
 
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
+    speed_passes: Annotated[int, Field(ge=1)] = knob(5, description="timed passes per model (median and spread)")
     threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
 
 

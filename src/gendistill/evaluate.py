@@ -1,5 +1,5 @@
-"""Measurements for the report: accuracy, macro-F1, size on disk and CPU throughput (the report itself is
-gendistill.report; the stage that fills it is gendistill.stages.evaluate)."""
+"""Measurements for the report: accuracy, macro-F1, per-class scores, the confusion matrix, size on disk and CPU
+throughput (the report itself is gendistill.report; the stage that fills it is gendistill.stages.evaluate)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from gendistill.report import ClassMetrics
 
 
 def classification_metrics(gold: list[int], predicted: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -20,25 +22,63 @@ def classification_metrics(gold: list[int], predicted: np.ndarray, num_labels: i
     }
 
 
+def per_class_metrics(
+    gold: list[int], predicted: np.ndarray, label_names: list[str]
+) -> tuple[dict[str, ClassMetrics], list[list[int]]]:
+    """Precision, recall, F1 and support per class (keyed by label name, in label order) and the confusion matrix
+    (rows: true class, columns: predicted class). Every class is listed, including one that is never predicted or
+    absent from the test set (its scores are 0, as scikit-learn's with zero_division=0)."""
+    labels = list(range(len(label_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, labels=labels, average=None, zero_division=0
+    )
+    per_class = {
+        name: ClassMetrics(
+            precision=float(precision[i]), recall=float(recall[i]), f1=float(f1[i]), support=int(support[i])
+        )
+        for i, name in enumerate(label_names)
+    }
+    matrix = confusion_matrix(gold, predicted, labels=labels)
+    return per_class, matrix.astype(int).tolist()
+
+
 def weights_size(directory: Path) -> int:
     """Bytes on disk of a model folder's weights and tokenizer files (what a deployment ships)."""
     patterns = ("*.safetensors", "tokenizer.json", "config.json", "vocab.txt", "*.model")
     return sum(path.stat().st_size for pattern in patterns for path in directory.glob(pattern))
 
 
-def throughput(
-    predict: Callable[[list[str]], Any], texts: list[str], batch_size: int, threads: int | None = None
-) -> float:
-    """Examples per second of `predict` over `texts` in batches of `batch_size` (tokenization included), after
-    one warm-up batch."""
+def timed_passes(
+    predictors: dict[str, Callable[[list[str]], Any]],
+    texts: list[str],
+    batch_size: int,
+    threads: int | None = None,
+    passes: int = 5,
+) -> dict[str, list[float]]:
+    """Examples per second of each predictor over `texts` (in batches of `batch_size`, tokenization included),
+    `passes` times, after one warm-up batch each. The predictors take turns within every pass, so a change in the
+    machine's load during the measurement hits all of them alike and their per-pass ratios stay comparable."""
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        predict(texts[:batch_size])
-        start = time.perf_counter()
-        for offset in range(0, len(texts), batch_size):
-            predict(texts[offset : offset + batch_size])
-        return len(texts) / (time.perf_counter() - start)
+        for predict in predictors.values():
+            predict(texts[:batch_size])
+        results: dict[str, list[float]] = {name: [] for name in predictors}
+        for _ in range(passes):
+            for name, predict in predictors.items():
+                start = time.perf_counter()
+                for offset in range(0, len(texts), batch_size):
+                    predict(texts[offset : offset + batch_size])
+                results[name].append(len(texts) / (time.perf_counter() - start))
+        return results
     finally:
         torch.set_num_threads(previous)
+
+
+def throughput(
+    predict: Callable[[list[str]], Any], texts: list[str], batch_size: int, threads: int | None = None
+) -> float:
+    """Examples per second of `predict` over `texts` in one timed pass after one warm-up batch (see
+    `timed_passes` for several passes)."""
+    return timed_passes({"model": predict}, texts, batch_size, threads, passes=1)["model"][0]

@@ -1,8 +1,9 @@
-"""The run's report as a typed object: report.json is its JSON form, and report.md, the CLI summary, export
-metadata and the benchmarks all read it through this class, never through ad-hoc dict keys."""
+"""The run's report as a typed object: report.json is its JSON form, and report.md, report.html, the CLI summary,
+export metadata and the benchmarks all read it through this class, never through ad-hoc dict keys."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,59 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from gendistill.io import read_json, write_json, write_text
 
 MODEL_ROWS = ("teacher", "student", "baseline_student")
+WIDE_SPREAD = 1.5  # a model's fastest timed pass over its slowest above this: its throughput is flagged
 
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")  # reports written by newer versions still load
 
 
+class ClassMetrics(_Part):
+    """One class's scores on the test set (scikit-learn's precision_recall_fscore_support, zero_division=0)."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default method), without importing numpy here."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+class Throughput(_Part):
+    """Examples per second over several timed passes of the same texts: one figure hides how much a shared
+    machine's load moves it, so the report keeps every pass, their median and spread."""
+
+    median: float
+    p10: float
+    p90: float
+    spread: float  # fastest pass / slowest pass
+    passes: list[float]
+
+    @classmethod
+    def from_passes(cls, passes: list[float]) -> Throughput:
+        return cls(
+            median=statistics.median(passes),
+            p10=_quantile(passes, 0.1),
+            p90=_quantile(passes, 0.9),
+            spread=max(passes) / max(min(passes), 1e-12),
+            passes=list(passes),
+        )
+
+    @property
+    def wide(self) -> bool:
+        return self.spread > WIDE_SPREAD
+
+
 class ModelRow(_Part):
-    """One model's measurements on the test set and on the CPU."""
+    """One model's measurements on the test set and on the CPU. `examples_per_s` is the median of `throughput`'s
+    passes; `confusion_matrix` rows are the true classes, columns the predicted ones, both in `label_names` order."""
 
     kind: str | None = None
     arch: str | None = None
@@ -30,6 +76,9 @@ class ModelRow(_Part):
     macro_f1: float | None = None
     teacher_agreement: float | None = None
     examples_per_s: float | None = None
+    throughput: Throughput | None = None
+    per_class: dict[str, ClassMetrics] | None = None
+    confusion_matrix: list[list[int]] | None = None
 
 
 class SourceRow(_Part):
@@ -51,6 +100,44 @@ class TransferSet(_Part):
     generated: int = 0
 
 
+class LossPoint(_Part):
+    epoch: int
+    step: int | None = None  # optimizer steps at the end of this epoch
+    loss: float  # the epoch's mean training loss
+    validation: float | None = None  # validation accuracy, when a validation set was given
+
+
+class TrainingCurve(_Part):
+    """One training loop: per-epoch losses where the stage kept them (students), else its final loss."""
+
+    loss: str | None = None  # what the loss is, e.g. "cross-entropy"
+    steps: int | None = None
+    epochs: int | None = None
+    final_loss: float | None = None
+    history: list[LossPoint] = Field(default_factory=list)
+
+
+class SpeedSettings(_Part):
+    """How throughput was measured, and how busy the machine was while it was."""
+
+    device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads while timing
+    cpus: int | None = None  # CPUs this process may run on
+    load_average: float | None = None  # the machine's 1-minute load average right after timing
+    batch_size: int | None = None
+    examples: int | None = None  # texts per timed pass
+    passes: int | None = None  # timed passes per model, interleaved across models
+    wide_spread: float = WIDE_SPREAD
+
+    @property
+    def busy(self) -> bool:
+        """Other processes competed for the CPUs: the load beyond this process's own threads exceeds half the
+        CPUs (on 2 CPUs: more than one core's worth of other work, on average over the last minute)."""
+        if self.load_average is None or not self.cpus:
+            return False
+        return self.load_average - (self.threads or 1) > self.cpus / 2
+
+
 class StageRow(_Part):
     status: str  # ran: in this invocation; reused: finished earlier; skipped: does not apply to this config
     seconds: float | None = None
@@ -66,9 +153,11 @@ class Report(_Part):
     baseline_student: ModelRow | None = None
     ratios: dict[str, float] = Field(default_factory=dict)
     transfer_set: TransferSet = Field(default_factory=TransferSet)
-    speed: dict[str, Any] = Field(default_factory=dict)
+    speed: SpeedSettings = Field(default_factory=SpeedSettings)
+    training: dict[str, TrainingCurve] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, StageRow] = Field(default_factory=dict)
+    plots: dict[str, str] = Field(default_factory=dict)  # plot name -> PNG path relative to the report
     config_hash: str | None = None
     notes: list[str] = Field(default_factory=list)
 
@@ -83,8 +172,61 @@ class Report(_Part):
     def markdown_path(self) -> Path:
         return self.path.with_name("report.md")
 
+    @property
+    def html_path(self) -> Path:
+        return self.path.with_name("report.html")
+
     def models(self) -> list[tuple[str, ModelRow]]:
         return [(name, row) for name in MODEL_ROWS if (row := getattr(self, name)) is not None]
+
+    def headline(self) -> str | None:
+        """One line: the student's accuracy next to its teacher's (and the baseline's), at what share of the
+        teacher's parameters and how much faster, e.g. "student 93.5% (teacher 96.5%) at 1/24 of the teacher's
+        params, 120x faster". None without a student."""
+        student, teacher, baseline = self.student, self.teacher, self.baseline_student
+        if student is None:
+            return None
+        if student.accuracy is not None and teacher is not None and teacher.accuracy is not None:
+            others = [f"teacher {_pct(teacher.accuracy)}%"]
+            if baseline is not None and baseline.accuracy is not None:
+                others.append(f"labeled-only baseline {_pct(baseline.accuracy)}%")
+            line = f"student {_pct(student.accuracy)}% ({', '.join(others)})"
+        else:
+            line = "student (no test set)"
+        tail = []
+        params = self.ratios.get("params_teacher_over_student")
+        if params:
+            tail.append(f"at 1/{params:.0f} of the teacher's params")
+        speed = self.ratios.get("speed_student_over_teacher")
+        if speed:
+            varied = any(row.throughput is not None and row.throughput.wide for _, row in self.models())
+            tail.append(f"{speed:.0f}x faster" + (" (timing varied: see the report)" if varied else ""))
+        return " ".join([line, ", ".join(tail)]) if tail else line
+
+    def warnings(self) -> list[str]:
+        """Why a reader should not trust the throughput figures as they stand: a wide spread between timed passes,
+        or other work on the machine while timing."""
+        out = []
+        for name, row in self.models():
+            throughput = row.throughput
+            if throughput is not None and throughput.wide:
+                out.append(
+                    f"{name} throughput varied {throughput.spread:.1f}x between its {len(throughput.passes)} timed "
+                    f"passes ({min(throughput.passes):,.0f} to {max(throughput.passes):,.0f} examples/s; wide means "
+                    f"over {self.speed.wide_spread:g}x)"
+                )
+        if self.speed.busy:
+            out.append(
+                f"the machine was busy while timing (load average {self.speed.load_average:.1f} on "
+                f"{self.speed.cpus} CPUs, of which this process's {self.speed.threads} thread(s) account for at most "
+                f"{self.speed.threads})"
+            )
+        if out:
+            out.append(
+                "speed figures are unreliable: rerun `gendistill evaluate RUN_DIR` on an idle machine (the ratio to "
+                "the teacher is measured pass by pass, so it moves less than the absolute figures)"
+            )
+        return out
 
     @classmethod
     def read(cls, path: str | Path) -> Report:
@@ -93,10 +235,13 @@ class Report(_Part):
         return report
 
     def write(self, path: str | Path) -> None:
-        """report.json and, beside it, report.md."""
+        """report.json and, beside it, report.md and report.html (which inlines the PNGs listed in `plots`)."""
+        from gendistill.report_html import render_html
+
         self._path = Path(path)
         write_json(self._path, self.model_dump(mode="json"))
         write_text(self.markdown_path, render_markdown(self))
+        write_text(self.html_path, render_html(self, self._path.parent))
 
 
 def _pct(value: float | None) -> str:
@@ -107,20 +252,52 @@ def _int(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
+def _cell(text: str) -> str:
+    """A label name inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def throughput_range(row: ModelRow) -> str:
+    """ "p10–p90" of a model's timed passes, or "–"."""
+    if row.throughput is None:
+        return "–"
+    return f"{row.throughput.p10:,.0f}–{row.throughput.p90:,.0f}"
+
+
+def speed_sentence(report: Report) -> str:
+    speed = report.speed
+    load = "" if speed.load_average is None else f", load average {speed.load_average:.1f}"
+    return (
+        f"Throughput on {speed.device}: median (and p10–p90) of {speed.passes or 1} timed pass(es) per model over "
+        f"{speed.examples} texts at batch {speed.batch_size}, interleaved across models, with {speed.threads} torch "
+        f"thread(s) on {speed.cpus or '?'} CPU(s){load}. Figures from one run on a shared machine can move between "
+        "runs; compare models within one report."
+    )
+
+
+CONFUSION_TABLE_LIMIT = 20  # classes; larger matrices are only in report.json and the picture
+
+
 def render_markdown(report: Report) -> str:
     """A human-readable report.md."""
     lines = [f"# gendistill report: {report.run_dir}", ""]
+    headline = report.headline()
+    if headline:
+        lines += [f"**{headline}**", ""]
     lines += [
         f"Test set: {report.test_examples} examples. Labeled training examples: {report.train_examples}."
         if report.test_examples
         else "No test set: accuracy not measured.",
         "",
     ]
-    lines += ["| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU, median) | p10–p90 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in report.models():
         lines.append(
             f"| {name} | {_pct(row.accuracy)} | {_pct(row.macro_f1)} | {_int(row.params)} "
-            f"| {_int(row.size_bytes)} | {_int(row.examples_per_s)} |"
+            f"| {_int(row.size_bytes)} | {_int(row.examples_per_s)} | {throughput_range(row)} |"
         )
     ratios = report.ratios
     if ratios:
@@ -131,6 +308,42 @@ def render_markdown(report: Report) -> str:
             f"{ratios.get('speed_student_over_teacher', 0):.0f}x faster; agreement with the teacher on test: "
             f"{_pct(agreement)}%.",
         ]
+    lines += ["", speed_sentence(report)]
+    lines += [f"\n**Warning:** {warning}." for warning in report.warnings()]
+    rows = [(name, row) for name, row in report.models() if row.per_class]
+    if rows:
+        header = " | ".join(f"{name} P / R / F1" for name, _ in rows)
+        lines += ["", "## Per class", "", f"| class | support | {header} |", "|---|---|" + "---|" * len(rows)]
+        for label in report.label_names:
+            cells = []
+            for _, row in rows:
+                metrics = row.per_class.get(label) if row.per_class else None
+                cells.append(
+                    "–"
+                    if metrics is None
+                    else f"{_pct(metrics.precision)} / {_pct(metrics.recall)} / {_pct(metrics.f1)}"
+                )
+            support = next((r.per_class[label].support for _, r in rows if r.per_class and label in r.per_class), 0)
+            lines.append(f"| {_cell(label)} | {support} | {' | '.join(cells)} |")
+    if 0 < len(report.label_names) <= CONFUSION_TABLE_LIMIT:
+        for name, row in report.models():
+            if row.confusion_matrix is None:
+                continue
+            names = [_cell(label) for label in report.label_names]
+            lines += [
+                "",
+                f"## Confusion matrix: {name} (rows: true class, columns: predicted)",
+                "",
+                f"| | {' | '.join(names)} |",
+                "|---|" + "---|" * len(names),
+            ]
+            for label, counts in zip(names, row.confusion_matrix, strict=True):
+                lines.append(f"| **{label}** | {' | '.join(str(count) for count in counts)} |")
+    if report.training:
+        lines += ["", "## Training", "", "| model | loss | steps | epochs | final loss |", "|---|---|---|---|---|"]
+        for name, curve in report.training.items():
+            final = "–" if curve.final_loss is None else f"{curve.final_loss:.4f}"
+            lines.append(f"| {name} | {curve.loss or '–'} | {_int(curve.steps)} | {_int(curve.epochs)} | {final} |")
     transfer = report.transfer_set
     if transfer.sources:
         lines += [

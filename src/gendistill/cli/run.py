@@ -71,8 +71,7 @@ def run(
         target = run_dir or run_dir_for(name or config.stem)
         report = Run(cfg, target).run(force=force)
         if report is not None:
-            print_summary(report)
-            typer.echo(f"report: {report.path} (and {report.markdown_path})")
+            print_report(report)
 
     guard(action)
 
@@ -91,8 +90,10 @@ def _stage_command(stage_name: str, command_name: str, help_text: str, hidden: b
                     f"{run_dir}: not a run directory (no config.yaml); start one with gendistill run CONFIG"
                 )
             cfg = load_config(run_dir / "config.yaml", _device_override(device))
-            Run(cfg, run_dir).run(only=stage_name, force=[stage_name])
+            report = Run(cfg, run_dir).run(only=stage_name, force=[stage_name])
             typer.echo(f"{stage_name}: done in {run_dir}")
+            if stage_name == "evaluate" and report is not None:
+                print_report(report)
 
         guard(action)
 
@@ -110,11 +111,24 @@ def register_stage_commands() -> None:
     _stage_command("transfer", "generate", "Old name of `transfer`.", hidden=True)
 
 
+def print_report(report: Any) -> None:
+    """The summary table, where the report is, and its headline as the last line."""
+    print_summary(report)
+    typer.echo(f"report: {report.html_path} (and {report.path.name}, {report.markdown_path.name})")
+    headline = report.headline()
+    if headline:
+        typer.echo(headline)
+
+
 def print_summary(report: Any) -> None:
+    """The models' table (throughput: the median of the timed passes, and their p10–p90), then any warning about
+    the timing."""
     from rich.table import Table
 
+    from gendistill.report import throughput_range
+
     table = Table(title="gendistill")
-    for column in ("model", "accuracy", "macro-F1", "params", "examples/s"):
+    for column in ("model", "accuracy", "macro-F1", "params", "examples/s", "p10–p90"):
         table.add_column(column)
     for name, row in report.models():
         table.add_row(
@@ -123,8 +137,11 @@ def print_summary(report: Any) -> None:
             "–" if row.macro_f1 is None else f"{100 * row.macro_f1:.1f}",
             "n/a" if row.params is None else f"{row.params:,}",
             "–" if row.examples_per_s is None else f"{row.examples_per_s:,.0f}",
+            throughput_range(row),
         )
     Console(file=sys.stdout).print(table)
+    for warning in report.warnings():
+        typer.echo(f"warning: {warning}")
 
 
 register_stage_commands()

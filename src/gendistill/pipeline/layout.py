@@ -99,5 +99,13 @@ class RunLayout:
     def report_md(self) -> Path:
         return self.root / "report.md"
 
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
     def relative(self, path: Path) -> str:
         return str(path.relative_to(self.root))

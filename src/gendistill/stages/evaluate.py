@@ -1,9 +1,12 @@
 """Stage `evaluate`: teacher, student and baseline on the test set and on the CPU, measured in the same process;
-writes report.json and report.md (gendistill.report). Every evaluate setting is a knob: `--force evaluate`
-re-measures without retraining anything."""
+writes report.json, report.md, report.html and plots/ (gendistill.report, gendistill.plots). Every evaluate
+setting is a knob: `--force evaluate` re-measures without retraining anything."""
 
 from __future__ import annotations
 
+import math
+import os
+import statistics
 from typing import Any
 
 import numpy as np
@@ -12,7 +15,16 @@ import torch
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
-from gendistill.report import ModelRow, Report, StageRow, TransferSet
+from gendistill.report import (
+    LossPoint,
+    ModelRow,
+    Report,
+    SpeedSettings,
+    StageRow,
+    Throughput,
+    TrainingCurve,
+    TransferSet,
+)
 
 
 def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np.ndarray:
@@ -32,7 +44,7 @@ def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np
 
 
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
-    from gendistill.evaluate import classification_metrics, throughput, weights_size
+    from gendistill.evaluate import classification_metrics, per_class_metrics, timed_passes, weights_size
     from gendistill.students import StudentClassifier
 
     config = ctx.config.evaluate
@@ -48,17 +60,19 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     )
     speed_texts = (test.texts if test else task.train.texts)[: config.speed_examples]
 
+    def scored(row: ModelRow, predictions: np.ndarray) -> ModelRow:
+        assert test is not None
+        row = row.model_copy(update=classification_metrics(test.labels, predictions, num_labels))
+        row.per_class, row.confusion_matrix = per_class_metrics(test.labels, predictions, task.label_names)
+        return row
+
     teacher = ctx.config.teacher.load(layout.teacher, torch.device("cpu"))
     report.teacher = ModelRow(kind=ctx.config.teacher.kind, **teacher.describe())
+    predictors = {"teacher": lambda batch: teacher.logits(batch, config.batch_size)}
     teacher_predictions = None
     if test:
         teacher_predictions = teacher_test_logits(ctx, teacher, test.texts).argmax(axis=1)
-        report.teacher = report.teacher.model_copy(
-            update=classification_metrics(test.labels, teacher_predictions, num_labels)
-        )
-    report.teacher.examples_per_s = throughput(
-        lambda batch: teacher.logits(batch, config.batch_size), speed_texts, config.batch_size, config.threads
-    )
+        report.teacher = scored(report.teacher, teacher_predictions)
 
     for name, directory in (("student", layout.student), ("baseline_student", layout.baseline_student)):
         if not directory.exists():
@@ -74,12 +88,25 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         )
         if test:
             predictions = student.logits(test.texts, config.batch_size).argmax(axis=1)
-            row = row.model_copy(update=classification_metrics(test.labels, predictions, num_labels))
+            row = scored(row, predictions)
             row.teacher_agreement = float(np.mean(predictions == teacher_predictions))
-        row.examples_per_s = throughput(
-            lambda batch, s=student: s.logits(batch, config.batch_size), speed_texts, config.batch_size, config.threads
-        )
+        predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
         setattr(report, name, row)
+
+    passes = timed_passes(predictors, speed_texts, config.batch_size, config.threads, config.speed_passes)
+    for name, values in passes.items():
+        row = getattr(report, name)
+        row.throughput = Throughput.from_passes(values)
+        row.examples_per_s = row.throughput.median
+    report.speed = SpeedSettings(
+        device="cpu",
+        threads=config.threads or torch.get_num_threads(),
+        cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        load_average=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        batch_size=config.batch_size,
+        examples=len(speed_texts),
+        passes=config.speed_passes,
+    )
 
     if layout.transfer_summary.exists():
         transfer = TransferSet.model_validate(read_json(layout.transfer_summary))
@@ -88,25 +115,81 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         report.transfer_set = transfer
     student_row, teacher_row = report.student, report.teacher
     if student_row is not None and teacher_row.params and student_row.params:
+        # the speed ratio pass by pass (both timed back to back), so load that changes between passes cancels out
+        speedups = [s / t for s, t in zip(passes["student"], passes["teacher"], strict=True)]
         report.ratios = {
             "params_teacher_over_student": teacher_row.params / student_row.params,
             "size_teacher_over_student": (teacher_row.size_bytes or 0) / max(student_row.size_bytes or 1, 1),
-            "speed_student_over_teacher": (student_row.examples_per_s or 0) / (teacher_row.examples_per_s or 1),
+            "speed_student_over_teacher": statistics.median(speedups),
+            "speed_student_over_teacher_min": min(speedups),
+            "speed_student_over_teacher_max": max(speedups),
         }
-    report.speed = {
-        "device": "cpu",
-        "threads": config.threads or torch.get_num_threads(),
-        "batch_size": config.batch_size,
-        "examples": len(speed_texts),
-    }
+    report.training = training_curves(ctx)
     stats = read_json(layout.data_stats)
     report.data = {"truncated_texts": stats.get("truncated", 0), "pool": stats.get("pool")}
     report.stages = stage_rows(ctx)
     if not test:
         report.notes.append("no test set: accuracy and macro-F1 were not measured")
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
+    write_plots(report, ctx)
     report.write(layout.report_json)
     return {name: row.accuracy for name, row in report.models()}
+
+
+def write_plots(report: Report, ctx: StageContext) -> None:
+    """The report's PNGs into plots/ (listed in `report.plots`, inlined by report.html); without matplotlib, a
+    note instead."""
+    from gendistill import plots
+
+    try:
+        paths = plots.write_plots(report, ctx.layout.plots)
+    except plots.MissingMatplotlib as error:
+        report.notes.append(str(error))
+        return
+    report.plots = {name: ctx.layout.relative(path) for name, path in paths.items()}
+
+
+def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
+    """Every training loop's losses: per epoch for the students (their training.json), the final loss for the
+    teacher and the generator (the only loss their stage records keep)."""
+    curves = {}
+    finals = (("teacher", "teacher", "cross-entropy"), ("generator", "generator", "next-token cross-entropy"))
+    for stage, name, loss in finals:
+        record = ctx.records.get(stage, {})
+        summary = record.get("summary") or {}
+        if record.get("applies") is not False and summary.get("final_loss") is not None:
+            curves[name] = TrainingCurve(loss=loss, steps=summary.get("steps"), final_loss=summary["final_loss"])
+    student = ctx.config.student
+    distill_loss = f"{student.loss} to the teacher's logits (+ {student.alpha:g} x cross-entropy on labeled texts)"
+    students = (
+        ("student", ctx.layout.student, "distill", distill_loss),
+        ("baseline_student", ctx.layout.baseline_student, "baseline", "cross-entropy"),
+    )
+    for name, directory, stage, loss in students:
+        path = directory / "training.json"
+        if not path.exists():
+            continue
+        stats = read_json(path)
+        examples = (ctx.records.get(stage, {}).get("summary") or {}).get("examples")
+        per_epoch = math.ceil(examples / student.batch_size) if examples else None
+        steps = stats.get("steps")
+        history = [
+            LossPoint(
+                epoch=point["epoch"],
+                step=min(point["epoch"] * per_epoch, steps or math.inf) if per_epoch else None,
+                loss=point["loss"],
+                validation=point.get("validation"),
+            )
+            for point in stats.get("history", [])
+        ]
+        curves[name] = TrainingCurve(
+            loss=loss,
+            steps=steps,
+            epochs=stats.get("epochs"),
+            final_loss=history[-1].loss if history else None,
+            history=history,
+        )
+    return curves
 
 
 def stage_rows(ctx: StageContext) -> dict[str, StageRow]:
@@ -129,7 +212,7 @@ STAGE = register(
         name="evaluate",
         body=run_evaluate,
         upstream=("data", "teacher", "distill", "baseline"),
-        outputs=lambda layout: (layout.report_json, layout.report_md),
-        help="Evaluate teacher and students; write report.json and report.md.",
+        outputs=lambda layout: (layout.report_json, layout.report_md, layout.report_html, layout.plots),
+        help="Evaluate teacher and students; write report.json, report.md and report.html (with plots/).",
     )
 )

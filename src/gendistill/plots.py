@@ -1,0 +1,187 @@
+"""The report's pictures as PNG files: confusion matrices, per-class F1 side by side, training loss curves, and
+accuracy against size and speed. report.html inlines them (gendistill.report_html).
+
+Figures are drawn on matplotlib's Agg canvas through the object API, never through pyplot: no display is needed and
+the backend of a notebook that calls `gendistill.run` is left alone."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gendistill.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from gendistill.report import Report
+
+COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "baseline_student": "#55a868"}
+ANNOTATE_LIMIT = 15  # classes: up to this many, confusion cells show their counts
+TICK_LIMIT = 40  # classes: up to this many, axes name every class
+BAR_LIMIT = 60  # classes: beyond this many, the F1 chart shows the ones the student does worst on
+
+
+class MissingMatplotlib(ImportError):
+    """matplotlib is not installed: the report is written without pictures."""
+
+
+def _figure(width: float, height: float) -> Figure:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingMatplotlib(
+            "plots skipped: matplotlib is not installed (pip install matplotlib); report.html has the tables only"
+        ) from None
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _short(label: str, width: int = 16) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def confusion_figure(report: Report) -> Figure | None:
+    """One matrix per model, colored by the share of each true class (so a class with few examples still shows
+    where its examples go), with the counts written in the cells when there are few classes."""
+    rows = [(name, row) for name, row in report.models() if row.confusion_matrix is not None]
+    if not rows:
+        return None
+    n = len(report.label_names)
+    side = min(max(3.2, 0.45 * n + 1.6), 9.0)
+    figure = _figure(side * len(rows), side + 0.4)
+    axes = figure.subplots(1, len(rows), squeeze=False)[0]
+    image = None
+    for axis, (name, row) in zip(axes, rows, strict=True):
+        counts = row.confusion_matrix or []
+        shares = [[count / max(sum(line), 1) for count in line] for line in counts]
+        image = axis.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+        accuracy = "" if row.accuracy is None else f" ({100 * row.accuracy:.1f}%)"
+        axis.set_title(f"{name}{accuracy}")
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        if n <= TICK_LIMIT:
+            names = [_short(label) for label in report.label_names]
+            axis.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
+            axis.set_yticks(range(n), names, fontsize=8)
+        if n <= ANNOTATE_LIMIT:
+            for i, line in enumerate(counts):
+                for j, count in enumerate(line):
+                    color = "white" if shares[i][j] > 0.5 else "black"
+                    axis.text(j, i, str(count), ha="center", va="center", color=color, fontsize=9)
+    if image is not None:
+        figure.colorbar(image, ax=list(axes), shrink=0.8, label="share of the true class")
+    return figure
+
+
+def per_class_f1_figure(report: Report) -> Figure | None:
+    """Horizontal bars, one group per class, one bar per model: a class the student misses stands out."""
+    rows = [(name, row) for name, row in report.models() if row.per_class]
+    if not rows:
+        return None
+    labels = list(report.label_names)
+    title = "F1 per class (test set)"
+    if len(labels) > BAR_LIMIT:
+        student = dict(rows)["student"] if "student" in dict(rows) else rows[0][1]
+        labels = sorted(labels, key=lambda label: student.per_class[label].f1 if student.per_class else 0.0)
+        labels = labels[:BAR_LIMIT]
+        title += f": the {BAR_LIMIT} classes with the lowest student F1"
+    height = min(max(2.5, 0.28 * len(labels) * len(rows) + 1.2), 30.0)
+    figure = _figure(7.5, height)
+    axis = figure.subplots()
+    bar = 0.8 / len(rows)
+    for k, (name, row) in enumerate(rows):
+        scores = [row.per_class[label].f1 if row.per_class and label in row.per_class else 0.0 for label in labels]
+        positions = [i + (k - (len(rows) - 1) / 2) * bar for i in range(len(labels))]
+        axis.barh(positions, scores, height=bar, label=name, color=COLORS.get(name))
+    axis.set_yticks(range(len(labels)), [_short(label, 24) for label in labels], fontsize=8)
+    axis.invert_yaxis()  # the first class on top, as in the tables
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("F1")
+    axis.set_title(title)
+    axis.grid(axis="x", alpha=0.3)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return figure
+
+
+def training_loss_figure(report: Report) -> Figure | None:
+    """The students' training loss per epoch against optimizer steps (their losses differ in kind, so each has
+    its own panel); validation accuracy on a second axis when there was a validation set."""
+    curves = [(name, curve) for name, curve in report.training.items() if curve.history]
+    if not curves:
+        return None
+    figure = _figure(5.0 * len(curves), 3.6)
+    axes = figure.subplots(1, len(curves), squeeze=False)[0]
+    for axis, (name, curve) in zip(axes, curves, strict=True):
+        by_step = all(point.step is not None for point in curve.history)
+        xs = [point.step if by_step else point.epoch for point in curve.history]
+        axis.plot(xs, [point.loss for point in curve.history], marker="o", markersize=3, color=COLORS.get(name))
+        axis.set_xlabel("optimizer step" if by_step else "epoch")
+        axis.set_ylabel("training loss (epoch mean)")
+        axis.set_title(f"{name}\n{curve.loss or ''}", fontsize=9)
+        axis.grid(alpha=0.3)
+        validation = [
+            (x, point.validation) for x, point in zip(xs, curve.history, strict=True) if point.validation is not None
+        ]
+        if validation:
+            twin = axis.twinx()
+            twin.plot([x for x, _ in validation], [v for _, v in validation], linestyle="--", color="gray")
+            twin.set_ylabel("validation accuracy", color="gray")
+    return figure
+
+
+def accuracy_size_speed_figure(report: Report) -> Figure | None:
+    """Each model at (examples/s, accuracy), with its p10–p90 throughput as a horizontal bar and a marker whose
+    area grows with its parameter count; without a test set the vertical axis is size on disk."""
+    rows = [(name, row) for name, row in report.models() if row.examples_per_s]
+    if not rows:
+        return None
+    by_accuracy = all(row.accuracy is not None for _, row in rows)
+    figure = _figure(6.5, 4.2)
+    axis = figure.subplots()
+    largest = max((row.params or 1) for _, row in rows)
+    for name, row in rows:
+        y = 100 * (row.accuracy or 0) if by_accuracy else (row.size_bytes or 0) / 1e6
+        x = row.examples_per_s or 0.0
+        span: Any = None
+        if row.throughput is not None:
+            span = [[x - row.throughput.p10], [row.throughput.p90 - x]]
+        area = 60 + 1400 * math.sqrt((row.params or 1) / largest)
+        axis.errorbar(x, y, xerr=span, fmt="none", ecolor=COLORS.get(name, "gray"), capsize=4, alpha=0.8)
+        axis.scatter([x], [y], s=area, color=COLORS.get(name), alpha=0.6, edgecolors="black", label=name)
+        params = "?" if row.params is None else f"{row.params / 1e6:.2f}M params"
+        size = "?" if row.size_bytes is None else f"{row.size_bytes / 1e6:.1f} MB"
+        axis.annotate(f"{name}\n{params}, {size}", (x, y), textcoords="offset points", xytext=(10, -22), fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("examples/s on CPU (median; bar: p10–p90 of the timed passes)")
+    axis.set_ylabel("test accuracy (%)" if by_accuracy else "size on disk (MB)")
+    axis.set_title("accuracy vs speed vs size (marker area: parameters)" if by_accuracy else "size vs speed")
+    axis.margins(x=0.35, y=0.25)
+    axis.grid(alpha=0.3, which="both")
+    return figure
+
+
+PLOTS = {
+    "accuracy_size_speed": accuracy_size_speed_figure,
+    "confusion": confusion_figure,
+    "per_class_f1": per_class_f1_figure,
+    "training_loss": training_loss_figure,
+}
+
+
+def write_plots(report: Report, directory: Path) -> dict[str, Path]:
+    """Every plot the report has data for, as `directory/NAME.png` (atomic writes); returns name -> path.
+    Raises MissingMatplotlib when matplotlib is absent."""
+    paths = {}
+    for name, draw in PLOTS.items():
+        figure = draw(report)
+        if figure is None:
+            continue
+        path = directory / f"{name}.png"
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png")
+        paths[name] = path
+    return paths
