@@ -228,7 +228,7 @@ def card_text(
                 f"| {key}{marker} | {_pct(model_row.accuracy)} | {_pct(model_row.macro_f1)} | "
                 f"{_int(model_row.params)} | {_int(model_row.size_bytes)} | {_int(model_row.examples_per_s)} |"
             )
-        threads = report.speed.get("threads")
+        threads = report.speed.threads
         lines += [
             "",
             "Accuracy and macro-F1 in percent. Speed: torch on the CPU"
