@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory, task_dir, tiny_teacher_dir) -> Report:
     """One tiny run (file source: no generator to train) with 3 timed passes per model."""
     config = make_tiny_config(task_dir, tiny_teacher_dir)
     config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl")}]
-    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3}
+    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3, "speed_min_seconds": 0.01}
     return gendistill.run(build_config(config), tmp_path_factory.mktemp("report") / "run")
 
 
@@ -103,10 +103,19 @@ def test_timed_passes_take_turns_within_each_pass():
     assert calls == warm_up + one_pass + one_pass
 
 
+def test_a_timed_pass_repeats_the_texts_until_it_has_run_long_enough():
+    calls = []
+    result = timed_passes({"fast": calls.append}, ["a text"] * 8, batch_size=4, passes=2, min_seconds=0.05)
+    assert len(calls) > 1 + 2 * 2  # more than the warm-up batch and one round of 2 batches per pass
+    assert all(value > 0 for value in result["fast"])
+
+
 def small_report(student_passes: list[float], load_average: float = 0.5) -> Report:
     teacher = ModelRow(params=22_000_000, accuracy=0.965, throughput=Throughput.from_passes([100, 105, 110]))
     student = ModelRow(params=160_000, accuracy=0.935, throughput=Throughput.from_passes(student_passes))
     baseline = ModelRow(params=150_000, accuracy=0.765)
+    for row in (teacher, student):
+        row.examples_per_s = row.throughput.median
     return Report(
         label_names=["a", "b"],
         teacher=teacher,
@@ -263,3 +272,25 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
     colors = np.unique(pixels.reshape(-1, 3), axis=0)
     assert len(colors) > 200, f"only {len(colors)} colours: the page did not render its plots"
     assert pixels.std() > 20
+
+
+def test_a_report_without_a_test_set_still_plots_size_vs_speed_and_losses(tmp_path):
+    from gendistill import plots
+    from gendistill.report import LossPoint, TrainingCurve
+
+    report = small_report([4000, 4100, 4200])
+    for _, row in report.models():
+        row.accuracy = None
+    report.baseline_student.throughput = Throughput.from_passes([3000, 3100, 3300])
+    report.baseline_student.examples_per_s = 3100
+    report.training = {
+        "teacher": TrainingCurve(loss="cross-entropy", steps=80, final_loss=0.1),
+        "student": TrainingCurve(loss="mse", steps=20, epochs=2, history=[LossPoint(epoch=1, step=10, loss=1.0)]),
+    }
+    paths = plots.write_plots(report, tmp_path / "plots")
+    assert set(paths) == {"accuracy_size_speed", "training_loss"}
+    report.plots = {name: str(path.relative_to(tmp_path)) for name, path in paths.items()}
+    report.write(tmp_path / "report.json")
+    page = parse(report.html_path.read_text())
+    assert len([tag for tag, _ in page.tags if tag == "img"]) == 2
+    assert report.headline().startswith("student (no test set) at 1/138 of the teacher's params")

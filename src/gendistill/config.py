@@ -160,6 +160,9 @@ class EvaluateConfig(_Section):
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
     speed_passes: Annotated[int, Field(ge=1)] = knob(5, description="timed passes per model (median and spread)")
+    speed_min_seconds: Annotated[float, Field(ge=0)] = knob(
+        0.25, description="a timed pass repeats the texts until it has run this long"
+    )
     threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
 
 

@@ -125,8 +125,9 @@ class SpeedSettings(_Part):
     cpus: int | None = None  # CPUs this process may run on
     load_average: float | None = None  # the machine's 1-minute load average right after timing
     batch_size: int | None = None
-    examples: int | None = None  # texts per timed pass
+    examples: int | None = None  # distinct texts timed (a pass repeats them until it has run `min_seconds`)
     passes: int | None = None  # timed passes per model, interleaved across models
+    min_seconds: float | None = None
     wide_spread: float = WIDE_SPREAD
 
     @property
@@ -269,7 +270,8 @@ def speed_sentence(report: Report) -> str:
     load = "" if speed.load_average is None else f", load average {speed.load_average:.1f}"
     return (
         f"Throughput on {speed.device}: median (and p10–p90) of {speed.passes or 1} timed pass(es) per model over "
-        f"{speed.examples} texts at batch {speed.batch_size}, interleaved across models, with {speed.threads} torch "
+        f"{speed.examples} texts (repeated until a pass has run {speed.min_seconds or 0:g} s) at batch "
+        f"{speed.batch_size}, interleaved across models, with {speed.threads} torch "
         f"thread(s) on {speed.cpus or '?'} CPU(s){load}. Figures from one run on a shared machine can move between "
         "runs; compare models within one report."
     )

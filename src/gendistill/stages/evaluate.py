@@ -93,7 +93,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
         setattr(report, name, row)
 
-    passes = timed_passes(predictors, speed_texts, config.batch_size, config.threads, config.speed_passes)
+    passes = timed_passes(
+        predictors, speed_texts, config.batch_size, config.threads, config.speed_passes, config.speed_min_seconds
+    )
     for name, values in passes.items():
         row = getattr(report, name)
         row.throughput = Throughput.from_passes(values)
@@ -106,6 +108,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         batch_size=config.batch_size,
         examples=len(speed_texts),
         passes=config.speed_passes,
+        min_seconds=config.speed_min_seconds,
     )
 
     if layout.transfer_summary.exists():
