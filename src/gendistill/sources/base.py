@@ -49,8 +49,12 @@ class TextFilter:
     seen: set[str] = field(default_factory=set)
 
     def __call__(self, texts: list[str], drops: Counter[str]) -> list[str]:
+        return [normalize(texts[i]) for i in self.select(texts, drops)]
+
+    def select(self, texts: list[str], drops: Counter[str]) -> list[int]:
+        """The positions of the texts that pass (so per-text columns can follow them); counts every drop."""
         kept = []
-        for raw in texts:
+        for position, raw in enumerate(texts):
             text = normalize(raw)
             words = len(text.split())
             if not text:
@@ -65,7 +69,7 @@ class TextFilter:
                 drops["duplicate"] += 1
             else:
                 self.seen.add(text)
-                kept.append(text)
+                kept.append(position)
         return kept
 
 
@@ -126,6 +130,7 @@ class SourceConfig(Section):
     n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="texts to keep (default: all it has)")
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
+    needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
 
     def inputs(self) -> list[str]:
         """User files this source reads: their content hashes enter the transfer stage's key."""
@@ -139,6 +144,11 @@ class SourceConfig(Section):
 
     def where(self, index: int) -> str:
         return f"transfer.sources[{index}] ({self.type})"
+
+    def report(self, layout: RunLayout, index: int, row: Any) -> list[str]:
+        """Called by the evaluate stage with this source's report row (a `SourceRow`, whose `details` it may
+        extend, e.g. with measures that need the teacher's labels); returns notes for the report."""
+        return []
 
 
 # ---- shards --------------------------------------------------------------------------------------------------
@@ -155,9 +165,16 @@ def list_shards(directory: Path) -> list[Path]:
 
 
 def write_shard(
-    path: Path, texts: list[str], generated: int, drops: Counter[str], extra: dict[str, list[Any]] | None = None
+    path: Path,
+    texts: list[str],
+    generated: int,
+    drops: Counter[str],
+    extra: dict[str, list[Any]] | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> None:
     metadata = {"generated": str(generated), "drops": json.dumps(dict(drops))}
+    if stats:
+        metadata["stats"] = json.dumps(stats)
     columns: dict[str, Any] = {"text": pa.array(texts, type=pa.string()), **(extra or {})}
     write_parquet(path, pa.table(columns).replace_schema_metadata(metadata))
 
@@ -172,6 +189,12 @@ def read_shard(path: Path) -> tuple[list[str], int, Counter[str]]:
     )
 
 
+def shard_stats(path: Path) -> dict[str, Any]:
+    """The counters a sampler recorded with a shard (`Sample.stats`); {} for shards that have none."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata.get(b"stats", b"{}").decode())
+
+
 def shard_seed(seed: int, source_index: int, shard: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{source_index}/{shard}".encode()).digest()[:4], "little")
 
@@ -179,13 +202,45 @@ def shard_seed(seed: int, source_index: int, shard: int) -> int:
 Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
 
 
+@dataclass
+class Sample:
+    """One shard's draw: raw texts; per-text `columns` that follow the texts through the filter into the shard
+    (e.g. the class an LLM was asked to write); `stats`, numbers (or nested dicts of numbers) stored with the
+    shard and summed over all shards, those of a resumed run's finished shards included, into the summary's
+    details."""
+
+    texts: list[str]
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+ShardSampler = Callable[[int, int, int], Sample]  # (n, seed, shard number) -> the shard's draw
+
+
+def add_stats(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """`total` with every number of `more` added in (nested dicts are added key by key)."""
+    for key, value in more.items():
+        if isinstance(value, dict):
+            total[key] = add_stats(dict(total.get(key) or {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
     """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
     Shard k is sampled with a seed derived from (run seed, source index, k), so a resumed run replays finished
     shards into the filter and regenerates exactly the shard it lost."""
+    return fill_shards(ctx, source, lambda n, seed, _number: Sample(sampler(n, seed)))
+
+
+def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler) -> SourceSummary:
+    """`fill_by_sampling` for samplers that also see the shard number and return a `Sample` (extra columns,
+    counters)."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
     summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
+    stats: dict[str, Any] = {}
     existing = list_shards(directory)
     for path in existing:
         texts, generated, shard_drops = read_shard(path)
@@ -194,20 +249,32 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
         summary.kept += len(texts)
         summary.surplus += int(shard_drops.pop("surplus", 0))
         drops.update(shard_drops)
+        add_stats(stats, shard_stats(path))
     number = len(existing)
     max_generated = max(10 * n, n + 10 * ctx.shard_size)
     with progress.bar(f"transfer: source {ctx.index} ({source.type})", total=n, completed=summary.kept) as bar:
         while summary.kept < n and summary.generated < max_generated:
-            raw = sampler(ctx.shard_size, shard_seed(ctx.seed, ctx.index, number))
+            sample = sampler(ctx.shard_size, shard_seed(ctx.seed, ctx.index, number), number)
+            raw = sample.texts
             shard_drops: Counter[str] = Counter()
-            passed = ctx.text_filter(raw, shard_drops)
-            kept = passed[: n - summary.kept]
-            surplus = len(passed) - len(kept)
-            write_shard(shard_path(directory, number), kept, len(raw), shard_drops + Counter(surplus=surplus))
+            passed = ctx.text_filter.select(raw, shard_drops)
+            chosen = passed[: n - summary.kept]
+            surplus = len(passed) - len(chosen)
+            kept = [normalize(raw[i]) for i in chosen]
+            columns = {name: [values[i] for i in chosen] for name, values in sample.columns.items()}
+            write_shard(
+                shard_path(directory, number),
+                kept,
+                len(raw),
+                shard_drops + Counter(surplus=surplus),
+                columns,
+                sample.stats,
+            )
             summary.generated += len(raw)
             summary.kept += len(kept)
             summary.surplus += surplus
             drops.update(shard_drops)
+            add_stats(stats, sample.stats)
             number += 1
             bar.advance(len(kept))
             progress.step(f"transfer: source {ctx.index} shard {number}: {summary.kept}/{n} texts")
@@ -215,6 +282,8 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
     if summary.kept < n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number
+    if stats:
+        summary.details = stats
     return summary
 
 

@@ -31,6 +31,7 @@ class GenerateSource(SourceConfig):
     batch_size: Annotated[int, Field(ge=1)] = Field(default=32, description="prompts sampled at once")
 
     needs_generator = True
+    needs_labeled_texts = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:
         from gendistill.generator import load_generator, sample_texts

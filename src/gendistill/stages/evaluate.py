@@ -49,16 +49,18 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     speed_texts = (test.texts if test else task.train.texts)[: config.speed_examples]
 
     teacher = ctx.config.teacher.load(layout.teacher, torch.device("cpu"))
-    report.teacher = ModelRow(kind=ctx.config.teacher.kind, **teacher.describe())
     teacher_predictions = None
+    metrics: dict[str, float] = {}
     if test:
         teacher_predictions = teacher_test_logits(ctx, teacher, test.texts).argmax(axis=1)
-        report.teacher = report.teacher.model_copy(
-            update=classification_metrics(test.labels, teacher_predictions, num_labels)
+        metrics = classification_metrics(test.labels, teacher_predictions, num_labels)
+    described = teacher.describe()  # after the test pass: a served LLM counts what its labeling cost
+    report.notes += described.pop("notes", [])
+    report.teacher = ModelRow(kind=ctx.config.teacher.kind, **described, **metrics)
+    if "examples_per_s" not in described and speed_texts:  # a served LLM gives its own (timing it would re-ask)
+        report.teacher.examples_per_s = throughput(
+            lambda batch: teacher.logits(batch, config.batch_size), speed_texts, config.batch_size, config.threads
         )
-    report.teacher.examples_per_s = throughput(
-        lambda batch: teacher.logits(batch, config.batch_size), speed_texts, config.batch_size, config.threads
-    )
 
     for name, directory in (("student", layout.student), ("baseline_student", layout.baseline_student)):
         if not directory.exists():
@@ -76,15 +78,21 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             predictions = student.logits(test.texts, config.batch_size).argmax(axis=1)
             row = row.model_copy(update=classification_metrics(test.labels, predictions, num_labels))
             row.teacher_agreement = float(np.mean(predictions == teacher_predictions))
-        row.examples_per_s = throughput(
-            lambda batch, s=student: s.logits(batch, config.batch_size), speed_texts, config.batch_size, config.threads
-        )
+        if speed_texts:
+            row.examples_per_s = throughput(
+                lambda batch, s=student: s.logits(batch, config.batch_size),
+                speed_texts,
+                config.batch_size,
+                config.threads,
+            )
         setattr(report, name, row)
 
     if layout.transfer_summary.exists():
         transfer = TransferSet.model_validate(read_json(layout.transfer_summary))
         transfer.requested = sum(s.requested or 0 for s in transfer.sources)
         transfer.generated = sum(s.generated for s in transfer.sources)
+        for index, (source, row) in enumerate(zip(ctx.config.transfer.sources, transfer.sources, strict=False)):
+            report.notes += source.report(layout, index, row)
         report.transfer_set = transfer
     student_row, teacher_row = report.student, report.teacher
     if student_row is not None and teacher_row.params and student_row.params:
@@ -104,6 +112,12 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.stages = stage_rows(ctx)
     if not test:
         report.notes.append("no test set: accuracy and macro-F1 were not measured")
+    if ctx.config.data.zero_label:
+        report.data["gold_labels"] = 0
+        report.notes.append(
+            "zero-label start: no gold labels were used (data.train not set); the classes were only named, and "
+            "the teacher's labels of the transfer set were the student's only supervision"
+        )
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     report.write(layout.report_json)
     return {name: row.accuracy for name, row in report.models()}

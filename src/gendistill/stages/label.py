@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from gendistill import progress
 from gendistill.checkpoint import kill_point
-from gendistill.io import texts_sha256, write_parquet
+from gendistill.io import read_json, texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
@@ -80,7 +80,9 @@ def read_soft_labels(
         table = pq.read_table(path)
         texts += table.column("text").to_pylist()
         logits += table.column("logits").to_pylist()
-    transfer_logits = np.asarray(logits, dtype=np.float32).reshape(len(texts), train_logits.shape[1])
+    labels = len(read_json(layout.label_names))  # not train_logits' width: a zero-label start has no train rows
+    train_logits = train_logits.reshape(len(train), labels)
+    transfer_logits = np.asarray(logits, dtype=np.float32).reshape(len(texts), labels)
     return (
         (train.column("text").to_pylist(), train.column("label").to_pylist(), train_logits),
         (texts, transfer_logits),
