@@ -401,7 +401,8 @@ class LabelMap:
         label_map.column = column
         label_map.names = _check_names(names, source)
         label_map.integer = None  # both kinds are accepted
-        label_map.index = {**{i: i for i in range(len(label_map.names))}, **{n: i for i, n in enumerate(label_map.names)}}
+        by_id: dict[int | str, int] = {i: i for i in range(len(label_map.names))}
+        label_map.index = {**by_id, **{name: i for i, name in enumerate(label_map.names)}}
         label_map.train_ids = []
         return label_map
 
@@ -576,7 +577,8 @@ def load_named_classes(
         frame = read_table(spec, role)
         if len(frame) == 0:
             raise DataError(f"{spec}: the {role} set is empty")
-        texts, rows, truncated = clean_texts(_column(frame, text_column, spec, "text"), spec, max_chars, skip_invalid_rows)
+        column = _column(frame, text_column, spec, "text")
+        texts, rows, truncated = clean_texts(column, spec, max_chars, skip_invalid_rows)
         labels = _column(frame, label_column, spec, "label")
         return LabeledSet(texts, label_map.encode([labels.iloc[r] for r in rows], spec, rows, label_column), truncated)
 

@@ -124,8 +124,16 @@ def _has_choices(answer: dict[str, Any]) -> str | None:
 class Client:
     """Sends batches of requests to one served model; answers are cached and counted in `usage`."""
 
-    def __init__(self, settings: ServedModel, cache: RequestCache | None, where: str, seed: int = 0):
+    def __init__(
+        self,
+        settings: ServedModel,
+        cache: RequestCache | None,
+        where: str,
+        seed: int = 0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.settings, self.cache, self.where = settings, cache, where
+        self.transport = transport  # tests: an httpx.MockTransport in place of the network
         self.usage = Usage()
         self._jitter = random.Random(seed)  # timing only: never changes what is asked or answered
 
@@ -157,7 +165,8 @@ class Client:
 
     async def _send_all(self, requests: list[Request], validate: Validate | None) -> list[Any]:
         settings = self.settings
-        limits = httpx.Limits(max_connections=settings.max_concurrency, max_keepalive_connections=settings.max_concurrency)
+        concurrency = settings.max_concurrency
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         headers = {"Content-Type": "application/json"}
         key = settings.api_key()
         if key:
@@ -169,6 +178,7 @@ class Client:
             timeout=httpx.Timeout(settings.timeout),
             limits=limits,
             follow_redirects=True,
+            transport=self.transport,
         ) as http:
             return await asyncio.gather(
                 *(self._send(http, semaphore, request, validate) for request in requests), return_exceptions=True

@@ -52,7 +52,7 @@ def parse_list(answer: str, prefix: str = "") -> ParsedList:
     matches = [_ITEM.match(line) for line in lines]
     if any(matches):
         first = next(i for i, m in enumerate(matches) if m)
-        for index, (line, match) in enumerate(zip(lines, matches, strict=True)):
+        for index, match in enumerate(matches):
             if match is None:
                 result.dropped["preamble" if index < first else "unparsable"] += 1
                 continue
@@ -154,7 +154,9 @@ def _clean(pairs: list[tuple[Any, Any]]) -> list[tuple[str, float]]:
     return [
         (token, float(value))
         for token, value in pairs
-        if isinstance(token, str) and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(token, str)
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
         and math.isfinite(value)
     ]
 

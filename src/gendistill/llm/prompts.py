@@ -41,7 +41,8 @@ Texts of the class "{{ label }}"{% if description %} ({{ description }}){% endif
 SYSTEM_ANNOTATE = "You are a careful annotator for a text-classification task. Answer with the class name only."
 USER_ANNOTATE = """\
 Classify the text into one of these classes:
-{% for label in labels %}- {{ verbalizers[loop.index0] }}{% if descriptions.get(label) %}: {{ descriptions[label] }}{% endif %}
+{% for label in labels %}- {{ verbalizers[loop.index0] }}\
+{% if descriptions.get(label) %}: {{ descriptions[label] }}{% endif %}
 {% endfor %}{% if examples %}
 Examples:
 {% for example in examples %}Text: {{ example.text }}

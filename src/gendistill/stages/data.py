@@ -94,8 +94,10 @@ def check_data(config: RunConfig) -> None:
                 f"{hint}"
             )
     if not config.transfer.sources:
-        raise ConfigError(f"data.train is not set (a zero-label start) and transfer.sources is empty: nothing to "
-                          "distill; add an llm source")
+        raise ConfigError(
+            "data.train is not set (a zero-label start) and transfer.sources is empty: nothing to distill; add an "
+            "llm source"
+        )
 
 
 STAGE = register(
