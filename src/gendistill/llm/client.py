@@ -134,6 +134,7 @@ class Client:
     ):
         self.settings, self.cache, self.where = settings, cache, where
         self.transport = transport  # tests: an httpx.MockTransport in place of the network
+        self.sleep: Callable[[float], Coroutine[Any, Any, None]] = asyncio.sleep  # tests: record the delays
         self.usage = Usage()
         self._jitter = random.Random(seed)  # timing only: never changes what is asked or answered
 
@@ -230,7 +231,7 @@ class Client:
                             kind, last = problem, f"unusable answer ({problem})"
                 usage.errors[kind] += 1
                 if attempt < settings.max_retries:
-                    await asyncio.sleep(wait if wait is not None else self._backoff(attempt))
+                    await self.sleep(wait if wait is not None else self._backoff(attempt))
         usage.failed += 1
         raise RequestFailed(
             f"{self.where}: a request failed after {settings.max_retries} retries (last: {last}); answers received "

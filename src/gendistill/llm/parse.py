@@ -103,13 +103,12 @@ def match_token(token: str, verbalizers: list[str]) -> int | None:
 
 
 def match_answer(answer: str, verbalizers: list[str]) -> int | None:
-    """The label a sampled answer names: the whole answer, else its first line, else its first word, equal to a
-    verbalizer; else the one verbalizer that occurs in it as a word. None when no single label fits."""
+    """The label a sampled answer names: the whole answer or its first line equal to a verbalizer, else the one
+    verbalizer that occurs in its first line as a word. None when no label or several fit."""
     answer = _THINK.sub("", answer)
     targets = [normalize_word(v) for v in verbalizers]
     first_line = next((line for line in answer.splitlines() if line.strip()), "")
-    words = first_line.split()
-    for candidate in (answer, first_line, words[0] if words else ""):
+    for candidate in (answer, first_line):
         word = normalize_word(candidate)
         if word in targets:
             return targets.index(word)

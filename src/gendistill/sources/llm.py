@@ -216,6 +216,10 @@ class _Writer:
                 texts += parsed.texts
                 requested += [label] * len(parsed.texts)
                 dropped.update(parsed.dropped)
+        # shuffled (by the shard's seed), so that the cut of a shard's surplus falls on no class in particular
+        order = list(range(len(texts)))
+        random.Random(seed).shuffle(order)
+        texts, requested = [texts[i] for i in order], [requested[i] for i in order]
         stats = {**self.client.usage.since(before), "texts_parsed": len(texts), "empty_answers": empty}
         stats["lines_dropped"] = dict(dropped)
         return Sample(texts, {REQUESTED: requested}, stats)
