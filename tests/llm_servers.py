@@ -229,7 +229,9 @@ class FakeOpenAI(_Background):
             made.append(choice)
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 3 * len(contents), "total_tokens": 0}
         kind = "chat.completion" if chat else "text_completion"
-        return web.json_response({"id": digest[:12], "object": kind, "model": body["model"], "choices": made, "usage": usage})
+        return web.json_response(
+            {"id": digest[:12], "object": kind, "model": body["model"], "choices": made, "usage": usage}
+        )
 
 
 def _logprobs_field(top: list[tuple[str, float]], chat: bool) -> dict[str, Any]:
@@ -254,10 +256,11 @@ FAULTS = ("429", "500", "reset", "slow", "malformed", "empty")
 
 
 class FaultProxy(_Background):
-    """Forwards /v1/* to `backend`, injecting `faults` (kind -> fraction of tries) into the first `max_faults`
-    tries of each request, chosen by a hash of (request, try): the same run sees the same faults. `slow` answers
-    after `slow_seconds` (set it beyond the client's timeout). `log` holds every try: its cache key (the key the
-    client's request cache uses), try number, outcome; `answered` the keys answered with a 200 from the backend."""
+    """Forwards /v1/* to `backend`, injecting faults: first the `schedule` (one fault per try, in arrival order:
+    each kind surely occurs), then `faults` (kind -> fraction of tries) in the first `max_faults` tries of each
+    request, chosen by a hash of (request, try). `slow` answers after `slow_seconds` (set it beyond the client's
+    timeout). `log` holds every try: its cache key (the key the client's request cache uses), try number, outcome;
+    `answered` the keys answered with a 200 from the backend; `headers` every try's headers."""
 
     def __init__(
         self,
@@ -266,9 +269,11 @@ class FaultProxy(_Background):
         max_faults: int = 2,
         slow_seconds: float = 5.0,
         seed: int = 0,
+        schedule: tuple[str, ...] = (),
     ):
         self.backend = backend.rstrip("/")
         self.faults = faults or {}
+        self.schedule = list(schedule)
         self.max_faults, self.slow_seconds, self.seed = max_faults, slow_seconds, seed
         self.log: list[dict[str, Any]] = []
         self.answered: set[str] = set()
@@ -280,6 +285,8 @@ class FaultProxy(_Background):
         super().__init__(app)
 
     def _fault(self, key: str, attempt: int) -> str | None:
+        if self.schedule:
+            return self.schedule.pop(0)
         if attempt >= self.max_faults or not self.faults:
             return None
         roll = random.Random(f"{self.seed}/{key}/{attempt}").random()
@@ -313,7 +320,9 @@ class FaultProxy(_Background):
         if fault == "slow":
             await asyncio.sleep(self.slow_seconds)
         if fault == "malformed":
-            return web.Response(status=200, body=b'{"id": "x", "choices": [{"index": 0, "mess', content_type="application/json")
+            return web.Response(
+                status=200, body=b'{"id": "x", "choices": [{"index": 0, "mess', content_type="application/json"
+            )
         if fault == "empty":
             return web.json_response({"id": "x", "object": "chat.completion", "choices": []})
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
@@ -321,9 +330,12 @@ class FaultProxy(_Background):
             body = await response.read()
             status = response.status
         answer = web.Response(status=status, body=body, content_type="application/json")
-        await answer.prepare(request)
-        await answer.write_eof()
-        if status == 200 and fault != "slow":  # a slow answer comes after the client gave up on it
+        try:
+            await answer.prepare(request)
+            await answer.write_eof()
+        except ConnectionError:  # the client gave up on a slow answer
+            return answer
+        if status == 200 and fault != "slow":
             self.answered.add(key)
         return answer
 

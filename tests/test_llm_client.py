@@ -35,7 +35,10 @@ def make_client(handler, tmp_path=None, **settings):
 
 
 def requests(n):
-    return [Request("chat/completions", {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(n)]
+    return [
+        Request("chat/completions", {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]})
+        for i in range(n)
+    ]
 
 
 def scripted(outcomes):

@@ -41,7 +41,9 @@ def context(run_dir, source: dict, shard_size=8, labeled=True, descriptions=None
     directory = layout.transfer / "00-llm"
     directory.mkdir(parents=True, exist_ok=True)
     text_filter = TextFilter(FilterConfig(min_words=1), set(texts))
-    return config.transfer.sources[0], SourceContext(config, layout, task, 0, directory, text_filter, torch.device("cpu"))
+    return config.transfer.sources[0], SourceContext(
+        config, layout, task, 0, directory, text_filter, torch.device("cpu")
+    )
 
 
 def shard_rows(directory):

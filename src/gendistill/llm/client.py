@@ -32,6 +32,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "LLM sources and teachers need httpx: pip install 'gendistill[llm]' (or pip install httpx jinja2)"
     ) from error
 
+from gendistill.checkpoint import kill_point
 from gendistill.errors import GendistillError
 from gendistill.llm.cache import RequestCache, request_key
 
@@ -252,6 +253,7 @@ class Client:
         usage.completion_tokens += _int(tokens.get("completion_tokens"))
         if self.cache is not None:
             self.cache.put(request.key, request.path, request.body, answer)
+        kill_point("llm.answer")  # crash tests: killed right after an answer is stored
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
