@@ -93,7 +93,8 @@ def test_llm_sources_by_chat_and_completions_labeled_by_a_sampling_llm_teacher(
     assert len(bodies) >= 3
 
 
-def test_a_zero_label_start_with_an_encoder_for_the_student(small_task, served_lm, tiny_chat_lm_dir, tmp_path):
+@pytest.mark.slow  # the same start on the fake server is in the default suite (test_llm_pipeline.py)
+def test_a_zero_label_start_against_transformers_serve(small_task, served_lm, tiny_chat_lm_dir, tmp_path):
     from conftest import LABELS
 
     sources = [llm_source(served_lm, tiny_chat_lm_dir, "chat", 6, examples_per_request=3)]
@@ -103,7 +104,6 @@ def test_a_zero_label_start_with_an_encoder_for_the_student(small_task, served_l
         "label_descriptions": {"sports": "games, teams and players"},
         "test": str(small_task / "test.jsonl"),
     }
-    raw["student"].update(init="random")
     report = Run(build_config(raw), tmp_path / "run").run()
     assert report.train_examples == 0 and report.data["gold_labels"] == 0
     assert report.baseline_student is None and report.stages["baseline"].status == "skipped"
