@@ -67,6 +67,15 @@ def build_model(directory: Path, layers: int, width: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _die_with_parent() -> None:
+    """In the server process: SIGTERM when this script dies, however it dies (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,7 +90,7 @@ def serve(model: Path, log: Path, extra: list[str]):
     command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--device", "cpu", "--dtype", "float32", *extra]
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -166,7 +175,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"model: {result['model']} ({result['model_params']:,} parameters), on the CPU of this machine "
         f"({result['cpu']}); client: gendistill's LLM client (httpx), {result['requests_per_level']} distinct "
         f"requests per level, max_tokens {result['max_tokens']}, {result['texts_per_request']} texts asked per "
-        "request, no request cache.",
+        "request, no request cache. Load average (1, 5, 15 min) before / after: "
+        f"{result['load_average']['before']} / {result['load_average']['after']} (other processes shared the cores).",
         "",
         "| concurrency | requests | seconds | requests/s | texts/s | completion tokens/s | retries | failed |",
         "|---|---|---|---|---|---|---|---|",
@@ -209,17 +219,19 @@ def main() -> None:
         with serve(model, Path(scratch) / "serve.log", args.serve_arg) as url:
             measure(url, str(model), 1, 1, args.max_tokens, args.texts_per_request, 10**6)  # warm-up
             rows = []
+            load_before = os.getloadavg()
             for level in args.concurrency:
                 row = measure(url, str(model), level, args.requests, args.max_tokens, args.texts_per_request, level)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     result = {
-        "command": "python benchmarks/llm_throughput.py " + shlex.join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/llm_throughput.py", shlex.join(sys.argv[1:])]).strip(),
         "transformers": transformers.__version__,
         "serve_args": args.serve_arg,
         "model": name,
         "model_params": params,
         "cpu": f"{platform.machine()}, {os.cpu_count()} logical cores",
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
         "requests_per_level": args.requests,
         "max_tokens": args.max_tokens,
         "texts_per_request": args.texts_per_request,
