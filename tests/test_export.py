@@ -4,26 +4,18 @@ budget, the predictor runs without torch, the HTTP service answers and refuses p
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
 from conftest import LABELS, labeled, make_rows, train_tiny_student
 from typer.testing import CliRunner
 
 import gendistill
 from gendistill.export import export_onnx
 from gendistill.inference import ExportDirError, Predictor
-from gendistill.serve import create_app
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.vocab import train_word_tokenizer
 
@@ -117,19 +109,82 @@ def test_int8_agrees_with_fp32(arch, init, student_factory, tmp_path):
     source = save(student, tmp_path / "student")
     fp32 = Predictor(export_onnx(source, tmp_path / "fp32"))
     int8 = Predictor(export_onnx(source, tmp_path / "int8", quantize="int8"))
-    # the fixture test texts plus 300 more from the same generator: with only 30-90 texts, "99%" would mean "no
-    # flip at all", and a single near-tied text (fp32 margin below the int8 noise, seen once at 0.018) fails it
+    # the fixture test texts plus 300 more from the same generator. The tiny students depend on PYTHONHASHSEED, and
+    # one bilstm/teacher variant has 17 of these texts within 0.02 of a tie in fp32: int8 noise (0.011 there) flipped
+    # 6 of them (98.2% agreement; the old dynamic int8, with 10x the noise, 3). So the labels must agree on 95%, and
+    # every flip must be such a near-tie, under int8 noise that is small against the logits (measured <= 2.1%).
     texts = labeled(10, 1)[0] + [r["text"] for r in make_rows(100, 5)]
     reference, quantized = fp32.logits(texts), int8.logits(texts)
     assert len(set(reference.argmax(axis=1))) == 3, "the student should not predict one class for everything"
     flipped = reference.argmax(axis=1) != quantized.argmax(axis=1)
     top2 = np.sort(reference, axis=1)[:, -2:]
     gap = np.abs(quantized - reference).max()
-    assert 1 - flipped.mean() >= 0.99, f"{arch}/{init}: int8 agrees with fp32 on only {1 - flipped.mean():.3f}"
+    assert gap <= 0.05 * np.abs(reference).max(), f"{arch}/{init}: int8 moves logits by {gap:.3f}"
+    assert 1 - flipped.mean() >= 0.95, f"{arch}/{init}: int8 agrees with fp32 on only {1 - flipped.mean():.3f}"
     # any flip must be a near-tie that int8 noise explains, not a broken quantized graph
     assert np.all(top2[flipped, 1] - top2[flipped, 0] <= 2 * gap), (arch, init, gap)
     assert int8.metadata["quantization"] == "int8"
     assert not (tmp_path / "int8" / "model.fp32.onnx").exists()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_int8_answer_does_not_depend_on_the_batch(arch, student_factory, tmp_path):
+    """A text gets the same int8 probabilities alone as inside batches of longer and shorter texts (issue 14: the
+    dynamic activation quantization used before scaled by the batch's own range, so batch-mates moved answers)."""
+    import onnx
+    import onnxruntime as ort
+
+    out = export_onnx(save(student_factory(arch, "teacher"), tmp_path / "student"), tmp_path / "int8", quantize="int8")
+    predictor = Predictor(out, threads=1)
+    texts = probe_texts()
+    alone = np.concatenate([predictor.predict_proba([text]) for text in texts])
+    for batch_size in (64, 5):  # everything at once (BiLSTM: length-sorted groups of 16), and small batches
+        np.testing.assert_allclose(predictor.predict_proba(texts, batch_size=batch_size), alone, rtol=0, atol=1e-6)
+    # the graph itself, fed one unsorted batch padded to the longest text
+    sequences = predictor.token_ids(texts)
+    ids = np.zeros((len(texts), max(map(len, sequences))), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = sequence
+    lengths = np.asarray([len(sequence) for sequence in sequences], dtype=np.int64)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(["logits"], {"ids": ids, "lengths": lengths})[0]
+    np.testing.assert_allclose(logits, predictor.logits(texts, batch_size=1), rtol=0, atol=1e-5)
+    # int8 storage, no dynamic (batch-scaled) quantization op
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert not [node.op_type for node in graph.node if "Dynamic" in node.op_type or "Integer" in node.op_type]
+    sizes = {kind: 0 for kind in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    for init in graph.initializer:
+        if init.data_type in sizes:
+            sizes[init.data_type] += int(np.prod(init.dims))
+    eight_bit = sizes[onnx.TensorProto.INT8] + sizes[onnx.TensorProto.UINT8]
+    assert sizes[onnx.TensorProto.FLOAT] < 0.25 * eight_bit, sizes  # biases and scales only
+    assert ("QLinearConv" in {node.op_type for node in graph.node}) == (arch == "cnn")
+
+
+@pytest.mark.parametrize("broken", ["nan_weights", "nan_embedding_row", "overflow"])
+def test_export_refuses_non_finite_students(broken, student_factory, tmp_path):
+    """NaN or infinite logits are refused with one clear error (the check used to report a NaN gap as 0.0), fp32
+    and int8 alike, also from the CLI; a NaN row of the embedding table is caught even if no check input reads it."""
+    import torch
+
+    from gendistill.errors import ModelLoadError
+
+    student = StudentClassifier.from_pretrained(save(student_factory("bag", "random"), tmp_path / "good"))
+    with torch.no_grad():
+        if broken == "nan_weights":
+            student.model.classifier.weight.fill_(float("nan"))
+        elif broken == "nan_embedding_row":
+            student.model.embedding.weight[-1] = float("nan")
+        else:
+            student.model.classifier.weight.fill_(1e38)  # finite weights, infinite logits
+    source = save(student, tmp_path / "broken")
+    fragment = "NaN or infinite logits" if broken == "overflow" else "weights are NaN or infinite"
+    for quantize in (None, "int8"):
+        with pytest.raises(ModelLoadError, match=fragment):
+            export_onnx(source, tmp_path / "out", quantize=quantize)
+        assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(_cli_app(), ["export", str(source), "--quantize", "int8", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output, result.output
 
 
 def test_int8_bilstm_with_15k_vocab_fits_2mb(tmp_path):
@@ -210,71 +265,6 @@ def test_predictor_rejects_a_folder_that_is_not_an_export(tmp_path):
         Predictor(tmp_path)
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
-def test_server_endpoints_and_errors(bilstm_export):
-    student, export_dir = bilstm_export
-    texts = labeled(2, 1)[0]
-    with (
-        serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url,
-        httpx.Client(base_url=url, timeout=30) as client,
-    ):
-        assert client.get("/health").json() == {"status": "ok"}
-        info = client.get("/info").json()
-        assert info["labels"] == LABELS and info["metadata"]["arch"] == "bilstm"
-        assert "source" not in info["metadata"]  # no file paths of the exporting machine
-        assert info["limits"] == {"max_texts": 4, "max_chars": 200}
-
-        single = client.post("/predict", json={"text": texts[0]})
-        assert single.status_code == 200
-        body = single.json()
-        assert body["label"] == student.predict([texts[0]])[0]
-        assert set(body["probabilities"]) == set(LABELS) and abs(sum(body["probabilities"].values()) - 1) < 1e-5
-        batch = client.post("/predict/batch", json={"texts": texts[:4]})
-        assert batch.status_code == 200
-        assert [p["label"] for p in batch.json()["predictions"]] == student.predict(texts[:4])
-
-        def refused(path: str, status: int, fragment: str, **kwargs) -> None:
-            response = client.post(path, **kwargs)
-            assert response.status_code == status, response.text
-            assert fragment in response.json()["error"], response.json()
-
-        refused("/predict", 422, "text: Field required", json={})
-        refused("/predict", 422, "text: Input should be a valid string", json={"text": 3})
-        refused("/predict", 413, "limit is 200", json={"text": "x" * 201})
-        refused("/predict", 422, "JSON", content=b"{not json", headers={"content-type": "application/json"})
-        refused("/predict/batch", 422, "texts: Field required", json={"text": "one"})
-        refused("/predict/batch", 400, "texts is empty", json={"texts": []})
-        refused("/predict/batch", 413, "too many texts: 5 > 4", json={"texts": ["a"] * 5})
-        refused("/predict/batch", 413, "text 1 has 201 characters", json={"texts": ["a", "x" * 201]})
-        refused("/predict/batch", 422, "texts.1: Input should be a valid string", json={"texts": ["a", None]})
-        refused(
-            "/predict/batch",
-            413,
-            "request body",
-            content=b"[" + b" " * 10_000_000 + b"]",
-            headers={"content-type": "application/json"},
-        )
-
-
 def _cli_app():
     from gendistill.cli import app
 
@@ -296,6 +286,7 @@ def test_cli_export_and_errors(student_factory, tmp_path):
     assert meta["config_hash"] == "abc123" and meta["student_accuracy"] == 0.9 and meta["quantization"] == "int8"
     assert json.loads((tmp_path / "out" / "labels.json").read_text()) == LABELS
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "README.md",
         "labels.json",
         "metadata.json",
         "model.onnx",

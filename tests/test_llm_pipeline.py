@@ -48,7 +48,7 @@ def test_llm_source_and_logprob_teacher_with_a_student_from_a_named_encoder(task
 
 
 def test_changing_a_knob_of_an_llm_plugin_reruns_nothing(task_dir, fake, tmp_path):
-    raw = llm_config(task_dir, fake.url, init="random")
+    raw = llm_config(task_dir, fake.url, init="random", baseline=False)
     run = Run(build_config(raw), tmp_path / "run")
     run.run()
     keys = {name: key["key"] for name, key in run.keys().items()}

@@ -160,3 +160,15 @@ def test_a_file_source_hint_names_its_own_key_and_it_inherits_the_data_column(ta
     config["data"].update(train=str(write_jsonl(tmp_path / "train.jsonl", train)), test=None, text_column="body")
     config["transfer"]["sources"][0].pop("text_column")
     preflight(build_config(config), {"transfer"})  # the source reads data.text_column
+
+
+def test_a_stage_command_for_a_stage_the_run_does_not_use(task_dir, tiny_teacher_dir, tmp_path):
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 20}]
+    config["student"]["baseline"] = False
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert runner.invoke(app, ["run", str(path), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    for command in ("train-generator", "baseline"):
+        result = runner.invoke(app, [command, str(tmp_path / "run")])
+        assert result.exit_code == 2 and "is not part of this run" in result.output, result.output

@@ -1,5 +1,6 @@
 from collections import Counter
 
+import pytest
 import torch
 
 from gendistill.config import FilterConfig, build_config
@@ -69,3 +70,58 @@ def test_augment_source_makes_filtered_variants_of_the_labeled_texts(tmp_path):
     assert 0 < len(texts) == summary.kept <= 10 and len(set(texts)) == len(texts)
     assert not set(texts) & set(labeled)
     assert summary.details == {"swap_mode": "shape", "copies": 5}
+
+
+def file_rows(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [f"text number {i} about {rng.choice(['rain', 'goals', 'pasta'])}" for i in range(n)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "csv"])
+def test_file_source_streams_every_format_and_keeps_all_valid_texts_in_order(tmp_path, fmt):
+    import pandas as pd
+
+    from gendistill.sources.file import FileSource
+
+    texts = file_rows(25) + ["", "a b c d e f g h i j k l m n o", "text number 3 about goals"]
+    frame = pd.DataFrame({"body": texts})
+    path = tmp_path / f"pool.{fmt}"
+    {
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+        "csv": lambda: frame.to_csv(path, index=False),
+    }[fmt]()
+    ctx = context(tmp_path / "out", training=["text number 0 about rain"], shard_size=10)
+    ctx.text_filter.config.max_words = 12
+    summary = FileSource(path=str(path), text_column="body").build(ctx)
+    kept = [t for p in list_shards(tmp_path / "out") for t in read_shard(p)[0]]
+    expected = [t for t in dict.fromkeys(texts[:25]) if t != "text number 0 about rain"]
+    if "text number 3 about goals" not in texts[:25]:
+        expected.append("text number 3 about goals")
+    assert kept == expected and summary.kept == len(kept) and summary.shards == 3
+    assert summary.generated == len(texts)
+    assert summary.generated == summary.kept + sum(summary.drops.values()) + summary.surplus
+
+
+def test_file_source_samples_n_distinct_texts_independent_of_the_file_order(tmp_path):
+    import random
+
+    import pandas as pd
+
+    from gendistill.sources.file import FileSource
+
+    texts = file_rows(300)
+    samples = []
+    for order in (0, 1):
+        shuffled = list(texts) + texts[:50]  # duplicates
+        random.Random(order).shuffle(shuffled)
+        path = tmp_path / f"pool{order}.parquet"
+        pd.DataFrame({"text": shuffled}).to_parquet(path)
+        out = tmp_path / f"out{order}"
+        summary = FileSource(path=str(path), n=40).build(context(out, shard_size=16))
+        sample = [t for p in list_shards(out) for t in read_shard(p)[0]]
+        assert summary.kept == 40 == len(set(sample)) and set(sample) <= set(texts)
+        samples.append(sample)
+    assert samples[0] == samples[1]  # the same seeded sample in the same order, whatever the file order

@@ -3,8 +3,11 @@
     import gendistill
     config = gendistill.load_config("examples/quickstart.yaml")
     report = gendistill.run(config, "runs/quickstart")        # a typed Report: report.student.accuracy
-    student = gendistill.StudentClassifier.from_pretrained("runs/quickstart/student")
+    student = gendistill.StudentClassifier.from_pretrained("runs/quickstart/student")   # or a Hub id: "user/name"
     student.predict(["a new text"])
+
+    clf = gendistill.GenDistillClassifier(teacher="MODEL_ID_OR_DIR").fit(texts, labels, eval=(test_texts, test_labels))
+    clf.predict(["a new text"]); clf.push_to_hub("user/name")
 
 Exports are imported lazily so that `gendistill.inference` (the torch-free predictor) never pulls in torch.
 """
@@ -24,6 +27,7 @@ _EXPORTS = {
     "Run": "gendistill.pipeline",
     "run": "gendistill.pipeline",
     "StudentClassifier": "gendistill.students",
+    "GenDistillClassifier": "gendistill.api",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

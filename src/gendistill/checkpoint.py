@@ -82,9 +82,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def kill_point(name: str) -> None:
     """Test seam for the crash-safety tests: GENDISTILL_KILL_AT=NAME:N[:INT] sends SIGKILL (or SIGINT) to this
-    process the N-th time the point NAME is reached (e.g. 'generate.shard:2'). Inert unless that variable is set."""
+    process the N-th time the point NAME is reached (e.g. 'transfer.shard:2'; 'label.shard:2@1' in rank 1 only).
+    Inert unless that variable is set."""
     target = os.environ.get("GENDISTILL_KILL_AT")
     if not target:
+        return
+    target, _, rank = target.partition("@")  # NAME:N@R: only in the process of rank R (accelerate launch)
+    if rank and os.environ.get("RANK", "0") != rank:
         return
     point, count, *how = target.split(":")
     if point != name:

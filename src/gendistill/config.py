@@ -153,11 +153,11 @@ class StudentConfig(_Section):
         "(finetuned), or with any encoder folder or Hugging Face id (its tokenizer too): what an llm teacher needs",
     )
     # defaults keep a student under ~1.1M parameters on a news-sized vocabulary (300x below BERT-Large)
-    embedding_dim: Annotated[int, Field(ge=8)] = 64
-    hidden_dim: Annotated[int, Field(ge=8)] = 96
-    vocab_size: Annotated[int, Field(ge=100)] = 14000
+    embedding_dim: Annotated[int, Field(ge=8, le=4096)] = 64
+    hidden_dim: Annotated[int, Field(ge=8, le=8192)] = 96
+    vocab_size: Annotated[int, Field(ge=100, le=2_000_000)] = 14000
     min_frequency: Annotated[int, Field(ge=1)] = 1
-    max_length: Annotated[int, Field(ge=4)] = 128
+    max_length: Annotated[int, Field(ge=4, le=8192)] = 128
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     cnn_kernel_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3, 4, 5])
     sif_coefficient: Annotated[float, Field(ge=0)] | None = Field(
@@ -213,6 +213,22 @@ class RunConfig(_Section):
     seed: int = 0
     device: Device = Device.auto
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    report_to: list[str] = knob(
+        [],
+        description="experiment trackers for every training loop, through Accelerate: tensorboard, mlflow, wandb, "
+        "... or all (TensorBoard logs go to RUN_DIR/logs; MLflow to MLFLOW_TRACKING_URI)",
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        """One name or a list; 'none' (or null) turns tracking off. Names are checked in the run's preflight."""
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else value
+        if isinstance(values, list) and all(isinstance(v, str) for v in values):
+            return [v.strip().lower() for v in values if v.strip().lower() != "none"]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from gendistill.errors import DataError
 
@@ -630,9 +632,55 @@ def _load_task_from(data: DataConfig) -> TaskData:
     )
 
 
-def load_unlabeled(spec: str, text_column: str, max_chars: int) -> list[str]:
-    """Texts of an unlabeled `file` transfer source; empty and non-string rows are skipped (counted by caller)."""
-    frame = read_table(spec, "transfer")
-    column = _column(frame, text_column, spec, "text")
-    texts, _, _ = clean_texts(column, spec, max_chars, skip_invalid=True)
-    return texts
+def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[list[object]]:
+    """The raw values of `text_column` of an unlabeled file in batches of about `rows`, without loading the
+    file whole: Parquet by row groups, JSONL line by line, CSV/TSV in pandas chunks (`hf:` datasets are read
+    whole). Values are passed through unchanged (the caller counts non-string and empty ones)."""
+    if spec.startswith("hf:"):
+        frame = read_table(spec, "transfer")
+        values = _column(frame, text_column, spec, "text").tolist()
+        for start in range(0, len(values), rows):
+            yield values[start : start + rows]
+        return
+    path = Path(spec)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None or not path.is_file():
+        read_table(spec, "transfer")  # raises the one-line error for a bad path or format
+        return
+    try:
+        if fmt == "parquet":
+            parquet = pq.ParquetFile(path)
+            if text_column not in parquet.schema_arrow.names:
+                _column(pd.DataFrame(columns=parquet.schema_arrow.names), text_column, spec, "text")
+            for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
+                yield batch.column(0).to_pylist()
+        elif fmt == "jsonl":
+            batch: list[object] = []
+            with open(path, "rb") as handle:
+                for line_no, raw in enumerate(handle, start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        row = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        raise DataError(f"{path}: line {line_no} is not valid UTF-8 JSON") from None
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path}: line {line_no} is not a JSON object")
+                    if text_column not in row and line_no == 1:
+                        _column(pd.DataFrame(columns=list(row)), text_column, spec, "text")
+                    batch.append(row.get(text_column))
+                    if len(batch) == rows:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
+        else:
+            _check_utf8(path)
+            sep = "\t" if fmt == "tsv" else ","
+            reader = pd.read_csv(path, sep=sep, dtype=object, keep_default_na=False, na_values=[""], chunksize=rows)
+            for chunk in reader:
+                yield _column(chunk, text_column, spec, "text").tolist()
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - parser errors from pandas/pyarrow vary by format
+        raise DataError(f"{path}: cannot read as {fmt} ({type(error).__name__}: {str(error)[:200]})") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from gendistill.training import fit
 
 def make_student(
     config: StudentConfig,
-    texts: list[str],
+    texts: Iterable[str],
     label_names: list[str],
     seed: int,
     teacher_dir: Path | None = None,
@@ -98,8 +99,8 @@ def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.
 
 def train_student(
     student: StudentClassifier,
-    texts: list[str],
-    gold: list[int],
+    texts: list[str] | None,
+    gold: list[int] | None,
     teacher_logits: np.ndarray | None,
     config: StudentConfig,
     accelerator: Accelerator,
@@ -108,24 +109,38 @@ def train_student(
     validation: tuple[list[str], list[int]] | None = None,
     description: str = "student",
     checkpoint_dir: Path | None = None,
+    examples: Sequence[tuple[list[int], np.ndarray, int]] | None = None,
 ) -> dict:
-    """Train in place. With `teacher_logits`, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
-    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy."""
-    ids, lengths = student.tokenizer.encode(texts)
-    sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
-    targets = (
-        teacher_logits if teacher_logits is not None else np.zeros((len(texts), student.spec.num_labels), np.float32)
-    )
-    examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
+    """Train in place. With teacher logits, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
+    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy.
+
+    The examples are `texts`/`gold`/`teacher_logits` in memory, or `examples`: an index-addressable store of
+    (token ids, logits, gold) such as `ExampleStore`, for transfer sets too large to hold in memory."""
+    if examples is None:
+        assert texts is not None and gold is not None
+        ids, lengths = student.tokenizer.encode(texts)
+        sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
+        targets = (
+            teacher_logits
+            if teacher_logits is not None
+            else np.zeros((len(texts), student.spec.num_labels), np.float32)
+        )
+        examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
+        distilling = teacher_logits is not None
+    else:
+        distilling = bool(getattr(examples, "has_logits", True))
     steps = steps or config.epochs * math.ceil(len(examples) / config.batch_size)
     optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.learning_rate * 0.05)
 
-    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         logits = model(batch["ids"], batch["lengths"])
-        if teacher_logits is None:
-            return F.cross_entropy(logits, batch["gold"])
-        return distillation_loss(logits, batch["teacher"], batch["gold"], config.loss, config.temperature, config.alpha)
+        if not distilling:
+            return F.cross_entropy(logits, batch["gold"], reduction="sum"), len(logits)
+        loss = distillation_loss(
+            logits, batch["teacher"], batch["gold"], config.loss, config.temperature, config.alpha, reduction="sum"
+        )
+        return loss, len(logits)
 
     def validation_accuracy(model: torch.nn.Module) -> float:
         assert validation is not None
@@ -148,6 +163,11 @@ def train_student(
         checkpoint_dir=checkpoint_dir,
         max_grad_norm=5.0,
         evaluate=validation_accuracy if validation is not None else None,
+        hparams={
+            "student": config.model_dump(mode="json"),
+            "examples": len(examples),
+            "distilled": teacher_logits is not None,
+        },
     )
     return {
         "steps": result.steps,

@@ -19,3 +19,7 @@ class ModelLoadError(GendistillError):
 
 class RunDirError(GendistillError):
     pass
+
+
+class HubError(GendistillError):
+    """The Hugging Face Hub refused or could not be reached for an upload."""

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from gendistill.texts import as_texts
 from gendistill.word_cache import CachedWordTokenizer
 
 MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE = "model.onnx", "tokenizer.json", "labels.json", "metadata.json"
@@ -67,7 +68,12 @@ class Predictor:
                 "make one with `gendistill export RUN_DIR --format onnx --out DIR`"
             )
         self.metadata: dict[str, Any] = _read_json(self.directory / METADATA_FILE)
-        self.label_names: list[str] = list(_read_json(self.directory / LABELS_FILE))
+        labels = _read_json(self.directory / LABELS_FILE)
+        if not isinstance(self.metadata, dict):
+            raise ExportDirError(f"{self.directory / METADATA_FILE}: expected a JSON object; re-export the student")
+        if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+            raise ExportDirError(f"{self.directory / LABELS_FILE}: expected a JSON list of label names; re-export")
+        self.label_names: list[str] = labels
         version = self.metadata.get("format_version")
         if self.metadata.get("format") != FORMAT or not isinstance(version, int) or version > FORMAT_VERSION:
             raise ExportDirError(
@@ -98,12 +104,49 @@ class Predictor:
             ]
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
             raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
+        outputs = self.sessions[0].get_outputs()[0].shape
+        if isinstance(outputs[-1], int) and outputs[-1] != len(self.label_names):
+            raise ExportDirError(
+                f"{self.directory / LABELS_FILE}: {len(self.label_names)} label names for a model with "
+                f"{outputs[-1]} outputs; the export folder is inconsistent: re-export the student"
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        id_or_path: str | Path,
+        threads: int | None = None,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+    ) -> Predictor:
+        """A Predictor for an export folder or a Hub repo holding one (fetched through the Hugging Face cache;
+        HF_HUB_OFFLINE=1 reads the cache alone). Needs huggingface_hub for Hub ids."""
+        if Path(id_or_path).expanduser().is_dir():
+            return cls(Path(id_or_path).expanduser(), threads)
+        from gendistill.hub import resolve_model_dir  # torch-free; imports huggingface_hub lazily
+
+        try:
+            directory = resolve_model_dir(
+                id_or_path,
+                "ONNX export",
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+            )
+        except ModuleNotFoundError as error:
+            raise ExportDirError(
+                f"{id_or_path}: not a folder; loading a Hub repo needs huggingface_hub (pip install huggingface_hub)"
+            ) from error
+        return cls(directory, threads)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Raw tokenizer ids per text, as the student saw them in training: no special tokens, truncated to
         max_length; a text with no token gets one id that the graph maps to [UNK]."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not one string")
+        texts = as_texts(texts)
         return [ids[: self.max_length] or [self.empty_id] for ids in self.words.token_ids(texts)]
 
     def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +168,7 @@ class Predictor:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not one string")
-        texts = list(texts)
+        texts = as_texts(texts)  # a bare string is a TypeError here as in every predict path
         out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
         shares = min(self.threads, len(texts) // MIN_SHARE) if self._pool is not None else 1
         bounds = [len(texts) * k // max(shares, 1) for k in range(max(shares, 1) + 1)]

@@ -25,6 +25,7 @@ def distillation_loss(
     kind: str = "mse",
     temperature: float = 1.0,
     alpha: float = 0.5,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Batch loss: distillation on every example; examples with a gold label (>= 0) mix in cross-entropy as
     alpha * CE + (1 - alpha) * distill. Unlabeled (transfer) examples carry -1."""
@@ -37,4 +38,4 @@ def distillation_loss(
     labeled = gold_labels >= 0
     cross_entropy = F.cross_entropy(student_logits, gold_labels.clamp(min=0), reduction="none")
     per_example = torch.where(labeled, alpha * cross_entropy + (1 - alpha) * distill, distill)
-    return per_example.mean()
+    return per_example.sum() if reduction == "sum" else per_example.mean()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -28,12 +28,27 @@ def resolve_precision(mixed_precision: str, device: str) -> str:
     return "no"
 
 
-def make_accelerator(device: str, mixed_precision: str, seed: int) -> Accelerator:
-    """An Accelerator honoring --device; under `accelerate launch` the launcher's settings take over."""
+def make_accelerator(
+    device: str,
+    mixed_precision: str,
+    seed: int,
+    report_to: list[str] | None = None,
+    run_dir: str | Path | None = None,
+) -> Accelerator:
+    """An Accelerator honoring --device; under `accelerate launch` the launcher's settings take over. With
+    `report_to`, it carries the experiment trackers every training loop reports to (gendistill.tracking), logging
+    under RUN_DIR/logs."""
+    from accelerate.utils import ProjectConfiguration
+
     device = resolve_device(device)
     set_seed(seed)
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    project = None
+    if run_dir is not None:
+        project = ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(Path(run_dir) / "logs"))
+    # under `accelerate launch` on CPU, cpu=True is what selects the multi-process gloo backend
     return Accelerator(
-        cpu=device == "cpu" and not launched,
+        cpu=device == "cpu",
         mixed_precision=resolve_precision(mixed_precision, device),
+        log_with=list(report_to) if report_to else None,
+        project_config=project,
     )

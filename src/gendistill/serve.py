@@ -1,22 +1,41 @@
 """An HTTP service around an ONNX export: GET /health, GET /info, POST /predict, POST /predict/batch.
 
-Torch-free like gendistill.inference (fastapi, pydantic, numpy, tokenizers, onnxruntime). Every error is JSON
-{"error": "..."} (validation errors add "detail"), with 400 for an empty batch, 413 for too many or too long
-texts (limits bound the work one request can cause), 422 for malformed bodies.
+Torch-free like gendistill.inference (fastapi, pydantic, numpy, tokenizers, onnxruntime). The contract holds for
+any input (README, "Deploy the student", states it for users):
+
+- Every error is JSON `{"error": "<one line>"}` with content-type application/json: 400 empty batch, 404 unknown
+  route, 405 wrong method, 413 too large (a body over max_body_bytes, counted while it is read, chunked uploads
+  included, after which the connection is closed; more JSON values than max_texts texts need; too many texts; a
+  text over max_chars characters), 415 a body that is not declared as JSON, 422 a body that is not strict JSON
+  (invalid UTF-8, NaN/Infinity, numbers that overflow a double, integers over 100 digits, lone surrogates,
+  duplicate keys, nesting too deep) or not of the request's shape, 500 an unexpected failure (no traceback or
+  path; the server log has it; the connection is closed). Other refusals leave a kept-alive connection usable.
+- The limits bound the memory and work one request can cause before anything is parsed.
+- /info shows no file paths of the exporting machine.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gendistill.inference import Predictor
+
+ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
+MAX_MESSAGE_CHARS = 300
+MAX_INT_DIGITS = 100
 
 
 class PredictRequest(BaseModel):
@@ -44,45 +63,301 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
-def _describe(errors: list[dict[str, Any]]) -> str:
+def default_max_body_bytes(max_texts: int, max_chars: int) -> int:
+    """An upper bound on a legitimate body: JSON may escape one character (a non-BMP one, as a surrogate pair) as
+    12 bytes, plus quotes, commas and some whitespace per text and room for the envelope."""
+    return max_texts * (12 * max_chars + 16) + 4096
+
+
+def _one_line(message: str) -> str:
+    """The message on one line (any line break or run of whitespace becomes a space), UTF-8-encodable (a lone
+    surrogate becomes "?") and at most MAX_MESSAGE_CHARS characters."""
+    text = " ".join(message.split()).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": _one_line(message)}).encode("ascii")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: reads the whole request body before the app sees it, counting bytes as they arrive,
+    and answers 413 as soon as the count passes `max_bytes`, or at once when a declared Content-Length does.
+    Chunked uploads are counted the same way.
+
+    After a 413 the connection is closed, so the rest of the body is never read in full. The close waits a little
+    (LINGER_SECONDS, LINGER_BYTES read and dropped, like a web server's lingering close): closing a socket with
+    unread input makes the kernel send a reset, which can destroy the answer before a client still uploading has
+    received it.
+    """
+
+    LINGER_SECONDS = 1.0
+    LINGER_BYTES = 4 << 20
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _refuse(self, receive: Receive, send: Send, declared: str | None, more_body: bool) -> None:
+        size = f"of {declared} bytes " if declared else ""
+        body = error_body(
+            f"request body {size}is larger than this service accepts ({self.max_bytes} bytes); "
+            "send fewer or shorter texts"
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        # the whole answer, but not yet the end of the response: the server closes the connection at the end
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        dropped = 0
+        with anyio.move_on_after(self.LINGER_SECONDS):
+            while more_body and dropped <= self.LINGER_BYTES:
+                message = await receive()
+                dropped += len(message.get("body", b""))
+                more_body = message["type"] == "http.request" and message.get("more_body", False)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > self.max_bytes:
+                await self._refuse(receive, send, value.strip().decode(), more_body=True)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left: there is no one to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            more_body = message.get("more_body", False)
+            if size > self.max_bytes:
+                del chunks
+                await self._refuse(receive, send, None, more_body)
+                return
+            chunks.append(chunk)
+            if not more_body:
+                break
+        body = b"".join(chunks)
+        del chunks
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # past the body: the server's own messages (disconnect)
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+class _Invalid(ValueError):
+    """Raised from inside json.loads for a token strict JSON refuses."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Invalid(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Invalid(f"the number {text[:20]} overflows a double")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Invalid(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Invalid(f"duplicate key {json.dumps(key)[:40]}")
+            seen.add(key)
+    return result
+
+
+# A JSON string, or an unterminated one up to the end: every '"' starts a match that ends at the next unescaped '"'
+# or at the end, so a scan never restarts inside a string and stays linear.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
+# A lone surrogate can only come from a \uD800-\uDFFF escape (strict UTF-8 decoding refuses encoded ones)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def parse_json(body: bytes, max_values: int) -> Any:
+    """Strict JSON (RFC 8259, UTF-8) or a RequestError: 413 for more than `max_values` arrays, objects, members
+    and elements (counted on the raw text before parsing, so a small body cannot expand into millions of Python
+    objects), 422 for anything json.loads alone would let through or fail on."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(422, f"invalid JSON: the body is not UTF-8 (byte {error.start})") from None
+    text = text.removeprefix("\ufeff")
+    skeleton = _STRING.sub("", text)
+    values = sum(skeleton.count(char) for char in "[{,:")
+    if values > max_values:
+        raise RequestError(413, f"the body holds about {values} JSON values, more than {max_values}; split the batch")
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as error:
+        raise RequestError(422, f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})") from None
+    except _Invalid as error:
+        raise RequestError(422, f"invalid JSON: {error}") from None
+    except RecursionError:
+        raise RequestError(422, "invalid JSON: nested too deeply") from None
+    except ValueError as error:  # e.g. int() refusing a number; there should be none left
+        raise RequestError(422, f"invalid JSON: {error}") from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise RequestError(422, "invalid JSON: a string holds a lone surrogate (a \\ud800-\\udfff escape unpaired)")
+    return value
+
+
+def _check_content_type(value: str | None) -> None:
+    """No content type is read as JSON; any other than application/json or application/*+json (UTF-8) is 415."""
+    if value is None:
+        return
+    media, *params = (part.strip().lower() for part in value.split(";"))
+    is_json = media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    charsets = [param.partition("=")[2].strip(" \"'") for param in params if param.startswith("charset")]
+    if not is_json or any(charset not in ("utf-8", "utf8") for charset in charsets):
+        raise RequestError(415, f"content-type {value[:60]!r} is not JSON; send application/json (UTF-8)")
+
+
+def _describe(errors: list[Any], limit: int = 3) -> str:
     parts = []
-    for error in errors:
+    for error in errors[:limit]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
         parts.append(f"{location}: {error.get('msg', 'invalid')}")
-    return "invalid request: " + "; ".join(parts)
+    more = f"; and {len(errors) - limit} more" if len(errors) > limit else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+_PATH_WORDS = frozenset(
+    {"dir", "dirs", "directory", "folder", "path", "paths", "source", "sources", "file", "files", "filename"}
+    | {"root", "cwd", "home", "location", "url", "uri"}
+)
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_PATH_VALUE = re.compile(r"^(?:/|~|\\\\|[A-Za-z]:[\\/]|\.\.?[\\/]|file:)")
+
+
+def _is_path_key(key: Any) -> bool:
+    return isinstance(key, str) and any(word.lower() in _PATH_WORDS for word in _WORD.findall(key))
+
+
+def _is_path_value(value: Any) -> bool:
+    return isinstance(value, str) and _PATH_VALUE.match(value) is not None
+
+
+def public_metadata(value: Any) -> Any:
+    """The export metadata without filesystem paths, at any depth: no key named like a path (run_dir, source,
+    model_path, ...), no string that looks like one (absolute, home-relative, ./ or ../, drive letter, UNC,
+    file:). Label names are kept as they are (they are the model's output, not the machine's). Non-finite
+    numbers become null, which JSON can carry."""
+    if isinstance(value, dict):
+        return {
+            key: (item if key == "label_names" else public_metadata(item))
+            for key, item in value.items()
+            if not _is_path_key(key) and not _is_path_value(item)
+        }
+    if isinstance(value, list):
+        return [public_metadata(item) for item in value if not _is_path_value(item)]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body for the OpenAPI page: the endpoints read the raw body themselves (to parse it strictly)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def create_app(
-    predictor_dir: str | Path, max_texts: int = 256, max_chars: int = 10_000, threads: int | None = None
+    predictor_dir: str | Path,
+    max_texts: int = 256,
+    max_chars: int = 10_000,
+    threads: int | None = None,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """The service for the export in `predictor_dir`; loads the model once, at creation."""
+    """The service for the export in `predictor_dir`; loads the model once, at creation. `max_body_bytes`
+    (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read."""
+    if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1):
+        raise ValueError(f"limits must be >= 1, got {max_texts=}, {max_chars=}, {max_body_bytes=}")
     predictor = Predictor(predictor_dir, threads=threads)
     labels = predictor.label_names
-    # a cheap upper bound on a legitimate body (JSON may escape a character as 6 bytes), checked before parsing
-    max_body = max_texts * (6 * max_chars + 8) + 1024
+    max_body = max_body_bytes or default_max_body_bytes(max_texts, max_chars)
+    # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
+    # extra members a client may add
+    max_values = 4 * max_texts + 64
     app = FastAPI(title="gendistill", description="A distilled student classifier (ONNX)", version="1")
+    app.add_middleware(BodyLimit, max_bytes=max_body)
 
     @app.exception_handler(RequestError)
     async def _request_error(_: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        return error_response(error.status, error.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        errors = list(error.errors())
-        return JSONResponse({"error": _describe(errors), "detail": jsonable_encoder(errors)}, status_code=422)
+        return error_response(422, _describe(list(error.errors())))
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body:
-            return JSONResponse(
-                {
-                    "error": f"request body of {declared} bytes is larger than this service accepts "
-                    f"({max_body}); send fewer or shorter texts"
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"no such route; this service has {ROUTES}"
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            message = f"method {request.method} is not allowed on this route (allowed: {allowed})"
+        else:
+            message = str(error.detail)
+        return error_response(error.status_code, message, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        # the server log has the traceback (Starlette re-raises after this answer, and uvicorn then closes the
+        # connection, which the header announces); the client gets no internals
+        return error_response(
+            500,
+            "internal error; the request was not processed, the server log has the details",
+            {"connection": "close"},
+        )
 
     def check(texts: list[str]) -> None:
         if not texts:
@@ -92,6 +367,14 @@ def create_app(
         for index, text in enumerate(texts):
             if len(text) > max_chars:
                 raise RequestError(413, f"text {index} has {len(text)} characters; the limit is {max_chars}")
+
+    def read(model: type[BaseModel], content_type: str | None, body: bytes) -> Any:
+        _check_content_type(content_type)
+        value = parse_json(body, max_values)
+        try:
+            return model.model_validate(value)
+        except ValidationError as error:
+            raise RequestError(422, _describe(error.errors(include_url=False, include_input=False))) from None
 
     def predictions(texts: list[str]) -> list[Prediction]:
         probabilities = predictor.predict_proba(texts)
@@ -103,29 +386,39 @@ def create_app(
             for row in probabilities
         ]
 
+    def answer_one(content_type: str | None, body: bytes) -> Prediction:
+        request = read(PredictRequest, content_type, body)
+        check([request.text])
+        return predictions([request.text])[0]
+
+    def answer_batch(content_type: str | None, body: bytes) -> BatchResponse:
+        request = read(BatchRequest, content_type, body)
+        check(request.texts)
+        return BatchResponse(predictions=predictions(request.texts))
+
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # the exporting machine's file paths mean nothing to a client and only reveal its layout
-    public_metadata = {key: value for key, value in predictor.metadata.items() if key not in ("source", "run_dir")}
+    info_body = {
+        "labels": labels,
+        "metadata": public_metadata(predictor.metadata),
+        "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_body_bytes": max_body},
+    }
 
     @app.get("/info")
     def info() -> dict[str, Any]:
-        return {
-            "labels": labels,
-            "metadata": public_metadata,
-            "limits": {"max_texts": max_texts, "max_chars": max_chars},
-        }
+        return info_body
 
-    @app.post("/predict", response_model=Prediction)
-    def predict(request: PredictRequest) -> Prediction:
-        check([request.text])
-        return predictions([request.text])[0]
+    # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
+    @app.post("/predict", response_model=Prediction, openapi_extra=_body_schema(PredictRequest))
+    async def predict(request: Request) -> Prediction:
+        body = await request.body()
+        return await run_in_threadpool(answer_one, request.headers.get("content-type"), body)
 
-    @app.post("/predict/batch", response_model=BatchResponse)
-    def predict_batch(request: BatchRequest) -> BatchResponse:
-        check(request.texts)
-        return BatchResponse(predictions=predictions(request.texts))
+    @app.post("/predict/batch", response_model=BatchResponse, openapi_extra=_body_schema(BatchRequest))
+    async def predict_batch(request: Request) -> BatchResponse:
+        body = await request.body()
+        return await run_in_threadpool(answer_batch, request.headers.get("content-type"), body)
 
     return app

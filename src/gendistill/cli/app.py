@@ -4,13 +4,41 @@ imports them, so there is no import circle."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gendistill.errors import GendistillError
+
+
+def _readable_help_types() -> None:
+    """Recent typer prints each parameter's Python type beside it in --help (`TEXTS... <list[str]>`, `--json <bool>`),
+    and for arguments even when they have a metavar. Show an argument's metavar alone and nothing for on/off flags;
+    options with values carry their own metavars (`--set KEY=VALUE`)."""
+    from typer import core
+
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    if argument is None or option is None or not hasattr(argument, "display_type_rich"):
+        return  # an older typer: it shows no such types
+    argument_type, option_type = argument.display_type_rich, option.display_type_rich
+
+    def argument_display(self: Any, ctx: Any) -> str | None:
+        return "" if self.metavar is not None else argument_type(self, ctx)
+
+    def option_display(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) and self.metavar is None else option_type(self, ctx)
+
+    argument.display_type_rich, option.display_type_rich = argument_display, option_display
+
+
+_readable_help_types()
 
 app = typer.Typer(
     add_completion=False,
@@ -37,8 +65,19 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only warnings and errors: no progress lines or bars")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="also debug messages (and a line per epoch beside the bars)")
+    ] = False,
 ) -> None:
+    from gendistill import progress
+
     _state["debug"] = debug
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other; pass one of them")
+    progress.set_verbosity(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     if not debug:  # transformers' load reports and weight-loading bars drown our own progress
         import transformers
 
@@ -53,10 +92,38 @@ def guard(action: Callable[[], Any]) -> Any:
     except GendistillError as error:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        # escaped: a message may quote brackets (`pip install 'gendistill[tracking]'`, `[text]`) that are not markup
+        err.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except Exception as error:  # noqa: BLE001 - disk full surfaces as OSError or as a library's own error type
+        if _state["debug"] or not _disk_full(error):
+            raise
+        err.print(f"[bold red]error:[/bold red] {_disk_full_message(error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         if _state["debug"]:
             raise
         err.print("interrupted: finished work is saved; rerun the same command to resume", highlight=False)
         raise typer.Exit(130) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+    return (
+        getattr(error, "errno", None) == errno.ENOSPC
+        or "os error 28" in str(error)
+        or ("No space left on device" in str(error))
+    )
+
+
+def _disk_full_message(error: BaseException) -> str:
+    """Which file could not be written and how much room is left where it was going."""
+    target = getattr(error, "filename", None)
+    where = Path(target).parent if target else Path.cwd()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    about = f" while writing {target}" if target else ""
+    return (
+        f"the disk is full{about} ({free / 1e6:,.1f} MB free on the file system of {where}); free some space and "
+        "rerun the same command: finished work is kept"
+    )

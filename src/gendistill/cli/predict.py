@@ -1,4 +1,5 @@
-"""`gendistill predict`: the student's label for each text, from a run directory, a student folder or an export."""
+"""`gendistill predict`: the student's label for each text, from a run directory, a student folder, an export, or a
+Hub repo holding a student or an export. Every argument is one text (a text with spaces is one quoted argument)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ from gendistill.errors import GendistillError
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="a run directory, a student folder or an export folder")],
-    texts: Annotated[list[str] | None, typer.Argument(help="texts to classify")] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="one text per line")] = None,
+    model_dir: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="a run directory, a student folder, an export folder, or a Hub repo id (user/name)"
+        ),
+    ],
+    texts: Annotated[
+        list[str] | None, typer.Argument(metavar="TEXT", help="texts to classify, one per argument")
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", metavar="FILE", help="one text per line")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines with probabilities")] = False,
 ) -> None:
     """Print the student's label for each text."""
@@ -32,7 +40,10 @@ def predict(
                 raise GendistillError(f"{file}: cannot read ({error})") from None
         if not inputs:
             raise GendistillError("no texts: pass them as arguments or with --file")
-        directory = model_dir / "student" if (model_dir / "student" / "config.json").exists() else model_dir
+        from gendistill.hub import resolve_model_dir
+
+        source = resolve_model_dir(model_dir, "model")
+        directory = source / "student" if (source / "student" / "config.json").exists() else source
         if (directory / "model.onnx").exists():  # an export folder: the torch-free predictor
             from gendistill.inference import ExportDirError, Predictor
 

@@ -47,6 +47,15 @@ def run(
         ),
     ] = None,
     device: DeviceOpt = None,
+    report_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--report-to",
+            metavar="TRACKER",
+            help="log every training loop to an experiment tracker (repeatable): tensorboard, mlflow, wandb, ...; "
+            "same as --set report_to=[...]",
+        ),
+    ] = None,
 ) -> None:
     """Run every stage that is not done: data, teacher, generator, transfer, label, distill, baseline, evaluate."""
     from gendistill.config import load_config
@@ -57,7 +66,8 @@ def run(
         for value in force or []:
             if value not in choices:
                 raise GendistillError(f"--force {value!r}: expected one of {', '.join(choices)}")
-        cfg = load_config(config, [*(set_ or []), *_device_override(device)])
+        trackers = [f"report_to=[{', '.join(report_to)}]"] if report_to else []
+        cfg = load_config(config, [*(set_ or []), *_device_override(device), *trackers])
         target = run_dir or run_dir_for(name or config.stem)
         report = Run(cfg, target).run(force=force)
         if report is not None:

@@ -39,6 +39,39 @@ class StageContext:
     def is_main(self) -> bool:
         return self.runtime.is_main
 
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index if self.world > 1 else 0
+
+    @property
+    def world(self) -> int:
+        """Processes running this stage's body (1 unless under `accelerate launch` and processes="all")."""
+        import os
+
+        return int(os.environ.get("WORLD_SIZE", "1"))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.accelerator.wait_for_everyone()
+
+    def broadcast(self, value: Any) -> Any:
+        """The main process's `value`, on every process."""
+        if self.world == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value`, in rank order, on every process."""
+        if self.world == 1:
+            return [value]
+        from accelerate.utils import gather_object
+
+        return gather_object([value])
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 

@@ -40,7 +40,9 @@ class Stage:
     check_always: bool = False  # preflight it even when it will not run (the data: every stage reads it)
     applies: Callable[[RunConfig], bool] = _always  # False: not part of this run (e.g. no source needs an LM)
     derived: Callable[[dict[str, dict[str, Any]]], Any] | None = None
-    every_process: bool = False  # under `accelerate launch`, every process runs the body (training stages)
+    # under `accelerate launch`: "main" runs the body on the main process only; "all" on every process (training
+    # with DDP, or work the body splits over ctx.rank / ctx.world itself)
+    processes: str = "main"
     command: str | None = None  # CLI command that reruns it alone (default: the stage name)
     has_command: bool = True
     help: str = ""

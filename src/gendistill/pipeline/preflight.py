@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 
 def preflight(config: RunConfig, stages: set[str]) -> None:
+    if config.report_to:  # Accelerate would only warn about a tracker that is not installed, and log nothing
+        from gendistill.tracking import check_trackers
+
+        check_trackers(config.report_to)
     for stage in pipeline():
         if stage.check is not None and (stage.name in stages or stage.check_always) and stage.applies(config):
             stage.check(config)

@@ -253,6 +253,11 @@ class Run:
                         )
                     continue
                 if not key["applies"]:
+                    if only is not None:
+                        raise RunDirError(
+                            f"stage {stage.name!r} is not part of this run: its config does not use it "
+                            f"(see {self.layout.config})"
+                        )
                     self._retire(stage, key)
                     continue
                 upstream_reran = any(name in ran for name in stage.upstream)
@@ -291,11 +296,13 @@ class Run:
         record = {"status": "running", **key, "started_at": _now(), "invocation": self.invocation}
         self.records[stage.name] = record
         self.save_manifest()
+        distributed = _distributed()
+        if distributed:  # no process may write before the main one has cleared the old outputs
+            self.accelerator.wait_for_everyone()
         progress.log(f"[bold]{stage.name}[/bold] ...")
         context = StageContext(stage.name, self.config, self.layout, self.records, self.invocation, self)
         start = time.perf_counter()
-        outcome = (stage.body(context) or {}) if stage.every_process or self.is_main else {}
-        distributed = _distributed()
+        outcome = (stage.body(context) or {}) if stage.processes == "all" or self.is_main else {}
         if distributed:
             self.accelerator.wait_for_everyone()
         seconds = time.perf_counter() - start
@@ -362,7 +369,9 @@ class Run:
         if self._accelerator is None:
             from gendistill.runtime import make_accelerator
 
-            self._accelerator = make_accelerator(self.config.device, self.config.mixed_precision, self.config.seed)
+            self._accelerator = make_accelerator(
+                self.config.device, self.config.mixed_precision, self.config.seed, self.config.report_to, self.dir
+            )
         return self._accelerator
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from gendistill.config import FilterConfig, RunConfig
     from gendistill.data import TaskData
+    from gendistill.pipeline.context import StageContext
     from gendistill.pipeline.layout import RunLayout
 
 FILTERS = ("empty", "too_short", "too_long", "duplicate", "training_copy")
@@ -40,36 +41,57 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def text_key(text: str) -> int:
+    """A 64-bit fingerprint of a normalized text: duplicates are found by these, not by the strings, so the memory
+    for a transfer set of millions is 8 bytes of digest per text (a collision, about 1 in 10^19 per pair at a
+    million texts, would drop one text as a duplicate)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 @dataclass
 class TextFilter:
-    """Cleans candidate texts and counts every drop by reason; `seen` is shared across sources."""
+    """Cleans candidate texts and counts every drop by reason; `seen` (fingerprints of kept texts) is shared
+    across sources."""
 
     config: FilterConfig
     training_texts: set[str]
-    seen: set[str] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)
+
+    def remember(self, texts: list[str]) -> None:
+        """Texts kept before (a resumed shard): later duplicates of them are dropped."""
+        self.seen.update(text_key(text) for text in texts)
+
+    def reject(self, text: str) -> str | None:
+        """Why a normalized text would be dropped (a FILTERS name), or None; does not remember it."""
+        words = len(text.split())
+        if not text:
+            return "empty"
+        if words < self.config.min_words:
+            return "too_short"
+        if words > self.config.max_words:
+            return "too_long"
+        if self.config.drop_training_copies and text in self.training_texts:
+            return "training_copy"
+        if self.config.drop_duplicates and text_key(text) in self.seen:
+            return "duplicate"
+        return None
 
     def __call__(self, texts: list[str], drops: Counter[str]) -> list[str]:
         return [normalize(texts[i]) for i in self.select(texts, drops)]
 
     def select(self, texts: list[str], drops: Counter[str]) -> list[int]:
-        """The positions of the texts that pass (so per-text columns can follow them); counts every drop."""
+        """The positions of the texts that pass (so per-text columns can follow them); counts every drop and
+        remembers what passes."""
         kept = []
         for position, raw in enumerate(texts):
             text = normalize(raw)
-            words = len(text.split())
-            if not text:
-                drops["empty"] += 1
-            elif words < self.config.min_words:
-                drops["too_short"] += 1
-            elif words > self.config.max_words:
-                drops["too_long"] += 1
-            elif self.config.drop_training_copies and text in self.training_texts:
-                drops["training_copy"] += 1
-            elif self.config.drop_duplicates and text in self.seen:
-                drops["duplicate"] += 1
-            else:
-                self.seen.add(text)
-                kept.append(position)
+            reason = self.reject(text)
+            if reason is not None:
+                drops[reason] += 1
+                continue
+            if self.config.drop_duplicates:
+                self.seen.add(text_key(text))
+            kept.append(position)
         return kept
 
 
@@ -113,6 +135,19 @@ class SourceContext:
     directory: Path
     text_filter: TextFilter
     device: torch.device
+    stage: StageContext | None = None  # rank, world size and collectives under `accelerate launch`
+
+    @property
+    def rank(self) -> int:
+        return self.stage.rank if self.stage is not None else 0
+
+    @property
+    def world(self) -> int:
+        return self.stage.world if self.stage is not None else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     @property
     def shard_size(self) -> int:
@@ -131,6 +166,7 @@ class SourceConfig(Section):
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
     needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
+    parallel: ClassVar[bool] = False  # True: every process builds it together (fill_by_sampling splits the shards)
 
     def inputs(self) -> list[str]:
         """User files this source reads: their content hashes enter the transfer stage's key."""
@@ -189,12 +225,6 @@ def read_shard(path: Path) -> tuple[list[str], int, Counter[str]]:
     )
 
 
-def shard_stats(path: Path) -> dict[str, Any]:
-    """The counters a sampler recorded with a shard (`Sample.stats`); {} for shards that have none."""
-    metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata.get(b"stats", b"{}").decode())
-
-
 def shard_seed(seed: int, source_index: int, shard: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{source_index}/{shard}".encode()).digest()[:4], "little")
 
@@ -227,16 +257,36 @@ def add_stats(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
+def shard_stats(path: Path) -> dict[str, Any]:
+    """The counters a sampler recorded with a shard (`Sample.stats`); {} for shards that have none."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata.get(b"stats", b"{}").decode())
+
+
+def _write_sample(path: Path, sample: Sample) -> None:
+    write_shard(path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats)
+
+
+def _read_sample(path: Path) -> Sample:
+    table = pq.read_table(path)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "text"}
+    return Sample(table.column("text").to_pylist(), columns, shard_stats(path))
+
+
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
-    """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
-    Shard k is sampled with a seed derived from (run seed, source index, k), so a resumed run replays finished
-    shards into the filter and regenerates exactly the shard it lost."""
+    """`fill_shards` for a sampler of plain texts: (n, seed) -> texts."""
     return fill_shards(ctx, source, lambda n, seed, _number: Sample(sampler(n, seed)))
 
 
 def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler) -> SourceSummary:
-    """`fill_by_sampling` for samplers that also see the shard number and return a `Sample` (extra columns,
-    counters)."""
+    """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
+
+    Shard k is sampled with a seed derived from (run seed, source index, k) and filtered in shard order, so the set
+    does not depend on interruptions nor on the number of processes: under `accelerate launch` each process samples
+    every world-th shard into `raw/`, and the main process filters them in order after a barrier. A resumed run
+    replays finished shards into the filter and samples exactly the shards it lost (raw shards already sampled are
+    reused). Per-text columns of a `Sample` follow their texts through the filter; its stats are summed into the
+    summary's details."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
     summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
@@ -244,7 +294,7 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
     existing = list_shards(directory)
     for path in existing:
         texts, generated, shard_drops = read_shard(path)
-        ctx.text_filter.seen.update(texts)
+        ctx.text_filter.remember(texts)
         summary.generated += generated
         summary.kept += len(texts)
         summary.surplus += int(shard_drops.pop("surplus", 0))
@@ -252,39 +302,67 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
         add_stats(stats, shard_stats(path))
     number = len(existing)
     max_generated = max(10 * n, n + 10 * ctx.shard_size)
+    raw_dir = directory / "raw"
+
+    def wanted() -> bool:
+        return summary.kept < n and summary.generated < max_generated
+
+    def draw(k: int) -> Sample:
+        raw_path = shard_path(raw_dir, k)
+        return _read_sample(raw_path) if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, k), k)
+
+    def consume(k: int, sample: Sample) -> None:
+        shard_drops: Counter[str] = Counter()
+        passed = ctx.text_filter.select(sample.texts, shard_drops)
+        chosen = passed[: n - summary.kept]
+        surplus = len(passed) - len(chosen)
+        kept = [normalize(sample.texts[i]) for i in chosen]
+        columns = {name: [values[i] for i in chosen] for name, values in sample.columns.items()}
+        counts = shard_drops + Counter(surplus=surplus)
+        write_shard(shard_path(directory, k), kept, len(sample.texts), counts, columns, sample.stats)
+        summary.generated += len(sample.texts)
+        summary.kept += len(kept)
+        summary.surplus += surplus
+        drops.update(shard_drops)
+        add_stats(stats, sample.stats)
+        bar.advance(len(kept))
+        progress.step(f"transfer: source {ctx.index} shard {k + 1}: {summary.kept}/{n} texts")
+        kill_point("transfer.shard")
+
     with progress.bar(f"transfer: source {ctx.index} ({source.type})", total=n, completed=summary.kept) as bar:
-        while summary.kept < n and summary.generated < max_generated:
-            sample = sampler(ctx.shard_size, shard_seed(ctx.seed, ctx.index, number), number)
-            raw = sample.texts
-            shard_drops: Counter[str] = Counter()
-            passed = ctx.text_filter.select(raw, shard_drops)
-            chosen = passed[: n - summary.kept]
-            surplus = len(passed) - len(chosen)
-            kept = [normalize(raw[i]) for i in chosen]
-            columns = {name: [values[i] for i in chosen] for name, values in sample.columns.items()}
-            write_shard(
-                shard_path(directory, number),
-                kept,
-                len(raw),
-                shard_drops + Counter(surplus=surplus),
-                columns,
-                sample.stats,
-            )
-            summary.generated += len(raw)
-            summary.kept += len(kept)
-            summary.surplus += surplus
-            drops.update(shard_drops)
-            add_stats(stats, sample.stats)
-            number += 1
-            bar.advance(len(kept))
-            progress.step(f"transfer: source {ctx.index} shard {number}: {summary.kept}/{n} texts")
-            kill_point("transfer.shard")
+        if ctx.world == 1:
+            while wanted():
+                consume(number, draw(number))
+                number += 1
+        else:
+            running = ctx.stage.broadcast(wanted())
+            while running:
+                mine = shard_path(raw_dir, number + ctx.rank)
+                if not mine.exists():
+                    _write_sample(mine, sampler(ctx.shard_size, _seed(ctx, number + ctx.rank), number + ctx.rank))
+                ctx.stage.barrier()
+                if ctx.is_main:
+                    for k in range(number, number + ctx.world):
+                        if not wanted():
+                            break
+                        consume(k, _read_sample(shard_path(raw_dir, k)))
+                number, running = ctx.stage.broadcast((number + ctx.world, wanted()) if ctx.is_main else None)
+    if ctx.is_main:
+        number = len(list_shards(directory))
+        if raw_dir.exists():
+            import shutil
+
+            shutil.rmtree(raw_dir)
     if summary.kept < n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number
     if stats:
         summary.details = stats
     return summary
+
+
+def _seed(ctx: SourceContext, shard: int) -> int:
+    return shard_seed(ctx.seed, ctx.index, shard)
 
 
 def write_all(directory: Path, texts: list[str], shard_size: int) -> int:
@@ -298,12 +376,8 @@ def write_all(directory: Path, texts: list[str], shard_size: int) -> int:
     return count
 
 
-def read_transfer_set(root: Path) -> list[tuple[Path, list[str]]]:
-    """Every transfer shard in source order: (shard path, its texts)."""
+def transfer_shards(root: Path) -> list[Path]:
+    """Every transfer shard in source order (read them one at a time: the set may not fit in memory)."""
     if not root.exists():
         return []
-    return [
-        (path, read_shard(path)[0])
-        for source in sorted(p for p in root.iterdir() if p.is_dir())
-        for path in list_shards(source)
-    ]
+    return [path for source in sorted(p for p in root.iterdir() if p.is_dir()) for path in list_shards(source)]

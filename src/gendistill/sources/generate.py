@@ -13,7 +13,7 @@ from pydantic import Field
 
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, fill_by_sampling
 
-SAMPLING_FIELDS = ("prompt", "top_k", "top_p", "temperature", "max_new_tokens", "batch_size")
+SAMPLING_FIELDS = ("prompt", "top_k", "top_p", "temperature", "max_new_tokens", "batch_size", "engine")
 
 
 class GenerateSource(SourceConfig):
@@ -29,20 +29,37 @@ class GenerateSource(SourceConfig):
     temperature: Annotated[float, Field(gt=0)] = 1.0
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
     batch_size: Annotated[int, Field(ge=1)] = Field(default=32, description="prompts sampled at once")
+    engine: Literal["hf", "vllm"] = Field(
+        default="hf", description="hf: transformers' generate; vllm: vLLM's offline engine (a GPU and the vllm extra)"
+    )
 
     needs_generator = True
     needs_labeled_texts = True
+    parallel = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.generator import load_generator, sample_texts
+        from gendistill import generator
 
-        model, tokenizer = load_generator(ctx.layout.generator, ctx.device, ctx.config.generator.trust_remote_code)
+        trust = ctx.config.generator.trust_remote_code
         first_words = [text.split()[0] for text in ctx.task.train.texts if text.split()]
         label_names = ctx.task.label_names
         conditional = ctx.config.generator.conditional
+        if self.engine == "vllm":
+            from transformers import AutoTokenizer
 
-        def sample(n: int, seed: int) -> list[str]:
-            return sample_texts(model, tokenizer, self, n, seed, first_words, label_names, conditional)
+            tokenizer = AutoTokenizer.from_pretrained(ctx.layout.generator, trust_remote_code=trust)
+            engine = generator.load_vllm(ctx.layout.generator, ctx.seed, trust)
+
+            def sample(n: int, seed: int) -> list[str]:
+                return generator.sample_texts_vllm(
+                    engine, tokenizer, self, n, seed, first_words, label_names, conditional
+                )
+
+        else:
+            model, tokenizer = generator.load_generator(ctx.layout.generator, ctx.device, trust)
+
+            def sample(n: int, seed: int) -> list[str]:
+                return generator.sample_texts(model, tokenizer, self, n, seed, first_words, label_names, conditional)
 
         return fill_by_sampling(ctx, self, sample)
 

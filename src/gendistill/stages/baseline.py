@@ -20,7 +20,8 @@ def _step_budget(records: dict[str, dict[str, Any]]) -> int | None:
 def run_baseline(ctx: StageContext) -> dict[str, Any]:
     train = ctx.task().train
     steps = max(_step_budget(ctx.records) or 1, 1)
-    return fit_student(ctx, train.texts, train.labels, None, "baseline_student", ctx.layout.baseline_student, steps)
+    chunks = lambda: [(train.texts, None, train.labels)]  # noqa: E731
+    return fit_student(ctx, chunks, "baseline_student", ctx.layout.baseline_student, steps)
 
 
 STAGE = register(
@@ -32,8 +33,12 @@ STAGE = register(
         derived=lambda records: {"steps": _step_budget(records)},
         applies=lambda config: config.student.baseline and not config.data.zero_label,  # no labels: no baseline
         inputs=student_inputs,
-        outputs=lambda layout: (layout.baseline_student, layout.checkpoints("baseline")),
-        every_process=True,
+        outputs=lambda layout: (
+            layout.baseline_student,
+            layout.checkpoints("baseline"),
+            layout.checkpoints("baseline-examples"),
+        ),
+        processes="all",
         help="Train the baseline student (labeled data only, same network and steps).",
     )
 )

@@ -40,7 +40,7 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
     write_json(ctx.layout.label_names, task.label_names)
     write_json(ctx.layout.data_stats, stats)
     for note in task.notes:
-        progress.log(f"[yellow]warning[/yellow]: {note}")
+        progress.warning(note)
     return stats
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
+from gendistill.examples_store import Chunk, ExampleStore
 from gendistill.io import write_json
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.stages.label import read_soft_labels
+from gendistill.stages.label import soft_label_chunks
 
 
 def student_key(config: RunConfig) -> dict[str, Any]:
@@ -66,26 +66,42 @@ def validation_set(ctx: StageContext) -> tuple[list[str], list[int]] | None:
     return (task.validation.texts, task.validation.labels) if task.validation else None
 
 
+class _Texts:
+    """The texts of `chunks()`, re-iterable (vocabulary building reads them once per pass)."""
+
+    def __init__(self, chunks: Callable[[], Iterable[Chunk]]):
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[str]:
+        for texts, _, _ in self.chunks():
+            yield from texts
+
+
 def fit_student(
     ctx: StageContext,
-    texts: list[str],
-    gold: list[int],
-    teacher_logits: np.ndarray | None,
+    chunks: Callable[[], Iterable[Chunk]],
     kind: str,
     out_dir: Path,
     steps: int | None = None,
 ) -> dict[str, Any]:
-    """Build a student over `texts`, train it (distill on `teacher_logits`, or CE on `gold` without them), save it
-    to `out_dir` with its training history; returns the stage summary."""
+    """Build a student over the texts of `chunks()` ((texts, teacher logits or None, gold) triples), train it
+    (distill on the logits, or CE on gold without them) and save it to `out_dir` with its training history;
+    returns the stage summary. The examples are tokenized once into a memory-mapped store, so a transfer set of
+    millions of texts trains in flat memory."""
     from gendistill.distill import make_student, train_student
 
     task = ctx.task()
-    student = make_student(ctx.config.student, texts, task.label_names, ctx.config.seed, **student_init(ctx))
+    student = make_student(ctx.config.student, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
+    store_dir = ctx.layout.checkpoints(f"{ctx.stage}-examples")
+    if ctx.is_main:
+        ExampleStore.build(store_dir, chunks(), student.tokenizer.encode, len(task.label_names))
+    ctx.barrier()
+    examples = ExampleStore(store_dir)
     stats = train_student(
         student,
-        texts,
-        gold,
-        teacher_logits,
+        None,
+        None,
+        None,
         ctx.config.student,
         ctx.accelerator,
         ctx.config.seed,
@@ -93,25 +109,23 @@ def fit_student(
         validation=validation_set(ctx),
         description=kind.replace("_", " "),
         checkpoint_dir=ctx.layout.checkpoints(ctx.stage),
+        examples=examples,
     )
     student.info.update(kind=kind)
     if ctx.is_main:
         student.save_pretrained(out_dir)
         write_json(out_dir / "training.json", stats)
     summary = {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
-    return {"params": student.num_parameters, "examples": len(texts), **summary, "vocab_size": student.spec.vocab_size}
+    return {
+        "params": student.num_parameters,
+        "examples": len(examples),
+        **summary,
+        "vocab_size": student.spec.vocab_size,
+    }
 
 
 def run_distill(ctx: StageContext) -> dict[str, Any]:
-    (train_texts, gold, train_logits), (transfer_texts, transfer_logits) = read_soft_labels(ctx.layout)
-    return fit_student(
-        ctx,
-        train_texts + transfer_texts,
-        gold + [-1] * len(transfer_texts),
-        np.concatenate([train_logits, transfer_logits]),
-        "student",
-        ctx.layout.student,
-    )
+    return fit_student(ctx, lambda: soft_label_chunks(ctx.layout), "student", ctx.layout.student)
 
 
 STAGE = register(
@@ -122,8 +136,8 @@ STAGE = register(
         key_fields=student_key,
         inputs=student_inputs,
         check=check_student_init,
-        outputs=lambda layout: (layout.student, layout.checkpoints("distill")),
-        every_process=True,
+        outputs=lambda layout: (layout.student, layout.checkpoints("distill"), layout.checkpoints("distill-examples")),
+        processes="all",
         help="Distill the student on the teacher's soft labels.",
     )
 )

@@ -45,7 +45,7 @@ STAGE = register(
         check=_check,
         applies=lambda config: config.uses_generator(),
         outputs=lambda layout: layout.trained_model("generator"),
-        every_process=True,
+        processes="all",
         command="train-generator",
         help="Fine-tune the generator LM on the training texts.",
     )

@@ -3,6 +3,7 @@ labeled before an interruption is kept: the teacher is deterministic)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,17 @@ import pyarrow.parquet as pq
 
 from gendistill import progress
 from gendistill.checkpoint import kill_point
+from gendistill.examples_store import Chunk
 from gendistill.io import read_json, texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
-from gendistill.sources.base import read_transfer_set
+from gendistill.sources.base import read_shard, transfer_shards
 
 
 def run_label(ctx: StageContext) -> dict[str, Any]:
+    """Runs on every process: transfer shard i is labeled by process i mod world; the main one labels the training
+    texts too."""
     teacher_config = ctx.config.teacher
     teacher = teacher_config.load(ctx.layout.teacher, ctx.device)
     task = ctx.task()
@@ -47,46 +51,50 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
         write_parquet(path, pa.table(columns).replace_schema_metadata({"texts_sha256": digest}))
         return True
 
-    label(task.train.texts, ctx.layout.train_logits, {"label": task.train.labels})
-    shards = read_transfer_set(ctx.layout.transfer)
-    wanted = set()
+    if ctx.is_main:
+        label(task.train.texts, ctx.layout.train_logits, {"label": task.train.labels})
+    shards = transfer_shards(ctx.layout.transfer)
+    mine = shards[ctx.rank :: ctx.world]  # shard i on process i mod world: the same files for any world size
     labeled = reused = 0
-    with progress.bar("label: transfer set", total=sum(len(t) for _, t in shards)) as bar:
-        for shard, texts in shards:
-            target = out / shard.parent.name / shard.name
-            wanted.add(target)
-            if label(texts, target):
+    with progress.bar("label: transfer set", total=sum(pq.read_metadata(p).num_rows for p in mine)) as bar:
+        for shard in mine:
+            texts = read_shard(shard)[0]
+            if label(texts, out / shard.parent.name / shard.name):
                 labeled += len(texts)
             else:
                 reused += len(texts)
             bar.advance(len(texts))
             progress.step(f"label: {labeled + reused} transfer texts")
             kill_point("label.shard")
-    for stale in out.glob("*/shard-*.parquet"):
-        if stale not in wanted:
-            stale.unlink()
+    counts = ctx.gather((labeled, reused))
+    ctx.barrier()
+    if ctx.is_main:
+        wanted = {out / shard.parent.name / shard.name for shard in shards}
+        for stale in out.glob("*/shard-*.parquet"):
+            if stale not in wanted:
+                stale.unlink()
+    labeled, reused = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
 
 
-def read_soft_labels(
-    layout: RunLayout,
-) -> tuple[tuple[list[str], list[int], np.ndarray], tuple[list[str], np.ndarray]]:
-    """((train texts, gold, teacher logits), (transfer texts, teacher logits)) as the label stage wrote them."""
+def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
+    """(texts, teacher logits, gold) in chunks of at most `rows`: the labeled texts first (with their gold
+    labels), then every transfer shard (gold -1). Streams: one chunk in memory at a time."""
     train = pq.read_table(layout.train_logits)
-    train_logits = np.asarray(train.column("logits").to_pylist(), dtype=np.float32)
-    texts: list[str] = []
-    logits: list[list[float]] = []
-    for path in sorted(layout.labels.glob("*/shard-*.parquet")):
-        table = pq.read_table(path)
-        texts += table.column("text").to_pylist()
-        logits += table.column("logits").to_pylist()
-    labels = len(read_json(layout.label_names))  # not train_logits' width: a zero-label start has no train rows
-    train_logits = train_logits.reshape(len(train), labels)
-    transfer_logits = np.asarray(logits, dtype=np.float32).reshape(len(texts), labels)
-    return (
-        (train.column("text").to_pylist(), train.column("label").to_pylist(), train_logits),
-        (texts, transfer_logits),
+    width = len(read_json(layout.label_names))  # not the train logits' width: a zero-label start has no train rows
+    yield (
+        train.column("text").to_pylist(),
+        _matrix(train.column("logits").combine_chunks(), width),
+        train.column("label").to_pylist(),
     )
+    for path in sorted(layout.labels.glob("*/shard-*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["text", "logits"]):
+            texts = batch.column("text").to_pylist()
+            yield texts, _matrix(batch.column("logits"), width), [-1] * len(texts)
+
+
+def _matrix(column: pa.Array, width: int) -> np.ndarray:
+    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
 
 
 STAGE = register(
@@ -95,6 +103,7 @@ STAGE = register(
         body=run_label,
         upstream=("teacher", "transfer"),
         outputs=lambda layout: (layout.labels,),
+        processes="all",
         help="Label the training and transfer texts with the teacher's logits.",
     )
 )

@@ -32,7 +32,7 @@ STAGE = register(
         inputs=lambda config: config.teacher.inputs(),
         check=lambda config: config.teacher.check(),
         outputs=lambda layout: layout.trained_model("teacher"),
-        every_process=True,
+        processes="all",
         command="train-teacher",
         help="Fine-tune the teacher on the labeled data.",
     )

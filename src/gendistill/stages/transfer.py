@@ -14,11 +14,13 @@ from gendistill.sources.base import SourceContext, TextFilter, normalize, source
 
 
 def run_transfer(ctx: StageContext) -> dict[str, Any]:
+    """Runs on every process: sources marked `parallel` split their shards over the processes; the others run on
+    the main process while the rest wait. Only the main process's filter and summary count."""
     task = ctx.task()
     root = ctx.layout.transfer
     sources = ctx.config.transfer.sources
     expected = {source_dir(root, i, source).name for i, source in enumerate(sources)}
-    if root.exists():  # sources removed from the config leave nothing behind
+    if ctx.is_main and root.exists():  # sources removed from the config leave nothing behind
         for child in root.iterdir():
             if child.name not in expected:
                 remove_path(child)
@@ -27,13 +29,16 @@ def run_transfer(ctx: StageContext) -> dict[str, Any]:
     for index, source in enumerate(sources):
         directory = source_dir(root, index, source)
         directory.mkdir(parents=True, exist_ok=True)
-        source_ctx = SourceContext(ctx.config, ctx.layout, task, index, directory, text_filter, ctx.device)
-        summary = source.build(source_ctx)
-        summaries.append(summary.to_dict())
-        if summary.note:
-            progress.log(f"[yellow]warning[/yellow]: {source.where(index)}: {summary.note}")
+        source_ctx = SourceContext(ctx.config, ctx.layout, task, index, directory, text_filter, ctx.device, ctx)
+        summary = source.build(source_ctx) if source.parallel or ctx.is_main else None
+        ctx.barrier()
+        if summary is not None and ctx.is_main:
+            summaries.append(summary.to_dict())
+            if summary.note:
+                progress.warning(f"{source.where(index)}: {summary.note}")
     result = {"sources": summaries, "kept": sum(s["kept"] for s in summaries)}
-    write_json(ctx.layout.transfer_summary, result)
+    if ctx.is_main:
+        write_json(ctx.layout.transfer_summary, result)
     return result
 
 
@@ -55,6 +60,7 @@ STAGE = register(
         inputs=_inputs,
         check=_check,
         outputs=lambda layout: (layout.transfer,),
+        processes="all",
         help="Build the transfer set from every source (sample the generator, read files, augment).",
     )
 )

@@ -1,9 +1,21 @@
-"""`StudentClassifier`: a trained student with its tokenizer and label names; save/load and predict."""
+"""`StudentClassifier`: a trained student with its tokenizer and label names; save/load (local folders and Hugging
+Face Hub repos) and predict.
+
+Hub support follows `huggingface_hub`'s ModelHubMixin interface (`save_pretrained`, `from_pretrained(id_or_path,
+revision=, token=, cache_dir=, local_files_only=, force_download=)`, `push_to_hub(repo_id, ...)`) without inheriting
+from it: the mixin builds config.json from `__init__`'s JSON-able arguments (ours are a tokenizer and an nn.Module),
+keeps a stale README.md on re-save, and turns a Hub repo without config.json into a log line. Here config.json is the
+student's own, the model card is rewritten on every save from the run's report, and a repo that cannot be found
+is a one-line ModelLoadError.
+"""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +29,11 @@ from gendistill.errors import ModelLoadError
 from gendistill.io import atomic_path, write_json
 from gendistill.students.models import StudentSpec, build_student, count_parameters
 from gendistill.students.vocab import StudentTokenizer
+from gendistill.texts import as_texts
+
+if TYPE_CHECKING:
+    from gendistill.config import RunConfig
+    from gendistill.report import Report
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, ID_MAP_FILE = (
     "config.json",
@@ -42,12 +59,23 @@ class StudentClassifier:
         self.label_names = list(label_names)
         self.model = model if model is not None else build_student(spec)
         self.info = dict(info or {})
+        self.run_dir: Path | None = None  # the run it was loaded from (its report feeds the model card)
 
     @property
     def num_parameters(self) -> int:
         return count_parameters(self.model)
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        *,
+        report: Report | str | Path | None = None,
+        config: RunConfig | None = None,
+        repo_id: str | None = None,
+    ) -> None:
+        """Write the student folder: config.json, model.safetensors, tokenizer.json (+ id_map.safetensors) and a
+        model card (README.md) with the test metrics of `report` (default: the report of the run it was loaded
+        from, if any). Any folder written here loads with `from_pretrained` and is a valid Hub model repo."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
@@ -69,10 +97,82 @@ class StudentClassifier:
                 "info": self.info,
             },
         )
+        self.write_card(directory, report=report, config=config, repo_id=repo_id)
+
+    def write_card(
+        self,
+        directory: str | Path,
+        *,
+        report: Report | str | Path | None = None,
+        config: RunConfig | None = None,
+        repo_id: str | None = None,
+    ) -> Path:
+        """README.md (the model card) for this student; `report` (a Report or a report.json path) and `config`
+        default to those of the run it was loaded from, if known."""
+        from gendistill.card import card_text, read_run, student_facts, write_card
+        from gendistill.report import Report
+
+        if isinstance(report, (str, Path)):
+            report = Report.read(report)
+        if report is None or config is None:
+            run_report, run_config = read_run(self.run_dir)
+            report, config = report or run_report, config or run_config
+        return write_card(directory, card_text(student_facts(self), report, config, repo_id))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        report: Report | str | Path | None = None,
+        config: RunConfig | None = None,
+        commit_message: str = "Upload gendistill student",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Save this student with its model card into a temporary folder and upload it to the Hub repo `repo_id`
+        (created if needed) as one commit; returns the commit URL."""
+        from gendistill.hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="gendistill-push-") as tmp:
+            self.save_pretrained(tmp, report=report, config=config, repo_id=repo_id)
+            return push_folder(
+                tmp,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                branch=branch,
+                create_pr=create_pr,
+            )
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> StudentClassifier:
-        directory = Path(directory)
+    def from_pretrained(
+        cls,
+        id_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+    ) -> StudentClassifier:
+        """Load a student from a local folder or a Hub repo id (`user/name`), the latter through the Hugging Face
+        cache: downloaded when online, read from the cache alone with HF_HUB_OFFLINE=1 or `local_files_only`."""
+        from gendistill.hub import resolve_model_dir
+
+        local = Path(id_or_path).expanduser().is_dir()
+        directory = resolve_model_dir(
+            id_or_path,
+            "student",
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            force_download=force_download,
+        )
+        where = directory if local else f"Hub repo {str(id_or_path)!r} ({directory})"
         try:
             config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             spec = StudentSpec(**config["spec"])
@@ -81,23 +181,45 @@ class StudentClassifier:
             state = load_file(str(directory / WEIGHTS_FILE))
         except FileNotFoundError as error:
             raise ModelLoadError(
-                f"{directory}: not a student directory ({Path(error.filename).name} missing)"
+                f"{where}: not a gendistill student ({Path(error.filename).name} missing)"
+                + ("" if local else "; an ONNX export loads with gendistill.inference.Predictor.from_pretrained")
             ) from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
-            raise ModelLoadError(f"{directory}: invalid student config.json ({error})") from None
+            raise ModelLoadError(f"{where}: invalid student config.json ({error})") from None
+        except Exception as error:  # noqa: BLE001 - safetensors/tokenizers raise their own types on damaged files
+            raise ModelLoadError(
+                f"{where}: a student file is damaged ({type(error).__name__}: {str(error)[:200]}); re-export or "
+                "retrain it"
+            ) from None
+        if len(config["label_names"]) != spec.num_labels:
+            raise ModelLoadError(
+                f"{where}: config.json names {len(config['label_names'])} labels but the network has "
+                f"{spec.num_labels} outputs; the folder is inconsistent: retrain or re-save it"
+            )
         student_tokenizer = StudentTokenizer(tokenizer, config["max_length"], id_map, config.get("min_length", 1))
         student = cls(spec, student_tokenizer, config["label_names"], info=config.get("info"))
-        student.model.load_state_dict(state)
+        try:
+            student.model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ModelLoadError(
+                f"{directory / WEIGHTS_FILE}: does not fit config.json ({str(error).splitlines()[0][:200]})"
+            ) from None
         student.model.eval()
+        if local and (directory.parent / "report.json").is_file():
+            student.run_dir = directory.parent
         return student
 
     def tensors(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        ids, lengths = self.tokenizer.encode(texts)
+        ids, lengths = self.tokenizer.encode(as_texts(texts))
         return torch.from_numpy(ids).to(device), torch.from_numpy(lengths).to(device)
 
     @torch.inference_mode()
-    def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Logits in input order; texts are batched by length so little time goes to padding."""
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Logits in input order; texts are batched by length so little time goes to padding.
+
+        `texts` is a batch: a list, tuple, numpy array, pandas Series or datasets column of strings. A bare string
+        is a TypeError (wrap one text as [text]), never a batch of its characters."""
+        texts = as_texts(texts)
         self.model.eval()
         device = next(self.model.parameters()).device
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -108,8 +230,8 @@ class StudentClassifier:
             out[chunk] = self.model(ids, lengths).float().cpu().numpy()
         return out
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return torch.softmax(torch.from_numpy(self.logits(texts, batch_size)), dim=-1).numpy()
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[str]:
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]

@@ -26,7 +26,7 @@ def train_word_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: i
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK])
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    tokenizer.train_from_iterator(iter(texts), trainer=trainer)
     return tokenizer
 
 
@@ -37,7 +37,7 @@ def teacher_token_ids(tokenizer: Tokenizer, texts: list[str], max_length: int) -
 
 
 def prune_teacher_vocab(
-    tokenizer: Tokenizer, texts: list[str], max_length: int, vocab_size: int, unk_id: int | None
+    tokenizer: Tokenizer, texts: Iterable[str], max_length: int, vocab_size: int, unk_id: int | None
 ) -> tuple[np.ndarray, list[int], Counter[int]]:
     """Choose the teacher tokens the student keeps: those that occur in `texts`, most frequent first, capped at
     `vocab_size` rows (two of them [PAD] and [UNK]).
@@ -46,7 +46,14 @@ def prune_teacher_vocab(
     row 2 on; the token counts).
     """
     counts: Counter[int] = Counter()
-    for ids in teacher_token_ids(tokenizer, texts, max_length):
+    chunk: list[str] = []
+    for text in texts:  # in chunks: `texts` may be a stream of millions
+        chunk.append(text)
+        if len(chunk) == 10_000:
+            for ids in teacher_token_ids(tokenizer, chunk, max_length):
+                counts.update(ids)
+            chunk = []
+    for ids in teacher_token_ids(tokenizer, chunk, max_length):
         counts.update(ids)
     if unk_id is not None:
         counts.pop(unk_id, None)

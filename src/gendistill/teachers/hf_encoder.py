@@ -135,10 +135,12 @@ def train_teacher(
 ) -> dict:
     """Fine-tune for `config.epochs`; no model selection (the few labeled examples are all used for training).
     Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
+    from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
     from gendistill.training import fit, save_pretrained_atomic
 
+    set_seed(seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(
         config.model, len(label_names), label_names, config.trust_remote_code, config.allow_pickle_weights
     )
@@ -166,12 +168,13 @@ def train_teacher(
         examples=examples,
         batch_size=config.batch_size,
         collate=DataCollatorWithPadding(tokenizer),
-        loss_fn=lambda m, batch: m(**batch).loss,
+        loss_fn=classification_loss_sum,
         steps=steps,
         seed=seed,
         description="teacher: fine-tune",
         name="teacher",
         checkpoint_dir=checkpoint_dir,
+        hparams={"teacher": config.model_dump(mode="json"), "examples": len(examples)},
     )
     save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {
@@ -179,6 +182,14 @@ def train_teacher(
         "final_loss": result.history[-1]["loss"],
         "resumed_from_epoch": result.resumed_from_epoch,
     }
+
+
+def classification_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy and the example count: the training loop turns these into the mean over the whole
+    batch across processes, so training on N processes matches one process."""
+    labels = batch.pop("labels")
+    logits = model(**batch).logits
+    return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"), len(labels)
 
 
 @torch.inference_mode()

@@ -1,0 +1,350 @@
+"""Model cards: the README.md (YAML metadata + prose) that makes a student folder or an ONNX export a Hub repo.
+
+The metadata follows the Hub's model-card spec: `library_name: gendistill`, `pipeline_tag: text-classification`,
+tags, `datasets` (when the data came from the Hub), `metrics` and a `model-index` holding the student's accuracy and
+macro-F1 exactly as report.json has them. A `gendistill:` block carries what the spec has no key for: the labels,
+the teacher and its metrics (for comparison), the transfer set, size and speed. Every number comes from the run's
+typed `Report` (report.json); a student saved without one gets a card that says it was not evaluated.
+
+An export's card is written from its metadata.json plus the run's report.json and config.yaml when the run is
+still there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gendistill.io import write_text
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
+
+    from gendistill.config import RunConfig
+    from gendistill.report import ModelRow, Report
+    from gendistill.students import StudentClassifier
+
+CARD_FILE = "README.md"
+PLACEHOLDER_ID = "REPO_ID_OR_PATH"
+
+
+@dataclass
+class CardFacts:
+    """What a card says about the model itself (from a student or from an export's metadata.json)."""
+
+    fmt: str  # "safetensors" (a student folder) or "onnx" (an export)
+    arch: str
+    params: int | None
+    label_names: list[str]
+    max_length: int | None
+    kind: str = "student"  # which row of report.json: student or baseline_student
+    init: str | None = None
+    size_bytes: int | None = None
+    quantization: str | None = None
+    extra_tags: list[str] = field(default_factory=list)
+
+
+def student_facts(student: StudentClassifier, kind: str | None = None) -> CardFacts:
+    return CardFacts(
+        fmt="safetensors",
+        arch=student.spec.arch,
+        params=student.num_parameters,
+        label_names=list(student.label_names),
+        max_length=student.tokenizer.max_length,
+        kind=kind or student.info.get("kind") or "student",
+        init=student.info.get("init"),
+    )
+
+
+def export_facts(metadata: dict[str, Any]) -> CardFacts:
+    return CardFacts(
+        fmt="onnx",
+        arch=str(metadata.get("arch")),
+        params=metadata.get("params"),
+        label_names=list(metadata.get("label_names") or []),
+        max_length=metadata.get("max_length"),
+        kind=metadata.get("student_kind") or "student",
+        init=(metadata.get("info") or {}).get("init"),
+        size_bytes=metadata.get("model_bytes"),
+        quantization=metadata.get("quantization"),
+        extra_tags=["onnx"] + ([str(metadata["quantization"])] if metadata.get("quantization") else []),
+    )
+
+
+def hub_dataset(config: RunConfig | None) -> str | None:
+    """The Hub dataset id of `data.train` when it is `hf:NAME[:CONFIG][@SPLIT]`, else None (a local file)."""
+    if config is None or not config.data.train.startswith("hf:"):
+        return None
+    return config.data.train.removeprefix("hf:").partition("@")[0].partition(":")[0] or None
+
+
+def teacher_name(config: RunConfig | None) -> str | None:
+    """The teacher's Hub id, or the name of its local folder (a card must not publish the trainer's paths)."""
+    if config is None:
+        return None
+    model = getattr(config.teacher, "model", None)
+    if not model:
+        return config.teacher.kind
+    from gendistill.hub import looks_like_path
+
+    return Path(model).name if looks_like_path(model) or Path(model).exists() else model
+
+
+def _row(report: Report | None, key: str) -> ModelRow | None:
+    return getattr(report, key, None) if report is not None else None
+
+
+def _metrics(row: ModelRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    fields = ("accuracy", "macro_f1", "params", "size_bytes", "examples_per_s", "teacher_agreement")
+    return {name: getattr(row, name) for name in fields if getattr(row, name) is not None}
+
+
+def metadata(
+    facts: CardFacts, report: Report | None = None, config: RunConfig | None = None, model_name: str | None = None
+) -> dict[str, Any]:
+    """The card's YAML metadata as a dict (what `card_text` renders between the `---` lines)."""
+    return _card_data(facts, report, config, model_name).to_dict()
+
+
+def _card_data(
+    facts: CardFacts, report: Report | None, config: RunConfig | None, model_name: str | None
+) -> ModelCardData:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset = hub_dataset(config)
+    row = _row(report, facts.kind)
+    measured = row is not None and row.accuracy is not None
+    results = []
+    if measured:
+        assert row is not None and report is not None
+        dataset_type = dataset or "custom"
+        dataset_name = f"{dataset or 'held-out test set'} ({report.test_examples} examples)"
+        for metric, value, name, metric_config in (
+            ("accuracy", row.accuracy, "Accuracy", None),
+            ("f1", row.macro_f1, "Macro F1", "macro"),
+        ):
+            if value is not None:
+                results.append(
+                    EvalResult(
+                        task_type="text-classification",
+                        dataset_type=dataset_type,
+                        dataset_name=dataset_name,
+                        metric_type=metric,
+                        metric_value=value,
+                        metric_name=name,
+                        metric_config=metric_config,
+                    )
+                )
+    transfer = report.transfer_set if report is not None else None
+    block: dict[str, Any] = {
+        "format": facts.fmt,
+        "kind": facts.kind,
+        "arch": facts.arch,
+        "init": facts.init,
+        "params": facts.params,
+        "max_length": facts.max_length,
+        "labels": facts.label_names,
+        "quantization": facts.quantization,
+        "teacher": _drop_none({"model": teacher_name(config), **(_metrics(_row(report, "teacher")) or {})}) or None,
+        "student": _metrics(row),
+        "baseline_student": _metrics(_row(report, "baseline_student")) if facts.kind == "student" else None,
+        "test_examples": report.test_examples if report is not None else None,
+        "train_examples": report.train_examples if report is not None else None,
+        "transfer_set": (
+            {
+                "kept": transfer.kept,
+                "sources": [{"type": s.type, "requested": s.requested, "kept": s.kept} for s in transfer.sources],
+            }
+            if transfer is not None and transfer.sources
+            else None
+        ),
+        "config_hash": report.config_hash if report is not None else None,
+    }
+    return ModelCardData(
+        library_name="gendistill",
+        pipeline_tag="text-classification",
+        tags=sorted({"gendistill", "text-classification", "knowledge-distillation", facts.arch, *facts.extra_tags}),
+        datasets=[dataset] if dataset else None,
+        metrics=["accuracy", "f1"] if measured else None,
+        model_name=(model_name or "gendistill-student") if results else None,
+        eval_results=results or None,
+        gendistill=_drop_none(block),
+    )
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _int(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def card_text(
+    facts: CardFacts,
+    report: Report | None = None,
+    config: RunConfig | None = None,
+    repo_id: str | None = None,
+) -> str:
+    """README.md for a student folder or an ONNX export: YAML metadata, results, usage, intended use and limits."""
+    name = repo_id.split("/")[-1] if repo_id else "gendistill-student"
+    front = _card_data(facts, report, config, name).to_yaml()
+    teacher = teacher_name(config)
+    row = _row(report, facts.kind)
+    where = repo_id or PLACEHOLDER_ID
+    what = "ONNX export of a" if facts.fmt == "onnx" else "A"
+    quantized = f" ({facts.quantization} weights)" if facts.quantization else ""
+    lines = [
+        f"# {name}",
+        "",
+        f"{what} {_int(facts.params)}-parameter `{facts.arch}` text classifier{quantized}, distilled with "
+        "gendistill (generation-distillation: a generator LM writes a transfer set, a teacher soft-labels it) from a "
+        "fine-tuned "
+        f"{f'`{teacher}`' if teacher else 'encoder'} teacher. It predicts one of {len(facts.label_names)} labels: "
+        + ", ".join(f"`{label}`" for label in facts.label_names)
+        + ".",
+        "",
+        "## Results",
+        "",
+    ]
+    if report is not None and report.models() and row is not None and row.accuracy is not None:
+        lines += [
+            f"On a held-out test set of {report.test_examples} examples (the report of the run that trained it; "
+            f"{report.train_examples} labeled training examples):",
+            "",
+            "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, model_row in report.models():
+            marker = " (this model)" if key == facts.kind else ""
+            lines.append(
+                f"| {key}{marker} | {_pct(model_row.accuracy)} | {_pct(model_row.macro_f1)} | "
+                f"{_int(model_row.params)} | {_int(model_row.size_bytes)} | {_int(model_row.examples_per_s)} |"
+            )
+        threads = report.speed.get("threads")
+        lines += [
+            "",
+            "Accuracy and macro-F1 in percent. Speed: torch on the CPU"
+            + (f" with {threads} thread(s)" if threads else "")
+            + ", tokenization included; it varies from machine to machine."
+            + (
+                f" This file: {facts.quantization} ONNX, {_int(facts.size_bytes)} bytes." if facts.fmt == "onnx" else ""
+            ),
+        ]
+    else:
+        lines.append(
+            "Not evaluated: this card was written without the run's report.json. Push from the run directory "
+            "(`gendistill push RUN_DIR REPO_ID`) for a card with the test metrics."
+        )
+    transfer = report.transfer_set if report is not None else None
+    if transfer is not None and transfer.sources:
+        lines += [
+            "",
+            "## Transfer set",
+            "",
+            f"The student learnt from the teacher's soft labels on {transfer.kept:,} unlabeled transfer texts "
+            "(plus the labeled ones):",
+            "",
+            "| source | requested | kept |",
+            "|---|---|---|",
+        ]
+        for source in transfer.sources:
+            requested = "all" if source.requested is None else f"{source.requested:,}"
+            lines.append(f"| {source.type} | {requested} | {source.kept:,} |")
+    lines += ["", "## Usage", ""]
+    if facts.fmt == "onnx":
+        lines += [
+            "```python",
+            "# pip install 'gendistill[inference]'   (onnxruntime, tokenizers, numpy: no torch)",
+            "from gendistill.inference import Predictor",
+            "",
+            f'predictor = Predictor.from_pretrained("{where}")',
+            'predictor.predict(["a text to classify"])',
+            "```",
+            "",
+            f'Or from the shell: `gendistill predict {where} "a text to classify"`, or serve it over HTTP with '
+            "`gendistill serve DOWNLOADED_FOLDER`.",
+        ]
+    else:
+        lines += [
+            "```python",
+            "# pip install gendistill",
+            "from gendistill import StudentClassifier",
+            "",
+            f'student = StudentClassifier.from_pretrained("{where}")',
+            'student.predict(["a text to classify"])        # labels',
+            'student.predict_proba(["a text to classify"])  # numpy [texts, labels]',
+            "```",
+        ]
+    lines += [
+        "",
+        "## Intended use and limits",
+        "",
+        "- Built for one task: classifying texts like those it was trained on into the labels above. Texts from "
+        "another domain, language or label set get confident but meaningless labels.",
+        "- A tiny network: it is much faster and smaller than its teacher and usually somewhat less accurate; compare "
+        "it with the teacher on the same test set before relying on it.",
+        "- It learnt from few labeled examples and from texts written or chosen by a generator: it inherits the "
+        "teacher's mistakes and any bias in the data and the generated texts. Check it on your own held-out data.",
+        f"- Inputs are truncated to {facts.max_length} tokens." if facts.max_length else None,
+        "- Not for decisions about people without human review.",
+    ]
+    if config is not None:
+        train = config.data.train
+        data_name = train if train.startswith("hf:") else Path(train).name
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"- Teacher: `{teacher}` ({config.teacher.kind}), fine-tuned on the labeled examples.",
+            f"- Student: `{config.student.arch}`, init `{config.student.init}`, loss `{config.student.loss}`, "
+            f"{config.student.epochs} epochs.",
+            f"- Data: `{data_name}`" + (f", {config.data.per_class} per class" if config.data.per_class else ""),
+        ]
+    body = "\n".join(line for line in lines if line is not None) + "\n"
+    return f"---\n{front.strip()}\n---\n\n{body}"
+
+
+def write_card(directory: str | Path, text: str) -> Path:
+    path = Path(directory) / CARD_FILE
+    write_text(path, text)
+    return path
+
+
+def read_run(run_dir: Path | None) -> tuple[Report | None, RunConfig | None]:
+    """The run's report and config when `run_dir` holds them (either may be None: a card is still written)."""
+    from gendistill import progress
+    from gendistill.errors import GendistillError
+    from gendistill.report import Report
+
+    if run_dir is None:
+        return None, None
+    report = config = None
+    if (run_dir / "report.json").is_file():
+        try:
+            report = Report.read(run_dir / "report.json")
+        except (OSError, ValueError) as error:
+            detail = str(error).splitlines()[0][:200]
+            progress.warning(f"{run_dir / 'report.json'}: cannot read ({detail}); the model card has no metrics")
+    if (run_dir / "config.yaml").is_file():
+        try:
+            from gendistill.config import load_config
+
+            config = load_config(run_dir / "config.yaml")
+        except GendistillError as error:
+            progress.warning(f"{error}; the model card says nothing about the training config")
+    return report, config
+
+
+def write_export_card(directory: str | Path, export_metadata: dict[str, Any]) -> Path:
+    """README.md for an ONNX export folder, from its metadata.json and the run it came from."""
+    run_dir = export_metadata.get("run_dir")
+    report, config = read_run(Path(run_dir) if run_dir else None)
+    return write_card(directory, card_text(export_facts(export_metadata), report, config))

@@ -1,0 +1,96 @@
+"""Training examples of a student on disk, memory-mapped: token ids (flat int32 with offsets), teacher logits
+(float32 [n, labels]) and gold labels (int32, -1 for transfer texts).
+
+Built chunk by chunk from an iterator of (texts, logits, gold), so peak memory depends on the chunk size, not on
+the size of the transfer set; training reads rows by index (random access for the shuffled DataLoader), and the
+operating system pages in what it needs. Hand-written rather than `datasets.Dataset.from_generator` because the
+rows are ragged int32 sequences plus a float matrix read thousands of times per second by index: three flat
+numpy memmaps are the smallest and fastest structure for that, with no Arrow conversion per row.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gendistill.io import write_json
+
+Chunk = tuple[list[str], np.ndarray | None, list[int]]  # texts, teacher logits (or None), gold labels
+
+
+class ExampleStore:
+    """A read-only, index-addressable view of examples written by `ExampleStore.build`."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
+        self.size, self.num_labels, self.has_logits = meta["size"], meta["num_labels"], meta["has_logits"]
+        self.ids = _memmap(self.directory / "ids.bin", np.int32, (meta["tokens"],))
+        self.offsets = _memmap(self.directory / "offsets.bin", np.int64, (self.size + 1,))
+        self.logits = _memmap(self.directory / "logits.bin", np.float32, (self.size, self.num_labels))
+        self.gold = _memmap(self.directory / "gold.bin", np.int32, (self.size,))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[list[int], np.ndarray, int]:
+        start, end = self.offsets[index], self.offsets[index + 1]
+        return self.ids[start:end].tolist(), np.asarray(self.logits[index]), int(self.gold[index])
+
+    @classmethod
+    def build(cls, directory: str | Path, chunks: Iterable[Chunk], encode: Any, num_labels: int) -> ExampleStore:
+        """Tokenize every chunk with `encode(texts) -> (ids matrix, lengths)` and append it; an existing complete
+        store in `directory` is reused (meta.json is written last)."""
+        directory = Path(directory)
+        if (directory / "meta.json").exists():
+            return cls(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        size = tokens = 0
+        has_logits = True
+        files = {name: open(directory / f"{name}.bin", "wb") for name in ("ids", "offsets", "logits", "gold")}  # noqa: SIM115
+        try:
+            files["offsets"].write(np.zeros(1, np.int64).tobytes())
+            for texts, logits, gold in chunks:
+                if not texts:
+                    continue
+                matrix, lengths = encode(texts)
+                mask = np.arange(matrix.shape[1])[None, :] < lengths[:, None]
+                files["ids"].write(matrix[mask].astype(np.int32).tobytes())
+                files["offsets"].write((tokens + np.cumsum(lengths)).astype(np.int64).tobytes())
+                if logits is None:
+                    has_logits = False
+                    logits = np.zeros((len(texts), num_labels), np.float32)
+                files["logits"].write(np.ascontiguousarray(logits, dtype=np.float32).tobytes())
+                files["gold"].write(np.asarray(gold, dtype=np.int32).tobytes())
+                size, tokens = size + len(texts), tokens + int(lengths.sum())
+        finally:
+            for handle in files.values():
+                handle.close()
+        write_json(
+            directory / "meta.json",
+            {"size": size, "tokens": tokens, "num_labels": num_labels, "has_logits": has_logits},
+        )
+        return cls(directory)
+
+
+def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,59 @@
+"""What every predict and fit path accepts as "texts" (and "labels"): one rule, in one torch-free module that the
+ONNX predictor can import too.
+
+A batch is any one-dimensional collection: a list, tuple, numpy array, pandas Series, `datasets` column (or any other
+iterable). A bare string is an error everywhere, never a batch of its characters: `predict("a text")` would
+otherwise return one label per character, and wrapping it silently would hide the mistake of passing one text where
+a column was meant. Whole tables (a DataFrame, a `datasets.Dataset`, a dict) are errors that name the column to pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BATCH = "a list of strings, or a tuple, numpy array, pandas Series or datasets column of them"
+
+
+def _sequence(values: Any, what: str) -> list[Any]:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what} must be {_BATCH}, not one string; wrap a single text in a list: [text]")
+    columns = getattr(values, "column_names", None) or getattr(values, "columns", None)
+    if columns is not None and not hasattr(values, "dtype"):  # a DataFrame or a datasets.Dataset, not a column
+        names = list(columns)
+        example = repr(names[0]) if names else "'text'"
+        raise TypeError(
+            f"{what}: got a whole table ({type(values).__name__} with columns {names[:10]}); pass one column, "
+            f"e.g. table[{example}]"
+        )
+    if isinstance(values, dict):
+        raise TypeError(f"{what}: got a dict; pass {_BATCH}")
+    shape = getattr(values, "shape", None)
+    if shape is not None and len(shape) != 1:
+        raise TypeError(f"{what}: expected a one-dimensional batch, got an array of shape {tuple(shape)}")
+    if hasattr(values, "tolist"):  # numpy arrays and pandas Series: Python values, positions not index labels
+        return list(values.tolist())
+    try:
+        return list(values)
+    except TypeError:
+        raise TypeError(f"{what} must be {_BATCH}; got {type(values).__name__}") from None
+
+
+def as_texts(texts: Any, what: str = "texts") -> list[str]:
+    """`texts` as a list of str; a TypeError saying what was found (and how to fix it) for anything else."""
+    values = _sequence(texts, what)
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            shown = repr(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise TypeError(f"{what}[{index}] is {type(value).__name__} ({shown}), not a string")
+    return values
+
+
+def as_labels(labels: Any, count: int, what: str = "labels") -> list[Any]:
+    """`labels` as a list of Python values (class names or integer ids), one per text."""
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"{what} must be one label per text (a list, tuple, numpy array or column), not one string")
+    values = _sequence(labels, what)
+    if len(values) != count:
+        raise ValueError(f"{what}: {len(values)} labels for {count} texts; give one label per text")
+    return [value.item() if hasattr(value, "item") else value for value in values]  # numpy scalars as Python

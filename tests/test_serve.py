@@ -1,0 +1,523 @@
+"""The HTTP service (gendistill.serve): its endpoints, and its contract under hostile input. Every error is JSON
+{"error": "<one line>"}; a body over the size limit is refused while it is read (chunked too); JSON is parsed
+strictly; a refused request leaves a kept-alive connection usable; /info shows no file paths. A real uvicorn server
+on 127.0.0.1 runs where the transport matters; the fuzz tests use Starlette's in-process client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from conftest import LABELS, labeled, train_tiny_student
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from gendistill.export import export_onnx
+from gendistill.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
+from gendistill.students import StudentClassifier
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def served_export(tmp_path_factory) -> tuple[StudentClassifier, Path]:
+    """A trained bag student exported from a run directory, its info carrying the run_dir as the pipeline's stages
+    record it, so metadata.json holds the exporting machine's paths at the top level and nested in info."""
+    root = tmp_path_factory.mktemp("serve")
+    run_dir = root / "run"
+    student, _ = train_tiny_student("bag", "random", None, max_length=32)  # a random-init student reads no teacher
+    student.model.eval()
+    student.info.update(run_dir=str(run_dir), kind="student")
+    student.save_pretrained(run_dir / "student")
+    (run_dir / "report.json").write_text(json.dumps({"config_hash": "abc", "student": {"accuracy": 0.9}}))
+    return student, export_onnx(run_dir, root / "onnx")
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """Run `app` with uvicorn on a free loopback port in a background thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def assert_error(status: int, content_type: str | None, text: str | bytes) -> str:
+    """The error contract: JSON {"error": "<one line>"} and nothing else; returns the message."""
+    assert status >= 400
+    assert content_type == "application/json", (status, content_type, text)
+    payload = json.loads(text)
+    assert isinstance(payload, dict) and list(payload) == ["error"], payload
+    message = payload["error"]
+    assert isinstance(message, str) and message and len(message.splitlines()) == 1, payload
+    assert "Traceback" not in message
+    return message
+
+
+def test_server_endpoints_and_errors(served_export):
+    student, export_dir = served_export
+    texts = labeled(2, 1)[0]
+    with (
+        serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        assert client.get("/health").json() == {"status": "ok"}
+        info = client.get("/info").json()
+        assert info["labels"] == LABELS and info["metadata"]["arch"] == "bag"
+        assert info["metadata"]["config_hash"] == "abc" and info["metadata"]["info"]["kind"] == "student"
+        assert info["limits"] == {"max_texts": 4, "max_chars": 200, "max_body_bytes": default_max_body_bytes(4, 200)}
+
+        single = client.post("/predict", json={"text": texts[0]})
+        assert single.status_code == 200
+        body = single.json()
+        assert body["label"] == student.predict([texts[0]])[0]
+        assert set(body["probabilities"]) == set(LABELS) and abs(sum(body["probabilities"].values()) - 1) < 1e-5
+        batch = client.post("/predict/batch", json={"texts": texts[:4]})
+        assert batch.status_code == 200
+        assert [p["label"] for p in batch.json()["predictions"]] == student.predict(texts[:4])
+
+        def refused(path: str, status: int, fragment: str, **kwargs) -> None:
+            response = client.post(path, **kwargs)
+            assert response.status_code == status, response.text
+            assert fragment in assert_error(status, response.headers["content-type"], response.text)
+
+        refused("/predict", 422, "text: Field required", json={})
+        refused("/predict", 422, "text: Input should be a valid string", json={"text": 3})
+        refused("/predict", 413, "limit is 200", json={"text": "x" * 201})
+        refused("/predict", 422, "JSON", content=b"{not json", headers=JSON_HEADERS)
+        refused("/predict/batch", 422, "texts: Field required", json={"text": "one"})
+        refused("/predict/batch", 400, "texts is empty", json={"texts": []})
+        refused("/predict/batch", 413, "too many texts: 5 > 4", json={"texts": ["a"] * 5})
+        refused("/predict/batch", 413, "text 1 has 201 characters", json={"texts": ["a", "x" * 201]})
+        refused("/predict/batch", 422, "texts.1: Input should be a valid string", json={"texts": ["a", None]})
+        refused("/predict/batch", 413, "request body", content=b"[" + b" " * 10_000_000 + b"]", headers=JSON_HEADERS)
+
+
+def test_a_maximal_legitimate_request_fits_the_limits(served_export):
+    """The byte limit must not refuse what max_texts and max_chars allow, however the client encodes it: every
+    character escaped (a non-BMP one as a 12-byte surrogate pair), pretty-printed."""
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, max_texts=4, max_chars=50, threads=1))
+    texts = ["\U0001f600" * 50, "é" * 50, "\\" * 50, "rain " * 10]
+    for ensure_ascii in (True, False):
+        body = json.dumps({"texts": texts}, ensure_ascii=ensure_ascii, indent=4).encode()
+        response = client.post("/predict/batch", content=body, headers=JSON_HEADERS)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 4
+    assert len(json.dumps({"texts": texts}).encode()) > 2 * 4 * 50  # the emoji text alone is 600 bytes escaped
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b'{"text": NaN}', "NaN"),
+        (b'{"text": -Infinity}', "Infinity"),
+        (b'{"texts": [Infinity]}', "Infinity"),
+        (b'{"text": 1e999}', "overflows"),
+        (b'{"text": -1.5e400}', "overflows"),
+        (b'{"text": "\\ud800"}', "lone surrogate"),
+        (b'{"texts": ["ok", "a\\udfffb"]}', "lone surrogate"),
+        (b'{"\\udc00": 1, "text": "ok"}', "lone surrogate"),
+        (b'{"text": "\\ude00\\ud83d"}', "lone surrogate"),  # a pair in the wrong order
+        (b'{"text": ' + b"9" * 5000 + b"}", "digits"),
+        (b'{"text": "a", "text": "b"}', "duplicate key"),
+        (b'{"text": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate encoded as UTF-8 bytes
+        (b'{"text": "caf\xe9"}', "not UTF-8"),
+        (b'{"text": "ok"} trailing', "Extra data"),
+        (b"", "Expecting value"),
+    ],
+)
+def test_strict_json(served_export, body, fragment):
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, max_texts=300, max_chars=200, threads=1))
+    for path in ("/predict", "/predict/batch"):
+        response = client.post(path, content=body, headers=JSON_HEADERS)
+        assert response.status_code == 422, response.text
+        assert fragment in assert_error(422, response.headers["content-type"], response.text)
+
+
+def test_deep_nesting_and_value_floods_are_refused_before_they_cost(served_export):
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, max_texts=300, max_chars=200, threads=1))
+
+    def post(body: bytes) -> tuple[int, str]:
+        response = client.post("/predict/batch", content=body, headers=JSON_HEADERS)
+        return response.status_code, assert_error(response.status_code, response.headers["content-type"], response.text)
+
+    # within the value budget (4 * 300 + 64) but past Python's recursion limit: a parse error, not a crash
+    assert post(b"[" * 1200 + b"]" * 1200) == (422, "invalid JSON: nested too deeply")
+    # many small values in a small body (each {} would become a Python dict): refused from the raw text
+    status, message = post(b"[" + b",".join([b"{}"] * 5000) + b"]")
+    assert status == 413 and "JSON values" in message
+    status, message = post(b"[" * 100_000)
+    assert status == 413 and "JSON values" in message
+    # brackets, commas and colons inside strings are text, not values (48,000 of them here); so is an escaped quote
+    ok = client.post("/predict/batch", json={"texts": [',:[{ \\" ]}' * 20] * 300})
+    assert ok.status_code == 200, ok.text
+    assert len(ok.json()["predictions"]) == 300
+
+
+def test_content_type_must_be_json(served_export):
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, threads=1))
+    body = json.dumps({"text": "rain"}).encode()
+    for accepted in (None, "application/json", "application/json; charset=UTF-8", "application/problem+json"):
+        headers = {} if accepted is None else {"content-type": accepted}
+        assert client.post("/predict", content=body, headers=headers).status_code == 200, accepted
+    for refused in ("text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"):
+        response = client.post("/predict", content=body, headers={"content-type": refused})
+        assert response.status_code == 415, refused
+        assert "application/json" in assert_error(415, response.headers["content-type"], response.text)
+
+
+def test_routing_errors_and_crashes_are_json_without_internals(served_export):
+    _, export_dir = served_export
+    app = create_app(export_dir, threads=1)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError(f"secret detail in {export_dir}")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    unknown = client.get("/nowhere")
+    assert unknown.status_code == 404
+    assert "POST /predict/batch" in assert_error(404, unknown.headers["content-type"], unknown.text)
+    wrong = client.get("/predict")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    assert "allowed: POST" in assert_error(405, wrong.headers["content-type"], wrong.text)
+    put = client.put("/info", content=b"x")
+    assert put.status_code == 405
+    assert_error(405, put.headers["content-type"], put.text)
+    crash = client.get("/boom")
+    assert crash.status_code == 500 and crash.headers["connection"] == "close"  # uvicorn closes it after a crash
+    message = assert_error(500, crash.headers["content-type"], crash.text)
+    assert "secret" not in crash.text and str(export_dir) not in crash.text and "RuntimeError" not in message
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_info_shows_no_file_paths(served_export):
+    """The real export's paths (top-level source and run_dir, nested info.run_dir) and planted ones at any depth
+    and under any path-like key or value are gone; everything else stays."""
+    _, export_dir = served_export
+    metadata = json.loads((export_dir / "metadata.json").read_text())
+    assert metadata["source"] and metadata["run_dir"] and metadata["info"]["run_dir"]  # the defect's inputs
+    client = TestClient(create_app(export_dir, threads=1))
+    shown = client.get("/info").json()
+    assert not [s for s in _strings(shown) if str(export_dir.parent) in s or s.startswith("/")]
+    # exactly the paths are gone
+    assert shown["metadata"] == {k: v for k, v in metadata.items() if k not in ("source", "run_dir")} | {
+        "info": {k: v for k, v in metadata["info"].items() if k != "run_dir"}
+    }
+
+    planted = {
+        "format": "gendistill-onnx",
+        "nested": {
+            "deeper": [{"teacherPath": "models/x", "cache_dir": "c", "ok": 1}, "/abs/file", "C:\\Users\\me", "fine"],
+            "modelFile": "m.onnx",
+            "home": "~/x",
+            "where": "../up",
+            "unc": "\\\\host\\share",
+            "uri": "file:///etc",
+            "direction": "bidirectional",  # not a path word, kept
+            "note": "a/b is a ratio",  # relative-looking, not under a path key: kept
+        },
+        "label_names": ["/r/sports", "weather"],  # the model's own labels, kept as they are
+        "score": float("nan"),
+    }
+    assert public_metadata(planted) == {
+        "format": "gendistill-onnx",
+        "nested": {"deeper": [{"ok": 1}, "fine"], "direction": "bidirectional", "note": "a/b is a ratio"},
+        "label_names": ["/r/sports", "weather"],
+        "score": None,
+    }
+
+
+def test_create_app_checks_its_limits(served_export):
+    _, export_dir = served_export
+    for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}):
+        with pytest.raises(ValueError, match="limits must be >= 1"):
+            create_app(export_dir, threads=1, **limits)
+
+
+class CountingApp:
+    """ASGI wrapper: how many body bytes the server handed to the app."""
+
+    def __init__(self, app):
+        self.app, self.received = app, 0
+
+    async def __call__(self, scope, receive, send):
+        async def counted():
+            message = await receive()
+            self.received += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def test_chunked_upload_over_the_limit_is_refused_while_it_is_read(served_export):
+    """A chunked body (no Content-Length) of 64 MiB against a 50 kB limit: 413 JSON and a closed connection once
+    the limit is passed; the client has sent only a small part when the answer comes, the server read little more
+    than the limit."""
+    _, export_dir = served_export
+    limit, chunk, planned = 50_000, b" " * 16_384, 4096
+    app = CountingApp(create_app(export_dir, max_texts=4, max_chars=200, threads=1, max_body_bytes=limit))
+    consumed = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal consumed
+        for _ in range(planned):
+            consumed += 1
+            yield chunk
+
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        started = time.monotonic()
+        response = client.post("/predict/batch", content=body(), headers=JSON_HEADERS)
+        elapsed = time.monotonic() - started
+        assert response.request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413
+        assert "larger than this service accepts (50000 bytes)" in assert_error(
+            413, response.headers["content-type"], response.text
+        )
+        assert response.headers["connection"] == "close"
+        assert consumed * len(chunk) > limit  # the limit was passed ...
+        assert consumed < planned // 4, consumed  # ... and the answer came long before the body was sent
+        # the server read the limit, then about what it drops while it lingers before closing (one read can be
+        # several 64 KiB segments)
+        assert app.received <= limit + BodyLimit.LINGER_BYTES + (1 << 20), app.received
+        assert elapsed < 10
+        # the server is fine afterwards
+        assert client.post("/predict", json={"text": "rain"}).status_code == 200
+
+
+def test_declared_content_length_over_the_limit_is_refused_before_reading(served_export):
+    _, export_dir = served_export
+    app = CountingApp(create_app(export_dir, max_texts=4, max_chars=200, threads=1, max_body_bytes=1000))
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000"
+            started = time.monotonic()
+            sock.sendall(head + b"\r\n\r\n" + b"{" * 100)  # the body barely begins
+            received = sock.recv(65_536)
+            answered = time.monotonic() - started
+            while chunk := sock.recv(65_536):  # then the server closes the connection
+                received += chunk
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
+    assert "of 10000000 bytes" in assert_error(413, "application/json", payload)
+    assert answered < BodyLimit.LINGER_SECONDS / 2  # at once, not after waiting for the body
+    assert app.received <= 100  # nothing but what was sent
+
+
+def test_a_refused_request_keeps_the_connection_alive(served_export):
+    """The defect: a body the app crashed on got a plain-text 500 and the next request on that kept-alive
+    connection was reset. Now each refusal is answered on the same connection, which then serves a good request."""
+    _, export_dir = served_export
+    bad = [
+        ("POST", "/predict", b'{"text": NaN}', 422),
+        ("POST", "/predict", b'{"text": Infinity}', 422),
+        ("POST", "/predict", b'{"text": 1e999}', 422),
+        ("POST", "/predict/batch", b'{"texts": ["\\ud800"]}', 422),
+        ("POST", "/predict", b'{"text": ' + b"1" * 5000 + b"}", 422),
+        ("POST", "/predict", b"[" * 3000 + b"]" * 3000, 413),
+        ("POST", "/predict", b"\xff\xfe", 422),
+        ("POST", "/predict/batch", b'{"texts": []}', 400),
+        ("POST", "/predict/batch", json.dumps({"texts": ["a"] * 9}).encode(), 413),
+        ("POST", "/predict", json.dumps({"text": "x" * 201}).encode(), 413),
+        ("GET", "/predict", None, 405),
+        ("POST", "/nowhere", b"{}", 404),
+    ]
+    with serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url:
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        connection.connect()
+        sock = connection.sock
+        try:
+            for method, path, body, status in bad:
+                connection.request(method, path, body=body, headers=JSON_HEADERS)
+                response = connection.getresponse()
+                payload = response.read()
+                assert response.status == status, (path, body[:40] if body else body, payload)
+                assert_error(status, response.getheader("content-type"), payload)
+                assert not response.will_close and connection.sock is sock, (path, body and body[:40])
+                connection.request("POST", "/predict", body=b'{"text": "rain and wind"}', headers=JSON_HEADERS)
+                good = connection.getresponse()
+                assert good.status == 200 and json.loads(good.read())["label"] in LABELS
+                assert connection.sock is sock
+        finally:
+            connection.close()
+
+
+# --- fuzzing: whatever arrives, no 5xx, and every non-2xx is {"error": str} ---
+
+HOSTILE_TOKENS = [
+    b"NaN",
+    b"-Infinity",
+    b"Infinity",
+    b"1e999",
+    b"-1e999",
+    b"9" * 400,
+    b'"\\ud800"',
+    b'"\\udfff\\ud800"',
+    b"\xed\xa0\x80",
+    b"\xff",
+    b"\x00",
+    b"[" * 2000,
+    b"{" * 50,
+    b'"\\',
+    b'"',
+    b",",
+    b":",
+    b"}",
+    b"]",
+    b"\\u0000",
+    b" " * 5000,  # pushes the body over its 4096-byte limit
+]
+CONTENT_TYPES = [
+    None,
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/ld+json",
+    "text/plain",
+    "application/json; charset=utf-16",
+    "multipart/form-data; boundary=x",
+    "",
+]
+characters = st.characters() | st.characters(categories=["Cs"])  # lone surrogates too
+texts = st.text(characters, max_size=60)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,  # floats include nan and inf
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(texts, children, max_size=4),
+    max_leaves=20,
+)
+shaped = st.fixed_dictionaries({"text": texts | json_values}) | st.fixed_dictionaries(
+    {"texts": st.lists(texts | json_values, max_size=6)}
+)
+# requests within the fuzz client's limits (4 texts of 50 characters), so that the success path is fuzzed too
+acceptable = st.fixed_dictionaries({"text": st.text(max_size=50)}) | st.fixed_dictionaries(
+    {"texts": st.lists(st.text(max_size=50), min_size=1, max_size=4)}
+)
+
+
+@st.composite
+def json_bodies(draw) -> bytes:
+    value = draw(acceptable | shaped | json_values)
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 1])))
+    body = text.encode("utf-8", "surrogatepass")  # a lone surrogate becomes invalid UTF-8
+    if draw(st.booleans()):  # splice a hostile token in anywhere
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.sampled_from(HOSTILE_TOKENS)) + body[at:]
+    return body
+
+
+def _strictly_valid(body: bytes) -> Any:
+    """An independent oracle: the value when `body` is strict JSON, else None."""
+
+    def refuse(_: str) -> None:
+        raise ValueError
+
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return None
+    for item in _strings(value):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(served_export) -> TestClient:
+    # raise_server_exceptions: an exception escaping the app fails the test, on top of the 5xx check
+    return TestClient(create_app(served_export[1], max_texts=4, max_chars=50, threads=1, max_body_bytes=4096))
+
+
+def _check_contract(response: httpx.Response, path: str, body: bytes) -> None:
+    event(f"status {response.status_code}")  # shown by pytest --hypothesis-show-statistics
+    assert response.status_code < 500, (path, body[:200], response.text)
+    if not 200 <= response.status_code < 300:
+        assert_error(response.status_code, response.headers.get("content-type"), response.content)
+        return
+    value = _strictly_valid(body)
+    assert isinstance(value, dict), body[:200]  # a 2xx only for strict JSON
+    payload = response.json()
+    predictions = [payload] if path == "/predict" else payload["predictions"]
+    assert len(predictions) == (1 if path == "/predict" else len(value["texts"]))
+    for prediction in predictions:
+        assert prediction["label"] in LABELS and abs(sum(prediction["probabilities"].values()) - 1) < 1e-4
+
+
+FUZZ = settings(
+    max_examples=500,
+    deadline=None,
+    database=None,  # write nothing into the checkout
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@FUZZ
+@given(
+    body=json_bodies(),
+    path=st.sampled_from(["/predict", "/predict/batch"]),
+    content_type=st.sampled_from([None, "application/json"]) | st.sampled_from(CONTENT_TYPES),
+)
+def test_fuzz_json_like_bodies(fuzz_client, body, path, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    _check_contract(fuzz_client.post(path, content=body, headers=headers), path, body)
+
+
+@FUZZ
+@given(
+    body=st.binary(max_size=300) | st.builds(bytes.__add__, st.binary(max_size=50), st.sampled_from(HOSTILE_TOKENS)),
+    path=st.sampled_from(["/predict", "/predict/batch", "/info", "/nowhere"]),
+    method=st.sampled_from(["POST", "POST", "GET", "PUT", "DELETE", "PATCH"]),
+    content_type=st.sampled_from(CONTENT_TYPES),
+)
+def test_fuzz_raw_bytes(fuzz_client, body, path, method, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = fuzz_client.request(method, path, content=body, headers=headers)
+    if len(body) > 4096:  # the body limit applies before routing
+        assert response.status_code == 413
+        assert_error(413, response.headers.get("content-type"), response.content)
+    elif path == "/info" and method == "GET":
+        assert response.status_code == 200 and "labels" in response.json()
+    elif path.startswith("/predict") and method == "POST":
+        _check_contract(response, path, body)
+    else:
+        assert response.status_code in (404, 405), response.text
+        assert_error(response.status_code, response.headers.get("content-type"), response.content)
