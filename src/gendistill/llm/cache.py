@@ -26,12 +26,13 @@ def request_key(path: str, body: dict[str, Any]) -> str:
 
 
 class RequestCache:
-    """Answers by request key. Used from one thread at a time (the run directory's lock keeps it one process)."""
+    """Answers by request key; one thread at a time per process (processes share the file through SQLite locks)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        # timeout: under `accelerate launch` several processes label through the same file (WAL lets them)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(

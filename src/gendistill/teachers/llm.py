@@ -343,10 +343,14 @@ class LoadedLLMTeacher:
         return soft_label_logits(np.concatenate(rows), self.config.min_probability)
 
     def _record(self, usage: dict[str, Any], stats: dict[str, Any]) -> None:
-        """Add this call's counters to teacher/usage.json (what labeling cost over the whole run)."""
-        total = read_json(self.usage_path) if self.usage_path.exists() else {}
-        _add(total, {**usage, **stats})
-        write_json(self.usage_path, total)
+        """Add this call's counters to teacher/usage.json (what labeling cost over the whole run); under a file
+        lock, since under `accelerate launch` every process labels its share of the shards."""
+        from filelock import FileLock
+
+        with FileLock(str(self.directory / ".usage.lock")):
+            total = read_json(self.usage_path) if self.usage_path.exists() else {}
+            _add(total, {**usage, **stats})
+            write_json(self.usage_path, total)
 
     def describe(self) -> dict[str, Any]:
         usage = read_json(self.usage_path) if self.usage_path.exists() else {}
