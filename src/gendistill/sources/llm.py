@@ -111,10 +111,9 @@ class LLMSource(ServedModel, SourceConfig):
             details["requested_label_agreement"] = agreement
             row.details = details
         requests = details.get("requests", 0)
-        errors = sum((details.get("errors") or {}).values())
         note = (
             f"{self.where(index)}: {requests} requests answered by {self.model} ({details.get('cached', 0)} more "
-            f"from the request cache; {details.get('retries', 0)} retries after {errors} failed tries), "
+            f"from the request cache; {details.get('retries', 0)} retries, {details.get('failed', 0)} failed), "
             f"{details.get('prompt_tokens', 0):,} prompt + {details.get('completion_tokens', 0):,} completion tokens, "
             f"{details.get('seconds', 0):.1f} s"
         )
