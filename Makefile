@@ -27,7 +27,23 @@ quickstart: install models/all-MiniLM-L6-v2/config.json
 test: install
 	$(BIN)/pytest -q
 
-test-slow: install models/all-MiniLM-L6-v2/config.json
+# llama.cpp's server (the LLM teacher's logprob test): llama-cpp-python built from its PyPI source, which also
+# carries llama.cpp's convert_hf_to_gguf.py; compiling takes minutes
+LLAMA_CPP_PYTHON := 0.3.36
+LLAMA_SRC := .cache/llama-cpp-python
+LLAMA_TREE := $(LLAMA_SRC)/llama_cpp_python-$(LLAMA_CPP_PYTHON)
+
+$(LLAMA_TREE)/pyproject.toml: | $(BIN)/gendistill
+	mkdir -p $(LLAMA_SRC)
+	$(BIN)/pip download -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) -d $(LLAMA_SRC)
+	tar -xzf $(LLAMA_TREE).tar.gz -C $(LLAMA_SRC)
+	touch $@
+
+$(VENV)/.llama-cpp: $(LLAMA_TREE)/pyproject.toml
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF" $(BIN)/pip install -q -c constraints.txt "./$(LLAMA_TREE)[server]"
+	touch $@
+
+test-slow: install models/all-MiniLM-L6-v2/config.json $(VENV)/.llama-cpp
 	$(BIN)/pytest -q -m slow
 
 .PHONY: install quickstart test test-slow

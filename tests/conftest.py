@@ -177,3 +177,54 @@ def make_tiny_config(task_dir: Path, teacher_dir: Path) -> dict:
         "evaluate": {"speed_examples": 32, "speed_min_seconds": 0},  # tiny models: one round of texts per pass
         "device": "cpu",
     }
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_lm_dir(tmp_path_factory) -> Path:
+    """A random-init 2-layer GPT-2 saved with a chat template and a sampling generation config: what
+    `transformers serve` needs to answer chat and completion requests (the answers are noise, the protocol real)."""
+    import torch
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+
+    from gendistill.generator import train_bpe_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny_chat_lm")
+    tokenizer = train_bpe_tokenizer([*all_fixture_texts(), "1. 2. 3. user: assistant: Text: Class:"], 400)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(root)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config)
+    model.generation_config = GenerationConfig(
+        do_sample=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def served_lm(tiny_chat_lm_dir, tmp_path_factory) -> str:
+    """`transformers serve` answering for the tiny chat LM on 127.0.0.1 for the whole session: its base URL."""
+    from llm_servers import transformers_serve
+
+    log = tmp_path_factory.mktemp("transformers_serve") / "serve.log"
+    with transformers_serve(tiny_chat_lm_dir, log) as url:
+        yield url

@@ -31,7 +31,12 @@ from gendistill.teachers import DEFAULT_KIND, TEACHERS, teacher_union
 class DataConfig(_Section):
     """Where the labeled data comes from and how to read it."""
 
-    train: str = Field(description="CSV/TSV/JSONL/Parquet path, or hf:NAME[:CONFIG] for a Hugging Face dataset")
+    train: str | None = Field(
+        default=None,
+        description="CSV/TSV/JSONL/Parquet path, or hf:NAME[:CONFIG] for a Hugging Face dataset; omit it for a "
+        "zero-label start (then data.label_names names the classes, and an llm source and an llm teacher make and "
+        "label the texts)",
+    )
     test: str | None = Field(default=None, description="test set; for hf: datasets defaults to the 'test' split")
     validation: str | None = Field(default=None, description="optional validation set (model selection)")
     text_column: str = "text"
@@ -44,9 +49,28 @@ class DataConfig(_Section):
     per_class: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="stratified low-data sample: keep N labeled examples per class"
     )
+    label_descriptions: dict[str, str] | None = Field(
+        default=None, description="class name -> what the class means, shown to LLM sources and teachers"
+    )
     seed: int = 0
     max_chars: Annotated[int, Field(ge=1)] = Field(default=2000, description="longer texts are truncated")
     skip_invalid_rows: bool = Field(default=False, description="skip empty/null/non-string texts with a warning")
+
+    @model_validator(mode="after")
+    def _zero_label_start_names_the_classes(self) -> DataConfig:
+        if self.train is None and self.label_names is None:
+            raise ValueError(
+                "data.train is not set (a zero-label start): list the class names in data.label_names "
+                "(or give data.train)"
+            )
+        if self.train is None and self.per_class is not None:
+            raise ValueError("data.per_class samples data.train, which is not set; remove per_class")
+        return self
+
+    @property
+    def zero_label(self) -> bool:
+        """No labeled texts: the classes are only named (the llm source writes texts, the llm teacher labels)."""
+        return self.train is None
 
 
 class GeneratorConfig(_Section):
@@ -102,6 +126,8 @@ class EmbeddingInit(str, Enum):
 
 
 class InitSource(str, Enum):
+    """`student.init_from`'s named choices; any other value is an encoder folder or Hugging Face id."""
+
     finetuned = "finetuned"
     base = "base"
 
@@ -120,8 +146,11 @@ class StudentConfig(_Section):
         description="teacher: the teacher's tokenizer (pruned to the texts' tokens) and static embeddings "
         "distilled from it; random: a word-level vocabulary learnt from the texts, random embeddings",
     )
-    init_from: InitSource = Field(
-        default=InitSource.base, description="teacher-init: embed tokens with the base model or the fine-tuned one"
+    init_from: str = Field(
+        default=InitSource.base.value,
+        min_length=1,
+        description="teacher-init: embed tokens with the teacher's base model (base) or the fine-tuned one "
+        "(finetuned), or with any encoder folder or Hugging Face id (its tokenizer too): what an llm teacher needs",
     )
     # defaults keep a student under ~1.1M parameters on a news-sized vocabulary (300x below BERT-Large)
     embedding_dim: Annotated[int, Field(ge=8, le=4096)] = 64
@@ -143,6 +172,10 @@ class StudentConfig(_Section):
     learning_rate: Annotated[float, Field(gt=0)] = 2e-3
     batch_size: Annotated[int, Field(ge=1)] = 64
     baseline: bool = Field(default=True, description="also train the baseline student (labeled data only, CE)")
+
+    def init_encoder(self) -> str | None:
+        """The encoder folder or id named by `init_from`, or None for `base`/`finetuned` (the teacher's)."""
+        return None if self.init_from in {choice.value for choice in InitSource} else self.init_from
 
     @field_validator("arch")
     @classmethod
@@ -363,6 +396,8 @@ def _format_validation_error(error: ValidationError, source: str, overrides: lis
         found = first.get("input", {}).get(field) if isinstance(first.get("input"), dict) else None
         return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {found!r})"
     message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "value_not_shown":  # e.g. an API key pasted where its variable's name belongs
+        return f"{origin}: bad value for {where!r}: {message}"
     if first["type"] == "finite_number":
         message = "must be a finite number (not NaN or infinity)"
     return f"{origin}: bad value for {where!r}: {message} (got {first.get('input')!r})"

@@ -395,13 +395,26 @@ class LabelMap:
             self.index = {key: i for i, key in enumerate(ordered)}
         self.train_ids = [self.index[key] for key in keys]
 
+    @classmethod
+    def from_names(cls, names: list[str], source: str, column: str = "label") -> LabelMap:
+        """The map of a zero-label start: no training labels, the classes named in `source`; other splits may
+        label rows by name or by integer id (a position in the names)."""
+        label_map = cls.__new__(cls)
+        label_map.column = column
+        label_map.names = _check_names(names, source)
+        label_map.integer = None  # both kinds are accepted
+        by_id: dict[int | str, int] = {i: i for i in range(len(label_map.names))}
+        label_map.index = {**by_id, **{name: i for i, name in enumerate(label_map.names)}}
+        label_map.train_ids = []
+        return label_map
+
     def encode(self, raw_labels: list[Any], spec: str, rows: list[int], column: str | None = None) -> list[int]:
         """Class ids of another split's labels; a label the training labels lack is an error naming its row."""
         column = column or self.column
         ids = []
         for value, row in zip(raw_labels, rows, strict=True):
             key = _parse_label(value, spec, column, row)
-            if isinstance(key, int) != self.integer:
+            if self.integer is not None and isinstance(key, int) != self.integer:
                 kind, train_kind = ("an integer", "class names") if isinstance(key, int) else ("a name", "integer ids")
                 raise DataError(
                     f"{_where(spec, column, row)}: label {_show(key)} is {kind} but the training labels are "
@@ -542,8 +555,69 @@ def load_task(
     )
 
 
+def load_named_classes(
+    label_names: list[str] | str,
+    test: str | None = None,
+    validation: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_chars: int = 2000,
+    skip_invalid_rows: bool = False,
+) -> TaskData:
+    """A zero-label start: no labeled training texts, only the class names (test and validation sets, if given,
+    are labeled by those names or by integer ids into them)."""
+    declared = _label_names_from(label_names, "")
+    assert declared is not None  # label_names is given: the config requires it without data.train
+    names, source = declared
+    label_map = LabelMap.from_names(names, source, label_column)
+    if len(label_map.names) < 2:
+        raise DataError(f"{source}: only one class ({label_map.names[0]!r}); a classifier needs at least two")
+
+    def load_split(spec: str | None, role: str) -> LabeledSet | None:
+        if spec is None:
+            return None
+        frame = read_table(spec, role)
+        if len(frame) == 0:
+            raise DataError(f"{spec}: the {role} set is empty")
+        column = _column(frame, text_column, spec, "text")
+        texts, rows, truncated = clean_texts(column, spec, max_chars, skip_invalid_rows)
+        labels = _column(frame, label_column, spec, "label")
+        return LabeledSet(texts, label_map.encode([labels.iloc[r] for r in rows], spec, rows, label_column), truncated)
+
+    return TaskData(
+        train=LabeledSet([], []),
+        test=load_split(test, "test"),
+        validation=load_split(validation, "validation"),
+        label_names=label_map.names,
+        notes=[],
+    )
+
+
 def load_task_from_config(data: DataConfig) -> TaskData:
-    """`load_task` with the fields of the config's `data` section."""
+    """`load_task` with the fields of the config's `data` section (`load_named_classes` without data.train)."""
+    if data.train is None:
+        assert data.label_names is not None
+        task = load_named_classes(
+            data.label_names,
+            data.test,
+            data.validation,
+            data.text_column,
+            data.label_column,
+            data.max_chars,
+            data.skip_invalid_rows,
+        )
+    else:
+        task = _load_task_from(data)
+    unknown = [name for name in data.label_descriptions or {} if name not in task.label_names]
+    if unknown:
+        raise DataError(
+            f"data.label_descriptions: {unknown[0]!r} is not a class name (classes: {_preview(task.label_names)})"
+        )
+    return task
+
+
+def _load_task_from(data: DataConfig) -> TaskData:
+    assert data.train is not None
     return load_task(
         data.train,
         data.test,

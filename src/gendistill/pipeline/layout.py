@@ -90,6 +90,11 @@ class RunLayout:
     def train_logits(self) -> Path:
         return self.labels / "train.parquet"
 
+    # answers of served LLMs (sources and teachers), kept across reruns and --force: no stage's output
+    @property
+    def llm_cache(self) -> Path:
+        return self.root / "cache" / "llm-requests.sqlite"
+
     # report
     @property
     def report_json(self) -> Path:

@@ -11,9 +11,10 @@ from gendistill.sources.augment import AugmentSource
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary
 from gendistill.sources.file import FileSource
 from gendistill.sources.generate import GenerateSource
+from gendistill.sources.llm import LLMSource
 
 SOURCES: Registry[type[SourceConfig]] = Registry("transfer source type")
-register_by_tag(SOURCES, "type", GenerateSource, FileSource, AugmentSource)
+register_by_tag(SOURCES, "type", GenerateSource, FileSource, AugmentSource, LLMSource)
 
 
 def source_union() -> Any:

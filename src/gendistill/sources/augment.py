@@ -26,6 +26,8 @@ class AugmentSource(SourceConfig):
         default="auto", description="word swaps: same part of speech (pos), same word shape, or none"
     )
 
+    needs_labeled_texts = True
+
     @model_validator(mode="after")
     def _bands_fit(self) -> AugmentSource:
         if self.p_mask + self.p_swap > 1:

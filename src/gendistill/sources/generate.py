@@ -34,6 +34,7 @@ class GenerateSource(SourceConfig):
     )
 
     needs_generator = True
+    needs_labeled_texts = True
     parallel = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:

@@ -10,7 +10,7 @@ from typing import Any
 
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.stages.distill import fit_student, student_key
+from gendistill.stages.distill import fit_student, student_inputs, student_key
 
 
 def _step_budget(records: dict[str, dict[str, Any]]) -> int | None:
@@ -31,7 +31,8 @@ STAGE = register(
         upstream=("data", "teacher"),
         key_fields=student_key,
         derived=lambda records: {"steps": _step_budget(records)},
-        applies=lambda config: config.student.baseline,
+        applies=lambda config: config.student.baseline and not config.data.zero_label,  # no labels: no baseline
+        inputs=student_inputs,
         outputs=lambda layout: (
             layout.baseline_student,
             layout.checkpoints("baseline"),

@@ -26,7 +26,8 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
         if split is None:
             path.unlink(missing_ok=True)
             continue
-        write_parquet(path, pa.table({"text": split.texts, "label": split.labels}))
+        columns = {"text": pa.array(split.texts, pa.string()), "label": pa.array(split.labels, pa.int64())}
+        write_parquet(path, pa.table(columns))
     stats = {
         "label_names": task.label_names,
         "train": len(task.train),
@@ -66,11 +67,37 @@ def data_inputs(config: RunConfig) -> list[str]:
     specs = [spec for spec in (data.train, data.test, data.validation) if spec]
     if isinstance(data.label_names, str):
         specs.append(data.label_names)
-    elif data.label_names is None and not data.train.startswith("hf:"):
+    elif data.label_names is None and data.train is not None and not data.train.startswith("hf:"):
         labels_json = Path(data.train).with_name("labels.json")
         if labels_json.exists():
             specs.append(str(labels_json))
     return specs
+
+
+def check_data(config: RunConfig) -> None:
+    """The data load, and in a zero-label start, that every plugin can do without labeled texts."""
+    load_task_from_config(config.data)
+    if not config.data.zero_label:
+        return
+    from gendistill.errors import ConfigError
+
+    hint = "give data.train, or use plugins that need no labeled texts (sources llm and file, teacher kind llm)"
+    if config.teacher.needs_labeled_texts:
+        raise ConfigError(
+            f"teacher.kind {config.teacher.kind!r} trains on labeled texts, and data.train is not set (a zero-label "
+            f"start); {hint}"
+        )
+    for index, source in enumerate(config.transfer.sources):
+        if source.needs_labeled_texts:
+            raise ConfigError(
+                f"{source.where(index)} works from labeled texts, and data.train is not set (a zero-label start); "
+                f"{hint}"
+            )
+    if not config.transfer.sources:
+        raise ConfigError(
+            "data.train is not set (a zero-label start) and transfer.sources is empty: nothing to distill; add an "
+            "llm source"
+        )
 
 
 STAGE = register(
@@ -80,7 +107,7 @@ STAGE = register(
         key_fields=lambda config: {"data": config.data},
         inputs=data_inputs,
         outputs=lambda layout: (layout.data,),
-        check=lambda config: load_task_from_config(config.data) and None,
+        check=check_data,
         check_always=True,
         has_command=False,  # `run` always checks and, when changed, reloads the data
         help="Load, validate and sample the labeled data.",

@@ -20,14 +20,38 @@ def student_key(config: RunConfig) -> dict[str, Any]:
     return {"student": config.student.model_dump(mode="json", exclude={"baseline"}), "seed": config.seed}
 
 
+def student_inputs(config: RunConfig) -> list[str]:
+    """The encoder named by `student.init_from` (its content enters the key), if the student starts from one."""
+    encoder = config.student.init_encoder()
+    return [encoder] if encoder and config.student.init == "teacher" else []
+
+
+def check_student_init(config: RunConfig) -> None:
+    """Preflight: `init: teacher` has an encoder to start from (an LLM teacher has none), and a named one loads."""
+    if config.student.init != "teacher":
+        return
+    named = config.student.init_encoder()
+    if named:
+        from gendistill.hub import check_model
+
+        check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
+    elif config.teacher.student_init(Path("teacher")) is None:
+        raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))
+
+
+_NO_ENCODER = (
+    "student.init: teacher needs an encoder, and a {kind!r} teacher has none; set student.init_from to an encoder "
+    "folder or Hugging Face id (its tokenizer and static embeddings), or student.init: random"
+)
+
+
 def student_init(ctx: StageContext) -> dict[str, Any]:
-    """make_student's teacher arguments: the teacher's tokenizer folder and base encoder for `init: teacher`."""
-    encoder = ctx.config.teacher.student_init(ctx.layout.teacher)
+    """make_student's teacher arguments: the tokenizer folder and base encoder for `init: teacher`: the teacher's,
+    or the encoder `student.init_from` names (an LLM teacher has none of its own)."""
+    named = ctx.config.student.init_encoder()
+    encoder = (Path(named), named) if named else ctx.config.teacher.student_init(ctx.layout.teacher)
     if encoder is None and ctx.config.student.init == "teacher":
-        raise ConfigError(
-            f"student.init: teacher needs an encoder, and a {ctx.config.teacher.kind!r} teacher has none; "
-            "set student.init: random"
-        )
+        raise ConfigError(_NO_ENCODER.format(kind=ctx.config.teacher.kind))
     teacher_dir, base = encoder if encoder else (None, None)
     return {
         "teacher_dir": teacher_dir,
@@ -110,6 +134,8 @@ STAGE = register(
         body=run_distill,
         upstream=("data", "teacher", "label"),
         key_fields=student_key,
+        inputs=student_inputs,
+        check=check_student_init,
         outputs=lambda layout: (layout.student, layout.checkpoints("distill"), layout.checkpoints("distill-examples")),
         processes="all",
         help="Distill the student on the teacher's soft labels.",

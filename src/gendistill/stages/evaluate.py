@@ -67,12 +67,17 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         return row
 
     teacher = ctx.config.teacher.load(layout.teacher, torch.device("cpu"))
-    report.teacher = ModelRow(kind=ctx.config.teacher.kind, **teacher.describe())
-    predictors = {"teacher": lambda batch: teacher.logits(batch, config.batch_size)}
     teacher_predictions = None
     if test:
         teacher_predictions = teacher_test_logits(ctx, teacher, test.texts).argmax(axis=1)
+    described = teacher.describe()  # after the test pass: a served LLM counts what its labeling cost
+    report.notes += described.pop("notes", [])
+    report.teacher = ModelRow(kind=ctx.config.teacher.kind, **described)
+    if test:
         report.teacher = scored(report.teacher, teacher_predictions)
+    predictors = {}
+    if "examples_per_s" not in described:  # a served LLM reports its own (timing it would ask the server again)
+        predictors["teacher"] = lambda batch: teacher.logits(batch, config.batch_size)
 
     for name, directory in (("student", layout.student), ("baseline_student", layout.baseline_student)):
         if not directory.exists():
@@ -115,9 +120,11 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         transfer = TransferSet.model_validate(read_json(layout.transfer_summary))
         transfer.requested = sum(s.requested or 0 for s in transfer.sources)
         transfer.generated = sum(s.generated for s in transfer.sources)
+        for index, (source, row) in enumerate(zip(ctx.config.transfer.sources, transfer.sources, strict=False)):
+            report.notes += source.report(layout, index, row)
         report.transfer_set = transfer
     student_row, teacher_row = report.student, report.teacher
-    if student_row is not None and teacher_row.params and student_row.params:
+    if student_row is not None and teacher_row.params and student_row.params and "teacher" in passes:
         # the speed ratio pass by pass (both timed back to back), so load that changes between passes cancels out
         speedups = [s / t for s, t in zip(passes["student"], passes["teacher"], strict=True)]
         report.ratios = {
@@ -133,6 +140,12 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.stages = stage_rows(ctx)
     if not test:
         report.notes.append("no test set: accuracy and macro-F1 were not measured")
+    if ctx.config.data.zero_label:
+        report.data["gold_labels"] = 0
+        report.notes.append(
+            "zero-label start: no gold labels were used (data.train not set); the classes were only named, and "
+            "the teacher's labels of the transfer set were the student's only supervision"
+        )
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     write_plots(report, ctx)
     report.write(layout.report_json)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from gendistill import progress
 from gendistill.checkpoint import kill_point
 from gendistill.examples_store import Chunk
-from gendistill.io import texts_sha256, write_parquet
+from gendistill.io import read_json, texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
@@ -81,7 +81,7 @@ def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
     """(texts, teacher logits, gold) in chunks of at most `rows`: the labeled texts first (with their gold
     labels), then every transfer shard (gold -1). Streams: one chunk in memory at a time."""
     train = pq.read_table(layout.train_logits)
-    width = len(train.column("logits")[0]) if train.num_rows else 0
+    width = len(read_json(layout.label_names))  # not the train logits' width: a zero-label start has no train rows
     yield (
         train.column("text").to_pylist(),
         _matrix(train.column("logits").combine_chunks(), width),

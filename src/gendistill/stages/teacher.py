@@ -18,6 +18,7 @@ def run_teacher(ctx: StageContext) -> dict[str, Any]:
         checkpoint_dir=ctx.layout.checkpoints("teacher"),
         accelerator=ctx.accelerator,
         seed=ctx.config.seed,
+        label_descriptions=dict(ctx.config.data.label_descriptions or {}),
     )
     return ctx.config.teacher.fit(fit)
 

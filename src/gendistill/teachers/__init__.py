@@ -8,10 +8,11 @@ from typing import Any
 from gendistill.registry import Registry, register_by_tag, tagged_union
 from gendistill.teachers.base import FitContext, LoadedTeacher, TeacherConfig
 from gendistill.teachers.hf_encoder import HFEncoderTeacher
+from gendistill.teachers.llm import LLMTeacher
 
 DEFAULT_KIND = "hf_encoder"
 TEACHERS: Registry[type[TeacherConfig]] = Registry("teacher kind")
-register_by_tag(TEACHERS, "kind", HFEncoderTeacher)
+register_by_tag(TEACHERS, "kind", HFEncoderTeacher, LLMTeacher)
 
 
 def teacher_union() -> Any:

@@ -4,9 +4,9 @@ the next kind). A kind is a `TeacherConfig` subclass with `kind: Literal["name"]
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import Field
 
@@ -30,6 +30,7 @@ class FitContext:
     checkpoint_dir: Path
     accelerator: Accelerator
     seed: int
+    label_descriptions: dict[str, str] = field(default_factory=dict)  # data.label_descriptions (for LLM prompts)
 
 
 class LoadedTeacher(Protocol):
@@ -38,7 +39,8 @@ class LoadedTeacher(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]:
-        """Report fields: params and size_bytes (None where they do not apply)."""
+        """Report fields: params and size_bytes (None where they do not apply); a teacher that measures its own
+        speed (a served LLM) may give examples_per_s, and `notes` (a list of strings) for the report."""
         ...
 
 
@@ -47,6 +49,8 @@ class TeacherConfig(Section):
 
     kind: str
     label_batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per labeling batch (speed only)")
+
+    needs_labeled_texts: ClassVar[bool] = True  # False: can label without gold examples (a zero-label start)
 
     def inputs(self) -> list[str]:
         """User files or model folders the teacher reads: their hashes enter the teacher stage's key."""

@@ -1,0 +1,251 @@
+"""`llm`: class-conditional texts written by a served LLM through an OpenAI-compatible API (the prompted mode of
+GAL / ZeroGen).
+
+Each request asks for `texts_per_request` texts of one class: its prompt holds `examples_per_request` labeled texts
+of that class (rotated, so every labeled text is shown before any is shown twice), the class names and their
+descriptions (`data.label_descriptions`), and one value drawn per diversity attribute. Requests go round the
+classes, so every class gets the same number of requests. Shards stay the unit of resume: shard k's requests are a
+function of (run seed, source index, k) alone, and every answer is cached on disk as it arrives, so a rerun after a
+crash sends only the requests that were never answered and writes the same set. Each text keeps the class it was
+requested for (`requested_label`), which the report compares with the teacher's label.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+from pydantic import Field, model_validator
+
+from gendistill.errors import ConfigError
+from gendistill.llm.prompts import ChatMessage, check_templates, default_messages, default_prompt
+from gendistill.llm.settings import ServedModel
+from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, list_shards, source_dir
+
+if TYPE_CHECKING:
+    from gendistill.config import RunConfig
+    from gendistill.llm.cache import RequestCache
+    from gendistill.llm.client import Request
+    from gendistill.pipeline.layout import RunLayout
+    from gendistill.sources.base import Sample
+
+REQUESTED = "requested_label"  # the shard column holding the class each text was requested for
+_BARE_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|#\d{1,3}[.:)]?|[-*•])\s*$")
+
+
+class LLMSource(ServedModel, SourceConfig):
+    """Ask a served LLM for `n` texts (after cleaning), class by class."""
+
+    type: Literal["llm"] = "llm"
+    n: Annotated[int, Field(ge=1)] = Field(description="texts to keep after the filters")
+    texts_per_request: Annotated[int, Field(ge=1, le=100)] = Field(default=5, description="texts asked per request")
+    examples_per_request: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=3, description="labeled texts of the class shown in each prompt (0: zero-shot)"
+    )
+    attributes: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="diversity attributes: name -> values, one value drawn per request (e.g. tone: [calm, angry])",
+    )
+    messages: list[ChatMessage] | None = Field(
+        default=None, description="chat template (api: chat): messages whose contents are Jinja2 templates"
+    )
+    prompt: str | None = Field(default=None, description="completion template (api: completions), Jinja2")
+    temperature: Annotated[float, Field(ge=0)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] = 512
+    stop: list[str] | None = Field(default=None, description="stop sequences (default: a blank line for completions)")
+    request_seed: bool = Field(default=True, description="send a per-request seed (servers that honour it repeat)")
+
+    @model_validator(mode="after")
+    def _template_fits_api(self) -> LLMSource:
+        if self.api == "chat" and self.prompt is not None:
+            raise ValueError("`prompt` is the completion template: set api: completions, or give `messages`")
+        if self.api == "completions" and self.messages is not None:
+            raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
+        return self
+
+    def chat_template(self) -> list[ChatMessage]:
+        return self.messages if self.messages is not None else default_messages("generate")
+
+    def completion_template(self) -> str:
+        return self.prompt if self.prompt is not None else default_prompt("generate")
+
+    def check(self, config: RunConfig, index: int) -> None:
+        where = f"transfer.sources[{index}]"
+        if self.api == "chat":
+            templates = [(f"{where}.messages[{i}]", m.content) for i, m in enumerate(self.chat_template())]
+        else:
+            templates = [(f"{where}.prompt", self.completion_template())]
+        sample = {
+            "label": "a class",
+            "description": "",
+            "labels": ["a class", "another class"],
+            "descriptions": {},
+            "examples": ["an example text"],
+            "count": self.texts_per_request,
+            "attributes": {name: values[0] for name, values in self.attributes.items()},
+        }
+        problem = check_templates(templates, sample)
+        if problem:
+            raise ConfigError(problem)
+        self.check_server(where)
+
+    def build(self, ctx: SourceContext) -> SourceSummary:
+        from gendistill.llm.cache import RequestCache
+        from gendistill.sources.base import fill_shards
+
+        with RequestCache(ctx.layout.llm_cache) as cache:
+            summary = fill_shards(ctx, self, _Writer(self, ctx, cache).sample)
+        summary.details = {"model": self.model, "api": self.api, **(summary.details or {})}
+        return summary
+
+    def report(self, layout: RunLayout, index: int, row: Any) -> list[str]:
+        details = row.details if isinstance(row.details, dict) else {}
+        agreement = requested_label_agreement(layout, source_dir(layout.transfer, index, self).name)
+        if agreement is not None:
+            details["requested_label_agreement"] = agreement
+            row.details = details
+        requests = details.get("requests", 0)
+        note = (
+            f"{self.where(index)}: {requests} requests answered by {self.model} ({details.get('cached', 0)} more "
+            f"from the request cache; {details.get('retries', 0)} retries, {details.get('failed', 0)} failed), "
+            f"{details.get('prompt_tokens', 0):,} prompt + {details.get('completion_tokens', 0):,} completion tokens, "
+            f"{details.get('seconds', 0):.1f} s"
+        )
+        if agreement is not None:
+            note += (
+                f"; the teacher's label is the requested class for {100 * agreement['overall']:.1f}% of its "
+                f"{agreement['texts']} texts"
+            )
+        return [note]
+
+
+class _Writer:
+    """The requests of each shard and what their answers hold."""
+
+    def __init__(self, source: LLMSource, ctx: SourceContext, cache: RequestCache):
+        from gendistill.llm.client import Client
+
+        self.source, self.ctx = source, ctx
+        self.label_names = ctx.task.label_names
+        self.descriptions = dict(ctx.config.data.label_descriptions or {})
+        self.client = Client(source, cache, source.where(ctx.index), seed=ctx.seed)
+        self.pools = []
+        for label in range(len(self.label_names)):
+            texts = [t for t, y in zip(ctx.task.train.texts, ctx.task.train.labels, strict=True) if y == label]
+            random.Random(f"{ctx.seed}/{ctx.index}/examples/{label}").shuffle(texts)
+            self.pools.append(texts)
+
+    def variables(self, label: int, global_request: int, rng: random.Random) -> dict[str, Any]:
+        source, name = self.source, self.label_names[label]
+        pool = self.pools[label]
+        count = min(source.examples_per_request, len(pool))
+        turn = global_request // len(self.label_names)  # how many requests this class had before this one
+        examples = [pool[(turn * count + i) % len(pool)] for i in range(count)]
+        return {
+            "label": name,
+            "description": self.descriptions.get(name, ""),
+            "labels": list(self.label_names),
+            "descriptions": self.descriptions,
+            "examples": examples,
+            "count": source.texts_per_request,
+            "attributes": {key: rng.choice(values) for key, values in sorted(source.attributes.items())},
+        }
+
+    def request(self, variables: dict[str, Any], seed: int) -> tuple[Request, str]:
+        """The request and, for completions, the end of the prompt its answer continues (e.g. "4.")."""
+        from gendistill.llm.client import Request
+        from gendistill.llm.prompts import render, render_messages
+
+        source = self.source
+        body: dict[str, Any] = {"model": source.model}
+        prefix = ""
+        if source.api == "chat":
+            body["messages"] = render_messages(source.chat_template(), variables)
+            path = "chat/completions"
+        else:
+            prompt = render(source.completion_template(), variables)
+            body["prompt"] = prompt
+            path = "completions"
+            last_line = prompt.rsplit("\n", 1)[-1]
+            prefix = last_line + " " if _BARE_MARKER.match(last_line) else ""
+        body["max_tokens"] = source.max_tokens
+        body["temperature"] = source.temperature
+        if source.top_p is not None:
+            body["top_p"] = source.top_p
+        stop = source.stop if source.stop is not None else (["\n\n"] if source.api == "completions" else None)
+        if stop:
+            body["stop"] = stop
+        if source.request_seed:
+            body["seed"] = seed
+        body.update(source.extra_body)
+        return Request(path, body), prefix
+
+    def sample(self, n: int, seed: int, number: int) -> Sample:
+        from gendistill.llm.parse import choice_text, parse_list
+        from gendistill.sources.base import Sample
+
+        source = self.source
+        per_shard = math.ceil(n / source.texts_per_request)
+        planned = []
+        for j in range(per_shard):
+            global_request = number * per_shard + j
+            label = global_request % len(self.label_names)
+            rng = random.Random(f"{seed}/{j}")
+            request, prefix = self.request(self.variables(label, global_request, rng), rng.randrange(2**31))
+            planned.append((request, prefix, label))
+        before = self.client.usage.to_dict()
+        answers = self.client.run([request for request, _, _ in planned])
+        texts: list[str] = []
+        requested: list[int] = []
+        dropped: Counter[str] = Counter()
+        empty = 0
+        for (_, prefix, label), answer in zip(planned, answers, strict=True):
+            for choice in answer["choices"]:
+                content = choice_text(choice)
+                if not content.strip():
+                    empty += 1
+                    continue
+                parsed = parse_list(content, prefix)
+                texts += parsed.texts
+                requested += [label] * len(parsed.texts)
+                dropped.update(parsed.dropped)
+        # shuffled (by the shard's seed), so that the cut of a shard's surplus falls on no class in particular
+        order = list(range(len(texts)))
+        random.Random(seed).shuffle(order)
+        texts, requested = [texts[i] for i in order], [requested[i] for i in order]
+        stats = {**self.client.usage.since(before), "texts_parsed": len(texts), "empty_answers": empty}
+        stats["lines_dropped"] = dict(dropped)
+        return Sample(texts, {REQUESTED: requested}, stats)
+
+
+def requested_label_agreement(layout: RunLayout, folder: str) -> dict[str, Any] | None:
+    """How often the teacher's label (argmax of its logits) is the class each text was requested for: overall and
+    per class (by name). None when the shards carry no requested class or are not labeled."""
+    from gendistill.io import read_json
+
+    requested: list[int] = []
+    predicted: list[int] = []
+    for shard in list_shards(layout.transfer / folder):
+        labeled = layout.labels / folder / shard.name
+        table = pq.read_table(shard)
+        if REQUESTED not in table.column_names or not labeled.exists():
+            return None
+        requested += table.column(REQUESTED).to_pylist()
+        logits = pq.read_table(labeled).column("logits").to_pylist()
+        predicted += [int(np.argmax(row)) for row in logits]
+    if not requested or len(requested) != len(predicted):
+        return None
+    names = read_json(layout.label_names)
+    wanted, got = np.asarray(requested), np.asarray(predicted)
+    per_class = {
+        names[label]: round(float(np.mean(got[wanted == label] == label)), 4)
+        for label in range(len(names))
+        if np.any(wanted == label)
+    }
+    return {"overall": round(float(np.mean(wanted == got)), 4), "texts": len(requested), "per_class": per_class}

@@ -1,0 +1,401 @@
+"""`llm` teacher: zero- or few-shot annotation by a served LLM through an OpenAI-compatible API, as soft labels.
+
+Each class has a verbalizer, the word the LLM should answer (default: the class name). Two ways to a soft label:
+- `logprobs`: one request per text for a single answer token with its `top_logprobs` candidates; each candidate
+  adds its probability to the class whose verbalizer it begins (`gendistill.llm.parse.match_token`), and the
+  classes' shares of that covered mass are the soft label (the mass itself is recorded: a low one says the
+  prompt or the verbalizers do not fit the model);
+- `samples`, for servers that return no log-probabilities (`transformers serve`, some hosted APIs): `samples`
+  answers per text (one request with `n`, or one request each where `n` is ignored), soft label = smoothed vote
+  frequencies.
+`logprobs: auto` asks the server once, when the teacher stage runs, and keeps the answer in teacher/teacher.json,
+so every text of the run is labeled the same way; the report says which was used. There is nothing to train: the
+teacher stage writes that file (verbalizers, the few-shot examples drawn from the labeled set) and nothing else.
+What labeling cost (requests, tokens, seconds) accumulates in teacher/usage.json for the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from gendistill.errors import ConfigError
+from gendistill.io import read_json, write_json
+from gendistill.llm.prompts import ChatMessage, check_templates, default_messages, default_prompt
+from gendistill.llm.settings import ServedModel
+from gendistill.teachers.base import FitContext, TeacherConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from gendistill.llm.client import Client, Request
+
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog."
+WHERE = "teacher (llm)"
+
+
+class LLMTeacher(ServedModel, TeacherConfig):
+    """A served LLM that labels texts."""
+
+    kind: Literal["llm"] = "llm"
+    verbalizers: dict[str, str] = Field(
+        default_factory=dict, description="class name -> the word the LLM answers for it (default: the name)"
+    )
+    shots: Annotated[int, Field(ge=0, le=64)] = Field(
+        default=0, description="labeled examples per class shown in every prompt (few-shot); 0: zero-shot"
+    )
+    logprobs: Literal["auto", "yes", "no"] = Field(
+        default="auto",
+        description="soft labels from first-token log-probabilities (yes), from sampled answers (no), or whichever "
+        "the server supports (auto: asked once when the teacher stage runs)",
+    )
+    top_logprobs: Annotated[int, Field(ge=1, le=20)] = Field(default=20, description="candidates per answer token")
+    samples: Annotated[int, Field(ge=1, le=128)] = Field(default=5, description="answers per text without logprobs")
+    temperature: Annotated[float, Field(ge=0)] = Field(default=1.0, description="sampling temperature of answers")
+    max_tokens: Annotated[int, Field(ge=1)] = Field(default=8, description="tokens per sampled answer")
+    smoothing: Annotated[float, Field(ge=0)] = Field(
+        default=0.5, description="added to every class's vote count (sampled answers)"
+    )
+    min_probability: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=1e-4, description="floor of a class's probability before the log (finite teacher logits)"
+    )
+    messages: list[ChatMessage] | None = Field(default=None, description="chat template (api: chat), Jinja2")
+    prompt: str | None = Field(default=None, description="completion template (api: completions), Jinja2")
+
+    needs_labeled_texts = False
+
+    @model_validator(mode="after")
+    def _template_fits_api(self) -> LLMTeacher:
+        if self.api == "chat" and self.prompt is not None:
+            raise ValueError("`prompt` is the completion template: set api: completions, or give `messages`")
+        if self.api == "completions" and self.messages is not None:
+            raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
+        return self
+
+    def chat_template(self) -> list[ChatMessage]:
+        return self.messages if self.messages is not None else default_messages("annotate")
+
+    def completion_template(self) -> str:
+        return self.prompt if self.prompt is not None else default_prompt("annotate")
+
+    def check(self) -> None:
+        if self.api == "chat":
+            templates = [(f"teacher.messages[{i}]", m.content) for i, m in enumerate(self.chat_template())]
+        else:
+            templates = [("teacher.prompt", self.completion_template())]
+        sample = {
+            "text": "a text",
+            "labels": ["a class", "another class"],
+            "verbalizers": ["a", "another"],
+            "descriptions": {},
+            "examples": [{"text": "an example", "label": "a class", "answer": "a"}],
+        }
+        problem = check_templates(templates, sample)
+        if problem:
+            raise ConfigError(problem)
+        self.check_server("teacher")
+
+    def verbalizer_list(self, label_names: list[str]) -> list[str]:
+        """One verbalizer per class, in label order; a one-line error for a name that is no class, or for two
+        verbalizers whose first tokens could not be told apart."""
+        from gendistill.llm.parse import normalize_word
+
+        unknown = [name for name in self.verbalizers if name not in label_names]
+        if unknown:
+            raise ConfigError(
+                f"teacher.verbalizers: {unknown[0]!r} is not a class name (classes: {', '.join(label_names)})"
+            )
+        words = [self.verbalizers.get(name, name) for name in label_names]
+        normalized = [normalize_word(word) for word in words]
+        for i, word in enumerate(normalized):
+            if not word:
+                raise ConfigError(f"teacher.verbalizers: the verbalizer of {label_names[i]!r} is empty")
+            for j in range(len(normalized)):
+                other = normalized[j]
+                if i != j and (other == word or (self.logprobs != "no" and other.startswith(word.split()[0]))):
+                    raise ConfigError(
+                        f"teacher.verbalizers: {words[i]!r} ({label_names[i]}) and {words[j]!r} ({label_names[j]}) "
+                        "begin alike, so the LLM's answers (and first tokens) cannot tell them apart; give each class "
+                        "a verbalizer that begins differently (teacher.verbalizers: {class: word})"
+                    )
+        return words
+
+    def fit(self, ctx: FitContext) -> dict[str, Any]:
+        from gendistill.llm.cache import RequestCache
+        from gendistill.llm.client import Client
+        from gendistill.pipeline.layout import RunLayout
+
+        verbalizers = self.verbalizer_list(ctx.label_names)
+        examples = few_shot_examples(
+            ctx.train.texts, ctx.train.labels, ctx.label_names, verbalizers, self.shots, ctx.seed
+        )
+        state: dict[str, Any] = {
+            "kind": self.kind,
+            "model": self.model,
+            "api": self.api,
+            "label_names": list(ctx.label_names),
+            "verbalizers": verbalizers,
+            "descriptions": ctx.label_descriptions,
+            "examples": examples,
+        }
+        with RequestCache(RunLayout(ctx.out_dir.parent).llm_cache) as cache:
+            client = Client(self, cache, WHERE, seed=ctx.seed)
+            labeler = _Labeler(self, state, client)
+            mode, why = "samples", "teacher.logprobs: no"
+            if self.logprobs != "no":
+                supported, why = labeler.probe_logprobs()
+                if supported:
+                    mode = "logprobs"
+                elif self.logprobs == "yes":
+                    raise ConfigError(
+                        f"teacher.logprobs: yes, but {self.model} at {self.endpoint} gives no log-probabilities "
+                        f"({why}); set teacher.logprobs: auto (or no) to label from sampled answers"
+                    )
+            state["soft_labels"], state["why"] = mode, why
+            state["n_supported"] = labeler.probe_n() if mode == "samples" and self.samples > 1 else False
+            probe_usage = client.usage.to_dict()
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(ctx.out_dir / "teacher.json", state)
+        return {"soft_labels": mode, "why": why, "n_supported": state["n_supported"], "probe": probe_usage}
+
+    def load(self, directory: Path, device: torch.device | str) -> LoadedLLMTeacher:
+        return LoadedLLMTeacher(self, directory)
+
+
+def few_shot_examples(
+    texts: list[str], labels: list[int], label_names: list[str], verbalizers: list[str], shots: int, seed: int = 0
+) -> list[dict[str, str]]:
+    """`shots` labeled texts per class (fewer where a class has fewer), interleaved class by class so that no class
+    comes last in every prompt; [] in a zero-label start."""
+    if shots == 0:
+        return []
+    rng = random.Random(seed)
+    by_class = []
+    for label in range(len(label_names)):
+        members = [text for text, y in zip(texts, labels, strict=True) if y == label]
+        by_class.append(rng.sample(members, min(shots, len(members))))
+    return [
+        {"text": members[i], "label": label_names[label], "answer": verbalizers[label]}
+        for i in range(shots)
+        for label, members in enumerate(by_class)
+        if i < len(members)
+    ]
+
+
+def _seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "little") % 2**31
+
+
+class _Labeler:
+    """Builds a teacher's requests and reads soft labels out of the answers."""
+
+    def __init__(self, config: LLMTeacher, state: dict[str, Any], client: Client):
+        self.config, self.state, self.client = config, state, client
+        self.verbalizers: list[str] = state["verbalizers"]
+
+    def request(self, text: str, **fields: Any) -> Request:
+        from gendistill.llm.client import Request
+        from gendistill.llm.prompts import render, render_messages
+
+        config, state = self.config, self.state
+        variables = {
+            "text": text,
+            "labels": state["label_names"],
+            "verbalizers": self.verbalizers,
+            "descriptions": state.get("descriptions", {}),
+            "examples": state["examples"],
+        }
+        body: dict[str, Any] = {"model": config.model}
+        if config.api == "chat":
+            body["messages"] = render_messages(config.chat_template(), variables)
+        else:
+            body["prompt"] = render(config.completion_template(), variables)
+        body.update(fields)
+        body.update(config.extra_body)
+        return Request("chat/completions" if config.api == "chat" else "completions", body)
+
+    def logprob_fields(self) -> dict[str, Any]:
+        # temperature 1: whatever a server does with temperature, the candidates' probabilities are the model's
+        if self.config.api == "chat":
+            return {"max_tokens": 1, "temperature": 1.0, "logprobs": True, "top_logprobs": self.config.top_logprobs}
+        return {"max_tokens": 1, "temperature": 1.0, "logprobs": self.config.top_logprobs}
+
+    def probe_logprobs(self) -> tuple[bool, str]:
+        """Whether the server returns first-token candidates; the reason in words."""
+        from gendistill.llm.client import RequestRejected
+        from gendistill.llm.parse import first_token_logprobs
+
+        try:
+            (answer,) = self.client.run([self.request(PROBE_TEXT, **self.logprob_fields())])
+        except RequestRejected as error:
+            return False, f"the server refused logprobs: HTTP {error.status}: {error.detail[:120]}"
+        if first_token_logprobs(answer["choices"][0]):
+            return True, "the server returned first-token log-probabilities"
+        return False, "the server's answer held no log-probabilities"
+
+    def probe_n(self) -> bool:
+        """Whether one request with `n` gets `n` answers (else each sample is its own request)."""
+        from gendistill.llm.client import RequestRejected
+
+        fields = {"max_tokens": 1, "temperature": 1.0, "n": 2, "seed": _seed("probe")}
+        try:
+            (answer,) = self.client.run([self.request(PROBE_TEXT, **fields)])
+        except RequestRejected:
+            return False
+        return len(answer["choices"]) >= 2
+
+    def soft_labels(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        """(probabilities [texts, labels], counters: covered mass or unmatched answers)."""
+        if self.state["soft_labels"] == "logprobs":
+            return self._from_logprobs(texts)
+        return self._from_samples(texts)
+
+    def _from_logprobs(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        from gendistill.llm.parse import first_token_logprobs, logprob_soft_label
+
+        def has_candidates(answer: dict[str, Any]) -> str | None:
+            return None if first_token_logprobs(answer["choices"][0]) else "no_logprobs"
+
+        answers = self.client.run([self.request(text, **self.logprob_fields()) for text in texts], has_candidates)
+        rows, covered = [], []
+        for answer in answers:
+            probabilities, mass = logprob_soft_label(first_token_logprobs(answer["choices"][0]), self.verbalizers)
+            rows.append(probabilities)
+            covered.append(mass)
+        stats = {"covered_mass_sum": float(np.sum(covered)), "uncovered_texts": int(np.sum(np.asarray(covered) == 0))}
+        return np.asarray(rows), stats
+
+    def _from_samples(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+        from gendistill.llm.parse import choice_text, match_answer, vote_soft_label
+
+        config = self.config
+        k = config.samples
+        fields = {"max_tokens": config.max_tokens, "temperature": config.temperature}
+        if self.state.get("n_supported") and k > 1:
+
+            def enough(answer: dict[str, Any]) -> str | None:
+                return None if len(answer["choices"]) >= k else "too_few_choices"
+
+            requests = [self.request(text, **fields, n=k, seed=_seed(text)) for text in texts]
+            answers = self.client.run(requests, enough)
+            contents = [[choice_text(choice) for choice in answer["choices"][:k]] for answer in answers]
+        else:
+            requests = [self.request(text, **fields, seed=_seed(i, text)) for text in texts for i in range(k)]
+            answers = self.client.run(requests)
+            flat = [choice_text(answer["choices"][0]) for answer in answers]
+            contents = [flat[i * k : (i + 1) * k] for i in range(len(texts))]
+        rows, unmatched = [], 0
+        for answer_texts in contents:
+            votes = [match_answer(content, self.verbalizers) for content in answer_texts]
+            unmatched += sum(vote is None for vote in votes)
+            rows.append(vote_soft_label(votes, len(self.verbalizers), config.smoothing))
+        return np.asarray(rows), {"answers": len(texts) * k, "unmatched_answers": unmatched}
+
+
+class LoadedLLMTeacher:
+    """The teacher as the label and evaluate stages use it."""
+
+    def __init__(self, config: LLMTeacher, directory: Path):
+        self.config, self.directory = config, Path(directory)
+        path = self.directory / "teacher.json"
+        if not path.exists():
+            from gendistill.errors import RunDirError
+
+            raise RunDirError(f"{path} is missing; rerun the teacher stage (gendistill train-teacher RUN_DIR)")
+        self.state = read_json(path)
+
+    @property
+    def usage_path(self) -> Path:
+        return self.directory / "usage.json"
+
+    def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """log(soft label) per text (see `gendistill.llm.parse.soft_label_logits`), in input order."""
+        from gendistill import progress
+        from gendistill.llm.cache import RequestCache
+        from gendistill.llm.client import Client
+        from gendistill.llm.parse import soft_label_logits
+        from gendistill.pipeline.layout import RunLayout
+
+        labels = len(self.state["label_names"])
+        if not texts:
+            return np.zeros((0, labels), dtype=np.float32)
+        chunk = max(batch_size, 4 * self.config.max_concurrency)
+        rows: list[np.ndarray] = []
+        stats: dict[str, Any] = {}
+        with RequestCache(RunLayout(self.directory.parent).llm_cache) as cache:
+            client = Client(self.config, cache, WHERE)
+            labeler = _Labeler(self.config, self.state, client)
+            for start in range(0, len(texts), chunk):
+                before = client.usage.requests
+                probabilities, chunk_stats = labeler.soft_labels(texts[start : start + chunk])
+                rows.append(probabilities)
+                _add(stats, chunk_stats)
+                if client.usage.requests > before:
+                    stats["texts_sent"] = stats.get("texts_sent", 0) + len(probabilities)
+                progress.step(f"teacher (llm): {min(start + chunk, len(texts))}/{len(texts)} texts labeled")
+        stats["texts"] = len(texts)
+        self._record(client.usage.to_dict(), stats)
+        return soft_label_logits(np.concatenate(rows), self.config.min_probability)
+
+    def _record(self, usage: dict[str, Any], stats: dict[str, Any]) -> None:
+        """Add this call's counters to teacher/usage.json (what labeling cost over the whole run); under a file
+        lock, since under `accelerate launch` every process labels its share of the shards."""
+        from filelock import FileLock
+
+        with FileLock(str(self.directory / ".usage.lock")):
+            total = read_json(self.usage_path) if self.usage_path.exists() else {}
+            _add(total, {**usage, **stats})
+            write_json(self.usage_path, total)
+
+    def describe(self) -> dict[str, Any]:
+        usage = read_json(self.usage_path) if self.usage_path.exists() else {}
+        seconds, sent = usage.get("seconds", 0.0), usage.get("texts_sent", 0)
+        mode = self.state["soft_labels"]
+        row: dict[str, Any] = {
+            "params": None,
+            "size_bytes": None,
+            "model": self.config.model,
+            "api": self.config.api,
+            "soft_labels": mode,
+            "requests": usage.get("requests", 0),
+            "cached": usage.get("cached", 0),
+            "retries": usage.get("retries", 0),
+            "failed": usage.get("failed", 0),
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "texts_labeled": usage.get("texts", 0),
+            "examples_per_s": round(sent / seconds, 2) if seconds > 0 and sent else None,
+        }
+        if mode == "logprobs":
+            texts = usage.get("texts", 0)
+            row["covered_mass"] = round(usage.get("covered_mass_sum", 0.0) / texts, 4) if texts else None
+            row["uncovered_texts"] = usage.get("uncovered_texts", 0)
+            how = "first-token log-probabilities of the verbalizers, renormalised over the classes"
+            if row["covered_mass"] is not None:
+                how += f" (mean covered probability mass {row['covered_mass']:.3f})"
+        else:
+            row["samples"] = self.config.samples
+            row["unmatched_answers"] = usage.get("unmatched_answers", 0)
+            how = (
+                f"smoothed votes of {self.config.samples} sampled answers per text ({self.state.get('why', '')}); "
+                f"{row['unmatched_answers']} of {usage.get('answers', 0)} answers named no class"
+            )
+        speed = f"{row['examples_per_s']} texts/s" if row["examples_per_s"] else "no request sent (all cached)"
+        row["notes"] = [
+            f"teacher: {self.config.model} served at an OpenAI-compatible endpoint ({self.config.api} API); soft "
+            f"labels from {how}; params and size do not apply: {row['requests']} requests, "
+            f"{row['prompt_tokens']:,} prompt + {row['completion_tokens']:,} completion tokens, {speed} at "
+            f"max_concurrency {self.config.max_concurrency}"
+        ]
+        return row
+
+
+def _add(total: dict[str, Any], more: dict[str, Any]) -> None:
+    from gendistill.sources.base import add_stats
+
+    add_stats(total, more)

@@ -1,0 +1,92 @@
+"""The whole pipeline with LLM plugins, on the fake OpenAI server (fast): an llm source and an llm teacher with
+logprobs, a student that starts from an encoder named by `student.init_from`, the report's LLM fields; the zero-label
+start and its one-line errors; what is keyed and what is a knob."""
+
+import pytest
+from conftest import LABELS
+from llm_servers import FakeOpenAI
+
+from gendistill.config import build_config
+from gendistill.errors import ConfigError, DataError
+from gendistill.pipeline import Run
+from gendistill.pipeline.preflight import preflight
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeOpenAI() as server:
+        yield server
+
+
+def llm_config(task_dir, url, **student):
+    return {
+        "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
+        "teacher": {"kind": "llm", "endpoint": url, "model": "fake", "shots": 1},
+        "transfer": {
+            "sources": [{"type": "llm", "endpoint": url, "model": "fake", "n": 24, "texts_per_request": 4}],
+            "shard_size": 8,
+        },
+        "student": {"embedding_dim": 8, "hidden_dim": 8, "epochs": 2, "batch_size": 16, **student},
+        "evaluate": {"speed_examples": 16},
+        "device": "cpu",
+    }
+
+
+def test_llm_source_and_logprob_teacher_with_a_student_from_a_named_encoder(task_dir, tiny_teacher_dir, fake, tmp_path):
+    raw = llm_config(task_dir, fake.url, init="teacher", init_from=str(tiny_teacher_dir))
+    report = Run(build_config(raw), tmp_path / "run").run()
+    teacher = report.teacher
+    assert teacher.kind == "llm" and teacher.soft_labels == "logprobs" and teacher.accuracy == 1.0
+    assert teacher.params is None and teacher.size_bytes is None and teacher.requests > 0
+    assert 0 < teacher.covered_mass <= 1 and teacher.examples_per_s > 0
+    assert "params_teacher_over_student" not in report.ratios
+    source = report.transfer_set.sources[0]
+    assert source.type == "llm" and source.kept == 24
+    assert source.details["requested_label_agreement"]["overall"] == 1.0  # the fake writes on-topic texts
+    assert report.student.init == "teacher" and report.student.accuracy is not None
+    assert report.baseline_student is not None
+
+
+def test_changing_a_knob_of_an_llm_plugin_reruns_nothing(task_dir, fake, tmp_path):
+    raw = llm_config(task_dir, fake.url, init="random", baseline=False)
+    run = Run(build_config(raw), tmp_path / "run")
+    run.run()
+    keys = {name: key["key"] for name, key in run.keys().items()}
+    for knob in ("max_concurrency=2", "timeout=30", "max_retries=1", "endpoint=http://elsewhere:1/v1"):
+        config = build_config(raw, [f"teacher.{knob}", f"transfer.sources.0.{knob}"])
+        assert {name: key["key"] for name, key in Run(config, tmp_path / "run").keys().items()} == keys
+    changed = build_config(raw, ["transfer.sources.0.temperature=0.5"])
+    after = {name: key["key"] for name, key in Run(changed, tmp_path / "run").keys().items()}
+    assert after["transfer"] != keys["transfer"] and after["teacher"] == keys["teacher"]
+
+
+def test_a_zero_label_start(fake, task_dir, tmp_path):
+    raw = llm_config(task_dir, fake.url, init="random")
+    raw["data"] = {"label_names": LABELS, "test": str(task_dir / "test.jsonl")}
+    raw["teacher"]["shots"] = 0
+    report = Run(build_config(raw), tmp_path / "run").run()
+    assert report.train_examples == 0 and report.data["gold_labels"] == 0 and report.baseline_student is None
+    assert any("no gold labels were used" in note for note in report.notes)
+    assert report.teacher.accuracy == 1.0 and report.transfer_set.sources[0].kept == 24
+
+
+def test_zero_label_mistakes_are_one_line_errors(task_dir, tiny_teacher_dir, fake):
+    base = llm_config(task_dir, fake.url, init="random")
+    base["data"] = {"label_names": LABELS}
+    with pytest.raises(ConfigError, match="data.train is not set .a zero-label start.: list the class names"):
+        build_config({**base, "data": {"test": "t.jsonl"}})
+    encoder_teacher = {**base, "teacher": {"model": str(tiny_teacher_dir)}}
+    with pytest.raises(ConfigError, match="teacher.kind 'hf_encoder' trains on labeled texts"):
+        preflight(build_config(encoder_teacher), {"data"})
+    generate = {**base, "transfer": {"sources": [{"type": "generate", "n": 5}]}}
+    with pytest.raises(ConfigError, match=r"transfer.sources\[0\] \(generate\) works from labeled texts"):
+        preflight(build_config(generate), {"data"})
+    described = {**base, "data": {**base["data"], "label_descriptions": {"sport": "games"}}}
+    with pytest.raises(DataError, match="data.label_descriptions: 'sport' is not a class name"):
+        preflight(build_config(described), {"data"})
+
+
+def test_an_llm_teacher_with_init_teacher_needs_an_encoder(task_dir, fake):
+    config = build_config(llm_config(task_dir, fake.url, init="teacher"))
+    with pytest.raises(ConfigError, match="a 'llm' teacher has none; set student.init_from to an encoder folder"):
+        preflight(config, {"distill"})
