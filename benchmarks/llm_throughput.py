@@ -41,10 +41,10 @@ def build_model(directory: Path, layers: int, width: int) -> int:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    from gendistill.data import load_unlabeled
+    from gendistill.data import read_table
     from gendistill.generator import train_bpe_tokenizer
 
-    texts = load_unlabeled(str(ROOT / "examples" / "support" / "train.jsonl"), "text", 2000)
+    texts = read_table(str(ROOT / "examples" / "support" / "train.jsonl"))["text"].astype(str).tolist()
     tokenizer = train_bpe_tokenizer(texts, 2000)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(directory)
