@@ -176,7 +176,8 @@ def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
         if record.get("applies") is not False and summary.get("final_loss") is not None:
             curves[name] = TrainingCurve(loss=loss, steps=summary.get("steps"), final_loss=summary["final_loss"])
     student = ctx.config.student
-    distill_loss = f"{student.loss} to the teacher's logits (+ {student.alpha:g} x cross-entropy on labeled texts)"
+    kind = getattr(student.loss, "value", student.loss)  # an Enum member when the config was built in Python
+    distill_loss = f"{kind} to the teacher's logits (+ {student.alpha:g} x cross-entropy on labeled texts)"
     students = (
         ("student", ctx.layout.student, "distill", distill_loss),
         ("baseline_student", ctx.layout.baseline_student, "baseline", "cross-entropy"),
