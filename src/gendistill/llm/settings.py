@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gendistill.errors import ConfigError
+from gendistill.llm.prompts import ChatMessage, default_messages, default_prompt
 from gendistill.sections import Section, knob
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -25,7 +26,13 @@ HIDDEN_VALUE_ERROR = "value_not_shown"  # an error type whose input the config e
 
 
 class ServedModel(Section):
-    """An OpenAI-compatible endpoint and the model it serves."""
+    """An OpenAI-compatible endpoint and the model it serves, with the prompt templates for `template_task`."""
+
+    template_task: ClassVar[str] = "generate"  # which default templates apply: generate (source), annotate (teacher)
+    messages: list[ChatMessage] | None = Field(
+        default=None, description="chat template (api: chat): messages whose contents are Jinja2 templates"
+    )
+    prompt: str | None = Field(default=None, description="completion template (api: completions), Jinja2")
 
     endpoint: str = knob(
         ...,
@@ -89,3 +96,17 @@ class ServedModel(Section):
         from gendistill.llm.client import ping
 
         ping(self, where)
+
+    @model_validator(mode="after")
+    def _template_fits_api(self) -> ServedModel:
+        if self.api == "chat" and self.prompt is not None:
+            raise ValueError("`prompt` is the completion template: set api: completions, or give `messages`")
+        if self.api == "completions" and self.messages is not None:
+            raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
+        return self
+
+    def chat_template(self) -> list[ChatMessage]:
+        return self.messages if self.messages is not None else default_messages(self.template_task)
+
+    def completion_template(self) -> str:
+        return self.prompt if self.prompt is not None else default_prompt(self.template_task)

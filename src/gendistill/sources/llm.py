@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from gendistill.errors import ConfigError
-from gendistill.llm.prompts import ChatMessage, check_templates, default_messages, default_prompt
+from gendistill.llm.prompts import check_templates
 from gendistill.llm.settings import ServedModel
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, list_shards, source_dir
 
@@ -51,29 +51,11 @@ class LLMSource(ServedModel, SourceConfig):
         default_factory=dict,
         description="diversity attributes: name -> values, one value drawn per request (e.g. tone: [calm, angry])",
     )
-    messages: list[ChatMessage] | None = Field(
-        default=None, description="chat template (api: chat): messages whose contents are Jinja2 templates"
-    )
-    prompt: str | None = Field(default=None, description="completion template (api: completions), Jinja2")
     temperature: Annotated[float, Field(ge=0)] = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] = 512
     stop: list[str] | None = Field(default=None, description="stop sequences (default: a blank line for completions)")
     request_seed: bool = Field(default=True, description="send a per-request seed (servers that honour it repeat)")
-
-    @model_validator(mode="after")
-    def _template_fits_api(self) -> LLMSource:
-        if self.api == "chat" and self.prompt is not None:
-            raise ValueError("`prompt` is the completion template: set api: completions, or give `messages`")
-        if self.api == "completions" and self.messages is not None:
-            raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
-        return self
-
-    def chat_template(self) -> list[ChatMessage]:
-        return self.messages if self.messages is not None else default_messages("generate")
-
-    def completion_template(self) -> str:
-        return self.prompt if self.prompt is not None else default_prompt("generate")
 
     def check(self, config: RunConfig, index: int) -> None:
         where = f"transfer.sources[{index}]"

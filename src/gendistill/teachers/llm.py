@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from gendistill.errors import ConfigError
 from gendistill.io import read_json, write_json
-from gendistill.llm.prompts import ChatMessage, check_templates, default_messages, default_prompt
+from gendistill.llm.prompts import check_templates
 from gendistill.llm.settings import ServedModel
 from gendistill.teachers.base import FitContext, TeacherConfig
 
@@ -64,24 +64,9 @@ class LLMTeacher(ServedModel, TeacherConfig):
     min_probability: Annotated[float, Field(gt=0, lt=1)] = Field(
         default=1e-4, description="floor of a class's probability before the log (finite teacher logits)"
     )
-    messages: list[ChatMessage] | None = Field(default=None, description="chat template (api: chat), Jinja2")
-    prompt: str | None = Field(default=None, description="completion template (api: completions), Jinja2")
 
     needs_labeled_texts = False
-
-    @model_validator(mode="after")
-    def _template_fits_api(self) -> LLMTeacher:
-        if self.api == "chat" and self.prompt is not None:
-            raise ValueError("`prompt` is the completion template: set api: completions, or give `messages`")
-        if self.api == "completions" and self.messages is not None:
-            raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
-        return self
-
-    def chat_template(self) -> list[ChatMessage]:
-        return self.messages if self.messages is not None else default_messages("annotate")
-
-    def completion_template(self) -> str:
-        return self.prompt if self.prompt is not None else default_prompt("annotate")
+    template_task = "annotate"
 
     def check(self) -> None:
         if self.api == "chat":
