@@ -9,6 +9,11 @@ arm then reuses them (`Run.adopt`), so adding an arm never redoes the teacher, t
   student_kd_augment    + a rule-based transfer set (Tang et al. 2019: masking, word swaps, n-gram sampling)
   student_kd_generate   + texts sampled from a generator fine-tuned on the labeled texts (the method)
   student_kd_unlabeled  + real unlabeled texts of the train pool, labeled sample excluded (a perfect generator)
+  setfit, model2vec     the peers (benchmarks/peers.py; `pip install -e ".[peers]"`), on the same labeled sample
+
+Every model of a cell is then timed side by side in this process (`timed_passes`: the models take turns within
+each pass), so the examples/s of teacher, students and peers are comparable even on a busy machine. `--variant NAME`
+with `--set` runs the student arms again under another name (e.g. a changed default), reusing everything upstream.
 
     python benchmarks/lowdata.py --data-dir ../shared/data --datasets ag_news sst2 --per-class 8 64 --seeds 0 1 2 \\
         --teacher models/all-MiniLM-L6-v2
@@ -30,12 +35,27 @@ from pathlib import Path
 from typing import Any
 
 import gendistill
-from gendistill.config import RunConfig, build_config
+from gendistill.config import RunConfig, StudentConfig, build_config
+from gendistill.evaluate import classification_metrics
 from gendistill.io import write_json, write_text
+from gendistill.pipeline.layout import RunLayout
+from gendistill.stages.data import read_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402 - benchmarks/peers.py, beside this script
 
 SHARED_STAGES = ("data", "teacher")
 COMMENTARY = "## Commentary"  # a hand-written section of RESULTS.md that a rerun keeps
-ARMS = ("teacher", "student_ce", "student_kd", "student_kd_augment", "student_kd_generate", "student_kd_unlabeled")
+PEER_ARMS = ("setfit", "model2vec")
+ARMS = (
+    "teacher",
+    "student_ce",
+    "student_kd",
+    "student_kd_augment",
+    "student_kd_generate",
+    "student_kd_unlabeled",
+    *PEER_ARMS,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +85,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--arch", default="bilstm", choices=["bilstm", "cnn", "bag"])
     parser.add_argument("--augment-copies", type=int, default=20)
+    parser.add_argument(
+        "--report-only", action="store_true", help="run nothing: rebuild RESULTS.md and the plots from --out/runs"
+    )
+    parser.add_argument("--speed-examples", type=int, default=256, help="test texts timed per model, side by side")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="a name for this invocation's student settings (--set): its runs and rows are kept apart as arm~NAME",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
     parser.add_argument(
@@ -113,7 +142,7 @@ def arm_configs(
         if "student_ce" in args.arms or "student_kd" in args.arms:  # one run gives both: student = KD, baseline = CE
             # the same optimizer-step budget as a student distilled on the whole pool, as the pipeline's own
             # baseline gets: labeled-only arms must not lose merely for training fewer steps
-            batch, epochs = 64, base["student"].get("epochs", 10)
+            batch, epochs = 64, base["student"].get("epochs", StudentConfig().epochs)
             labeled = base["data"]["per_class"] * n_classes
             budget = epochs * math.ceil((labeled + pool_size) / batch)
             lo_epochs = max(epochs, math.ceil(budget / math.ceil(labeled / batch)))
@@ -158,13 +187,17 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
     stats = json.loads((first / "data" / "stats.json").read_text())
     pool_size = stats["pool"] - stats["train"]
     rows: list[dict[str, Any]] = []
+    predictors: dict[str, Any] = {}  # arm -> what to time side by side at the end of the cell
     generator_donor: Path | None = None
     transfer_donors: dict[tuple[str, str], Path] = {}  # (arm, size) -> the run whose transfer set and labels we reuse
     for arm, init, size, raw in arm_configs(args, base, pool_size, len(stats["label_names"])):
         config = build_config(raw, args.overrides)
-        name = f"{arm}-{init}-{size}"
+        name = f"{arm}-{init}-{size}" + (f"~{args.variant}" if args.variant else "")
         run = gendistill.Run(config, cell / name)
         adopted = run.adopt(first, SHARED_STAGES)
+        default_run = cell / f"{arm}-{init}-{size}"
+        if args.variant and (default_run / "manifest.json").exists():  # the same transfer set, labeled once
+            adopted += run.adopt(default_run, ("generator", "transfer", "label"))
         if arm == "student_kd_generate" and generator_donor is not None:
             adopted += run.adopt(generator_donor, ("generator",))
         if (arm, size) in transfer_donors:  # another student init of the same arm: only distill differs
@@ -176,8 +209,92 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         if arm == "student_kd_generate":
             generator_donor = generator_donor or cell / name
         transfer_donors.setdefault((arm, size), cell / name)
-        rows += result_rows(dataset, per_class, seed, arm, init, size, report, config, time.perf_counter() - started)
+        arm_rows = result_rows(dataset, per_class, seed, arm, init, size, report, config, time.perf_counter() - started)
+        if "teacher" in args.arms and not any(r["arm"] == "teacher" for r in rows + arm_rows):
+            teacher_seconds = arm_rows[0]["seconds_per_stage"].get("teacher")
+            arm_rows.insert(
+                0,
+                {
+                    **arm_rows[0],
+                    "arm": "teacher",
+                    "size_label": "0",
+                    "transfer_size": 0,
+                    **_metrics(report["teacher"]),
+                    "train_seconds": teacher_seconds,
+                },
+            )
+        elif "teacher" not in args.arms:
+            arm_rows = [r for r in arm_rows if r["arm"] != "teacher"]
+        for row in arm_rows:
+            row["variant"] = args.variant
+            if row["arm"] != "teacher":
+                row["arm"] += f"~{args.variant}" if args.variant else ""
+                predictors[row["arm"]] = cell / name / ("baseline_student" if "student_ce" in row["arm"] else "student")
+        rows += arm_rows
+    task = read_task(RunLayout(first))
+    for peer in (arm for arm in PEER_ARMS if arm in args.arms):
+        print(f"[{dataset} N={per_class} seed={seed}] {peer}", flush=True)
+        model = peers.TRAINERS[peer](args.teacher, task.train.texts, task.train.labels, seed)
+        predictions = model.predict(task.test.texts)
+        metrics = classification_metrics(task.test.labels, predictions, len(task.label_names))
+        rows.append(
+            {
+                "dataset": dataset,
+                "per_class": per_class,
+                "seed": seed,
+                "init": "-",
+                "transfer_size": 0,
+                "size_label": "0",
+                "arm": peer,
+                "variant": "",
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "params": model.params,
+                "train_seconds": round(model.train_seconds, 1),
+                "settings": model.settings,
+            }
+        )
+        predictors[peer] = model
+    if "teacher" in args.arms:
+        predictors["teacher"] = shared
+    speeds = time_side_by_side(predictors, task.test.texts[: args.speed_examples], shared)
+    for row in rows:
+        if row["arm"] in speeds:
+            row["examples_per_s_pipeline"] = row.get("examples_per_s")
+            row["examples_per_s"] = speeds[row["arm"]]
+            row["speed"] = speeds["settings"]
     return rows
+
+
+def time_side_by_side(predictors: dict[str, Any], texts: list[str], shared: gendistill.Run) -> dict[str, Any]:
+    """Median examples/s of every model of a cell over the same texts, timed in turns within each pass."""
+    import os
+
+    import torch
+
+    from gendistill.evaluate import timed_passes
+    from gendistill.students import StudentClassifier
+
+    batch = 64
+    calls = {}
+    for name, target in predictors.items():
+        if isinstance(target, peers.PeerModel):
+            calls[name] = target.predict
+        elif isinstance(target, gendistill.Run):
+            teacher = target.config.teacher.load(target.layout.teacher, torch.device("cpu"))
+            calls[name] = lambda texts, t=teacher: t.logits(texts, batch)
+        elif Path(target).exists():
+            student = StudentClassifier.from_pretrained(target)
+            calls[name] = lambda texts, s=student: s.logits(texts, batch)
+    passes = timed_passes(calls, texts, batch, None, passes=5, min_seconds=0.25)
+    settings = {
+        "texts": len(texts),
+        "batch_size": batch,
+        "threads": torch.get_num_threads(),
+        "passes": 5,
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    return {name: statistics.median(values) for name, values in passes.items()} | {"settings": settings}
 
 
 def result_rows(
@@ -204,62 +321,70 @@ def result_rows(
     }
     rows = []
     if arm == "labeled_only":
-        pairs = [
-            ("teacher", report["teacher"]),
-            ("student_kd", report["student"]),
-            ("student_ce", report.get("baseline_student")),
-        ]
-        if init != "teacher":
-            pairs = pairs[1:]
+        pairs = [("student_kd", report["student"]), ("student_ce", report.get("baseline_student"))]
     else:
         pairs = [(arm, report["student"])]
     for name, metrics in pairs:
         if metrics is None:
             continue
-        rows.append(
-            {
-                **common,
-                "arm": name if name == "teacher" else f"{name}[{init}]",
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "params": metrics["params"],
-                "examples_per_s": metrics["examples_per_s"],
-            }
-        )
+        stage = "baseline" if name == "student_ce" else "distill"
+        seconds = common["seconds_per_stage"].get(stage)
+        rows.append({**common, "arm": f"{name}[{init}]", **_metrics(metrics), "train_seconds": seconds})
     return rows
+
+
+def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: metrics[key] for key in ("accuracy", "macro_f1", "params", "examples_per_s")}
 
 
 def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     arms: dict[str, dict[str, Any]] = {}
     for row in rows:
         arm = row["arm"] + ("" if row["size_label"] in ("0", "-") else f"@{row['size_label']}")
-        cell = arms.setdefault(arm, {}).setdefault(str(row["per_class"]), {"seeds": [], "accuracy": [], "params": []})
-        cell["seeds"].append(row["seed"])
-        cell["accuracy"].append(row["accuracy"])
-        cell["params"].append(row["params"])
-        cell.setdefault("transfer_size", []).append(row["transfer_size"])
+        cell = arms.setdefault(arm, {}).setdefault(str(row["per_class"]), {})
+        if row.get("train_seconds") is None and row["arm"] not in PEER_ARMS:  # rows written before the field was
+            stage = "teacher" if row["arm"] == "teacher" else "baseline" if "student_ce" in row["arm"] else "distill"
+            row = {**row, "train_seconds": row.get("seconds_per_stage", {}).get(stage)}
+        for field in ("seed", "accuracy", "macro_f1", "params", "transfer_size", "examples_per_s", "train_seconds"):
+            cell.setdefault(field, []).append(row.get(field))
     out: dict[str, Any] = {"dataset": dataset, "arms": {}}
     for arm, by_n in arms.items():
-        out["arms"][arm] = {
-            n: {
+        out["arms"][arm] = {}
+        for n, c in by_n.items():
+            out["arms"][arm][n] = {
                 "accuracy_mean": statistics.mean(c["accuracy"]),
                 "accuracy_std": statistics.pstdev(c["accuracy"]) if len(c["accuracy"]) > 1 else 0.0,
-                "seeds": c["seeds"],
+                "macro_f1_mean": _mean(c["macro_f1"]),
+                "seeds": c["seed"],
                 "accuracies": c["accuracy"],
                 "params": max(c["params"]),
                 "transfer_size_mean": statistics.mean(c["transfer_size"]),
+                "examples_per_s_median": _median(c["examples_per_s"]),
+                "train_seconds_mean": _mean(c["train_seconds"]),
             }
-            for n, c in by_n.items()
-        }
     return out
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.mean(present) if present else None
+
+
+def _median(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
     lines = [
         "# Low-data benchmark results",
         "",
-        "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets). "
-        "`[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size.",
+        "Accuracy (%) on each dataset's test file, mean ± std over seeds (seed count in brackets), then macro-F1 "
+        "(mean). `[teacher]`/`[random]`: the student's embedding init; `@K`: transfer-set size; `~NAME`: a student "
+        "variant (`--variant`). examples/s: CPU, median over the seeds, every model of a cell timed side by side in "
+        "one process (turns within each pass); train s: mean seconds to train that arm alone (students: the distill "
+        "or baseline stage; teacher fine-tuning, generation and labeling are shared by the student arms and not in "
+        "it; peers: everything they run).",
         "",
     ]
     for summary in summaries:
@@ -269,29 +394,44 @@ def markdown(command: str, summaries: list[dict[str, Any]]) -> str:
             "",
             *[f"Command: `{c}`" for c in summary.get("commands", [command])],
             "",
-            "| arm | " + " | ".join(f"N={n}/class" for n in ns) + " | params |",
-            "|---|" + "---|" * (len(ns) + 1),
+            "| arm | " + " | ".join(f"N={n}/class acc | F1 | ex/s | train s" for n in ns) + " | params |",
+            "|---|" + "---|---|---|---|" * len(ns) + "---|",
         ]
         for arm, by_n in sorted(summary["arms"].items(), key=lambda item: _arm_order(item[0])):
             cells = []
             for n in ns:
                 c = by_n.get(n)
-                cells.append(
-                    "–"
-                    if c is None
-                    else f"{100 * c['accuracy_mean']:.1f} ± {100 * c['accuracy_std']:.1f} [{len(c['seeds'])}]"
-                )
+                if c is None:
+                    cells += ["–"] * 4
+                    continue
+                cells += [
+                    f"{100 * c['accuracy_mean']:.1f} ± {100 * c['accuracy_std']:.1f} [{len(c['seeds'])}]",
+                    _fmt(c.get("macro_f1_mean"), 100, ".1f"),
+                    _fmt(c.get("examples_per_s_median"), 1, ",.0f"),
+                    _fmt(c.get("train_seconds_mean"), 1, ",.0f"),
+                ]
             params = max(c["params"] for c in by_n.values())
             lines.append(f"| {arm} | " + " | ".join(cells) + f" | {params:,} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def _arm_order(arm: str) -> tuple[int, int, float]:
-    """Table order: the ARMS order, teacher-init before random-init, transfer sizes ascending ('all' last)."""
+def _fmt(value: float | None, scale: float, spec: str) -> str:
+    return "–" if value is None else format(scale * value, spec)
+
+
+def _arm_order(arm: str) -> tuple[int, int, str, float]:
+    """Table order: the ARMS order, teacher-init before random-init, variants by name, transfer sizes ascending."""
     base, _, size = arm.partition("@")
+    base, _, variant = base.partition("~")
+    size, _, size_variant = size.partition("~")
     name, _, init = base.partition("[")
-    return ARMS.index(name), 0 if init.startswith("teacher") else 1, float("inf") if size == "all" else float(size or 0)
+    return (
+        ARMS.index(name),
+        0 if init.startswith("teacher") else 1,
+        variant or size_variant,
+        float("inf") if size == "all" else float(size or 0),
+    )
 
 
 def plot(summaries: list[dict[str, Any]], path: Path) -> None:
@@ -328,6 +468,37 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def pareto_plot(summaries: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs CPU examples/s (log), marker area by parameter count, one panel per dataset x N; the upper
+    right is better. Arms without a side-by-side speed figure are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, n) for s in summaries for n in sorted({n for a in s["arms"].values() for n in a}, key=int)]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for ax, (summary, n) in zip(axes[0], panels, strict=True):
+        for arm, by_n in sorted(summary["arms"].items(), key=lambda item: _arm_order(item[0])):
+            c = by_n.get(n)
+            if c is None or c.get("examples_per_s_median") is None:
+                continue
+            area = 20 + 400 * (c["params"] / 23e6) ** 0.5
+            ax.scatter(c["examples_per_s_median"], 100 * c["accuracy_mean"], s=area, alpha=0.6, label=arm)
+            ax.annotate(arm, (c["examples_per_s_median"], 100 * c["accuracy_mean"]), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_title(f"{summary['dataset']}, N={n}/class (marker area ~ sqrt(params))")
+        ax.set_xlabel("CPU examples/s (log)")
+        ax.set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     for dataset in args.datasets:
         rows = []
         for per_class in args.per_class:
-            for seed in args.seeds:
+            for seed in args.seeds if not args.report_only else []:
                 cell_rows = run_cell(args, dataset, per_class, seed)
                 for row in cell_rows:
                     name = f"{row['arm']}-{row['size_label']}-n{per_class}-s{seed}".replace("[", "_").replace("]", "")
@@ -356,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         previous = args.out / dataset / "summary.json"
         commands = json.loads(previous.read_text(encoding="utf-8")).get("commands", []) if previous.exists() else []
         summary = summarize(dataset, all_rows or rows)
-        summary["commands"] = [*dict.fromkeys([*commands, command])]
+        summary["commands"] = [*dict.fromkeys([*commands, *([] if args.report_only else [command])])]
         write_json(previous, summary)
         summaries.append(summary)
     # datasets benchmarked by earlier invocations keep their rows (each with the command that produced it)
@@ -369,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     kept = results.read_text(encoding="utf-8").partition(COMMENTARY)[2] if results.exists() else ""
     write_text(results, markdown(command, summaries) + (f"\n{COMMENTARY}{kept}" if kept else ""))
     plot(summaries, args.out / "accuracy_vs_size.png")
+    pareto_plot(summaries, args.out / "pareto.png")
     print(f"results: {args.out / 'RESULTS.md'}")
 
 

@@ -28,10 +28,14 @@ def test_each_architecture_and_init_learns(arch, init, tiny_teacher_dir):
     assert student.info["init"] == init
 
 
-@pytest.mark.parametrize("arch", ["bilstm", "cnn", "bag"])
-def test_logits_do_not_depend_on_batch_padding(arch):
+@pytest.mark.parametrize(
+    ("arch", "pooling"), [("bilstm", "max"), ("bilstm", "mean_max"), ("cnn", "max"), ("bag", "max")]
+)
+def test_logits_do_not_depend_on_batch_padding(arch, pooling):
     texts, _ = labeled(5, 0)
-    config = StudentConfig(arch=arch, init="random", embedding_dim=8, hidden_dim=8, cnn_kernel_sizes=[2, 3])
+    config = StudentConfig(
+        arch=arch, init="random", embedding_dim=8, hidden_dim=8, cnn_kernel_sizes=[2, 3], pooling=pooling
+    )
     student = make_student(config, texts + ["short", "a much longer text " * 5], LABELS, seed=0)
     batch = student.logits(["short", "a much longer text " * 5, texts[0]], batch_size=3)
     single = np.concatenate([student.logits([t]) for t in ["short", "a much longer text " * 5, texts[0]]])
@@ -97,6 +101,44 @@ def test_counts_are_used_for_sif(tiny_teacher_dir):
     from gendistill.students.static import teacher_embedding_matrix
 
     hf = AutoTokenizer.from_pretrained(tiny_teacher_dir)
-    matrix = teacher_embedding_matrix(str(tiny_teacher_dir), hf, [5, 6, 7, 8, 9], Counter({5: 100, 6: 1}), 4, 1e-3)
+    matrix, _ = teacher_embedding_matrix(str(tiny_teacher_dir), hf, [5, 6, 7, 8, 9], Counter({5: 100, 6: 1}), 4, 1e-3)
     assert matrix.shape == (7, 4) and not matrix[0].any()  # [PAD] row is zero
     assert np.linalg.norm(matrix[2]) < np.linalg.norm(matrix[3])  # the frequent token is down-weighted
+
+
+def test_mean_max_pooling_reads_out_both_and_round_trips(tmp_path):
+    texts, _ = labeled(5, 0)
+    config = StudentConfig(init="random", embedding_dim=8, hidden_dim=12, pooling="mean_max")
+    student = make_student(config, texts, LABELS, seed=0)
+    assert student.model.hidden.in_features == 4 * 12  # max and mean of the 2 x hidden BiLSTM states
+    student.save_pretrained(tmp_path / "s")
+    loaded = StudentClassifier.from_pretrained(tmp_path / "s")
+    assert loaded.spec.pooling == "mean_max"
+    np.testing.assert_allclose(student.logits(texts), loaded.logits(texts), atol=1e-6)
+
+
+def test_nearest_rows_picks_the_closest_direction_after_centring():
+    from gendistill.students.static import nearest_rows
+
+    common = np.full(4, 10.0)  # a shared offset (the [CLS]/[SEP] part) that would make every pair look alike
+    kept = common + np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+    unseen = common + np.array([[0, 0.9, 0.1, 0], [0.8, 0, 0, 0.1], [0, 0, 2.0, 0]])
+    assert nearest_rows(kept, unseen).tolist() == [1, 0, 2]
+
+
+def test_unseen_tokens_nearest_maps_every_word_piece_to_a_trained_row(tiny_teacher_dir):
+    texts, _ = labeled(5, 0)
+    probe = [" ".join(texts[3:])]  # words of the fixture vocabulary that the three training texts lack
+    common = dict(embedding_dim=8, hidden_dim=8, epochs=1)
+    unk = make_student(StudentConfig(**common), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir))
+    nearest = make_student(
+        StudentConfig(**common, unseen_tokens="nearest"), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir)
+    )
+    assert nearest.spec.vocab_size == unk.spec.vocab_size  # no extra rows: unseen tokens reuse kept ones
+    unk_ids, _ = unk.tokenizer.encode(probe)
+    nearest_ids, lengths = nearest.tokenizer.encode(probe)
+    assert (unk_ids[0, : lengths[0]] == UNK_ID).any()  # the default sends some of these pieces to [UNK]
+    assert (nearest_ids[0, : lengths[0]] >= 2).all()  # nearest sends each to a kept token's row
+    kept_rows = unk_ids[0, : lengths[0]] >= 2
+    np.testing.assert_array_equal(nearest_ids[0, : lengths[0]][kept_rows], unk_ids[0, : lengths[0]][kept_rows])
+    assert nearest.info["unseen_mapped"] > 0

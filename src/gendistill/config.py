@@ -137,6 +137,20 @@ class LossKind(str, Enum):
     kl = "kl"
 
 
+class Pooling(str, Enum):
+    """How the BiLSTM reads its states out: max over time, or mean and max side by side."""
+
+    max = "max"
+    mean_max = "mean_max"
+
+
+class UnseenTokens(str, Enum):
+    """Teacher-init: where a teacher token that no training text contains goes at inference."""
+
+    unk = "unk"
+    nearest = "nearest"
+
+
 class StudentConfig(_Section):
     """The tiny student and how it is distilled."""
 
@@ -163,15 +177,31 @@ class StudentConfig(_Section):
     sif_coefficient: Annotated[float, Field(ge=0)] | None = Field(
         default=1e-3, description="teacher-init: down-weight frequent tokens by a/(a+p(token)); null disables"
     )
-    loss: LossKind = LossKind.mse
+    pooling: Pooling = Field(
+        default=Pooling.max, description="bilstm readout: max over time, or mean_max (mean and max concatenated)"
+    )
+    unseen_tokens: UnseenTokens = Field(
+        default=UnseenTokens.nearest,
+        description="teacher-init: a teacher token no training text contains maps to [UNK] (unk) or to the kept "
+        "token nearest to it in the teacher's static embeddings (nearest; the student keeps what the teacher knows "
+        "about words it never saw in training, at no extra parameters)",
+    )
+    loss: LossKind = LossKind.kl
     temperature: Annotated[float, Field(gt=0)] = 2.0
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="weight of gold-label cross-entropy on labeled examples (1 - alpha: distillation)"
     )
-    epochs: Annotated[int, Field(ge=1)] = 10
+    epochs: Annotated[int, Field(ge=1)] = 20
     learning_rate: Annotated[float, Field(gt=0)] = 2e-3
     batch_size: Annotated[int, Field(ge=1)] = 64
     baseline: bool = Field(default=True, description="also train the baseline student (labeled data only, CE)")
+    labeled_only_budget: Literal["cv", "matched"] = Field(
+        default="cv",
+        description="a student trained on the labeled texts alone (the baseline, or a run without transfer texts) "
+        "picks its epoch count by k-fold cross-validation on the labeled set, up to its step budget (cv), or trains "
+        "the whole budget (matched: hundreds of passes over a few dozen texts, which can collapse to one class)",
+    )
+    cv_folds: Annotated[int, Field(ge=2, le=20)] = 4
 
     def init_encoder(self) -> str | None:
         """The encoder folder or id named by `init_from`, or None for `base`/`finetuned` (the teacher's)."""
@@ -185,6 +215,28 @@ class StudentConfig(_Section):
         if value not in ARCHITECTURES:
             raise ValueError(f"unknown student architecture {value!r}; expected one of {', '.join(ARCHITECTURES)}")
         return value
+
+
+class LabelConfig(_Section):
+    """Curation of the transfer set once the teacher has labeled it; all off by default. Every text stays labeled
+    on disk; the student trains on the kept ones, and the report counts what each option dropped."""
+
+    near_duplicates: Annotated[float, Field(ge=0.1, le=0.95)] | None = Field(
+        default=None,
+        description="drop a text whose word uni/bigram Jaccard similarity (MinHash) to an earlier one is at least "
+        "this (e.g. 0.8); needs datasketch",
+    )
+    drop_uncertain: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.0, description="drop this fraction of the transfer texts on which the teacher's entropy is highest"
+    )
+    rebalance: Annotated[float, Field(ge=1)] | None = Field(
+        default=None,
+        description="subsample every class (by the teacher's label) to at most this many times the rarest class "
+        "(1 = balanced)",
+    )
+
+    def active(self) -> bool:
+        return self.near_duplicates is not None or self.drop_uncertain > 0 or self.rebalance is not None
 
 
 class EvaluateConfig(_Section):
@@ -212,6 +264,7 @@ class RunConfig(_Section):
     teacher: teacher_union()  # type: ignore[valid-type]
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     seed: int = 0

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tokenizers import Tokenizer
 
-from gendistill.config import StudentConfig
+from gendistill import progress
+from gendistill.config import Pooling, StudentConfig, UnseenTokens
 from gendistill.losses import distillation_loss
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
-from gendistill.students.static import teacher_embedding_matrix
-from gendistill.students.vocab import prune_teacher_vocab, train_word_tokenizer
+from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
+from gendistill.students.vocab import UNK_ID, prune_teacher_vocab, train_word_tokenizer
 from gendistill.training import fit
 
 
@@ -52,7 +53,8 @@ def make_student(
             tokenizer, texts, config.max_length, config.vocab_size, hf_tokenizer.unk_token_id
         )
         source = str(teacher_dir) if config.init_from == "finetuned" or teacher_base is None else teacher_base
-        embeddings = teacher_embedding_matrix(
+        unseen = unseen_candidates(hf_tokenizer, id_map, UNK_ID) if config.unseen_tokens == "nearest" else []
+        embeddings, unseen_rows = teacher_embedding_matrix(
             source,
             hf_tokenizer,
             kept,
@@ -62,10 +64,16 @@ def make_student(
             device,
             seed,
             trust_remote_code,
+            unseen_ids=unseen,
         )
+        id_map[np.asarray(unseen, dtype=np.int64)] = unseen_rows
         student_tokenizer = StudentTokenizer(tokenizer, config.max_length, id_map, min_length)
         info.update(
-            init_from=config.init_from, teacher_vocab_size=int(id_map.shape[0]), pruned_vocab_size=len(kept) + 2
+            init_from=config.init_from,
+            teacher_vocab_size=int(id_map.shape[0]),
+            pruned_vocab_size=len(kept) + 2,
+            unseen_tokens=UnseenTokens(config.unseen_tokens).value,
+            unseen_mapped=len(unseen),
         )
     spec = StudentSpec(
         arch=config.arch,
@@ -75,6 +83,7 @@ def make_student(
         hidden_dim=config.hidden_dim,
         dropout=config.dropout,
         cnn_kernel_sizes=list(config.cnn_kernel_sizes),
+        pooling=Pooling(config.pooling).value,
     )
     student = StudentClassifier(spec, student_tokenizer, label_names, info=info)
     if embeddings is not None:
@@ -176,3 +185,71 @@ def train_student(
         "resumed_from_epoch": result.resumed_from_epoch,
         **({"best_validation_accuracy": result.best_metric} if result.best_metric is not None else {}),
     }
+
+
+def choose_epochs_by_cv(
+    student: StudentClassifier,
+    texts: list[str],
+    gold: list[int],
+    teacher_logits: np.ndarray | None,
+    config: StudentConfig,
+    accelerator: Accelerator,
+    seed: int,
+    max_epochs: int,
+    folds: int,
+) -> dict:
+    """The epoch count for a student trained on the labeled texts alone, chosen by stratified k-fold
+    cross-validation on those texts (never the test set): each fold trains a copy of `student` for up to
+    `max_epochs` and scores its held-out part after every epoch; the smallest epoch count whose mean held-out
+    accuracy (smoothed over a few neighbouring epochs, since a fold holds a handful of texts) is the best wins.
+
+    Why: a fixed budget matched to a distilled student's steps means hundreds of passes over a few dozen texts,
+    after which a labeled-only student can predict one class for everything; a baseline that weak flatters every
+    other method. With fewer than two texts in some class there is nothing to hold out: the budget stays."""
+    import copy
+
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(np.asarray(gold), minlength=student.spec.num_labels)
+    splits = min(folds, int(counts[counts > 0].min()))
+    if splits < 2 or max_epochs <= 1:
+        return {"epochs": max_epochs, "folds": 0, "max_epochs": max_epochs, "reason": "a class has too few texts"}
+    curves = []
+    labels = np.asarray(gold)
+    splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    with progress.muted():
+        for fold, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+            candidate = copy.deepcopy(student)
+            stats = train_student(
+                candidate,
+                [texts[i] for i in train_rows],
+                labels[train_rows].tolist(),
+                None if teacher_logits is None else teacher_logits[train_rows],
+                config,
+                accelerator,
+                seed + fold,
+                steps=max_epochs * math.ceil(len(train_rows) / config.batch_size),
+                validation=([texts[i] for i in held_rows], labels[held_rows].tolist()),
+                description=f"cv fold {fold + 1}",
+            )
+            curves.append([record["validation"] for record in stats["history"]])
+    best, smoothed = best_epoch_count(curves)
+    return {
+        "epochs": best,
+        "folds": splits,
+        "max_epochs": len(smoothed),
+        "cv_accuracy": round(float(smoothed[best - 1]), 4),
+        "curve": [round(float(v), 4) for v in smoothed],
+    }
+
+
+def best_epoch_count(curves: list[list[float]]) -> tuple[int, np.ndarray]:
+    """(the smallest epoch count, 1-based, whose mean held-out accuracy over the folds is the best, the smoothed
+    mean curve). The mean is smoothed over a window of 1/20 of the epochs: with a handful of held-out texts per
+    fold, one lucky epoch early on should not end the training there."""
+    width = min(len(curve) for curve in curves)
+    mean = np.mean([curve[:width] for curve in curves], axis=0)
+    window = max(1, width // 20)
+    padded = np.pad(mean, (window // 2, window - 1 - window // 2), mode="edge")
+    smoothed = np.convolve(padded, np.ones(window) / window, mode="valid")
+    return int(np.flatnonzero(smoothed >= smoothed.max() - 1e-9)[0]) + 1, smoothed

@@ -134,3 +134,18 @@ def step(message: str) -> None:
     if os.environ.get("GENDISTILL_PROGRESS", "auto") == "0":
         return
     _emit(logging.DEBUG if enabled() else logging.INFO, message)
+
+
+@contextmanager
+def muted() -> Iterator[None]:
+    """Per-epoch lines and bars off for inner loops whose epochs nobody reads one by one (cross-validation
+    folds: hundreds of one-step epochs); warnings still show."""
+    previous = os.environ.get("GENDISTILL_PROGRESS")
+    os.environ["GENDISTILL_PROGRESS"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GENDISTILL_PROGRESS", None)
+        else:
+            os.environ["GENDISTILL_PROGRESS"] = previous

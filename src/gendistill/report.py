@@ -98,6 +98,9 @@ class TransferSet(_Part):
     kept: int = 0
     requested: int = 0
     generated: int = 0
+    classes: dict[str, int] = Field(default_factory=dict)  # the student's transfer texts by the teacher's label
+    curated: dict[str, int] = Field(default_factory=dict)  # texts the label stage's curation dropped, by reason
+    trained_on: int | None = None  # transfer texts the student trained on (kept minus curated)
 
 
 class LossPoint(_Part):
@@ -364,6 +367,12 @@ def render_markdown(report: Report) -> str:
                 f"| {drops.get('training_copy', 0)} |"
             )
         lines.append(f"\nTotal transfer texts: {transfer.kept}.")
+        if transfer.curated:
+            dropped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in transfer.curated.items())
+            lines.append(f"Curation dropped {dropped}; the student trained on {transfer.trained_on:,}.")
+        if transfer.classes:
+            classes = ", ".join(f"{name} {count:,}" for name, count in transfer.classes.items())
+            lines.append(f"By the teacher's label: {classes}.")
     if report.stages:
         lines += ["", "## Stages", "", "| stage | this run | seconds |", "|---|---|---|"]
         for name, stage in report.stages.items():

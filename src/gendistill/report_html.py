@@ -163,7 +163,18 @@ def _transfer(report: Report) -> str:
                 *(_int(drops.get(key, 0)) for key in ("empty", "too_short", "too_long", "duplicate", "training_copy")),
             ]
         )
-    return _table(header, rows, "transfer") + f"<p>Total transfer texts: {transfer.kept:,}.</p>"
+    notes = f"<p>Total transfer texts: {transfer.kept:,}.</p>"
+    if transfer.curated:
+        dropped = ", ".join(
+            f"{escape(reason.replace('_', ' '))} {count:,}" for reason, count in transfer.curated.items()
+        )
+        notes += f"<p>Curation dropped {dropped}; the student trained on {_int(transfer.trained_on)}.</p>"
+    if transfer.classes:
+        classes = [[escape(name), _int(count)] for name, count in transfer.classes.items()]
+        notes += "<p>Transfer texts by the teacher's label:</p>" + _table(
+            ["class", "texts"], classes, "transfer-classes"
+        )
+    return _table(header, rows, "transfer") + notes
 
 
 def _stages(report: Report) -> str:

@@ -1,5 +1,6 @@
-"""Stage `baseline`: the same student network trained on the labeled texts alone with cross-entropy, for the
-same number of optimizer steps as the distilled student (so the comparison isolates the transfer set).
+"""Stage `baseline`: the same student network trained on the labeled texts alone with cross-entropy, within the
+step budget of the distilled student: by default it picks its epoch count inside that budget by cross-validation
+on the labeled texts (`student.labeled_only_budget: cv`), so it is neither starved nor overtrained.
 
 Its key holds the student settings, the data and teacher (for teacher-init embeddings) and the step budget, not
 the transfer set itself: a transfer change that keeps the step count does not retrain it."""
@@ -14,14 +15,16 @@ from gendistill.stages.distill import fit_student, student_inputs, student_key
 
 
 def _step_budget(records: dict[str, dict[str, Any]]) -> int | None:
-    return records.get("distill", {}).get("summary", {}).get("steps")
+    """The distilled student's steps, or, where it chose fewer by cross-validation, the budget it chose within."""
+    summary = records.get("distill", {}).get("summary", {})
+    return summary.get("budget_steps", summary.get("steps"))
 
 
 def run_baseline(ctx: StageContext) -> dict[str, Any]:
     train = ctx.task().train
     steps = max(_step_budget(ctx.records) or 1, 1)
     chunks = lambda: [(train.texts, None, train.labels)]  # noqa: E731
-    return fit_student(ctx, chunks, "baseline_student", ctx.layout.baseline_student, steps)
+    return fit_student(ctx, chunks, "baseline_student", ctx.layout.baseline_student, steps, labeled_only=True)
 
 
 STAGE = register(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.examples_store import Chunk, ExampleStore
@@ -83,15 +84,40 @@ def fit_student(
     kind: str,
     out_dir: Path,
     steps: int | None = None,
+    labeled_only: bool = False,
 ) -> dict[str, Any]:
     """Build a student over the texts of `chunks()` ((texts, teacher logits or None, gold) triples), train it
     (distill on the logits, or CE on gold without them) and save it to `out_dir` with its training history;
     returns the stage summary. The examples are tokenized once into a memory-mapped store, so a transfer set of
-    millions of texts trains in flat memory."""
-    from gendistill.distill import make_student, train_student
+    millions of texts trains in flat memory. A `labeled_only` student (a few hundred texts at most) picks its epoch
+    count by cross-validation within its budget when `student.labeled_only_budget` is cv."""
+    import math
+
+    import numpy as np
+
+    from gendistill.distill import choose_epochs_by_cv, make_student, train_student
 
     task = ctx.task()
-    student = make_student(ctx.config.student, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
+    config = ctx.config.student
+    student = make_student(config, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
+    selection = None
+    if labeled_only and config.labeled_only_budget == "cv":
+        texts, logits, gold = [], [], []
+        for chunk_texts, chunk_logits, chunk_gold in chunks():
+            texts += chunk_texts
+            gold += list(chunk_gold)
+            logits.append(chunk_logits)
+        per_epoch = math.ceil(len(texts) / config.batch_size)
+        max_epochs = math.ceil(steps / per_epoch) if steps else config.epochs
+        teacher_logits = None if any(part is None for part in logits) else np.concatenate(logits)
+        selection = choose_epochs_by_cv(
+            student, texts, gold, teacher_logits, config, ctx.accelerator, ctx.config.seed, max_epochs, config.cv_folds
+        )
+        steps = selection["epochs"] * per_epoch
+        progress.log(
+            f"{kind.replace('_', ' ')}: {selection['epochs']} of at most {max_epochs} epochs, chosen by "
+            f"{selection['folds']}-fold cross-validation on the labeled texts"
+        )
     store_dir = ctx.layout.checkpoints(f"{ctx.stage}-examples")
     if ctx.is_main:
         ExampleStore.build(store_dir, chunks(), student.tokenizer.encode, len(task.label_names))
@@ -112,10 +138,15 @@ def fit_student(
         examples=examples,
     )
     student.info.update(kind=kind)
+    if selection is not None:
+        stats["epochs_by_cv"] = selection
     if ctx.is_main:
         student.save_pretrained(out_dir)
         write_json(out_dir / "training.json", stats)
     summary = {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
+    if selection is not None:
+        summary["cv"] = {key: value for key, value in selection.items() if key != "curve"}
+        summary["budget_steps"] = selection["max_epochs"] * math.ceil(len(examples) / config.batch_size)
     return {
         "params": student.num_parameters,
         "examples": len(examples),
@@ -125,7 +156,13 @@ def fit_student(
 
 
 def run_distill(ctx: StageContext) -> dict[str, Any]:
-    return fit_student(ctx, lambda: soft_label_chunks(ctx.layout), "student", ctx.layout.student)
+    """Without transfer texts the student is a labeled-only one, and picks its epochs like the baseline does."""
+    labeled = ctx.records.get("label", {}).get("summary", {})
+    transfer = labeled.get("transfer_kept", labeled.get("transfer_labeled", 0) + labeled.get("transfer_reused", 0))
+    no_transfer = transfer == 0
+    return fit_student(
+        ctx, lambda: soft_label_chunks(ctx.layout), "student", ctx.layout.student, labeled_only=no_transfer
+    )
 
 
 STAGE = register(

@@ -122,6 +122,10 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         transfer.generated = sum(s.generated for s in transfer.sources)
         for index, (source, row) in enumerate(zip(ctx.config.transfer.sources, transfer.sources, strict=False)):
             report.notes += source.report(layout, index, row)
+        labeled = ctx.records.get("label", {}).get("summary", {})
+        transfer.classes = labeled.get("transfer_classes", {})
+        transfer.curated = labeled.get("transfer_dropped", {})
+        transfer.trained_on = labeled.get("transfer_kept")
         report.transfer_set = transfer
     student_row, teacher_row = report.student, report.teacher
     if student_row is not None and teacher_row.params and student_row.params and "teacher" in passes:

@@ -74,12 +74,82 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
             if stale not in wanted:
                 stale.unlink()
     labeled, reused = sum(c[0] for c in counts), sum(c[1] for c in counts)
-    return {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
+    summary: dict[str, Any] = {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
+    if ctx.is_main:
+        summary.update(curate(ctx))
+    return summary
+
+
+def _transfer_label_files(layout: RunLayout) -> list[Path]:
+    return sorted(layout.labels.glob("*/shard-*.parquet"))
+
+
+def curate(ctx: StageContext) -> dict[str, Any]:
+    """Apply `label.*` curation to the labeled transfer set: write the keep mask (one row per shard) that
+    `soft_label_chunks` applies, and count, per class of the teacher's labels, what the student will train on."""
+    from gendistill import curation
+
+    config, layout = ctx.config.label, ctx.layout
+    files = _transfer_label_files(layout)
+    tables = [pq.read_table(path, columns=["logits"]) for path in files]
+    names = read_json(layout.label_names)
+    logits = (
+        np.concatenate([_matrix(t.column("logits").combine_chunks(), len(names)) for t in tables])
+        if tables
+        else np.zeros((0, len(names)), np.float32)
+    )
+    labels = logits.argmax(axis=1)
+    keep = np.ones(len(logits), dtype=bool)
+    dropped: dict[str, int] = {}
+    if config.near_duplicates is not None:
+        texts = (text for path in files for text in pq.read_table(path, columns=["text"]).column("text").to_pylist())
+        keep = curation.near_duplicate_keep(texts, config.near_duplicates, ctx.config.seed)
+        dropped["near_duplicate"] = int((~keep).sum())
+    if config.drop_uncertain > 0:
+        before = int(keep.sum())
+        keep = curation.drop_most_uncertain(logits, config.drop_uncertain, keep)
+        dropped["uncertain"] = before - int(keep.sum())
+    if config.rebalance is not None:
+        before = int(keep.sum())
+        keep = curation.rebalance(labels, config.rebalance, keep, ctx.config.seed)
+        dropped["rebalance"] = before - int(keep.sum())
+    mask_path = layout.labels / CURATION_FILE
+    if config.active():
+        sizes = [t.num_rows for t in tables]
+        offsets = np.cumsum([0, *sizes])
+        rows = {
+            "shard": pa.array([str(path.relative_to(layout.labels)) for path in files], pa.string()),
+            "keep": pa.array([keep[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]),
+        }
+        write_parquet(mask_path, pa.table(rows))
+    elif mask_path.exists():
+        mask_path.unlink()
+    counts = np.bincount(labels[keep], minlength=len(names))
+    return {
+        "transfer_kept": int(keep.sum()),
+        "transfer_dropped": dropped,
+        "transfer_classes": {name: int(count) for name, count in zip(names, counts, strict=True)},
+    }
+
+
+CURATION_FILE = "curation.parquet"
+
+
+def _keep_masks(layout: RunLayout) -> dict[Path, np.ndarray]:
+    path = layout.labels / CURATION_FILE
+    if not path.exists():
+        return {}
+    table = pq.read_table(path)
+    return {
+        layout.labels / shard: np.asarray(keep, dtype=bool)
+        for shard, keep in zip(table.column("shard").to_pylist(), table.column("keep").to_pylist(), strict=True)
+    }
 
 
 def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
     """(texts, teacher logits, gold) in chunks of at most `rows`: the labeled texts first (with their gold
-    labels), then every transfer shard (gold -1). Streams: one chunk in memory at a time."""
+    labels), then every transfer shard (gold -1), without the rows curation dropped. Streams: one chunk in memory
+    at a time."""
     train = pq.read_table(layout.train_logits)
     width = len(read_json(layout.label_names))  # not the train logits' width: a zero-label start has no train rows
     yield (
@@ -87,10 +157,17 @@ def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
         _matrix(train.column("logits").combine_chunks(), width),
         train.column("label").to_pylist(),
     )
-    for path in sorted(layout.labels.glob("*/shard-*.parquet")):
+    masks = _keep_masks(layout)
+    for path in _transfer_label_files(layout):
+        offset, mask = 0, masks.get(path)
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["text", "logits"]):
-            texts = batch.column("text").to_pylist()
-            yield texts, _matrix(batch.column("logits"), width), [-1] * len(texts)
+            texts, logits = batch.column("text").to_pylist(), _matrix(batch.column("logits"), width)
+            if mask is not None:
+                keep = mask[offset : offset + len(texts)]
+                offset += len(texts)
+                texts, logits = [t for t, k in zip(texts, keep, strict=True) if k], logits[keep]
+            if texts:
+                yield texts, logits, [-1] * len(texts)
 
 
 def _matrix(column: pa.Array, width: int) -> np.ndarray:
@@ -102,6 +179,8 @@ STAGE = register(
         name="label",
         body=run_label,
         upstream=("teacher", "transfer"),
+        # curation off leaves the key as it was before the options existed: no relabeling after an upgrade
+        key_fields=lambda config: config.label.model_dump(mode="json") if config.label.active() else None,
         outputs=lambda layout: (layout.labels,),
         processes="all",
         help="Label the training and transfer texts with the teacher's logits.",

@@ -24,6 +24,7 @@ class StudentSpec:
     hidden_dim: int = 128
     dropout: float = 0.2
     cnn_kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    pooling: str = "max"  # bilstm readout: "max" or "mean_max"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,7 +63,7 @@ def register_architecture(name: str):
 
 @register_architecture("bilstm")
 class BiLSTMStudent(nn.Module):
-    """Embeddings -> BiLSTM -> max-pool over time -> ReLU MLP -> logits.
+    """Embeddings -> BiLSTM -> max-pool over time (or mean and max side by side) -> ReLU MLP -> logits.
 
     The backward direction runs a second LSTM over each text reversed within its own length, so padding never
     enters the recurrence (packed sequences would do the same but do not export to ONNX)."""
@@ -73,7 +74,10 @@ class BiLSTMStudent(nn.Module):
         self.forward_lstm = nn.LSTM(spec.embedding_dim, spec.hidden_dim, batch_first=True)
         self.backward_lstm = nn.LSTM(spec.embedding_dim, spec.hidden_dim, batch_first=True)
         self.dropout = nn.Dropout(spec.dropout)
-        self.hidden = nn.Linear(2 * spec.hidden_dim, spec.hidden_dim)
+        if spec.pooling not in ("max", "mean_max"):
+            raise ValueError(f"unknown bilstm pooling {spec.pooling!r}; expected max or mean_max")
+        self.mean_too = spec.pooling == "mean_max"
+        self.hidden = nn.Linear((4 if self.mean_too else 2) * spec.hidden_dim, spec.hidden_dim)
         self.classifier = nn.Linear(spec.hidden_dim, spec.num_labels)
 
     def recurrent_states(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -84,7 +88,11 @@ class BiLSTMStudent(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         states = self.recurrent_states(self.dropout(self.embedding(ids)), lengths)
-        pooled = _masked_max(states, _mask(lengths, ids.shape[1]))
+        mask = _mask(lengths, ids.shape[1])
+        pooled = _masked_max(states, mask)
+        if self.mean_too:
+            mean = (states * mask[:, :, None]).sum(dim=1) / lengths[:, None].clamp(min=1).to(states.dtype)
+            pooled = torch.cat([pooled, mean], dim=-1)
         return self.classifier(self.dropout(torch.relu(self.hidden(self.dropout(pooled)))))
 
 
