@@ -28,7 +28,7 @@ def test_the_epoch_count_is_the_first_best_of_the_smoothed_mean_curve():
 def _run(task_dir, teacher_dir, run_dir, *overrides):
     config = make_tiny_config(task_dir, teacher_dir)
     config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 200}]
-    config["student"]["epochs"] = 6
+    config["student"]["epochs"] = 30  # a budget long enough for early stopping to show
     run = Run(build_config(config, list(overrides)), run_dir)
     run.run(until="baseline")
     return run
@@ -48,6 +48,8 @@ def test_the_baseline_picks_its_epochs_by_cross_validation_within_the_distilled_
     assert chosen["max_epochs"] == -(-budget // per_epoch)  # the budget bounds the search
     assert summary["steps"] == chosen["epochs"] * per_epoch <= budget
     assert len(chosen["curve"]) == chosen["max_epochs"] and max(chosen["curve"]) == chosen["cv_accuracy"]
+    # early stopping: on this easy task every fold peaks early and stops 20 epochs later, before the budget
+    assert len(chosen["fold_epochs"]) == 4 and max(chosen["fold_epochs"]) < chosen["max_epochs"]
 
     matched = _run(task_dir, tiny_teacher_dir, tmp_path / "matched", "student.labeled_only_budget=matched")
     assert (
@@ -60,9 +62,31 @@ def test_a_run_without_transfer_texts_picks_the_students_epochs_by_cross_validat
 ):
     config = make_tiny_config(task_dir, tiny_teacher_dir)
     config["transfer"]["sources"] = []
-    config["student"].update(epochs=8, baseline=False)
+    config["student"].update(epochs=8)
     run = Run(build_config(config), tmp_path / "run")
-    run.run(until="distill")
+    run.run(until="baseline")
     summary = run.records["distill"]["summary"]
     assert summary["cv"]["folds"] >= 2 and summary["epochs"] == summary["cv"]["epochs"] <= 8
     assert np.isfinite(summary["cv"]["cv_accuracy"])
+    # the baseline searches the distilled student's whole budget, not just the epochs that student chose
+    baseline = json.loads((run.layout.baseline_student / "training.json").read_text())["epochs_by_cv"]
+    assert baseline["max_epochs"] == 8 and summary["budget_steps"] == 8 * -(-summary["examples"] // 16)
+
+
+def test_stop_after_ends_training_once_validation_stops_improving(tiny_teacher_dir):
+    from accelerate import Accelerator
+    from conftest import LABELS, labeled
+
+    from gendistill.config import StudentConfig
+    from gendistill.distill import make_student, train_student
+
+    texts, gold = labeled(5, 0)
+    config = StudentConfig(init="random", embedding_dim=8, hidden_dim=8, batch_size=8)
+    student = make_student(config, texts, LABELS, seed=0)
+    stats = train_student(
+        student, texts, gold, None, config, Accelerator(cpu=True), 0, steps=200, validation=(texts, gold), stop_after=3
+    )
+    scores = [record["validation"] for record in stats["history"]]
+    assert len(scores) < 200 / -(-len(texts) // 8)  # stopped before the budget
+    best = int(np.argmax(scores))
+    assert len(scores) - 1 - best == 3  # exactly `stop_after` epochs without a new best

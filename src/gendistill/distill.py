@@ -18,7 +18,7 @@ from gendistill.losses import distillation_loss
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab, train_word_tokenizer
-from gendistill.training import fit
+from gendistill.training import StopTraining, fit
 
 
 def make_student(
@@ -119,9 +119,11 @@ def train_student(
     description: str = "student",
     checkpoint_dir: Path | None = None,
     examples: Sequence[tuple[list[int], np.ndarray, int]] | None = None,
+    stop_after: int | None = None,
 ) -> dict:
     """Train in place. With teacher logits, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
-    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy.
+    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy, and
+    with `stop_after` too, stop once it has not improved for that many epochs.
 
     The examples are `texts`/`gold`/`teacher_logits` in memory, or `examples`: an index-addressable store of
     (token ids, logits, gold) such as `ExampleStore`, for transfer sets too large to hold in memory."""
@@ -154,7 +156,14 @@ def train_student(
     def validation_accuracy(model: torch.nn.Module) -> float:
         assert validation is not None
         student.model = model
-        return float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
+        accuracy = float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
+        if stop_after is not None:
+            seen.append(accuracy)
+            if len(seen) - 1 - int(np.argmax(seen)) >= stop_after:  # no new best for `stop_after` epochs
+                raise StopTraining(accuracy)
+        return accuracy
+
+    seen: list[float] = []
 
     student.model, result = fit(
         accelerator=accelerator,
@@ -200,8 +209,10 @@ def choose_epochs_by_cv(
 ) -> dict:
     """The epoch count for a student trained on the labeled texts alone, chosen by stratified k-fold
     cross-validation on those texts (never the test set): each fold trains a copy of `student` for up to
-    `max_epochs` and scores its held-out part after every epoch; the smallest epoch count whose mean held-out
-    accuracy (smoothed over a few neighbouring epochs, since a fold holds a handful of texts) is the best wins.
+    `max_epochs` (or until its held-out accuracy has not improved for a tenth of them, at least 20 epochs; its
+    curve then stays at its last value) and scores its held-out part after every epoch; the smallest epoch count
+    whose mean held-out accuracy (smoothed over a few neighbouring epochs, since a fold holds a handful of texts)
+    is the best wins.
 
     Why: a fixed budget matched to a distilled student's steps means hundreds of passes over a few dozen texts,
     after which a labeled-only student can predict one class for everything; a baseline that weak flatters every
@@ -214,8 +225,10 @@ def choose_epochs_by_cv(
     splits = min(folds, int(counts[counts > 0].min()))
     if splits < 2 or max_epochs <= 1:
         return {"epochs": max_epochs, "folds": 0, "max_epochs": max_epochs, "reason": "a class has too few texts"}
-    curves = []
+    curves, trained = [], []
     labels = np.asarray(gold)
+    # early stopping per fold: hundreds of one-step epochs cost minutes, and the best comes long before the budget
+    patience = max(20, max_epochs // 10)
     splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
     with progress.muted():
         for fold, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
@@ -231,13 +244,17 @@ def choose_epochs_by_cv(
                 steps=max_epochs * math.ceil(len(train_rows) / config.batch_size),
                 validation=([texts[i] for i in held_rows], labels[held_rows].tolist()),
                 description=f"cv fold {fold + 1}",
+                stop_after=patience,
             )
-            curves.append([record["validation"] for record in stats["history"]])
+            curve = [record["validation"] for record in stats["history"]]
+            trained.append(len(curve))
+            curves.append(curve + [curve[-1]] * (max_epochs - len(curve)))  # stopped early: it stays where it was
     best, smoothed = best_epoch_count(curves)
     return {
         "epochs": best,
         "folds": splits,
         "max_epochs": len(smoothed),
+        "fold_epochs": trained,
         "cv_accuracy": round(float(smoothed[best - 1]), 4),
         "curve": [round(float(v), 4) for v in smoothed],
     }

@@ -30,6 +30,15 @@ class TrainingDiverged(GendistillError):
     """The loss became NaN or infinite: a one-line error naming the loop and the step, never a NaN model."""
 
 
+class StopTraining(Exception):
+    """Raised by an `evaluate` callback, with the metric it measured, to end training after this epoch (early
+    stopping); the loop keeps the epoch's record and returns normally."""
+
+    def __init__(self, metric: float):
+        super().__init__(metric)
+        self.metric = metric
+
+
 @dataclass
 class LoopResult:
     steps: int
@@ -136,9 +145,13 @@ def fit(
                 if result.steps >= steps:
                     break
             record: dict[str, Any] = {"epoch": epoch + 1, "loss": total / max(count, 1)}
+            stopping = False
             if evaluate is not None:
                 model.eval()
-                record["validation"] = evaluate(accelerator.unwrap_model(model))
+                try:
+                    record["validation"] = evaluate(accelerator.unwrap_model(model))
+                except StopTraining as stop:
+                    record["validation"], stopping = stop.metric, True
                 if result.best_metric is None or record["validation"] > result.best_metric:
                     result.best_metric = record["validation"]
                     best_state = copy.deepcopy(
@@ -173,6 +186,8 @@ def fit(
                     {"best": best_state} if best_state is not None else None,
                 )
             kill_point(f"{name}.epoch")
+            if stopping:
+                break
     accelerator.wait_for_everyone()
     result.epochs = len(result.history)
     unwrapped = accelerator.unwrap_model(model)
