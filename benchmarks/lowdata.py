@@ -340,8 +340,11 @@ def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     arms: dict[str, dict[str, Any]] = {}
     for row in rows:
-        arm = row["arm"] + ("" if row["size_label"] in ("0", "-") else f"@{row['size_label']}")
+        shared = row["size_label"] in ("0", "-") or row["arm"] in ("teacher", *PEER_ARMS)
+        arm = row["arm"] + ("" if shared else f"@{row['size_label']}")
         cell = arms.setdefault(arm, {}).setdefault(str(row["per_class"]), {})
+        if row["seed"] in cell.get("seed", []):  # the teacher, written by more than one invocation of a cell
+            continue
         if row.get("train_seconds") is None and row["arm"] not in PEER_ARMS:  # rows written before the field was
             stage = "teacher" if row["arm"] == "teacher" else "baseline" if "student_ce" in row["arm"] else "distill"
             row = {**row, "train_seconds": row.get("seconds_per_stage", {}).get(stage)}

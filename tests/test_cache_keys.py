@@ -65,7 +65,7 @@ def test_a_teacher_learning_rate_reruns_the_teacher_and_after_but_not_the_genera
     }
 
 
-@pytest.mark.parametrize("override", ["student.hidden_dim=24", "student.loss=kl", "student.epochs=3"])
+@pytest.mark.parametrize("override", ["student.hidden_dim=24", "student.loss=mse", "student.epochs=3"])
 def test_a_student_setting_reruns_distill_baseline_and_evaluate_only(base, tmp_path, override):
     assert rerun_by(base, tmp_path, override) == {"distill", "baseline", "evaluate"}
 

@@ -176,7 +176,7 @@ def test_a_run_writes_report_html_with_its_plots_inlined_and_beside_it(tiny_run)
         assert (run_dir / relative).read_bytes().startswith(PNG_MAGIC) and relative.startswith("plots/")
     assert set(tiny_run.training) == {"teacher", "student", "baseline_student"}  # no generator: a file source
     assert [p.epoch for p in tiny_run.training["student"].history] == [1, 2]
-    assert tiny_run.training["student"].loss == "mse to the teacher's logits (+ 0.5 x cross-entropy on labeled texts)"
+    assert tiny_run.training["student"].loss == "kl to the teacher's logits (+ 0.5 x cross-entropy on labeled texts)"
     assert tiny_run.training["student"].history[-1].step == tiny_run.training["student"].steps
     page = parse(tiny_run.html_path.read_text())
     images = [attrs for tag, attrs in page.tags if tag == "img"]

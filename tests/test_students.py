@@ -130,7 +130,9 @@ def test_unseen_tokens_nearest_maps_every_word_piece_to_a_trained_row(tiny_teach
     texts, _ = labeled(5, 0)
     probe = [" ".join(texts[3:])]  # words of the fixture vocabulary that the three training texts lack
     common = dict(embedding_dim=8, hidden_dim=8, epochs=1)
-    unk = make_student(StudentConfig(**common), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir))
+    unk = make_student(
+        StudentConfig(**common, unseen_tokens="unk"), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir)
+    )
     nearest = make_student(
         StudentConfig(**common, unseen_tokens="nearest"), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir)
     )

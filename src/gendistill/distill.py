@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tokenizers import Tokenizer
 
-from gendistill import progress
+from gendistill import progress, tracking
 from gendistill.config import Pooling, StudentConfig, UnseenTokens
 from gendistill.losses import distillation_loss
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
@@ -230,7 +230,7 @@ def choose_epochs_by_cv(
     # early stopping per fold: hundreds of one-step epochs cost minutes, and the best comes long before the budget
     patience = max(20, max_epochs // 10)
     splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    with progress.muted():
+    with progress.muted(), tracking.paused():
         for fold, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
             candidate = copy.deepcopy(student)
             stats = train_student(

@@ -76,10 +76,23 @@ def _tracker(name: str, experiment: str, loop: str, logging_dir: str) -> Any:
     return cls(experiment, logging_dir) if cls.requires_logging_directory else cls(experiment)
 
 
+_PAUSED = {"depth": 0}
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No tracker runs for the loops inside (cross-validation folds: scaffolding, not models anyone ships)."""
+    _PAUSED["depth"] += 1
+    try:
+        yield
+    finally:
+        _PAUSED["depth"] -= 1
+
+
 def start(accelerator: Any, loop: str, hparams: dict[str, Any] | None = None) -> bool:
-    """Open this loop's tracker runs (main process only); False when report_to is empty."""
+    """Open this loop's tracker runs (main process only); False when report_to is empty or tracking is paused."""
     log_with = list(getattr(accelerator, "log_with", None) or [])
-    if not log_with or not accelerator.is_main_process:
+    if not log_with or not accelerator.is_main_process or _PAUSED["depth"]:
         return False
     from accelerate.tracking import GeneralTracker
 
@@ -132,5 +145,5 @@ def run(accelerator: Any, loop: str, hparams: dict[str, Any] | None = None) -> I
 
 def log(accelerator: Any, values: dict[str, float], step: int) -> None:
     """Log to this loop's tracker runs (nothing, at no cost, when there are none)."""
-    if getattr(accelerator, "trackers", None):
+    if getattr(accelerator, "trackers", None) and not _PAUSED["depth"]:
         accelerator.log(values, step=step)
