@@ -17,9 +17,15 @@ with `--set` runs the student arms again under another name (e.g. a changed defa
 
     python benchmarks/lowdata.py --data-dir ../shared/data --datasets ag_news sst2 --per-class 8 64 --seeds 0 1 2 \\
         --teacher models/all-MiniLM-L6-v2
+    python benchmarks/lowdata.py --data-dir ../shared/data --datasets sst2 --per-class 64 8 --seeds 0 1 2 \
+        --teacher models/all-MiniLM-L6-v2 --inits teacher --arms teacher student_ce student_kd student_kd_unlabeled \
+        setfit model2vec --sizes 4000
+    python benchmarks/lowdata.py ... --arms student_kd_unlabeled --sizes 4000 --variant uncertain20 \
+        --set label.drop_uncertain=0.2           # a curation option beside the defaults, same cells
     python benchmarks/lowdata.py --quick --data-dir ../shared/data --teacher models/all-MiniLM-L6-v2
 
-Outputs under --out: runs/<dataset>/*.json (one per arm run), <dataset>/summary.json, RESULTS.md, accuracy_vs_size.png.
+Outputs under --out: runs/<dataset>/*.json (one per arm run), <dataset>/summary.json, RESULTS.md, accuracy_vs_size.png
+and pareto.png.
 """
 
 from __future__ import annotations
@@ -485,8 +491,12 @@ def pareto_plot(summaries: list[dict[str, Any]], path: Path) -> None:
     panels = [(s, n) for s in summaries for n in sorted({n for a in s["arms"].values() for n in a}, key=int)]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
-    for ax, (summary, n) in zip(axes[0], panels, strict=True):
+    columns = min(2, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (summary, n) in zip(axes.flat, panels, strict=False):
         for arm, by_n in sorted(summary["arms"].items(), key=lambda item: _arm_order(item[0])):
             c = by_n.get(n)
             if c is None or c.get("examples_per_s_median") is None:
@@ -537,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
     done = {summary["dataset"] for summary in summaries}
     for path in sorted(args.out.glob("*/summary.json")):
         earlier = json.loads(path.read_text(encoding="utf-8"))
-        if earlier.get("dataset") not in done:
+        if "arms" in earlier and earlier.get("dataset") not in done:  # other benchmarks' summaries live here too
             summaries.append(earlier)
     results = args.out / "RESULTS.md"
     kept = results.read_text(encoding="utf-8").partition(COMMENTARY)[2] if results.exists() else ""
