@@ -263,7 +263,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         predictors[peer] = model
     if "teacher" in args.arms:
         predictors["teacher"] = shared
-    speeds = time_side_by_side(predictors, task.test.texts[: args.speed_examples], shared)
+    speeds = time_side_by_side(predictors, task.test.texts[: args.speed_examples])
     for row in rows:
         if row["arm"] in speeds:
             row["examples_per_s_pipeline"] = row.get("examples_per_s")
@@ -272,7 +272,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
     return rows
 
 
-def time_side_by_side(predictors: dict[str, Any], texts: list[str], shared: gendistill.Run) -> dict[str, Any]:
+def time_side_by_side(predictors: dict[str, Any], texts: list[str]) -> dict[str, Any]:
     """Median examples/s of every model of a cell over the same texts, timed in turns within each pass."""
     import os
 

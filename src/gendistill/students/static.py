@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +27,6 @@ _TOKEN_VECTORS: dict[tuple, dict[int, np.ndarray]] = {}
 
 
 def _encoder_identity(model_path: str) -> tuple:
-    from pathlib import Path
-
     files = sorted(Path(model_path).glob("*.safetensors")) if Path(model_path).is_dir() else []
     return (str(model_path), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
 
