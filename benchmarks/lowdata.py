@@ -53,6 +53,10 @@ import peers  # noqa: E402 - benchmarks/peers.py, beside this script
 SHARED_STAGES = ("data", "teacher")
 COMMENTARY = "## Commentary"  # a hand-written section of RESULTS.md that a rerun keeps
 PEER_ARMS = ("setfit", "model2vec")
+TEACHER_KINDS = (
+    "hf_encoder",
+    "setfit",
+)  # --teacher-kind: the hf_encoder teacher's row is `teacher`, others teacher_KIND
 ARMS = (
     "teacher",
     "student_ce",
@@ -73,6 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-class", nargs="+", type=int, default=[8, 64])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
+    parser.add_argument(
+        "--teacher-kind",
+        default="hf_encoder",
+        choices=TEACHER_KINDS,
+        help="setfit: SetFit's contrastive teacher (its cells live apart in the cache; its row is teacher_setfit and "
+        "its students are the variant 'setfit' unless --variant names one)",
+    )
     parser.add_argument("--generator", default="scratch", help="'scratch' or a causal LM id/folder (e.g. gpt2)")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument(
@@ -125,7 +136,7 @@ def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: in
             "per_class": per_class,
             "seed": seed,
         },
-        "teacher": {"model": args.teacher, "epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4},
+        "teacher": teacher_config(args, per_class),
         "generator": {"model": args.generator},
         "student": {"arch": args.arch},
         "seed": seed,
@@ -136,6 +147,16 @@ def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: in
         config["generator"].update(epochs=10)
         config["student"]["epochs"] = 5
     return config
+
+
+def teacher_config(args: argparse.Namespace, per_class: int) -> dict[str, Any]:
+    if args.teacher_kind == "setfit":  # SetFit's few-shot defaults, as the setfit peer arm trains it
+        return {"kind": "setfit", "model": args.teacher}
+    return {"model": args.teacher, "epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4}
+
+
+def teacher_arm(args: argparse.Namespace) -> str:
+    return "teacher" if args.teacher_kind == "hf_encoder" else f"teacher_{args.teacher_kind}"
 
 
 def arm_configs(
@@ -186,7 +207,8 @@ def arm_configs(
 def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) -> list[dict[str, Any]]:
     """Every arm of one (dataset, N, seed); returns one result row per arm and transfer size."""
     base = base_config(args, dataset, per_class, seed)
-    cell = args.cache / dataset / f"n{per_class}-s{seed}"
+    kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
+    cell = args.cache / dataset / f"n{per_class}-s{seed}{kind}"
     first = cell / "shared"
     shared = gendistill.Run(build_config(base, args.overrides), first)
     shared.run(until="teacher")  # the labeled sample and the teacher every arm reuses
@@ -216,13 +238,13 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
             generator_donor = generator_donor or cell / name
         transfer_donors.setdefault((arm, size), cell / name)
         arm_rows = result_rows(dataset, per_class, seed, arm, init, size, report, config, time.perf_counter() - started)
-        if "teacher" in args.arms and not any(r["arm"] == "teacher" for r in rows + arm_rows):
+        if "teacher" in args.arms and not any(r["arm"] == teacher_arm(args) for r in rows + arm_rows):
             teacher_seconds = arm_rows[0]["seconds_per_stage"].get("teacher")
             arm_rows.insert(
                 0,
                 {
                     **arm_rows[0],
-                    "arm": "teacher",
+                    "arm": teacher_arm(args),
                     "size_label": "0",
                     "transfer_size": 0,
                     **_metrics(report["teacher"]),
@@ -233,7 +255,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
             arm_rows = [r for r in arm_rows if r["arm"] != "teacher"]
         for row in arm_rows:
             row["variant"] = args.variant
-            if row["arm"] != "teacher":
+            if row["arm"] != teacher_arm(args):
                 row["arm"] += f"~{args.variant}" if args.variant else ""
                 predictors[row["arm"]] = cell / name / ("baseline_student" if "student_ce" in row["arm"] else "student")
         rows += arm_rows
@@ -262,7 +284,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         )
         predictors[peer] = model
     if "teacher" in args.arms:
-        predictors["teacher"] = shared
+        predictors[teacher_arm(args)] = shared
     speeds = time_side_by_side(predictors, task.test.texts[: args.speed_examples])
     for row in rows:
         if row["arm"] in speeds:
@@ -346,13 +368,19 @@ def _metrics(metrics: dict[str, Any]) -> dict[str, Any]:
 def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     arms: dict[str, dict[str, Any]] = {}
     for row in rows:
-        shared = row["size_label"] in ("0", "-") or row["arm"] in ("teacher", *PEER_ARMS)
+        shared = row["size_label"] in ("0", "-") or row["arm"].startswith("teacher") or row["arm"] in PEER_ARMS
         arm = row["arm"] + ("" if shared else f"@{row['size_label']}")
         cell = arms.setdefault(arm, {}).setdefault(str(row["per_class"]), {})
         if row["seed"] in cell.get("seed", []):  # the teacher, written by more than one invocation of a cell
             continue
         if row.get("train_seconds") is None and row["arm"] not in PEER_ARMS:  # rows written before the field was
-            stage = "teacher" if row["arm"] == "teacher" else "baseline" if "student_ce" in row["arm"] else "distill"
+            stage = (
+                "teacher"
+                if row["arm"].startswith("teacher")
+                else "baseline"
+                if "student_ce" in row["arm"]
+                else "distill"
+            )
             row = {**row, "train_seconds": row.get("seconds_per_stage", {}).get(stage)}
         for field in ("seed", "accuracy", "macro_f1", "params", "transfer_size", "examples_per_s", "train_seconds"):
             cell.setdefault(field, []).append(row.get(field))
@@ -436,7 +464,7 @@ def _arm_order(arm: str) -> tuple[int, int, str, float]:
     size, _, size_variant = size.partition("~")
     name, _, init = base.partition("[")
     return (
-        ARMS.index(name),
+        ARMS.index(name) if name in ARMS else 0,  # teacher_KIND beside the teacher
         0 if init.startswith("teacher") else 1,
         variant or size_variant,
         float("inf") if size == "all" else float(size or 0),
@@ -459,8 +487,9 @@ def plot(summaries: list[dict[str, Any]], path: Path) -> None:
         for arm, by_n in summary["arms"].items():
             if n not in by_n:
                 continue
-            if arm == "teacher":
-                ax.axhline(100 * by_n[n]["accuracy_mean"], color="black", linestyle="--", label="teacher")
+            if arm.startswith("teacher"):
+                style = "--" if arm == "teacher" else "-"
+                ax.axhline(100 * by_n[n]["accuracy_mean"], color="black", linestyle=style, label=arm)
             elif "@" in arm:
                 source = arm.split("@")[0]
                 curves.setdefault(source, []).append((by_n[n]["transfer_size_mean"], 100 * by_n[n]["accuracy_mean"]))
@@ -516,6 +545,8 @@ def pareto_plot(summaries: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.teacher_kind != "hf_encoder" and not args.variant:  # its students must not mix with the default's rows
+        args.variant = args.teacher_kind
     import transformers
 
     transformers.logging.set_verbosity_error()

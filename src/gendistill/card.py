@@ -303,7 +303,7 @@ def card_text(
             "",
             "## Training",
             "",
-            f"- Teacher: `{teacher}` ({config.teacher.kind}), fine-tuned on the labeled examples.",
+            f"- Teacher: `{teacher}` ({config.teacher.kind}), {config.teacher.how_trained}.",
             f"- Student: `{config.student.arch}`, init `{config.student.init}`, loss `{config.student.loss}`, "
             f"{config.student.epochs} epochs.",
             f"- Data: `{data_name}`" + (f", {config.data.per_class} per class" if config.data.per_class else ""),

@@ -9,10 +9,11 @@ from gendistill.registry import Registry, register_by_tag, tagged_union
 from gendistill.teachers.base import FitContext, LoadedTeacher, TeacherConfig
 from gendistill.teachers.hf_encoder import HFEncoderTeacher
 from gendistill.teachers.llm import LLMTeacher
+from gendistill.teachers.setfit import SetFitTeacher
 
 DEFAULT_KIND = "hf_encoder"
 TEACHERS: Registry[type[TeacherConfig]] = Registry("teacher kind")
-register_by_tag(TEACHERS, "kind", HFEncoderTeacher, LLMTeacher)
+register_by_tag(TEACHERS, "kind", HFEncoderTeacher, LLMTeacher, SetFitTeacher)
 
 
 def teacher_union() -> Any:

@@ -51,6 +51,7 @@ class TeacherConfig(Section):
     label_batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per labeling batch (speed only)")
 
     needs_labeled_texts: ClassVar[bool] = True  # False: can label without gold examples (a zero-label start)
+    how_trained: ClassVar[str] = "fine-tuned on the labeled examples"  # the model card's line about the teacher
 
     def inputs(self) -> list[str]:
         """User files or model folders the teacher reads: their hashes enter the teacher stage's key."""

@@ -38,30 +38,8 @@ class HFEncoderTeacher(TeacherConfig):
         return [self.model]
 
     def check(self) -> None:
-        from transformers import AutoConfig
-
-        path = Path(self.model)
-        if path.exists():
-            if not (path / "config.json").exists():
-                raise ModelLoadError(
-                    f"teacher model {self.model!r}: the folder has no config.json; pass a folder written by "
-                    "save_pretrained (or `huggingface-cli download`)"
-                )
-            if not self.allow_pickle_weights and not list(path.glob("*.safetensors")) and list(path.glob("*.bin")):
-                raise ModelLoadError(
-                    f"teacher model {self.model!r}: the folder holds only pickle weights (*.bin), which can run code "
-                    "when loaded; convert them to safetensors, or set teacher.allow_pickle_weights: true if you "
-                    "trust the folder"
-                )
-        config = from_pretrained(
-            AutoConfig.from_pretrained, self.model, "teacher model", trust_remote_code=self.trust_remote_code
-        )
-        positions = getattr(config, "max_position_embeddings", None)
-        if isinstance(positions, int) and 0 < positions < self.max_length:
-            raise ModelLoadError(
-                f"teacher.max_length={self.max_length} but {self.model!r} has only {positions} positions; "
-                f"set teacher.max_length to at most {positions}"
-            )
+        check_model_folder(self.model, self.allow_pickle_weights, "teacher")
+        check_positions(self.model, self.max_length, self.trust_remote_code)
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         return train_teacher(
@@ -74,6 +52,37 @@ class HFEncoderTeacher(TeacherConfig):
 
     def student_init(self, directory: Path) -> tuple[Path, str]:
         return directory, self.model
+
+
+def check_model_folder(model: str, allow_pickle_weights: bool, section: str) -> None:
+    """A local model folder must be one `save_pretrained` wrote, and hold safetensors unless pickle is allowed."""
+    path = Path(model)
+    if not path.exists():
+        return
+    if not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"{section} model {model!r}: the folder has no config.json; pass a folder written by "
+            "save_pretrained (or `huggingface-cli download`)"
+        )
+    if not allow_pickle_weights and not list(path.glob("*.safetensors")) and list(path.glob("*.bin")):
+        raise ModelLoadError(
+            f"{section} model {model!r}: the folder holds only pickle weights (*.bin), which can run code "
+            f"when loaded; convert them to safetensors, or set {section}.allow_pickle_weights: true if you "
+            "trust the folder"
+        )
+
+
+def check_positions(model: str, max_length: int, trust_remote_code: bool, section: str = "teacher") -> None:
+    """Fail in seconds when `max_length` exceeds the model's position embeddings (loads only its config)."""
+    from transformers import AutoConfig
+
+    config = from_pretrained(AutoConfig.from_pretrained, model, f"{section} model", trust_remote_code=trust_remote_code)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and 0 < positions < max_length:
+        raise ModelLoadError(
+            f"{section}.max_length={max_length} but {model!r} has only {positions} positions; "
+            f"set {section}.max_length to at most {positions}"
+        )
 
 
 class EncoderTeacher:

@@ -66,6 +66,7 @@ class LLMTeacher(ServedModel, TeacherConfig):
     )
 
     needs_labeled_texts = False
+    how_trained = "prompted, not trained"
     template_task = "annotate"
 
     def check(self) -> None:
