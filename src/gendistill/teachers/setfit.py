@@ -71,13 +71,14 @@ class SetFitTeacher(TeacherConfig):
         check_positions(self.model, self.max_length, self.trust_remote_code)
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        if ctx.accelerator.num_processes > 1:
+        if ctx.accelerator is not None and ctx.accelerator.num_processes > 1:
             raise ConfigError(
                 "teacher.kind setfit fits in one process: run `gendistill train-teacher` without accelerate launch "
                 "first; the later stages then run on every process"
             )
+        device = str(ctx.accelerator.device) if ctx.accelerator is not None else None  # the run's `device`
         return train_setfit(
-            self, ctx.train.texts, ctx.train.labels, ctx.label_names, ctx.out_dir, ctx.checkpoint_dir, ctx.seed
+            self, ctx.train.texts, ctx.train.labels, ctx.label_names, ctx.out_dir, ctx.checkpoint_dir, ctx.seed, device
         )
 
     def load(self, directory: Path, device: torch.device | str) -> SetFitLabeler:
@@ -100,6 +101,7 @@ def train_setfit(
     out_dir: Path,
     work_dir: Path,
     seed: int,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Train body and head with SetFit's trainer, then save both without pickle (atomically: a `.tmp` twin).
     An interrupted fit starts again (minutes on a CPU): SetFit's trainer keeps no resumable state we could trust."""
@@ -115,7 +117,7 @@ def train_setfit(
     # model_head.pkl found in the folder
     body = SentenceTransformer(
         config.model,
-        device="cuda" if _cuda() else "cpu",
+        device=device,  # None: sentence-transformers picks the accelerator
         trust_remote_code=config.trust_remote_code,
         model_kwargs={"use_safetensors": None if config.allow_pickle_weights else True},
     )
@@ -163,12 +165,6 @@ def head_weights(head: Any, n_classes: int, label_names: list[str]) -> tuple[np.
         coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     order = np.argsort(classes)  # rows in class-id order
     return np.ascontiguousarray(coef[order]), np.ascontiguousarray(intercept[order])
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 class SetFitLabeler:
