@@ -112,6 +112,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="a name for this invocation's student settings (--set): its runs and rows are kept apart as arm~NAME",
     )
+    parser.add_argument(
+        "--base-variant",
+        default="",
+        help="the variant whose transfer set and teacher labels --variant reuses (default: the unnamed runs)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
     parser.add_argument(
@@ -223,7 +228,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
         name = f"{arm}-{init}-{size}" + (f"~{args.variant}" if args.variant else "")
         run = gendistill.Run(config, cell / name)
         adopted = run.adopt(first, SHARED_STAGES)
-        default_run = cell / f"{arm}-{init}-{size}"
+        default_run = cell / (f"{arm}-{init}-{size}" + (f"~{args.base_variant}" if args.base_variant else ""))
         if args.variant and (default_run / "manifest.json").exists():  # the same transfer set, labeled once
             adopted += run.adopt(default_run, ("generator", "transfer", "label"))
         if arm == "student_kd_generate" and generator_donor is not None:

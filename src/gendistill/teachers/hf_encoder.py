@@ -18,17 +18,12 @@ from gendistill.hub import from_pretrained
 from gendistill.teachers.base import FitContext, TeacherConfig
 
 
-class HFEncoderTeacher(TeacherConfig):
-    """A pretrained encoder with a fresh classification head, fine-tuned on the labeled texts."""
+class EncoderTeacherConfig(TeacherConfig):
+    """What every teacher kind built on a local or Hub encoder shares: the model, its input length, the safety
+    switches, the preflight checks, and the encoder folder a teacher-init student starts from."""
 
-    kind: Literal["hf_encoder"] = "hf_encoder"
-    model: str = Field(description="Hugging Face model id or local folder (AutoModelForSequenceClassification)")
-    epochs: Annotated[float, Field(gt=0)] = 10
-    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
-    batch_size: Annotated[int, Field(ge=1)] = 16
+    model: str = Field(description="Hugging Face model id or local folder")
     max_length: Annotated[int, Field(ge=8)] = 128
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
-    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     trust_remote_code: bool = False
     allow_pickle_weights: bool = Field(
         default=False, description="also load pytorch_model.bin (pickle) weights; default: safetensors only"
@@ -41,6 +36,21 @@ class HFEncoderTeacher(TeacherConfig):
         check_model_folder(self.model, self.allow_pickle_weights, "teacher")
         check_positions(self.model, self.max_length, self.trust_remote_code)
 
+    def student_init(self, directory: Path) -> tuple[Path, str]:
+        return directory, self.model
+
+
+class HFEncoderTeacher(EncoderTeacherConfig):
+    """A pretrained encoder with a fresh classification head, fine-tuned on the labeled texts."""
+
+    kind: Literal["hf_encoder"] = "hf_encoder"
+    model: str = Field(description="Hugging Face model id or local folder (AutoModelForSequenceClassification)")
+    epochs: Annotated[float, Field(gt=0)] = 10
+    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         return train_teacher(
             self, ctx.train, ctx.label_names, ctx.out_dir, ctx.accelerator, ctx.seed, ctx.checkpoint_dir
@@ -49,9 +59,6 @@ class HFEncoderTeacher(TeacherConfig):
     def load(self, directory: Path, device: torch.device | str) -> EncoderTeacher:
         model, tokenizer = load_teacher(str(directory), trust_remote_code=self.trust_remote_code)
         return EncoderTeacher(model.to(device), tokenizer, self.max_length, directory)
-
-    def student_init(self, directory: Path) -> tuple[Path, str]:
-        return directory, self.model
 
 
 def check_model_folder(model: str, allow_pickle_weights: bool, section: str) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 from pydantic import Field
 
 from gendistill.errors import ConfigError, ModelLoadError
-from gendistill.teachers.base import FitContext, TeacherConfig
-from gendistill.teachers.hf_encoder import check_model_folder, check_positions
+from gendistill.teachers.base import FitContext
+from gendistill.teachers.hf_encoder import EncoderTeacherConfig
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 HEAD_FILE = "head.safetensors"
 
 
-class SetFitTeacher(TeacherConfig):
+class SetFitTeacher(EncoderTeacherConfig):
     """A sentence encoder trained contrastively on pairs of the labeled texts, with a logistic-regression head."""
 
     kind: Literal["setfit"] = "setfit"
@@ -53,22 +53,13 @@ class SetFitTeacher(TeacherConfig):
     epochs: Annotated[int, Field(ge=1)] = Field(default=1, description="passes over the pairs (body training)")
     batch_size: Annotated[int, Field(ge=1)] = 16
     body_learning_rate: Annotated[float, Field(gt=0)] = 2e-5
-    max_length: Annotated[int, Field(ge=8)] = 128
     head_c: Annotated[float, Field(gt=0)] = Field(
         default=1.0, description="inverse regularisation strength of the logistic-regression head (scikit-learn C)"
     )
-    trust_remote_code: bool = False
-    allow_pickle_weights: bool = Field(
-        default=False, description="also load pytorch_model.bin (pickle) weights; default: safetensors only"
-    )
-
-    def inputs(self) -> list[str]:
-        return [self.model]
 
     def check(self) -> None:
         require_setfit()
-        check_model_folder(self.model, self.allow_pickle_weights, "teacher")
-        check_positions(self.model, self.max_length, self.trust_remote_code)
+        super().check()
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         if ctx.accelerator is not None and ctx.accelerator.num_processes > 1:
@@ -83,9 +74,6 @@ class SetFitTeacher(TeacherConfig):
 
     def load(self, directory: Path, device: torch.device | str) -> SetFitLabeler:
         return SetFitLabeler.load(directory, device, self.trust_remote_code)
-
-    def student_init(self, directory: Path) -> tuple[Path, str]:
-        return directory, self.model
 
 
 def require_setfit() -> None:
