@@ -53,10 +53,8 @@ import peers  # noqa: E402 - benchmarks/peers.py, beside this script
 SHARED_STAGES = ("data", "teacher")
 COMMENTARY = "## Commentary"  # a hand-written section of RESULTS.md that a rerun keeps
 PEER_ARMS = ("setfit", "model2vec")
-TEACHER_KINDS = (
-    "hf_encoder",
-    "setfit",
-)  # --teacher-kind: the hf_encoder teacher's row is `teacher`, others teacher_KIND
+# --teacher-kind: the hf_encoder teacher's row is `teacher`, the others' teacher_KIND
+TEACHER_KINDS = ("hf_encoder", "setfit")
 ARMS = (
     "teacher",
     "student_ce",

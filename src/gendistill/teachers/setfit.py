@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from gendistill import progress
 from gendistill.errors import ConfigError, ModelLoadError
 from gendistill.teachers.base import FitContext
 from gendistill.teachers.hf_encoder import EncoderTeacherConfig
@@ -120,7 +121,7 @@ def train_setfit(
         body_learning_rate=config.body_learning_rate,
         seed=seed,
         report_to="none",
-        show_progress_bar=False,
+        show_progress_bar=progress.enabled(),  # minutes on a CPU: show it unless progress is off
         save_strategy="no",
         logging_strategy="no",
     )
@@ -185,7 +186,7 @@ class SetFitLabeler:
             batch_size=batch_size,
             normalize_embeddings=self.normalize,
             convert_to_numpy=True,
-            show_progress_bar=False,
+            show_progress_bar=progress.enabled(),  # minutes on a CPU: show it unless progress is off
         )
         return (embeddings.astype(np.float32) @ self.weight.T + self.bias).astype(np.float32)
 
