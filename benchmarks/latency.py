@@ -137,9 +137,9 @@ def engines(
     thread count."""
     import transformers
 
-    from gendistill.evaluate import weights_size
-    from gendistill.export import export_onnx
-    from gendistill.inference import Predictor
+    from gendistill.artifacts.export import export_onnx
+    from gendistill.artifacts.inference import Predictor
+    from gendistill.evaluation.measure import weights_size
     from gendistill.students import StudentClassifier
     from gendistill.teachers.hf_encoder import load_teacher, teacher_logits
 

@@ -41,8 +41,8 @@ def build_model(directory: Path, layers: int, width: int) -> int:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    from gendistill.data import read_table
-    from gendistill.generator import train_bpe_tokenizer
+    from gendistill.data.tables import read_table
+    from gendistill.generation.causal_lm import train_bpe_tokenizer
 
     texts = read_table(str(ROOT / "examples" / "support" / "train.jsonl"))["text"].astype(str).tolist()
     tokenizer = train_bpe_tokenizer(texts, 2000)

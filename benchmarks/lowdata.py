@@ -42,10 +42,10 @@ from typing import Any
 
 import gendistill
 from gendistill.config import RunConfig, StudentConfig, build_config
-from gendistill.evaluate import classification_metrics
+from gendistill.data.stored import read_task
+from gendistill.evaluation.measure import classification_metrics
 from gendistill.io import write_json, write_text
 from gendistill.pipeline.layout import RunLayout
-from gendistill.stages.data import read_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402 - benchmarks/peers.py, beside this script
@@ -303,7 +303,7 @@ def time_side_by_side(predictors: dict[str, Any], texts: list[str]) -> dict[str,
 
     import torch
 
-    from gendistill.evaluate import timed_passes
+    from gendistill.evaluation.measure import timed_passes
     from gendistill.students import StudentClassifier
 
     batch = 64

@@ -51,8 +51,8 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
     import torch
 
     from gendistill.config import StudentConfig
-    from gendistill.distill import make_student, train_student
     from gendistill.runtime import make_accelerator
+    from gendistill.students.trainer import make_student, train_student
 
     texts, gold = labeled(20, 0)
     settings = {"embedding_dim": 16, "hidden_dim": 16, "epochs": 15, "batch_size": 8, "learning_rate": 5e-3}
@@ -69,7 +69,7 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
 
 def cli_env(kill_at: str | None = None) -> dict[str, str]:
     """Environment for the real CLI in a subprocess: offline, quiet, a checkpoint every epoch, and optionally a
-    kill point (see gendistill.checkpoint.kill_point)."""
+    kill point (see gendistill.training.checkpoint.kill_point)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GENDISTILL_PROGRESS": "0", "GENDISTILL_CHECKPOINT_SECONDS": "0"}
     env.pop("GENDISTILL_KILL_AT", None)
     if kill_at:
@@ -129,7 +129,7 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     """A random-init 2-layer GPT-2 with a byte-level BPE tokenizer: the 'pretrained generator' code path."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from gendistill.generator import train_bpe_tokenizer
+    from gendistill.generation.causal_lm import train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_gpt2")
     tokenizer = train_bpe_tokenizer(all_fixture_texts(), 400)
@@ -192,7 +192,7 @@ def tiny_chat_lm_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    from gendistill.generator import train_bpe_tokenizer
+    from gendistill.generation.causal_lm import train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_chat_lm")
     tokenizer = train_bpe_tokenizer([*all_fixture_texts(), "1. 2. 3. user: assistant: Text: Class:"], 400)

@@ -15,7 +15,7 @@ from conftest import make_rows, make_tiny_config
 
 import gendistill
 from gendistill.errors import ConfigError
-from gendistill.report import Report
+from gendistill.evaluation.report import Report
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -192,6 +192,6 @@ def test_report_to_is_a_knob(fitted, tmp_path):
         build_config({**json.loads(json.dumps(tracked.model_dump(mode="json"))), "report_to": "none"}).report_to == []
     )
     with pytest.raises(ConfigError, match="report_to: unknown tracker 'tensorbored'"):
-        from gendistill.tracking import check_trackers
+        from gendistill.training.tracking import check_trackers
 
         check_trackers(["tensorbored"])

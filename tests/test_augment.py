@@ -3,9 +3,9 @@ from collections import Counter
 
 import pytest
 
-from gendistill import augment
-from gendistill.augment import AugmentConfig, augment_texts, shape_class, tokenize, word_classes
 from gendistill.errors import ConfigError
+from gendistill.generation import rule_based as augment
+from gendistill.generation.rule_based import AugmentConfig, augment_texts, shape_class, tokenize, word_classes
 
 TEXTS = [
     "The team won the match after a late goal .",

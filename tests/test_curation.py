@@ -6,8 +6,8 @@ import json
 import numpy as np
 from conftest import make_tiny_config
 
-from gendistill import curation
 from gendistill.config import build_config
+from gendistill.data import curation
 from gendistill.pipeline import Run
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gendistill.data import load_task
+from gendistill.data.task import load_task
 from gendistill.errors import DataError
 
 
@@ -122,7 +122,7 @@ def write_csv_labels(path, labels):
 
 
 def test_integer_labels_keep_only_the_classes_that_occur(tmp_path):
-    from gendistill.evaluate import classification_metrics
+    from gendistill.evaluation.measure import classification_metrics
 
     task = load_task(write(tmp_path / "train.jsonl", labeled_rows([1, 2, 3, 4] * 2), "jsonl"))
     assert task.label_names == ["1", "2", "3", "4"]
@@ -162,7 +162,7 @@ def test_a_huge_integer_label_allocates_nothing_proportional(tmp_path):
 
 
 def test_more_classes_than_the_cap_is_an_error(tmp_path):
-    from gendistill.data import MAX_CLASSES
+    from gendistill.data.labels import MAX_CLASSES
 
     train = write(tmp_path / "train.jsonl", labeled_rows(range(MAX_CLASSES + 500)), "jsonl")
     with pytest.raises(DataError, match=rf"column 'label', row {MAX_CLASSES + 1}: more than {MAX_CLASSES} distinct"):

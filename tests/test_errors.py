@@ -202,7 +202,7 @@ def test_unknown_force_value(tmp_path, task_dir, tiny_teacher_dir):
 
 
 def test_duplicate_rows_are_dropped_with_a_warning(tmp_path):
-    from gendistill.data import load_task
+    from gendistill.data.task import load_task
 
     rows = ROWS + [ROWS[0], ROWS[0], {"text": ROWS[1]["text"], "label": "b"}]
     task = load_task(write_jsonl(tmp_path / "d.jsonl", rows))

@@ -14,8 +14,8 @@ from conftest import LABELS, labeled, make_rows, train_tiny_student
 from typer.testing import CliRunner
 
 import gendistill
-from gendistill.export import export_onnx
-from gendistill.inference import ExportDirError, Predictor
+from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.inference import ExportDirError, Predictor
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
 from gendistill.students.vocab import train_word_tokenizer
 
@@ -220,8 +220,8 @@ def _torch_blocked_script(stub_package: bool) -> str:
         "            raise ImportError('blocked for this test: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"{stub}"
-        "from gendistill.inference import Predictor\n"
-        "import gendistill.serve\n"
+        "from gendistill.artifacts.inference import Predictor\n"
+        "import gendistill.artifacts.serve\n"
         "texts = json.loads(sys.argv[2])\n"
         "print(json.dumps(Predictor(sys.argv[1], threads=1).logits(texts).tolist()))\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')]\n"

@@ -3,7 +3,8 @@ prompts as the HF path, the source's sampling settings mapped to vLLM's names, o
 
 import pytest
 
-from gendistill.generator import build_prompts, load_vllm, train_bpe_tokenizer, vllm_requests
+from gendistill.generation.causal_lm import train_bpe_tokenizer
+from gendistill.generation.sampling import build_prompts, load_vllm, vllm_requests
 from gendistill.sources.generate import GenerateSource
 
 

@@ -20,14 +20,15 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.file_download import repo_folder_name
 from typer.testing import CliRunner
 
+from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.inference import Predictor
 from gendistill.cli import app
 from gendistill.config import StudentConfig, build_config
-from gendistill.distill import make_student
 from gendistill.errors import ModelLoadError
-from gendistill.export import export_onnx
-from gendistill.inference import Predictor
-from gendistill.report import ModelRow, Report, SourceRow, TransferSet
+from gendistill.evaluation.pages import write_report
+from gendistill.evaluation.report import ModelRow, Report, SourceRow, TransferSet
 from gendistill.students import StudentClassifier
+from gendistill.students.trainer import make_student
 
 PROBE = ["the team scored a goal", "rain and wind today", "bake the pasta sauce", "zebra"]
 
@@ -54,7 +55,7 @@ def make_run(root: Path, task_dir: Path, teacher_dir: Path) -> Path:
         transfer_set=TransferSet(sources=[SourceRow(type="generate", requested=40, generated=44, kept=40)], kept=40),
         config_hash="abc123",
     )
-    report.write(run_dir / "report.json")
+    write_report(report, run_dir / "report.json")
     return run_dir
 
 
@@ -101,7 +102,7 @@ def test_student_card_has_the_metadata_and_the_reports_metrics(run_dir, tmp_path
 
 
 def test_card_names_a_hub_dataset(run_dir):
-    from gendistill.card import metadata, student_facts
+    from gendistill.artifacts.card import metadata, student_facts
 
     config = build_config({**yaml.safe_load((run_dir / "config.yaml").read_text()), "data": {"train": "hf:ag_news"}})
     student = StudentClassifier.from_pretrained(run_dir / "student")

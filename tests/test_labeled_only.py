@@ -7,8 +7,8 @@ import numpy as np
 from conftest import make_tiny_config
 
 from gendistill.config import build_config
-from gendistill.distill import best_epoch_count
 from gendistill.pipeline import Run
+from gendistill.students.trainer import best_epoch_count
 
 
 def test_the_epoch_count_is_the_first_best_of_the_smoothed_mean_curve():
@@ -78,7 +78,7 @@ def test_stop_after_ends_training_once_validation_stops_improving(tiny_teacher_d
     from conftest import LABELS, labeled
 
     from gendistill.config import StudentConfig
-    from gendistill.distill import make_student, train_student
+    from gendistill.students.trainer import make_student, train_student
 
     texts, gold = labeled(5, 0)
     config = StudentConfig(init="random", embedding_dim=8, hidden_dim=8, batch_size=8)

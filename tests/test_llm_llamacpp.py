@@ -24,7 +24,7 @@ from conftest import CHAT_TEMPLATE, all_fixture_texts
 from llm_servers import _die_with_parent, free_port
 
 from gendistill.config import build_config
-from gendistill.data import LabeledSet
+from gendistill.data.task import LabeledSet
 from gendistill.teachers import FitContext
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def gguf_model(tmp_path_factory) -> Path:
     import torch
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-    from gendistill.generator import train_bpe_tokenizer
+    from gendistill.generation.causal_lm import train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("gguf")
     folder = root / "hf"

@@ -11,7 +11,7 @@ import torch
 from llm_servers import TOPICS, FakeOpenAI
 
 from gendistill.config import FilterConfig, build_config
-from gendistill.data import LabeledSet, TaskData
+from gendistill.data.task import LabeledSet, TaskData
 from gendistill.errors import ConfigError
 from gendistill.llm.client import LLMServerError
 from gendistill.pipeline.layout import RunLayout

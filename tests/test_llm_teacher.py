@@ -10,7 +10,7 @@ import pytest
 from llm_servers import FakeOpenAI, fake_top_logprobs, topic_of
 
 from gendistill.config import build_config
-from gendistill.data import LabeledSet
+from gendistill.data.task import LabeledSet
 from gendistill.errors import ConfigError
 from gendistill.io import read_json
 from gendistill.teachers import FitContext

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from gendistill.losses import distillation_loss, kl_soft_targets, mse_logits
+from gendistill.students.losses import distillation_loss, kl_soft_targets, mse_logits
 
 
 def naive_softmax(row, temperature):

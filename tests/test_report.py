@@ -20,10 +20,11 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 import gendistill
 from gendistill.config import build_config
-from gendistill.evaluate import per_class_metrics, timed_passes
+from gendistill.data.stored import read_task
+from gendistill.evaluation.measure import per_class_metrics, timed_passes
+from gendistill.evaluation.pages import write_report
+from gendistill.evaluation.report import MODEL_ROWS, ClassMetrics, ModelRow, Report, SpeedSettings, Throughput
 from gendistill.pipeline.layout import RunLayout
-from gendistill.report import MODEL_ROWS, ClassMetrics, ModelRow, Report, SpeedSettings, Throughput
-from gendistill.stages.data import read_task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -143,7 +144,7 @@ def test_a_wide_spread_or_a_busy_machine_is_flagged_in_the_report_and_the_cli(ca
     assert any("student throughput varied 4.9x between its 3 timed passes (459 to 2,239" in w for w in warnings)
     assert any("busy while timing (load average 9.2 on 2 CPUs" in w for w in warnings)
     assert report.headline().endswith("40x faster (timing varied: see the report)")
-    report.write(tmp_path / "report.json")
+    write_report(report, tmp_path / "report.json")
     assert "**Warning:** student throughput varied" in report.markdown_path.read_text()
     assert 'id="warnings"' in report.html_path.read_text()
     print_report(report)
@@ -200,7 +201,7 @@ def test_label_names_are_escaped_in_html_and_markdown(tmp_path):
     metrics = ClassMetrics(precision=1.0, recall=1.0, f1=1.0, support=1)
     report.student.per_class = {name: metrics for name in report.label_names}
     report.student.confusion_matrix = [[1, 0], [0, 1]]
-    report.write(tmp_path / "report.json")
+    write_report(report, tmp_path / "report.json")
     html = report.html_path.read_text()
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert "| a\\|b |" in report.markdown_path.read_text()
@@ -209,13 +210,13 @@ def test_label_names_are_escaped_in_html_and_markdown(tmp_path):
 def test_without_matplotlib_the_report_has_its_tables_and_a_note(tiny_run, tmp_path, monkeypatch):
     import sys
 
-    from gendistill import plots
+    from gendistill.evaluation import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails, as when not installed
     with pytest.raises(plots.MissingMatplotlib, match="pip install matplotlib"):
         plots.write_plots(tiny_run, tmp_path / "plots")
     report = tiny_run.model_copy(update={"plots": {}})
-    report.write(tmp_path / "report.json")
+    write_report(report, tmp_path / "report.json")
     assert "<img" not in report.html_path.read_text() and 'id="per-class"' in report.html_path.read_text()
 
 
@@ -276,8 +277,8 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
 
 
 def test_a_report_without_a_test_set_still_plots_size_vs_speed_and_losses(tmp_path):
-    from gendistill import plots
-    from gendistill.report import LossPoint, TrainingCurve
+    from gendistill.evaluation import plots
+    from gendistill.evaluation.report import LossPoint, TrainingCurve
 
     report = small_report([4000, 4100, 4200])
     for _, row in report.models():
@@ -291,7 +292,7 @@ def test_a_report_without_a_test_set_still_plots_size_vs_speed_and_losses(tmp_pa
     paths = plots.write_plots(report, tmp_path / "plots")
     assert set(paths) == {"accuracy_size_speed", "training_loss"}
     report.plots = {name: str(path.relative_to(tmp_path)) for name, path in paths.items()}
-    report.write(tmp_path / "report.json")
+    write_report(report, tmp_path / "report.json")
     page = parse(report.html_path.read_text())
     assert len([tag for tag, _ in page.tags if tag == "img"]) == 2
     assert report.headline().startswith("student (no test set) at 1/138 of the teacher's params")

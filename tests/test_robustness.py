@@ -83,7 +83,7 @@ def test_an_absurd_student_size_is_a_config_error(tmp_path, task_dir, tiny_teach
 
 
 def test_a_full_disk_names_the_file_and_the_free_space(tmp_path, task_dir, tiny_teacher_dir, monkeypatch):
-    import gendistill.stages.data as data_stage
+    import gendistill.data.stored as data_stage
 
     def no_space(path, table):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -128,7 +128,7 @@ def test_export_refuses_to_replace_the_current_folder(student_dir, monkeypatch, 
 
 def test_a_diverging_loss_stops_training_with_the_step():
     from gendistill.runtime import make_accelerator
-    from gendistill.training import TrainingDiverged, fit
+    from gendistill.training.loop import TrainingDiverged, fit
 
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -1,4 +1,4 @@
-"""The HTTP service (gendistill.serve): its endpoints, and its contract under hostile input. Every error is JSON
+"""The HTTP service (artifacts.serve): its endpoints, and its contract under hostile input. Every error is JSON
 {"error": "<one line>"}; a body over the size limit is refused while it is read (chunked too); JSON is parsed
 strictly; a refused request leaves a kept-alive connection usable; /info shows no file paths. A real uvicorn server
 on 127.0.0.1 runs where the transport matters; the fuzz tests use Starlette's in-process client."""
@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from gendistill.export import export_onnx
-from gendistill.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
+from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
 from gendistill.students import StudentClassifier
 
 JSON_HEADERS = {"content-type": "application/json"}

@@ -7,7 +7,7 @@ from conftest import LABELS, labeled, make_rows, make_tiny_config
 
 from gendistill import Run, StudentClassifier
 from gendistill.config import build_config
-from gendistill.data import LabeledSet
+from gendistill.data.task import LabeledSet
 from gendistill.errors import ConfigError, ModelLoadError
 from gendistill.runtime import make_accelerator
 from gendistill.teachers import FitContext

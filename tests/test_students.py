@@ -11,9 +11,9 @@ from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
 
 from gendistill.config import StudentConfig
-from gendistill.distill import make_student
 from gendistill.students import StudentClassifier
 from gendistill.students.static import encode_tokens, reduce_and_weight
+from gendistill.students.trainer import make_student
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
 
 

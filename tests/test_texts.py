@@ -11,12 +11,12 @@ import pytest
 from conftest import LABELS, labeled
 from typer.testing import CliRunner
 
+from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.inference import Predictor
 from gendistill.cli import app
 from gendistill.config import StudentConfig
-from gendistill.distill import make_student
-from gendistill.export import export_onnx
-from gendistill.inference import Predictor
-from gendistill.texts import as_labels, as_texts
+from gendistill.data.texts import as_labels, as_texts
+from gendistill.students.trainer import make_student
 
 TEXTS = ["the team scored a goal", "rain and wind today", "bake the pasta sauce"]
 

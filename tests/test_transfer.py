@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gendistill.config import FilterConfig, build_config
-from gendistill.data import LabeledSet, TaskData
+from gendistill.data.task import LabeledSet, TaskData
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.augment import AugmentSource
 from gendistill.sources.base import SourceContext, TextFilter, fill_by_sampling, list_shards, read_shard

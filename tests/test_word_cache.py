@@ -10,8 +10,8 @@ import pytest
 from conftest import all_fixture_texts
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, Tokenizer
 
+from gendistill.artifacts.word_cache import CachedWordTokenizer
 from gendistill.students.vocab import train_word_tokenizer
-from gendistill.word_cache import CachedWordTokenizer
 
 ADVERSARIAL = [
     "",
@@ -77,7 +77,7 @@ def test_fast_path_is_taken_for_plain_ascii_only(tokenizers):
 
 
 def test_cache_is_bounded(tokenizers, monkeypatch):
-    import gendistill.word_cache as word_cache
+    import gendistill.artifacts.word_cache as word_cache
 
     monkeypatch.setattr(word_cache, "MAX_CACHED_WORDS", 10)
     cached = CachedWordTokenizer(tokenizers["word_level"])

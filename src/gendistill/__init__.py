@@ -9,7 +9,7 @@
     clf = gendistill.GenDistillClassifier(teacher="MODEL_ID_OR_DIR").fit(texts, labels, eval=(test_texts, test_labels))
     clf.predict(["a new text"]); clf.push_to_hub("user/name")
 
-Exports are imported lazily so that `gendistill.inference` (the torch-free predictor) never pulls in torch.
+Exports are imported lazily so that `gendistill.artifacts.inference` (the torch-free predictor) never pulls in torch.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _EXPORTS = {
     "GendistillError": "gendistill.errors",
     "RunConfig": "gendistill.config",
     "load_config": "gendistill.config",
-    "Report": "gendistill.report",
+    "Report": "gendistill.evaluation.report",
     "Run": "gendistill.pipeline",
     "run": "gendistill.pipeline",
     "StudentClassifier": "gendistill.students",

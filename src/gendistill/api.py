@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from gendistill.texts import as_labels, as_texts
+from gendistill.data.texts import as_labels, as_texts
 
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
     from gendistill.students import StudentClassifier
 
 SOURCE = "GenDistillClassifier"

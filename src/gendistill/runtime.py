@@ -36,8 +36,8 @@ def make_accelerator(
     run_dir: str | Path | None = None,
 ) -> Accelerator:
     """An Accelerator honoring --device; under `accelerate launch` the launcher's settings take over. With
-    `report_to`, it carries the experiment trackers every training loop reports to (gendistill.tracking), logging
-    under RUN_DIR/logs."""
+    `report_to`, it carries the experiment trackers every training loop reports to (training.tracking),
+    logging under RUN_DIR/logs."""
     from accelerate.utils import ProjectConfiguration
 
     device = resolve_device(device)

@@ -27,13 +27,13 @@ def export(
         Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/export/onnx or onnx-int8)")
     ] = None,
 ) -> None:
-    """Export the student to ONNX for torch-free serving (gendistill.inference.Predictor, gendistill serve)."""
+    """Export the student to ONNX for torch-free serving (`Predictor`, `gendistill serve`)."""
     from gendistill.errors import GendistillError
 
     def action() -> None:
         if format_ not in FORMATS:
             raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
-        from gendistill.export import export_onnx
+        from gendistill.artifacts.export import export_onnx
 
         target = out or run_dir / "export" / ("onnx" if quantize is None else f"onnx-{quantize}")
         path = export_onnx(run_dir, target, quantize)
@@ -60,8 +60,8 @@ def serve(
     def action() -> None:
         import uvicorn
 
-        from gendistill.inference import ExportDirError
-        from gendistill.serve import create_app
+        from gendistill.artifacts.inference import ExportDirError
+        from gendistill.artifacts.serve import create_app
 
         try:
             app = create_app(export_dir, max_texts=max_texts, max_chars=max_chars, threads=threads)

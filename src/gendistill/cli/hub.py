@@ -35,8 +35,8 @@ def push(
     from gendistill.errors import GendistillError
 
     def action() -> None:
-        from gendistill.hub import prepare_repo
-        from gendistill.hub import push as push_to_hub
+        from gendistill.artifacts.push import prepare_repo
+        from gendistill.artifacts.push import push as push_to_hub
 
         if not source.exists():
             raise GendistillError(f"{source}: no such run directory, student folder or export folder")

@@ -40,12 +40,12 @@ def predict(
                 raise GendistillError(f"{file}: cannot read ({error})") from None
         if not inputs:
             raise GendistillError("no texts: pass them as arguments or with --file")
-        from gendistill.hub import resolve_model_dir
+        from gendistill.artifacts.resolve import resolve_model_dir
 
         source = resolve_model_dir(model_dir, "model")
         directory = source / "student" if (source / "student" / "config.json").exists() else source
         if (directory / "model.onnx").exists():  # an export folder: the torch-free predictor
-            from gendistill.inference import ExportDirError, Predictor
+            from gendistill.artifacts.inference import ExportDirError, Predictor
 
             try:
                 model: Any = Predictor(directory)

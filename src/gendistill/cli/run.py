@@ -125,7 +125,7 @@ def print_summary(report: Any) -> None:
     the timing."""
     from rich.table import Table
 
-    from gendistill.report import throughput_range
+    from gendistill.evaluation.report import throughput_range
 
     table = Table(title="gendistill")
     for column in ("model", "accuracy", "macro-F1", "params", "examples/s", "p10–p90"):

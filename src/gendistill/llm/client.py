@@ -32,9 +32,9 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "LLM sources and teachers need httpx: pip install 'gendistill[llm]' (or pip install httpx jinja2)"
     ) from error
 
-from gendistill.checkpoint import kill_point
 from gendistill.errors import GendistillError
 from gendistill.llm.cache import RequestCache, request_key
+from gendistill.training.checkpoint import kill_point
 
 if TYPE_CHECKING:
     from gendistill.llm.settings import ServedModel

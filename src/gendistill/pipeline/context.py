@@ -8,12 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gendistill.data.stored import read_task
+
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
 
     from gendistill.config import RunConfig
-    from gendistill.data import TaskData
+    from gendistill.data.task import TaskData
     from gendistill.pipeline.layout import RunLayout
 
 
@@ -76,6 +78,4 @@ class StageContext:
         return time.perf_counter() - self.started
 
     def task(self) -> TaskData:
-        from gendistill.stages.data import read_task
-
         return read_task(self.layout)

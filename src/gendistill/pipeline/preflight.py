@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def preflight(config: RunConfig, stages: set[str]) -> None:
     if config.report_to:  # Accelerate would only warn about a tracker that is not installed, and log nothing
-        from gendistill.tracking import check_trackers
+        from gendistill.training.tracking import check_trackers
 
         check_trackers(config.report_to)
     for stage in pipeline():

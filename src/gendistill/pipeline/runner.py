@@ -27,7 +27,7 @@ from gendistill.sections import key_payload
 
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
 
 MANIFEST_FORMAT = 2  # 2: per-field stage keys, the `transfer` stage (format 1 called it `generate`)
 FINISHED = ("done", "skipped")
@@ -213,8 +213,8 @@ class Run:
     def run(self, force: list[str] | None = None, only: str | None = None, until: str | None = None) -> Report | None:
         """Run every stage that is not done (or just `only`, or the stages up to `until`); `force` names stages to
         rerun ('all' for all)."""
+        from gendistill.evaluation.report import Report
         from gendistill.pipeline.preflight import preflight
-        from gendistill.report import Report
 
         force = list(force or [])
         stages = pipeline()

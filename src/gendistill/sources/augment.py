@@ -1,5 +1,5 @@
 """`augment`: rule-based variants of the labeled texts (Tang et al. 2019: masking, same-part-of-speech swaps,
-n-gram sampling); the rules themselves are in `gendistill.augment`. Defaults are the paper's."""
+n-gram sampling); the rules themselves are in `gendistill.generation.rule_based`. Defaults are the paper's."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class AugmentSource(SourceConfig):
         return self
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.augment import AugmentConfig, augment_texts
+        from gendistill.generation.rule_based import AugmentConfig, augment_texts
 
         options = AugmentConfig(
             p_mask=self.p_mask,

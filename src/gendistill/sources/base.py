@@ -22,15 +22,15 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from gendistill import progress
-from gendistill.checkpoint import kill_point
 from gendistill.io import write_parquet
 from gendistill.sections import Section
+from gendistill.training.checkpoint import kill_point
 
 if TYPE_CHECKING:
     import torch
 
     from gendistill.config import FilterConfig, RunConfig
-    from gendistill.data import TaskData
+    from gendistill.data.task import TaskData
     from gendistill.pipeline.context import StageContext
     from gendistill.pipeline.layout import RunLayout
 

@@ -40,7 +40,7 @@ class FileSource(SourceConfig):
         return self.text_column or config.data.text_column
 
     def check(self, config: RunConfig, index: int) -> None:
-        from gendistill.data import _column, read_table
+        from gendistill.data.tables import column, read_table
 
         frame = read_table(self.path, "transfer")
         hint = (
@@ -48,14 +48,14 @@ class FileSource(SourceConfig):
             if self.text_column
             else (f"transfer.sources[{index}].text_column (it defaults to data.text_column)")
         )
-        _column(frame, self.column(config), self.path, "text", hint)
+        column(frame, self.column(config), self.path, "text", hint)
 
     def build(self, ctx: SourceContext) -> SourceSummary:
         """Streams the file (never whole in memory). Without `n`, every text that passes the filters is kept, in
         file order; with `n`, a seeded uniform sample of `n` distinct texts: each text gets the key
         hash(seed, source index, text) and the `n` smallest keys are kept (a heap of `n`), so the sample does not
         depend on the file's order or size, and memory grows with `n`, not with the file."""
-        from gendistill.data import iter_unlabeled
+        from gendistill.data.tables import iter_unlabeled
 
         drops: Counter[str] = Counter()
         read = 0

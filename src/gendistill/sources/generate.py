@@ -38,7 +38,7 @@ class GenerateSource(SourceConfig):
     parallel = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill import generator
+        from gendistill.generation import sampling as generator
 
         trust = ctx.config.generator.trust_remote_code
         first_words = [text.split()[0] for text in ctx.task.train.texts if text.split()]

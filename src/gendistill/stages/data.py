@@ -5,29 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from gendistill import progress
 from gendistill.config import RunConfig
-from gendistill.data import LabeledSet, TaskData, load_task_from_config
-from gendistill.io import read_json, write_json, write_parquet
+from gendistill.data.stored import write_task
+from gendistill.data.task import load_task_from_config
+from gendistill.io import write_json
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.pipeline.layout import RunLayout
 
 SPLITS = ("train", "test", "validation")
 
 
 def run_data(ctx: StageContext) -> dict[str, Any]:
     task = load_task_from_config(ctx.config.data)
-    for name, split in (("train", task.train), ("test", task.test), ("validation", task.validation)):
-        path = ctx.layout.split(name)
-        if split is None:
-            path.unlink(missing_ok=True)
-            continue
-        columns = {"text": pa.array(split.texts, pa.string()), "label": pa.array(split.labels, pa.int64())}
-        write_parquet(path, pa.table(columns))
+    write_task(ctx.layout, task)
     stats = {
         "label_names": task.label_names,
         "train": len(task.train),
@@ -37,29 +28,10 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
         "truncated": task.train.truncated + sum(s.truncated for s in (task.test, task.validation) if s),
         "notes": task.notes,
     }
-    write_json(ctx.layout.label_names, task.label_names)
     write_json(ctx.layout.data_stats, stats)
     for note in task.notes:
         progress.warning(note)
     return stats
-
-
-def read_task(layout: RunLayout) -> TaskData:
-    """The task exactly as the data stage wrote it."""
-
-    def split(name: str) -> LabeledSet | None:
-        path = layout.split(name)
-        if not path.exists():
-            return None
-        table = pq.read_table(path)
-        return LabeledSet(table.column("text").to_pylist(), table.column("label").to_pylist())
-
-    train = split("train")
-    if train is None:
-        from gendistill.errors import RunDirError
-
-        raise RunDirError(f"{layout.split('train')} is missing; rerun the data stage (gendistill run)")
-    return TaskData(train, split("test"), split("validation"), read_json(layout.label_names))
 
 
 def data_inputs(config: RunConfig) -> list[str]:

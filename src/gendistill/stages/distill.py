@@ -9,11 +9,11 @@ from typing import Any
 from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
-from gendistill.examples_store import Chunk, ExampleStore
 from gendistill.io import write_json
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import soft_label_chunks
+from gendistill.students.example_store import Chunk, ExampleStore
 
 
 def student_key(config: RunConfig) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def check_student_init(config: RunConfig) -> None:
         return
     named = config.student.init_encoder()
     if named:
-        from gendistill.hub import check_model
+        from gendistill.loading import check_model
 
         check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
     elif config.teacher.student_init(Path("teacher")) is None:
@@ -95,7 +95,7 @@ def fit_student(
 
     import numpy as np
 
-    from gendistill.distill import choose_epochs_by_cv, make_student, train_student
+    from gendistill.students.trainer import choose_epochs_by_cv, make_student, train_student
 
     task = ctx.task()
     config = ctx.config.student

@@ -1,6 +1,6 @@
 """Stage `evaluate`: teacher, student and baseline on the test set and on the CPU, measured in the same process;
-writes report.json, report.md, report.html and plots/ (gendistill.report, gendistill.plots). Every evaluate
-setting is a knob: `--force evaluate` re-measures without retraining anything."""
+writes report.json, report.md, report.html and plots/ (evaluation.report, evaluation.plots). Every
+evaluate setting is a knob: `--force evaluate` re-measures without retraining anything."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
-from gendistill.pipeline.context import StageContext
-from gendistill.pipeline.graph import Stage, pipeline, register
-from gendistill.report import (
+from gendistill.evaluation.pages import write_report
+from gendistill.evaluation.report import (
     LossPoint,
     ModelRow,
     Report,
@@ -25,6 +23,9 @@ from gendistill.report import (
     TrainingCurve,
     TransferSet,
 )
+from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
+from gendistill.pipeline.context import StageContext
+from gendistill.pipeline.graph import Stage, pipeline, register
 
 
 def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np.ndarray:
@@ -44,7 +45,7 @@ def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np
 
 
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
-    from gendistill.evaluate import classification_metrics, per_class_metrics, timed_passes, weights_size
+    from gendistill.evaluation.measure import classification_metrics, per_class_metrics, timed_passes, weights_size
     from gendistill.students import StudentClassifier
 
     config = ctx.config.evaluate
@@ -152,14 +153,14 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         )
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     write_plots(report, ctx)
-    report.write(layout.report_json)
+    write_report(report, layout.report_json)
     return {name: row.accuracy for name, row in report.models()}
 
 
 def write_plots(report: Report, ctx: StageContext) -> None:
     """The report's PNGs into plots/ (listed in `report.plots`, inlined by report.html); without matplotlib, a
     note instead."""
-    from gendistill import plots
+    from gendistill.evaluation import plots
 
     try:
         paths = plots.write_plots(report, ctx.layout.plots)

@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gendistill import progress
-from gendistill.checkpoint import kill_point
-from gendistill.examples_store import Chunk
 from gendistill.io import read_json, texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import read_shard, transfer_shards
+from gendistill.students.example_store import Chunk
+from gendistill.training.checkpoint import kill_point
 
 
 def run_label(ctx: StageContext) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _transfer_label_files(layout: RunLayout) -> list[Path]:
 def curate(ctx: StageContext) -> dict[str, Any]:
     """Apply `label.*` curation to the labeled transfer set: write the keep mask (one row per shard) that
     `soft_label_chunks` applies, and count, per class of the teacher's labels, what the student will train on."""
-    from gendistill import curation
+    from gendistill.data import curation
 
     config, layout = ctx.config.label, ctx.layout
     files = _transfer_label_files(layout)

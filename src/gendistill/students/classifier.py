@@ -25,15 +25,15 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from torch import nn
 
+from gendistill.data.texts import as_texts
 from gendistill.errors import ModelLoadError
 from gendistill.io import atomic_path, write_json
 from gendistill.students.models import StudentSpec, build_student, count_parameters
 from gendistill.students.vocab import StudentTokenizer
-from gendistill.texts import as_texts
 
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, ID_MAP_FILE = (
     "config.json",
@@ -109,8 +109,8 @@ class StudentClassifier:
     ) -> Path:
         """README.md (the model card) for this student; `report` (a Report or a report.json path) and `config`
         default to those of the run it was loaded from, if known."""
-        from gendistill.card import card_text, read_run, student_facts, write_card
-        from gendistill.report import Report
+        from gendistill.artifacts.card import card_text, read_run, student_facts, write_card
+        from gendistill.evaluation.report import Report
 
         if isinstance(report, (str, Path)):
             report = Report.read(report)
@@ -133,7 +133,7 @@ class StudentClassifier:
     ) -> str:
         """Save this student with its model card into a temporary folder and upload it to the Hub repo `repo_id`
         (created if needed) as one commit; returns the commit URL."""
-        from gendistill.hub import push_folder
+        from gendistill.artifacts.hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="gendistill-push-") as tmp:
             self.save_pretrained(tmp, report=report, config=config, repo_id=repo_id)
@@ -160,7 +160,7 @@ class StudentClassifier:
     ) -> StudentClassifier:
         """Load a student from a local folder or a Hub repo id (`user/name`), the latter through the Hugging Face
         cache: downloaded when online, read from the cache alone with HF_HUB_OFFLINE=1 or `local_files_only`."""
-        from gendistill.hub import resolve_model_dir
+        from gendistill.artifacts.resolve import resolve_model_dir
 
         local = Path(id_or_path).expanduser().is_dir()
         directory = resolve_model_dir(
@@ -182,7 +182,11 @@ class StudentClassifier:
         except FileNotFoundError as error:
             raise ModelLoadError(
                 f"{where}: not a gendistill student ({Path(error.filename).name} missing)"
-                + ("" if local else "; an ONNX export loads with gendistill.inference.Predictor.from_pretrained")
+                + (
+                    ""
+                    if local
+                    else "; an ONNX export loads with gendistill.artifacts.inference.Predictor.from_pretrained"
+                )
             ) from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{where}: invalid student config.json ({error})") from None

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
 
-    from gendistill.data import LabeledSet
+    from gendistill.data.task import LabeledSet
 
 
 @dataclass

@@ -12,9 +12,9 @@ import torch
 from accelerate import Accelerator
 from pydantic import Field
 
-from gendistill.data import LabeledSet
+from gendistill.data.task import LabeledSet
 from gendistill.errors import ModelLoadError
-from gendistill.hub import from_pretrained
+from gendistill.loading import from_pretrained
 from gendistill.teachers.base import FitContext, TeacherConfig
 
 
@@ -106,7 +106,7 @@ class EncoderTeacher:
         return teacher_logits(self.model, self.tokenizer, texts, batch_size, self.max_length, self.device)
 
     def describe(self) -> dict[str, Any]:
-        from gendistill.evaluate import weights_size
+        from gendistill.evaluation.measure import weights_size
 
         return {
             "params": int(sum(p.numel() for p in self.model.parameters())),
@@ -154,7 +154,7 @@ def train_teacher(
     from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
-    from gendistill.training import fit, save_pretrained_atomic
+    from gendistill.training.loop import fit, save_pretrained_atomic
 
     set_seed(seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(

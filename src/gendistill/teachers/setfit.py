@@ -191,7 +191,7 @@ class SetFitLabeler:
         return (embeddings.astype(np.float32) @ self.weight.T + self.bias).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        from gendistill.evaluate import weights_size
+        from gendistill.evaluation.measure import weights_size
 
         params = sum(p.numel() for p in self.body.parameters()) + self.weight.size + self.bias.size
         return {"params": int(params), "size_bytes": weights_size(self.directory)}

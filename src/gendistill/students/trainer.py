@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tokenizers import Tokenizer
 
-from gendistill import progress, tracking
+from gendistill import progress
 from gendistill.config import Pooling, StudentConfig, UnseenTokens
-from gendistill.losses import distillation_loss
 from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
+from gendistill.students.losses import distillation_loss
 from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab, train_word_tokenizer
-from gendistill.training import StopTraining, fit
+from gendistill.training import tracking
+from gendistill.training.loop import StopTraining, fit
 
 
 def make_student(

@@ -7,7 +7,9 @@ import base64
 from html import escape
 from pathlib import Path
 
-from gendistill.report import CONFUSION_TABLE_LIMIT, ModelRow, Report, speed_sentence, throughput_range
+from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, ModelRow, Report, speed_sentence, throughput_range
+from gendistill.evaluation.report import count as _int
+from gendistill.evaluation.report import pct as _pct
 
 STYLE = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #222;
@@ -23,14 +25,6 @@ img { max-width: 100%; display: block; margin: 10px 0; }
 .muted { color: #777; font-size: 12px; }
 #training td:nth-child(2), #training th:nth-child(2) { text-align: left; }
 """
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def _int(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
 
 
 def _table(header: list[str], rows: list[list[str]], table_id: str) -> str:

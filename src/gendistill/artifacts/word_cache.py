@@ -9,7 +9,7 @@ text. That holds when the only whitespace is " ", i.e. for printable ASCII text;
 `str.split` and each piece's ids come from a dict filled by the real tokenizer. Every other text (non-ASCII,
 tabs and control characters, an added token such as "[MASK]" in it) goes through the tokenizer unchanged, so
 the ids are identical either way (tests compare both on adversarial texts). Torch-free: imported by
-`gendistill.inference`.
+`gendistill.artifacts.inference`.
 """
 
 from __future__ import annotations

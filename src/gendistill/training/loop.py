@@ -2,7 +2,8 @@
 
 Each epoch builds its DataLoader with a generator seeded from (seed, epoch) and reseeds torch (dropout), so a run
 resumed from the checkpoint of epoch k makes exactly the same updates as the uninterrupted run. Every loop reports to
-the run's experiment trackers (`report_to`, gendistill.tracking) and prints a line per epoch when no bar is shown.
+the run's experiment trackers (`report_to`, training.tracking) and prints a line per epoch when no bar is
+shown.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from gendistill import progress, tracking
-from gendistill.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
+from gendistill import progress
 from gendistill.errors import GendistillError
+from gendistill.training import tracking
+from gendistill.training.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
 
 
 class TrainingDiverged(GendistillError):

@@ -1,4 +1,4 @@
-"""Export a student to ONNX (optionally int8) for torch-free serving with `gendistill.inference.Predictor`.
+"""Export a student to ONNX (optionally int8) for torch-free serving with `gendistill.artifacts.inference.Predictor`.
 
 The graph takes the tokenizer's raw ids: the teacher-vocab id map and the padding rule are baked into it, so a
 deployment needs only tokenizer.json + model.onnx and cannot get the mapping wrong. The TorchScript exporter is
@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gendistill.card import write_export_card
-from gendistill.errors import GendistillError, ModelLoadError
-from gendistill.inference import (
+from gendistill.artifacts.card import write_export_card
+from gendistill.artifacts.inference import (
     FORMAT,
     FORMAT_VERSION,
     LABELS_FILE,
@@ -35,6 +34,7 @@ from gendistill.inference import (
     MODEL_FILE,
     TOKENIZER_FILE,
 )
+from gendistill.errors import GendistillError, ModelLoadError
 from gendistill.io import read_json, write_json
 from gendistill.students import StudentClassifier
 from gendistill.students.models import BiLSTMStudent
@@ -155,10 +155,10 @@ def resolve_source(source: Path) -> tuple[Path, Path | None, str]:
 
 
 def _report_fields(run_dir: Path | None, key: str) -> dict[str, Any]:
-    """The run's measurements of this student, read through the typed report (gendistill.report)."""
+    """The run's measurements of this student, read through the typed report (gendistill.evaluation.report)."""
     from pydantic import ValidationError
 
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
 
     if run_dir is None or not (run_dir / "report.json").is_file():
         return {"config_hash": None, "student_accuracy": None, "student_macro_f1": None}

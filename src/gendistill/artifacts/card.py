@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gendistill.evaluation.report import count as _int
+from gendistill.evaluation.report import pct as _pct
 from gendistill.io import write_text
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
 
     from gendistill.config import RunConfig
-    from gendistill.report import ModelRow, Report
+    from gendistill.evaluation.report import ModelRow, Report
     from gendistill.students import StudentClassifier
 
 CARD_FILE = "README.md"
@@ -86,7 +88,7 @@ def teacher_name(config: RunConfig | None) -> str | None:
     model = getattr(config.teacher, "model", None)
     if not model:
         return config.teacher.kind
-    from gendistill.hub import looks_like_path
+    from gendistill.loading import looks_like_path
 
     return Path(model).name if looks_like_path(model) or Path(model).exists() else model
 
@@ -179,14 +181,6 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
-def _int(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
-
-
 def card_text(
     facts: CardFacts,
     report: Report | None = None,
@@ -263,7 +257,7 @@ def card_text(
         lines += [
             "```python",
             "# pip install 'gendistill[inference]'   (onnxruntime, tokenizers, numpy: no torch)",
-            "from gendistill.inference import Predictor",
+            "from gendistill.artifacts.inference import Predictor",
             "",
             f'predictor = Predictor.from_pretrained("{where}")',
             'predictor.predict(["a text to classify"])',
@@ -322,7 +316,7 @@ def read_run(run_dir: Path | None) -> tuple[Report | None, RunConfig | None]:
     """The run's report and config when `run_dir` holds them (either may be None: a card is still written)."""
     from gendistill import progress
     from gendistill.errors import GendistillError
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
 
     if run_dir is None:
         return None, None

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from gendistill.io import read_json, write_json, write_text
+from gendistill.io import read_json, write_json
 
 MODEL_ROWS = ("teacher", "student", "baseline_student")
 WIDE_SPREAD = 1.5  # a model's fastest timed pass over its slowest above this: its throughput is flagged
@@ -191,10 +191,10 @@ class Report(_Part):
         if student is None:
             return None
         if student.accuracy is not None and teacher is not None and teacher.accuracy is not None:
-            others = [f"teacher {_pct(teacher.accuracy)}%"]
+            others = [f"teacher {pct(teacher.accuracy)}%"]
             if baseline is not None and baseline.accuracy is not None:
-                others.append(f"labeled-only baseline {_pct(baseline.accuracy)}%")
-            line = f"student {_pct(student.accuracy)}% ({', '.join(others)})"
+                others.append(f"labeled-only baseline {pct(baseline.accuracy)}%")
+            line = f"student {pct(student.accuracy)}% ({', '.join(others)})"
         else:
             line = "student (no test set)"
         tail = []
@@ -238,27 +238,20 @@ class Report(_Part):
         report._path = Path(path)
         return report
 
-    def write(self, path: str | Path) -> None:
-        """report.json and, beside it, report.md and report.html (which inlines the PNGs listed in `plots`)."""
-        from gendistill.report_html import render_html
-
+    def write_json(self, path: str | Path) -> None:
+        """report.json alone (`evaluation.pages.write_report` writes it with report.md and report.html)."""
         self._path = Path(path)
         write_json(self._path, self.model_dump(mode="json"))
-        write_text(self.markdown_path, render_markdown(self))
-        write_text(self.html_path, render_html(self, self._path.parent))
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal ("86.8"), or "–" when not measured (tables, card, report pages)."""
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def _int(value: float | None) -> str:
+def count(value: float | None) -> str:
+    """A whole number with thousands separators ("1,234"), or "–" when not measured."""
     return "–" if value is None else f"{value:,.0f}"
-
-
-def _cell(text: str) -> str:
-    """A label name inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def throughput_range(row: ModelRow) -> str:
@@ -281,104 +274,3 @@ def speed_sentence(report: Report) -> str:
 
 
 CONFUSION_TABLE_LIMIT = 20  # classes; larger matrices are only in report.json and the picture
-
-
-def render_markdown(report: Report) -> str:
-    """A human-readable report.md."""
-    lines = [f"# gendistill report: {report.run_dir}", ""]
-    headline = report.headline()
-    if headline:
-        lines += [f"**{headline}**", ""]
-    lines += [
-        f"Test set: {report.test_examples} examples. Labeled training examples: {report.train_examples}."
-        if report.test_examples
-        else "No test set: accuracy not measured.",
-        "",
-    ]
-    lines += [
-        "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU, median) | p10–p90 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, row in report.models():
-        lines.append(
-            f"| {name} | {_pct(row.accuracy)} | {_pct(row.macro_f1)} | {_int(row.params)} "
-            f"| {_int(row.size_bytes)} | {_int(row.examples_per_s)} | {throughput_range(row)} |"
-        )
-    ratios = report.ratios
-    if ratios:
-        agreement = report.student.teacher_agreement if report.student else None
-        lines += [
-            "",
-            f"Student vs teacher: {ratios.get('params_teacher_over_student', 0):.0f}x fewer parameters, "
-            f"{ratios.get('speed_student_over_teacher', 0):.0f}x faster; agreement with the teacher on test: "
-            f"{_pct(agreement)}%.",
-        ]
-    lines += ["", speed_sentence(report)]
-    lines += [f"\n**Warning:** {warning}." for warning in report.warnings()]
-    rows = [(name, row) for name, row in report.models() if row.per_class]
-    if rows:
-        header = " | ".join(f"{name} P / R / F1" for name, _ in rows)
-        lines += ["", "## Per class", "", f"| class | support | {header} |", "|---|---|" + "---|" * len(rows)]
-        for label in report.label_names:
-            cells = []
-            for _, row in rows:
-                metrics = row.per_class.get(label) if row.per_class else None
-                cells.append(
-                    "–"
-                    if metrics is None
-                    else f"{_pct(metrics.precision)} / {_pct(metrics.recall)} / {_pct(metrics.f1)}"
-                )
-            support = next((r.per_class[label].support for _, r in rows if r.per_class and label in r.per_class), 0)
-            lines.append(f"| {_cell(label)} | {support} | {' | '.join(cells)} |")
-    if 0 < len(report.label_names) <= CONFUSION_TABLE_LIMIT:
-        for name, row in report.models():
-            if row.confusion_matrix is None:
-                continue
-            names = [_cell(label) for label in report.label_names]
-            lines += [
-                "",
-                f"## Confusion matrix: {name} (rows: true class, columns: predicted)",
-                "",
-                f"| | {' | '.join(names)} |",
-                "|---|" + "---|" * len(names),
-            ]
-            for label, counts in zip(names, row.confusion_matrix, strict=True):
-                lines.append(f"| **{label}** | {' | '.join(str(count) for count in counts)} |")
-    if report.training:
-        lines += ["", "## Training", "", "| model | loss | steps | epochs | final loss |", "|---|---|---|---|---|"]
-        for name, curve in report.training.items():
-            final = "–" if curve.final_loss is None else f"{curve.final_loss:.4f}"
-            lines.append(f"| {name} | {curve.loss or '–'} | {_int(curve.steps)} | {_int(curve.epochs)} | {final} |")
-    transfer = report.transfer_set
-    if transfer.sources:
-        lines += [
-            "",
-            "## Transfer set",
-            "",
-            "| source | requested | generated | kept | empty | too short | too long | duplicate | training copy |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for source in transfer.sources:
-            drops = source.drops
-            requested = source.requested if source.requested is not None else "all"
-            lines.append(
-                f"| {source.type} | {requested} | {source.generated} | {source.kept} | {drops.get('empty', 0)} "
-                f"| {drops.get('too_short', 0)} | {drops.get('too_long', 0)} | {drops.get('duplicate', 0)} "
-                f"| {drops.get('training_copy', 0)} |"
-            )
-        lines.append(f"\nTotal transfer texts: {transfer.kept}.")
-        if transfer.curated:
-            dropped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in transfer.curated.items())
-            lines.append(f"Curation dropped {dropped}; the student trained on {transfer.trained_on:,}.")
-        if transfer.classes:
-            classes = ", ".join(f"{name} {count:,}" for name, count in transfer.classes.items())
-            lines.append(f"By the teacher's label: {classes}.")
-    if report.stages:
-        lines += ["", "## Stages", "", "| stage | this run | seconds |", "|---|---|---|"]
-        for name, stage in report.stages.items():
-            seconds = "–" if stage.seconds is None else f"{stage.seconds:.1f}"
-            lines.append(f"| {name} | {stage.status} | {seconds} |")
-        lines.append("\n'reused': finished by an earlier invocation (its seconds are from then).")
-    for note in report.notes:
-        lines.append(f"\nNote: {note}")
-    return "\n".join(lines) + "\n"

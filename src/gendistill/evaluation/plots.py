@@ -1,5 +1,5 @@
 """The report's pictures as PNG files: confusion matrices, per-class F1 side by side, training loss curves, and
-accuracy against size and speed. report.html inlines them (gendistill.report_html).
+accuracy against size and speed. report.html inlines them (gendistill.evaluation.html).
 
 Figures are drawn on matplotlib's Agg canvas through the object API, never through pyplot: no display is needed and
 the backend of a notebook that calls `gendistill.run` is left alone."""
@@ -15,7 +15,7 @@ from gendistill.io import atomic_path
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from gendistill.report import Report
+    from gendistill.evaluation.report import Report
 
 COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "baseline_student": "#55a868"}
 ANNOTATE_LIMIT = 15  # classes: up to this many, confusion cells show their counts

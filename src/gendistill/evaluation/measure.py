@@ -1,5 +1,5 @@
 """Measurements for the report: accuracy, macro-F1, per-class scores, the confusion matrix, size on disk and CPU
-throughput (the report itself is gendistill.report; the stage that fills it is gendistill.stages.evaluate)."""
+throughput (the report itself is evaluation.report; the stage that fills it is stages.evaluate)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from gendistill.report import ClassMetrics
+from gendistill.evaluation.report import ClassMetrics
 
 
 def classification_metrics(gold: list[int], predicted: np.ndarray, num_labels: int) -> dict[str, float]:

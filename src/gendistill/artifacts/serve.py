@@ -1,7 +1,7 @@
 """An HTTP service around an ONNX export: GET /health, GET /info, POST /predict, POST /predict/batch.
 
-Torch-free like gendistill.inference (fastapi, pydantic, numpy, tokenizers, onnxruntime). The contract holds for
-any input (README, "Deploy the student", states it for users):
+Torch-free like gendistill.artifacts.inference (fastapi, pydantic, numpy, tokenizers, onnxruntime). The contract
+holds for any input (README, "Deploy the student", states it for users):
 
 - Every error is JSON `{"error": "<one line>"}` with content-type application/json: 400 empty batch, 404 unknown
   route, 405 wrong method, 413 too large (a body over max_body_bytes, counted while it is read, chunked uploads
@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gendistill.inference import Predictor
+from gendistill.artifacts.inference import Predictor
 
 ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
 MAX_MESSAGE_CHARS = 300

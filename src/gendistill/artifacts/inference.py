@@ -19,8 +19,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from gendistill.texts import as_texts
-from gendistill.word_cache import CachedWordTokenizer
+from gendistill.artifacts.word_cache import CachedWordTokenizer
+from gendistill.data.texts import as_texts
 
 MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE = "model.onnx", "tokenizer.json", "labels.json", "metadata.json"
 FORMAT, FORMAT_VERSION = "gendistill-onnx", 1
@@ -126,7 +126,7 @@ class Predictor:
         HF_HUB_OFFLINE=1 reads the cache alone). Needs huggingface_hub for Hub ids."""
         if Path(id_or_path).expanduser().is_dir():
             return cls(Path(id_or_path).expanduser(), threads)
-        from gendistill.hub import resolve_model_dir  # torch-free; imports huggingface_hub lazily
+        from gendistill.artifacts.resolve import resolve_model_dir  # torch-free; imports huggingface_hub lazily
 
         try:
             directory = resolve_model_dir(

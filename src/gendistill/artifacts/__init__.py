@@ -1,0 +1,3 @@
+"""Artifacts a run leaves and a user ships: one resolver that says what a path or Hub id holds, and the model card,
+ONNX export, torch-free inference, server and Hub push built on it. Imports nothing, so `gendistill.artifacts.inference`
+stays torch-free."""

@@ -1,0 +1,239 @@
+"""A task's labeled splits: load train/validation/test, map labels, draw the low-data sample."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gendistill.data.labels import LabelMap, is_blank, label_names_from, preview, where
+from gendistill.data.tables import clean_texts, read_column, read_table
+from gendistill.errors import DataError
+
+if TYPE_CHECKING:
+    from gendistill.config import DataConfig
+
+
+@dataclass
+class LabeledSet:
+    texts: list[str]
+    labels: list[int]
+    truncated: int = 0
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TaskData:
+    """The labeled splits of one task, with the class names in label-id order."""
+
+    train: LabeledSet
+    test: LabeledSet | None
+    validation: LabeledSet | None
+    label_names: list[str]
+    pool_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _drop_duplicates(
+    texts: list[str], labels: list[int], rows: list[int], spec: str
+) -> tuple[list[str], list[int], list[str]]:
+    """Drop repeated (text, label) rows, which would over-weight them; warn about a text given two labels."""
+    seen: dict[str, int] = {}
+    keep, repeated, conflicts = [], [], []
+    for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if text in seen:
+            if labels[seen[text]] == label:
+                repeated.append(rows[index] + 1)
+                continue
+            conflicts.append(rows[index] + 1)
+        else:
+            seen[text] = index
+        keep.append(index)
+    notes = []
+    if repeated:
+        notes.append(
+            f"{spec}: dropped {len(repeated)} duplicate row(s) (same text and label), first at row(s) "
+            f"{', '.join(map(str, repeated[:5]))}"
+        )
+    if conflicts:
+        notes.append(
+            f"{spec}: {len(conflicts)} row(s) repeat a text with a different label, first at row(s) "
+            f"{', '.join(map(str, conflicts[:5]))}; kept both"
+        )
+    return [texts[i] for i in keep], [labels[i] for i in keep], notes
+
+
+def stratified_sample(labels: list[int], per_class: int, seed: int, label_names: list[str], spec: str) -> list[int]:
+    """Indices of `per_class` examples per class, drawn with `random.Random(seed)`, in original order."""
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels):
+        by_class.setdefault(label, []).append(index)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        if per_class > len(members):
+            raise DataError(
+                f"{spec}: data.per_class={per_class} but class {label_names[label]!r} has only {len(members)} "
+                "example(s); lower per_class"
+            )
+        chosen.extend(rng.sample(members, per_class))
+    return sorted(chosen)
+
+
+def load_task(
+    train: str,
+    test: str | None = None,
+    validation: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    label_names: list[str] | str | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    max_chars: int = 2000,
+    skip_invalid_rows: bool = False,
+) -> TaskData:
+    """Load and validate the labeled splits of a task."""
+    notes: list[str] = []
+    frame = read_table(train, "train")
+    if len(frame) == 0:
+        raise DataError(f"{train}: the training set is empty")
+    texts_col = read_column(frame, text_column, train, "text")
+    labels_col = read_column(frame, label_column, train, "label")
+    texts, rows, truncated = clean_texts(texts_col, train, max_chars, skip_invalid_rows)
+    if len(texts) < len(frame):
+        notes.append(f"skipped {len(frame) - len(texts)} invalid training row(s)")
+    raw = [labels_col.iloc[row] for row in rows]
+    missing = [row for row, value in zip(rows, raw, strict=True) if is_blank(value)]
+    if missing:
+        raise DataError(
+            f"{where(train, label_column, missing[0])}: no label ({len(missing)} row(s) without one); fill them in "
+            "or remove those rows"
+        )
+    class_names = frame.attrs.get("class_names", {}).get(label_column)
+    declared = label_names_from(label_names, train)
+    label_map = LabelMap(
+        raw,
+        declared[0] if declared else None,
+        train,
+        class_names,
+        rows=rows,
+        column=label_column,
+        names_source=declared[1] if declared else None,
+    )
+    labels = label_map.train_ids
+    if len(set(labels)) < 2:
+        raise DataError(
+            f"{train}: only one class ({label_map.names[labels[0]]!r}) in the training labels; "
+            "a classifier needs at least two"
+        )
+    texts, labels, duplicate_notes = _drop_duplicates(texts, labels, rows, train)
+    notes += duplicate_notes
+    pool_size = len(texts)
+    if per_class is not None:
+        keep = stratified_sample(labels, per_class, seed, label_map.names, train)
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    train_set = LabeledSet(texts, labels, truncated)
+
+    def load_split(spec: str | None, role: str) -> LabeledSet | None:
+        if spec is None:
+            return None
+        split_frame = read_table(spec, role)
+        if len(split_frame) == 0:
+            raise DataError(f"{spec}: the {role} set is empty")
+        split_texts, split_rows, split_truncated = clean_texts(
+            read_column(split_frame, text_column, spec, "text"), spec, max_chars, skip_invalid_rows
+        )
+        split_labels = read_column(split_frame, label_column, spec, "label")
+        split_raw = [split_labels.iloc[r] for r in split_rows]
+        return LabeledSet(split_texts, label_map.encode(split_raw, spec, split_rows, label_column), split_truncated)
+
+    if test is None and train.startswith("hf:") and "@" not in train:
+        test = train
+    return TaskData(
+        train=train_set,
+        test=load_split(test, "test"),
+        validation=load_split(validation, "validation"),
+        label_names=label_map.names,
+        pool_size=pool_size,
+        notes=notes,
+    )
+
+
+def load_named_classes(
+    label_names: list[str] | str,
+    test: str | None = None,
+    validation: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_chars: int = 2000,
+    skip_invalid_rows: bool = False,
+) -> TaskData:
+    """A zero-label start: no labeled training texts, only the class names (test and validation sets, if given,
+    are labeled by those names or by integer ids into them)."""
+    declared = label_names_from(label_names, "")
+    assert declared is not None  # label_names is given: the config requires it without data.train
+    names, source = declared
+    label_map = LabelMap.from_names(names, source, label_column)
+    if len(label_map.names) < 2:
+        raise DataError(f"{source}: only one class ({label_map.names[0]!r}); a classifier needs at least two")
+
+    def load_split(spec: str | None, role: str) -> LabeledSet | None:
+        if spec is None:
+            return None
+        frame = read_table(spec, role)
+        if len(frame) == 0:
+            raise DataError(f"{spec}: the {role} set is empty")
+        column = read_column(frame, text_column, spec, "text")
+        texts, rows, truncated = clean_texts(column, spec, max_chars, skip_invalid_rows)
+        labels = read_column(frame, label_column, spec, "label")
+        return LabeledSet(texts, label_map.encode([labels.iloc[r] for r in rows], spec, rows, label_column), truncated)
+
+    return TaskData(
+        train=LabeledSet([], []),
+        test=load_split(test, "test"),
+        validation=load_split(validation, "validation"),
+        label_names=label_map.names,
+        notes=[],
+    )
+
+
+def load_task_from_config(data: DataConfig) -> TaskData:
+    """`load_task` with the fields of the config's `data` section (`load_named_classes` without data.train)."""
+    if data.train is None:
+        assert data.label_names is not None
+        task = load_named_classes(
+            data.label_names,
+            data.test,
+            data.validation,
+            data.text_column,
+            data.label_column,
+            data.max_chars,
+            data.skip_invalid_rows,
+        )
+    else:
+        task = _load_task_from(data)
+    unknown = [name for name in data.label_descriptions or {} if name not in task.label_names]
+    if unknown:
+        raise DataError(
+            f"data.label_descriptions: {unknown[0]!r} is not a class name (classes: {preview(task.label_names)})"
+        )
+    return task
+
+
+def _load_task_from(data: DataConfig) -> TaskData:
+    assert data.train is not None
+    return load_task(
+        data.train,
+        data.test,
+        data.validation,
+        data.text_column,
+        data.label_column,
+        data.label_names,
+        data.per_class,
+        data.seed,
+        data.max_chars,
+        data.skip_invalid_rows,
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: measurements (accuracy, per-class metrics, throughput), the typed Report, report.md/html, plots."""

@@ -1,0 +1,113 @@
+"""report.md: the report as Markdown (tables a terminal, an issue or a pull request shows as they are)."""
+
+from __future__ import annotations
+
+from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, Report, speed_sentence, throughput_range
+from gendistill.evaluation.report import count as _int
+from gendistill.evaluation.report import pct as _pct
+
+
+def _cell(text: str) -> str:
+    """A label name inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    """A human-readable report.md."""
+    lines = [f"# gendistill report: {report.run_dir}", ""]
+    headline = report.headline()
+    if headline:
+        lines += [f"**{headline}**", ""]
+    lines += [
+        f"Test set: {report.test_examples} examples. Labeled training examples: {report.train_examples}."
+        if report.test_examples
+        else "No test set: accuracy not measured.",
+        "",
+    ]
+    lines += [
+        "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU, median) | p10–p90 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in report.models():
+        lines.append(
+            f"| {name} | {_pct(row.accuracy)} | {_pct(row.macro_f1)} | {_int(row.params)} "
+            f"| {_int(row.size_bytes)} | {_int(row.examples_per_s)} | {throughput_range(row)} |"
+        )
+    ratios = report.ratios
+    if ratios:
+        agreement = report.student.teacher_agreement if report.student else None
+        lines += [
+            "",
+            f"Student vs teacher: {ratios.get('params_teacher_over_student', 0):.0f}x fewer parameters, "
+            f"{ratios.get('speed_student_over_teacher', 0):.0f}x faster; agreement with the teacher on test: "
+            f"{_pct(agreement)}%.",
+        ]
+    lines += ["", speed_sentence(report)]
+    lines += [f"\n**Warning:** {warning}." for warning in report.warnings()]
+    rows = [(name, row) for name, row in report.models() if row.per_class]
+    if rows:
+        header = " | ".join(f"{name} P / R / F1" for name, _ in rows)
+        lines += ["", "## Per class", "", f"| class | support | {header} |", "|---|---|" + "---|" * len(rows)]
+        for label in report.label_names:
+            cells = []
+            for _, row in rows:
+                metrics = row.per_class.get(label) if row.per_class else None
+                cells.append(
+                    "–"
+                    if metrics is None
+                    else f"{_pct(metrics.precision)} / {_pct(metrics.recall)} / {_pct(metrics.f1)}"
+                )
+            support = next((r.per_class[label].support for _, r in rows if r.per_class and label in r.per_class), 0)
+            lines.append(f"| {_cell(label)} | {support} | {' | '.join(cells)} |")
+    if 0 < len(report.label_names) <= CONFUSION_TABLE_LIMIT:
+        for name, row in report.models():
+            if row.confusion_matrix is None:
+                continue
+            names = [_cell(label) for label in report.label_names]
+            lines += [
+                "",
+                f"## Confusion matrix: {name} (rows: true class, columns: predicted)",
+                "",
+                f"| | {' | '.join(names)} |",
+                "|---|" + "---|" * len(names),
+            ]
+            for label, counts in zip(names, row.confusion_matrix, strict=True):
+                lines.append(f"| **{label}** | {' | '.join(str(count) for count in counts)} |")
+    if report.training:
+        lines += ["", "## Training", "", "| model | loss | steps | epochs | final loss |", "|---|---|---|---|---|"]
+        for name, curve in report.training.items():
+            final = "–" if curve.final_loss is None else f"{curve.final_loss:.4f}"
+            lines.append(f"| {name} | {curve.loss or '–'} | {_int(curve.steps)} | {_int(curve.epochs)} | {final} |")
+    transfer = report.transfer_set
+    if transfer.sources:
+        lines += [
+            "",
+            "## Transfer set",
+            "",
+            "| source | requested | generated | kept | empty | too short | too long | duplicate | training copy |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for source in transfer.sources:
+            drops = source.drops
+            requested = source.requested if source.requested is not None else "all"
+            lines.append(
+                f"| {source.type} | {requested} | {source.generated} | {source.kept} | {drops.get('empty', 0)} "
+                f"| {drops.get('too_short', 0)} | {drops.get('too_long', 0)} | {drops.get('duplicate', 0)} "
+                f"| {drops.get('training_copy', 0)} |"
+            )
+        lines.append(f"\nTotal transfer texts: {transfer.kept}.")
+        if transfer.curated:
+            dropped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in transfer.curated.items())
+            lines.append(f"Curation dropped {dropped}; the student trained on {transfer.trained_on:,}.")
+        if transfer.classes:
+            classes = ", ".join(f"{name} {count:,}" for name, count in transfer.classes.items())
+            lines.append(f"By the teacher's label: {classes}.")
+    if report.stages:
+        lines += ["", "## Stages", "", "| stage | this run | seconds |", "|---|---|---|"]
+        for name, stage in report.stages.items():
+            seconds = "–" if stage.seconds is None else f"{stage.seconds:.1f}"
+            lines.append(f"| {name} | {stage.status} | {seconds} |")
+        lines.append("\n'reused': finished by an earlier invocation (its seconds are from then).")
+    for note in report.notes:
+        lines.append(f"\nNote: {note}")
+    return "\n".join(lines) + "\n"

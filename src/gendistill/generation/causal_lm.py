@@ -1,0 +1,169 @@
+"""The causal-LM generator: build one (a Hub/local model, or a small GPT-2 from scratch), fine-tune it on the
+labeled texts with label prefixes, load it back."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from accelerate import Accelerator
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    get_linear_schedule_with_warmup,
+)
+
+from gendistill.generation.config import GeneratorConfig
+from gendistill.loading import from_pretrained
+from gendistill.training.loop import fit, save_pretrained_atomic
+
+if TYPE_CHECKING:
+    pass
+
+
+EOS = "<|endoftext|>"
+
+
+PAD = "<pad>"
+
+
+def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A GPT-2 style byte-level BPE tokenizer learnt from `texts` (with <|endoftext|> as BOS/EOS)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=EOS, eos_token=EOS, pad_token=PAD)
+
+
+def build_generator(config: GeneratorConfig, texts: list[str]):
+    """(model, tokenizer) ready for fine-tuning: from scratch or from a pretrained causal LM."""
+    if config.model == "scratch":
+        tokenizer = train_bpe_tokenizer(texts, config.scratch_vocab_size)
+        model_config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=config.max_length + config.scratch_extra_positions,
+            n_embd=config.scratch_dim,
+            n_layer=config.scratch_layers,
+            n_head=config.scratch_heads,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return GPT2LMHeadModel(model_config), tokenizer
+    kwargs = {"trust_remote_code": config.trust_remote_code}
+    tokenizer = from_pretrained(AutoTokenizer.from_pretrained, config.model, "generator tokenizer", **kwargs)
+    model = from_pretrained(AutoModelForCausalLM.from_pretrained, config.model, "generator model", **kwargs)
+    if tokenizer.eos_token is None:
+        tokenizer.eos_token = tokenizer.bos_token or tokenizer.sep_token
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = tokenizer.eos_token
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def prefix_for(label_name: str | None) -> str:
+    """The class-conditional prefix (label name and a colon), or nothing."""
+    return f"{label_name}: " if label_name is not None else ""
+
+
+def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: int) -> list[list[int]]:
+    body = tokenizer(
+        [p + t for p, t in zip(prefixes, texts, strict=True)],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=max_length - 2,
+    )["input_ids"]
+    return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in body]
+
+
+def lm_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy and the number of predicted tokens (the loop averages over the tokens of
+    the whole batch across processes; a per-process mean would weight the processes' tokens unequally)."""
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1].float()
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return loss, (targets != -100).sum()
+
+
+def train_generator(
+    config: GeneratorConfig,
+    texts: list[str],
+    labels: list[int],
+    label_names: list[str],
+    out_dir: Path,
+    accelerator: Accelerator,
+    seed: int,
+    checkpoint_dir: Path | None = None,
+) -> dict:
+    """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed)  # the model's init must not depend on what ran before (e.g. starting the process group)
+    model, tokenizer = build_generator(config, texts)
+    prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
+    sequences = _training_ids(tokenizer, texts, prefixes, config.max_length)
+    pad = tokenizer.pad_token_id
+
+    def collate(batch: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        labels_ = ids.masked_fill(mask == 0, -100)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels_}
+
+    scratch = config.model == "scratch"
+    epochs = config.epochs or (30 if scratch else 3)
+    learning_rate = config.learning_rate or (1e-3 if scratch else 5e-5)
+    steps = max(1, math.ceil(epochs * math.ceil(len(sequences) / config.batch_size)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
+    model, result = fit(
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        examples=sequences,
+        batch_size=config.batch_size,
+        collate=collate,
+        loss_fn=lm_loss_sum,
+        steps=steps,
+        seed=seed,
+        description="generator: fine-tune",
+        name="generator",
+        checkpoint_dir=checkpoint_dir,
+        hparams={"generator": config.model_dump(mode="json"), "examples": len(sequences)},
+    )
+    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
+    return {
+        "steps": result.steps,
+        "learning_rate": learning_rate,
+        "final_loss": result.history[-1]["loss"],
+        "resumed_from_epoch": result.resumed_from_epoch,
+    }
+
+
+def load_generator(path: Path, device: str | torch.device, trust_remote_code: bool = False):
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code).to(device).eval()
+    tokenizer.padding_side = "left"
+    return model, tokenizer

@@ -1,0 +1,40 @@
+"""The `generator` section: which causal LM to fine-tune on the labeled texts (or a small GPT-2 from scratch) and
+how. Sampling settings belong to the `generate` source (sources/generate.py), so tuning them never retrains."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from gendistill.sections import Section
+
+
+class GeneratorConfig(Section):
+    """The causal LM fine-tuned on the training texts and sampled to make the transfer set."""
+
+    model: str = Field(
+        default="scratch",
+        description="Hugging Face causal LM id or path (e.g. gpt2), or 'scratch': a small GPT-2 trained from "
+        "random init with a byte-level BPE tokenizer learnt from the texts (the air-gapped setting)",
+    )
+    conditional: bool = Field(default=False, description="prefix each text with its label name")
+    epochs: Annotated[float, Field(gt=0)] | None = Field(default=None, description="default: 3, or 30 for scratch")
+    learning_rate: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="default: 5e-5, or 1e-3 for scratch"
+    )
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    max_length: Annotated[int, Field(ge=8)] = 128
+    # a 'scratch' model's size (its position table holds max_length + scratch_extra_positions tokens)
+    scratch_extra_positions: Annotated[int, Field(ge=0)] = 80
+    scratch_layers: Annotated[int, Field(ge=1)] = 4
+    scratch_dim: Annotated[int, Field(ge=16)] = 256
+    scratch_heads: Annotated[int, Field(ge=1)] = 4
+    scratch_vocab_size: Annotated[int, Field(ge=300)] = 4000
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> GeneratorConfig:
+        if self.scratch_dim % self.scratch_heads:
+            raise ValueError(f"scratch_dim ({self.scratch_dim}) must be divisible by scratch_heads")
+        return self

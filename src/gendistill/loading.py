@@ -1,0 +1,61 @@
+"""Load Hugging Face models/tokenizers by id or path with a clear error when they cannot be reached."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gendistill.errors import ModelLoadError
+
+
+def from_pretrained(loader: Callable[..., Any], name: str, what: str, **kwargs: Any) -> Any:
+    """`loader(name, **kwargs)`, turning 'not found / offline' failures into a one-line ModelLoadError."""
+    try:
+        return loader(name, **kwargs)
+    except Exception as error:  # noqa: BLE001 - safetensors, tokenizers and transformers raise their own types
+        if not isinstance(error, (OSError, ValueError)) and not _is_weights_error(error):
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        if Path(name).exists():
+            detail = str(error).splitlines()[0][:300]
+            raise ModelLoadError(f"{what} {name!r}: the folder exists but cannot be loaded ({detail})") from None
+        if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+            raise ModelLoadError(
+                f"{what} {name!r}: no such folder; check the path (relative to where you run)"
+            ) from None
+        hint = (
+            "it is not a local folder, and the Hugging Face Hub is not reachable offline (HF_HUB_OFFLINE=1)"
+            if offline
+            else "it is neither a local folder nor a model id that could be downloaded"
+        )
+        raise ModelLoadError(
+            f"{what} {name!r} cannot be loaded: {hint}; download it where you are online "
+            "(e.g. `huggingface-cli download NAME --local-dir DIR`) and pass the local folder path"
+        ) from None
+
+
+def _is_weights_error(error: Exception) -> bool:
+    """A corrupt or truncated weights file (safetensors' own exception type is not an OSError)."""
+    return type(error).__name__ == "SafetensorError"
+
+
+def check_model(name: str, what: str, trust_remote_code: bool) -> None:
+    """Preflight for a Hugging Face model: a local folder must hold a config.json; a Hub id must be resolvable
+    (fails fast when offline)."""
+    from transformers import AutoConfig
+
+    path = Path(name)
+    if path.exists() and not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"{what} {name!r}: the folder has no config.json; pass a folder written by "
+            "save_pretrained (or `huggingface-cli download`)"
+        )
+    from_pretrained(AutoConfig.from_pretrained, name, what, trust_remote_code=trust_remote_code)
+
+
+# ---- gendistill's own models (students, ONNX exports) as Hub repos -----------------------------------------------
+def looks_like_path(name: str) -> bool:
+    """A name that can only be a local path (never a Hub repo id `user/name` or `name`)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or Path(name).is_absolute()
