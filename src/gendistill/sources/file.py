@@ -40,7 +40,7 @@ class FileSource(SourceConfig):
         return self.text_column or config.data.text_column
 
     def check(self, config: RunConfig, index: int) -> None:
-        from gendistill.data.tables import column, read_table
+        from gendistill.data.tables import read_column, read_table
 
         frame = read_table(self.path, "transfer")
         hint = (
@@ -48,7 +48,7 @@ class FileSource(SourceConfig):
             if self.text_column
             else (f"transfer.sources[{index}].text_column (it defaults to data.text_column)")
         )
-        column(frame, self.column(config), self.path, "text", hint)
+        read_column(frame, self.column(config), self.path, "text", hint)
 
     def build(self, ctx: SourceContext) -> SourceSummary:
         """Streams the file (never whole in memory). Without `n`, every text that passes the filters is kept, in

@@ -38,7 +38,7 @@ class GenerateSource(SourceConfig):
     parallel = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.generation import sampling as generator
+        from gendistill.generation import causal_lm, sampling
 
         trust = ctx.config.generator.trust_remote_code
         first_words = [text.split()[0] for text in ctx.task.train.texts if text.split()]
@@ -48,18 +48,18 @@ class GenerateSource(SourceConfig):
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(ctx.layout.generator, trust_remote_code=trust)
-            engine = generator.load_vllm(ctx.layout.generator, ctx.seed, trust)
+            engine = sampling.load_vllm(ctx.layout.generator, ctx.seed, trust)
 
             def sample(n: int, seed: int) -> list[str]:
-                return generator.sample_texts_vllm(
+                return sampling.sample_texts_vllm(
                     engine, tokenizer, self, n, seed, first_words, label_names, conditional
                 )
 
         else:
-            model, tokenizer = generator.load_generator(ctx.layout.generator, ctx.device, trust)
+            model, tokenizer = causal_lm.load_generator(ctx.layout.generator, ctx.device, trust)
 
             def sample(n: int, seed: int) -> list[str]:
-                return generator.sample_texts(model, tokenizer, self, n, seed, first_words, label_names, conditional)
+                return sampling.sample_texts(model, tokenizer, self, n, seed, first_words, label_names, conditional)
 
         return fill_by_sampling(ctx, self, sample)
 
