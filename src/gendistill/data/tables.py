@@ -111,7 +111,7 @@ def read_column(frame: pd.DataFrame, column: str, spec: str, what: str, key: str
     if column not in frame.columns:
         found = ", ".join(map(str, frame.columns)) or "none"
         raise DataError(
-            f"{spec}: no {what} column {column!r} (columns found: {found}); set {key or f'data.{what}column'}"
+            f"{spec}: no {what} column {column!r} (columns found: {found}); set {key or f'data.{what}_column'}"
         )
     return frame[column]
 
