@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from gendistill.errors import ConfigError
-from gendistill.generation.config import GeneratorConfig
+from gendistill.generation.generator_config import GeneratorConfig
 from gendistill.sections import Section as _Section
 from gendistill.sections import knob
 from gendistill.sources import SOURCES, source_union

@@ -19,7 +19,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from gendistill.generation.config import GeneratorConfig
+from gendistill.generation.generator_config import GeneratorConfig
 from gendistill.loading import from_pretrained
 from gendistill.training.loop import fit, save_pretrained_atomic
 
