@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -350,8 +351,6 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
     if ctx.is_main:
         number = len(list_shards(directory))
         if raw_dir.exists():
-            import shutil
-
             shutil.rmtree(raw_dir)
     if summary.kept < n:
         summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"

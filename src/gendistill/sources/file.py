@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from gendistill.data.tables import iter_unlabeled, read_column, read_table
 from gendistill.sources.base import (
     SourceConfig,
     SourceContext,
@@ -40,8 +41,6 @@ class FileSource(SourceConfig):
         return self.text_column or config.data.text_column
 
     def check(self, config: RunConfig, index: int) -> None:
-        from gendistill.data.tables import read_column, read_table
-
         frame = read_table(self.path, "transfer")
         hint = (
             f"transfer.sources[{index}].text_column"
@@ -55,8 +54,6 @@ class FileSource(SourceConfig):
         file order; with `n`, a seeded uniform sample of `n` distinct texts: each text gets the key
         hash(seed, source index, text) and the `n` smallest keys are kept (a heap of `n`), so the sample does not
         depend on the file's order or size, and memory grows with `n`, not with the file."""
-        from gendistill.data.tables import iter_unlabeled
-
         drops: Counter[str] = Counter()
         read = 0
         chosen: list[tuple[int, int, str]] = []  # max-heap by key: (-key, fingerprint, text)

@@ -23,16 +23,25 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from gendistill.errors import ConfigError
-from gendistill.llm.prompts import check_templates
+from gendistill.io import read_json
+from gendistill.llm.cache import RequestCache
+from gendistill.llm.parse import choice_text, parse_list
+from gendistill.llm.prompts import check_templates, render, render_messages
 from gendistill.llm.settings import ServedModel
-from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, list_shards, source_dir
+from gendistill.sources.base import (
+    Sample,
+    SourceConfig,
+    SourceContext,
+    SourceSummary,
+    fill_shards,
+    list_shards,
+    source_dir,
+)
 
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
-    from gendistill.llm.cache import RequestCache
     from gendistill.llm.client import Request
     from gendistill.pipeline.layout import RunLayout
-    from gendistill.sources.base import Sample
 
 REQUESTED = "requested_label"  # the shard column holding the class each text was requested for
 _BARE_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|#\d{1,3}[.:)]?|[-*•])\s*$")
@@ -78,9 +87,6 @@ class LLMSource(ServedModel, SourceConfig):
         self.check_server(where)
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.llm.cache import RequestCache
-        from gendistill.sources.base import fill_shards
-
         with RequestCache(ctx.layout.llm_cache) as cache:
             summary = fill_shards(ctx, self, _Writer(self, ctx, cache).sample)
         summary.details = {"model": self.model, "api": self.api, **(summary.details or {})}
@@ -111,6 +117,8 @@ class _Writer:
     """The requests of each shard and what their answers hold."""
 
     def __init__(self, source: LLMSource, ctx: SourceContext, cache: RequestCache):
+        # lazy: llm.client needs httpx, an optional extra, and the config imports every source, so this module must
+        # import without it
         from gendistill.llm.client import Client
 
         self.source, self.ctx = source, ctx
@@ -141,8 +149,7 @@ class _Writer:
 
     def request(self, variables: dict[str, Any], seed: int) -> tuple[Request, str]:
         """The request and, for completions, the end of the prompt its answer continues (e.g. "4.")."""
-        from gendistill.llm.client import Request
-        from gendistill.llm.prompts import render, render_messages
+        from gendistill.llm.client import Request  # lazy, as in __init__
 
         source = self.source
         body: dict[str, Any] = {"model": source.model}
@@ -169,9 +176,6 @@ class _Writer:
         return Request(path, body), prefix
 
     def sample(self, n: int, seed: int, number: int) -> Sample:
-        from gendistill.llm.parse import choice_text, parse_list
-        from gendistill.sources.base import Sample
-
         source = self.source
         per_shard = math.ceil(n / source.texts_per_request)
         planned = []
@@ -209,8 +213,6 @@ class _Writer:
 def requested_label_agreement(layout: RunLayout, folder: str) -> dict[str, Any] | None:
     """How often the teacher's label (argmax of its logits) is the class each text was requested for: overall and
     per class (by name). None when the shards carry no requested class or are not labeled."""
-    from gendistill.io import read_json
-
     requested: list[int] = []
     predicted: list[int] = []
     for shard in list_shards(layout.transfer / folder):
