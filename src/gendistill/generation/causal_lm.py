@@ -1,14 +1,14 @@
-"""The causal-LM generator: build one (a Hub/local model, or a small GPT-2 from scratch), fine-tune it on the
-labeled texts with label prefixes, load it back."""
+"""The causal-LM generator: build one (a Hub/local model, or a small GPT-2 from scratch) and fine-tune it on the
+labeled texts with label prefixes. Sampling it back is `gendistill.generation.sampling`."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -19,13 +19,9 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from gendistill.generation.generator_config import GeneratorConfig
+from gendistill.generation.generator_config import GeneratorConfig, prefix_for
 from gendistill.loading import from_pretrained
 from gendistill.training.loop import fit, save_pretrained_atomic
-
-if TYPE_CHECKING:
-    pass
-
 
 EOS = "<|endoftext|>"
 
@@ -75,11 +71,6 @@ def build_generator(config: GeneratorConfig, texts: list[str]):
     return model, tokenizer
 
 
-def prefix_for(label_name: str | None) -> str:
-    """The class-conditional prefix (label name and a colon), or nothing."""
-    return f"{label_name}: " if label_name is not None else ""
-
-
 def _training_ids(tokenizer, texts: list[str], prefixes: list[str], max_length: int) -> list[list[int]]:
     body = tokenizer(
         [p + t for p, t in zip(prefixes, texts, strict=True)],
@@ -113,8 +104,6 @@ def train_generator(
     checkpoint_dir: Path | None = None,
 ) -> dict:
     """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
-    from accelerate.utils import set_seed
-
     set_seed(seed)  # the model's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = build_generator(config, texts)
     prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
@@ -160,10 +149,3 @@ def train_generator(
         "final_loss": result.history[-1]["loss"],
         "resumed_from_epoch": result.resumed_from_epoch,
     }
-
-
-def load_generator(path: Path, device: str | torch.device, trust_remote_code: bool = False):
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code).to(device).eval()
-    tokenizer.padding_side = "left"
-    return model, tokenizer

@@ -10,6 +10,12 @@ from pydantic import Field, model_validator
 from gendistill.sections import Section
 
 
+def prefix_for(label_name: str | None) -> str:
+    """The class-conditional prefix (label name and a colon), or nothing. One definition for fine-tuning and for
+    the prompts, so a conditional generator is prompted with exactly the prefix it learnt to continue."""
+    return f"{label_name}: " if label_name is not None else ""
+
+
 class GeneratorConfig(Section):
     """The causal LM fine-tuned on the training texts and sampled to make the transfer set."""
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from gendistill.generation.sampling import Engine, HFEngine, TextSampler
+from gendistill.generation.vllm_engine import VLLMEngine
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, fill_by_sampling
 
 SAMPLING_FIELDS = ("prompt", "top_k", "top_p", "temperature", "max_new_tokens", "batch_size", "engine")
@@ -38,30 +40,19 @@ class GenerateSource(SourceConfig):
     parallel = True
 
     def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.generation import causal_lm, sampling
-
-        trust = ctx.config.generator.trust_remote_code
-        first_words = [text.split()[0] for text in ctx.task.train.texts if text.split()]
-        label_names = ctx.task.label_names
-        conditional = ctx.config.generator.conditional
+        path, trust = ctx.layout.generator, ctx.config.generator.trust_remote_code
         if self.engine == "vllm":
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(ctx.layout.generator, trust_remote_code=trust)
-            engine = sampling.load_vllm(ctx.layout.generator, ctx.seed, trust)
-
-            def sample(n: int, seed: int) -> list[str]:
-                return sampling.sample_texts_vllm(
-                    engine, tokenizer, self, n, seed, first_words, label_names, conditional
-                )
-
+            engine: Engine = VLLMEngine.load(path, self, seed=ctx.seed, trust_remote_code=trust)
         else:
-            model, tokenizer = causal_lm.load_generator(ctx.layout.generator, ctx.device, trust)
-
-            def sample(n: int, seed: int) -> list[str]:
-                return sampling.sample_texts(model, tokenizer, self, n, seed, first_words, label_names, conditional)
-
-        return fill_by_sampling(ctx, self, sample)
+            engine = HFEngine.load(path, self, device=ctx.device, trust_remote_code=trust)
+        sampler = TextSampler(
+            engine=engine,
+            prompt=self.prompt,
+            first_words=[text.split()[0] for text in ctx.task.train.texts if text.split()],
+            label_names=ctx.task.label_names,
+            conditional=ctx.config.generator.conditional,
+        )
+        return fill_by_sampling(ctx, self, sampler)
 
 
 def migrate_generator_sampling(raw: dict[str, Any]) -> list[str]:
