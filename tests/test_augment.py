@@ -1,11 +1,14 @@
 import random
+import re
 from collections import Counter
 
 import pytest
 
+from gendistill.config import build_config
 from gendistill.errors import ConfigError
 from gendistill.generation import rule_based as augment
-from gendistill.generation.rule_based import AugmentConfig, augment_texts, shape_class, tokenize, word_classes
+from gendistill.generation.rule_based import augment_texts, shape_class, tokenize, word_classes
+from gendistill.sources.augment import AugmentSource
 
 TEXTS = [
     "The team won the match after a late goal .",
@@ -51,7 +54,7 @@ def test_tokenize_keeps_punctuation_and_splits_clitics():
 
 
 def test_mask_one_masks_every_word():
-    cfg = AugmentConfig(p_mask=1.0, p_swap=0.0, p_ngram=0.0, copies=3, mask_token="<mask>", swap="shape")
+    cfg = AugmentSource(p_mask=1.0, p_swap=0.0, p_ngram=0.0, copies=3, mask_token="<mask>", swap="shape")
     out, stats = augment_texts(TEXTS, cfg, seed=0)
     assert len(out) == len(TEXTS)  # every copy of a source is the same all-mask text: one survives per length
     assert {len(o.split(" ")) for o in out} == {len(tokenize(t)) for t in TEXTS}
@@ -63,7 +66,7 @@ def test_mask_one_masks_every_word():
 def test_swap_one_keeps_the_class_of_every_word(mode):
     if mode == "pos":
         pytest.importorskip("textblob")
-    cfg = AugmentConfig(p_mask=0.0, p_swap=1.0, p_ngram=0.0, copies=5, swap=mode)
+    cfg = AugmentSource(p_mask=0.0, p_swap=1.0, p_ngram=0.0, copies=5, swap=mode)
     out, stats = augment_texts(TEXTS, cfg, seed=1)
     assert out and stats["swap_mode"] == mode and stats["masked"] == 0
     sources = by_length(TEXTS)
@@ -89,7 +92,7 @@ def test_swap_one_keeps_the_class_of_every_word(mode):
 
 
 def test_ngram_one_gives_contiguous_ngrams_of_the_source():
-    cfg = AugmentConfig(p_mask=0.0, p_swap=0.0, p_ngram=1.0, ngram_max=3, copies=20, swap="shape")
+    cfg = AugmentSource(p_mask=0.0, p_swap=0.0, p_ngram=1.0, ngram_max=3, copies=20, swap="shape")
     for text in TEXTS:
         src = tokenize(text)
         out, stats = augment_texts([text], cfg, seed=2)
@@ -101,14 +104,14 @@ def test_ngram_one_gives_contiguous_ngrams_of_the_source():
 
 
 def test_all_zero_probabilities_produce_nothing():
-    cfg = AugmentConfig(p_mask=0.0, p_swap=0.0, p_ngram=0.0, copies=4)
+    cfg = AugmentSource(p_mask=0.0, p_swap=0.0, p_ngram=0.0, copies=4)
     out, stats = augment_texts(TEXTS + ["", "  "], cfg, seed=0)
     assert out == []
     assert stats["candidates"] == stats["dropped_identical"] == 4 * len(TEXTS) and stats["empty_sources"] == 2
 
 
 def test_same_seed_same_output_other_seed_other_output():
-    cfg = AugmentConfig(swap="shape", copies=5)
+    cfg = AugmentSource(swap="shape", copies=5)
     first = augment_texts(TEXTS, cfg, seed=7)
     assert augment_texts(TEXTS, cfg, seed=7) == first
     assert augment_texts(TEXTS, cfg, seed=8)[0] != first[0]
@@ -116,7 +119,7 @@ def test_same_seed_same_output_other_seed_other_output():
 
 def test_mixture_probabilities_hold_and_mask_swap_are_exclusive():
     texts = random_corpus()
-    cfg = AugmentConfig(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50, swap="shape")
+    cfg = AugmentSource(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50, swap="shape")
     out, stats = augment_texts(texts, cfg, seed=3)
     assert stats["kept"] == stats["candidates"] == 50 * len(texts)  # long random texts: no collisions
     sources = by_length(texts)
@@ -129,14 +132,14 @@ def test_mixture_probabilities_hold_and_mask_swap_are_exclusive():
     assert abs(ops["mask"] / total - 0.3) < 0.02 and abs(ops["swap"] / total - 0.2) < 0.02
     # the same draws decide masking whatever the swap mode: the swap band never turns into a mask
     none_out, none_stats = augment_texts(
-        texts, AugmentConfig(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50, swap="none"), seed=3
+        texts, AugmentSource(p_mask=0.3, p_swap=0.2, p_ngram=0.0, copies=50, swap="none"), seed=3
     )
     assert none_stats["masked"] == stats["masked"] and none_stats["swap_skipped"] == stats["swapped"]
     for o, n in zip(out, none_out, strict=True):
         assert [t == "[MASK]" for t in o.split(" ")] == [t == "[MASK]" for t in n.split(" ")]
     # p_mask + p_swap = 1: every word is either masked or swapped, never both, never kept
     both, both_stats = augment_texts(
-        texts, AugmentConfig(p_mask=0.5, p_swap=0.5, p_ngram=0.0, copies=5, swap="shape"), seed=4
+        texts, AugmentSource(p_mask=0.5, p_swap=0.5, p_ngram=0.0, copies=5, swap="shape"), seed=4
     )
     assert both_stats["masked"] + both_stats["swapped"] == both_stats["tokens"]
     for o in both:
@@ -146,33 +149,63 @@ def test_mixture_probabilities_hold_and_mask_swap_are_exclusive():
 
 def test_caps_duplicates_and_input_copies():
     texts = ["a b", "a c", "b c d", "the cat sat down", "the dog sat down now", "x"]
-    cfg = AugmentConfig(p_mask=0.3, p_swap=0.4, p_ngram=0.3, copies=6, swap="shape")
+    cfg = AugmentSource(p_mask=0.3, p_swap=0.4, p_ngram=0.3, copies=6, swap="shape")
     out, stats = augment_texts(texts, cfg, seed=5)
     assert len(out) == len(set(out)) == stats["kept"] <= 6 * len(texts)
     assert not set(out) & set(texts)
     assert stats["candidates"] == stats["kept"] + stats["dropped_identical"] + stats["dropped_duplicate"]
     assert stats["dropped_identical"] > 0 and stats["dropped_duplicate"] > 0
     for text in texts:
-        single, _ = augment_texts([text], AugmentConfig(p_mask=0.5, copies=6, swap="none"), seed=5)
+        single, _ = augment_texts([text], AugmentSource(p_mask=0.5, copies=6, swap="none"), seed=5)
         assert len(single) <= 6 and text not in single
 
 
 def test_auto_mode_and_missing_tagger(monkeypatch):
-    _, stats = augment_texts(TEXTS, AugmentConfig(copies=1), seed=0)
+    _, stats = augment_texts(TEXTS, AugmentSource(copies=1), seed=0)
     assert stats["swap_mode"] == ("pos" if augment.pos_available() else "shape")
     monkeypatch.setattr(augment, "_pos_tagger", lambda: None)
-    assert augment_texts(TEXTS, AugmentConfig(copies=1), seed=0)[1]["swap_mode"] == "shape"
-    with pytest.raises(ConfigError, match="textblob"):
-        augment_texts(TEXTS, AugmentConfig(swap="pos"), seed=0)
+    assert augment_texts(TEXTS, AugmentSource(copies=1), seed=0)[1]["swap_mode"] == "shape"
+    with pytest.raises(ConfigError, match="swap: pos needs TextBlob"):
+        augment_texts(TEXTS, AugmentSource(swap="pos"), seed=0)
+
+
+def run_config(*sources: dict):
+    return build_config({"data": {"train": "t.jsonl"}, "teacher": {"model": "m"}, "transfer": {"sources": sources}})
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [dict(p_mask=0.7, p_swap=0.4), dict(p_ngram=1.5), dict(swap="lemma"), dict(ngram_max=0), dict(mask_token="a b")],
+    ("bad", "key"),
+    [
+        (dict(p_mask=0.7, p_swap=0.4), "'transfer.sources.1': p_mask + p_swap must be at most 1"),
+        (dict(p_ngram=1.5), "'transfer.sources.1.p_ngram'"),
+        (dict(swap="lemma"), "'transfer.sources.1.swap'"),
+        (dict(ngram_max=0), "'transfer.sources.1.ngram_max'"),
+        (dict(copies=0), "'transfer.sources.1.copies'"),
+    ],
 )
-def test_bad_config_is_a_config_error(bad):
-    with pytest.raises(ConfigError):
-        augment_texts(TEXTS, AugmentConfig(**bad), seed=0)
+def test_bad_values_are_refused_with_the_key_that_holds_them(bad, key):
+    with pytest.raises(ConfigError, match=re.escape(f"bad value for {key}")):
+        run_config({"type": "file", "path": "pool.jsonl"}, {"type": "augment", **bad})
+
+
+@pytest.mark.parametrize("token", ["", "a b", "[MASK]\n"])
+def test_preflight_refuses_a_mask_token_that_the_outputs_cannot_hold(token):
+    pool = {"type": "file", "path": "pool.jsonl"}
+    config = run_config(pool, pool, {"type": "augment", "mask_token": token})
+    with pytest.raises(ConfigError, match=r"^transfer\.sources\[2\]\.mask_token must be a non-empty string without"):
+        config.transfer.sources[2].check(config, 2)
+
+
+def test_preflight_refuses_swap_pos_without_textblob(monkeypatch):
+    config = run_config({"type": "augment", "swap": "pos"})
+    if augment.pos_available():  # TextBlob installed: pos is fine
+        config.transfer.sources[0].check(config, 0)
+    monkeypatch.setattr(augment, "_pos_tagger", lambda: None)
+    with pytest.raises(
+        ConfigError, match=r"^transfer\.sources\[0\]\.swap: pos needs TextBlob \(pip install textblob\)"
+    ):
+        config.transfer.sources[0].check(config, 0)
+    AugmentSource(swap="auto").check(config, 0)  # auto falls back to word shapes
 
 
 def test_swap_partners_follow_corpus_frequency_without_the_original():

@@ -8,6 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gendistill.cli import app
+from gendistill.generation import rule_based
 
 runner = CliRunner()
 
@@ -183,6 +184,23 @@ def test_missing_file_source(tmp_path, task_dir, tiny_teacher_dir):
     config = base_config(task_dir, tiny_teacher_dir)
     config["transfer"] = {"sources": [{"type": "file", "path": str(tmp_path / "pool.jsonl")}]}
     assert_user_error(run_cli(tmp_path, config), "pool.jsonl", "file not found")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ({"mask_token": "[ MASK ]"}, ("transfer.sources[0].mask_token", "without whitespace")),
+        ({"swap": "pos"}, ("transfer.sources[0].swap: pos needs TextBlob", "pip install textblob")),
+    ],
+)
+def test_augment_source_problems_are_refused_before_any_training(
+    tmp_path, task_dir, tiny_teacher_dir, monkeypatch, source, expected
+):
+    monkeypatch.setattr(rule_based, "_pos_tagger", lambda: None)  # TextBlob not installed
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["transfer"] = {"sources": [{"type": "augment", **source}]}
+    assert_user_error(run_cli(tmp_path, config), *expected)
+    assert not (tmp_path / "run" / "teacher").exists()
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", "/abs"])

@@ -35,14 +35,16 @@ import bisect
 import functools
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gendistill.errors import ConfigError
 
-SWAP_MODES = ("auto", "pos", "shape", "none")
+if TYPE_CHECKING:
+    from gendistill.sources.augment import AugmentSource
+
+POS_NEEDS_TEXTBLOB = "pos needs TextBlob (pip install textblob); or use swap: shape / auto"
 _TOKEN = re.compile(r"\w+(?=n['’]t\b)|n['’]t\b|['’](?:s|re|ve|ll|d|m)\b|\w+(?:-\w+)*|[^\w\s]", re.IGNORECASE)
 _SUFFIXES = (
     "ing",
@@ -70,31 +72,12 @@ _SUFFIXES = (
 )
 
 
-@dataclass
-class AugmentConfig:
-    """The paper's knobs; a plain dataclass so the YAML section maps onto it one to one."""
-
-    p_mask: float = 0.1
-    p_swap: float = 0.1
-    p_ngram: float = 0.25
-    ngram_max: int = 5
-    copies: int = 20
-    mask_token: str = "[MASK]"
-    swap: str = "auto"
-
-    def validate(self) -> None:
-        """Bad values are user errors (ConfigError), caught before any work is done."""
-        for name in ("p_mask", "p_swap", "p_ngram"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.p_mask + self.p_swap > 1.0 + 1e-9:
-            raise ConfigError(f"augment.p_mask + augment.p_swap must be <= 1, got {self.p_mask + self.p_swap}")
-        if self.ngram_max < 1 or self.copies < 0:
-            raise ConfigError("augment.ngram_max must be >= 1 and augment.copies >= 0")
-        if self.swap not in SWAP_MODES:
-            raise ConfigError(f"augment.swap must be one of {', '.join(SWAP_MODES)}, got {self.swap!r}")
-        if not self.mask_token or any(c.isspace() for c in self.mask_token):
-            raise ConfigError("augment.mask_token must be a non-empty string without whitespace")
+def mask_token_problem(token: str) -> str | None:
+    """Why `token` cannot stand for a masked word, or None. Outputs are tokens joined by single spaces, so a mask
+    token with whitespace would turn into several words, and an empty one would vanish."""
+    if not token or any(c.isspace() for c in token):
+        return f"must be a non-empty string without whitespace, got {token!r}"
+    return None
 
 
 def tokenize(text: str) -> list[str]:
@@ -105,7 +88,7 @@ def tokenize(text: str) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _pos_tagger() -> Any:
     """TextBlob's bundled Brill tagger as a function of a token list, or None when TextBlob is not installed."""
-    try:
+    try:  # TextBlob is an optional extra (`gendistill[augment]`): without it, swaps fall back to word shapes
         from textblob._text import find_tags
         from textblob.en import lexicon
     except ImportError:
@@ -147,11 +130,9 @@ def shape_class(token: str) -> str:
 
 
 def resolve_swap_mode(swap: str) -> str:
-    """``auto`` becomes ``pos`` when the tagger is installed, else ``shape``; ``pos`` without it is an error."""
+    """``auto`` becomes ``pos`` when the tagger is installed, else ``shape``; the other modes stay as they are."""
     if swap == "auto":
         return "pos" if pos_available() else "shape"
-    if swap == "pos" and not pos_available():
-        raise ConfigError("augment.swap: pos needs TextBlob (pip install textblob); or use swap: shape / auto")
     return swap
 
 
@@ -159,8 +140,8 @@ def word_classes(token_lists: list[list[str]], mode: str) -> list[list[str]]:
     """The swap class of every token (POS tag in context, or shape class); mode is ``pos`` or ``shape``."""
     if mode == "pos":
         tag = _pos_tagger()
-        if tag is None:
-            raise ConfigError("augment.swap: pos needs TextBlob (pip install textblob)")
+        if tag is None:  # the source's preflight check refuses this config before any training
+            raise ConfigError(f"swap: {POS_NEEDS_TEXTBLOB}")
         return [tag(tokens) if tokens else [] for tokens in token_lists]
     if mode == "shape":
         return [[shape_class(t) for t in tokens] for tokens in token_lists]
@@ -188,14 +169,14 @@ class _Vocab:
         return self.words[bisect.bisect_right(self.ends, r)]
 
 
-def augment_texts(texts: list[str], config: AugmentConfig, seed: int) -> tuple[list[str], dict]:
-    """Returns (new texts in a deterministic order, stats).
+def augment_texts(texts: list[str], config: AugmentSource, seed: int) -> tuple[list[str], dict]:
+    """Returns (new texts in a deterministic order, stats), with the rates and modes of an `augment` source's
+    config (validated there: its fields, and its preflight check for the mask token and the tagger).
 
     Order: sources in input order, each source's kept copies in draw order. One numpy generator seeded with
     ``seed`` drives every draw, so the same inputs and seed give the same list. Stats count every candidate
     copy and why it was dropped, the token operations, and the resolved ``swap_mode``.
     """
-    config.validate()
     mode = resolve_swap_mode(config.swap)
     token_lists = [tokenize(t) for t in texts]
     classes = word_classes(token_lists, mode) if mode in ("pos", "shape") else None

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from gendistill.errors import ConfigError
+from gendistill.generation.rule_based import POS_NEEDS_TEXTBLOB, augment_texts, mask_token_problem, pos_available
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, write_all
+
+if TYPE_CHECKING:
+    from gendistill.config import RunConfig
 
 
 class AugmentSource(SourceConfig):
@@ -21,7 +26,7 @@ class AugmentSource(SourceConfig):
     p_swap: Annotated[float, Field(ge=0, le=1)] = 0.1
     p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
     ngram_max: Annotated[int, Field(ge=1)] = 5
-    mask_token: str = "[MASK]"
+    mask_token: str = Field(default="[MASK]", description="what a masked word becomes (one word: no whitespace)")
     swap: Literal["auto", "pos", "shape", "none"] = Field(
         default="auto", description="word swaps: same part of speech (pos), same word shape, or none"
     )
@@ -34,19 +39,18 @@ class AugmentSource(SourceConfig):
             raise ValueError(f"p_mask + p_swap must be at most 1 (got {self.p_mask} + {self.p_swap})")
         return self
 
-    def build(self, ctx: SourceContext) -> SourceSummary:
-        from gendistill.generation.rule_based import AugmentConfig, augment_texts
+    def check(self, config: RunConfig, index: int) -> None:
+        """What the field types cannot say: a mask token the outputs can hold, and the tagger `swap: pos` needs
+        installed here (`auto` falls back to word shapes without it)."""
+        key = f"transfer.sources[{index}]"
+        problem = mask_token_problem(self.mask_token)
+        if problem:
+            raise ConfigError(f"{key}.mask_token {problem}")
+        if self.swap == "pos" and not pos_available():
+            raise ConfigError(f"{key}.swap: {POS_NEEDS_TEXTBLOB}")
 
-        options = AugmentConfig(
-            p_mask=self.p_mask,
-            p_swap=self.p_swap,
-            p_ngram=self.p_ngram,
-            ngram_max=self.ngram_max,
-            copies=self.copies,
-            mask_token=self.mask_token,
-            swap=self.swap,
-        )
-        candidates, stats = augment_texts(ctx.task.train.texts, options, ctx.seed + ctx.index)
+    def build(self, ctx: SourceContext) -> SourceSummary:
+        candidates, stats = augment_texts(ctx.task.train.texts, self, ctx.seed + ctx.index)
         drops: Counter[str] = Counter()
         kept = ctx.text_filter(candidates, drops)
         if self.n is not None:
