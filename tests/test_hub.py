@@ -52,7 +52,7 @@ def make_run(root: Path, task_dir: Path, teacher_dir: Path) -> Path:
             kind="student", arch="bag", params=student.num_parameters, accuracy=0.9333333333333333, macro_f1=0.931
         ),
         baseline_student=ModelRow(kind="baseline_student", arch="bag", accuracy=0.7, macro_f1=0.68),
-        transfer_set=TransferSet(sources=[SourceRow(type="generate", requested=40, generated=44, kept=40)], kept=40),
+        transfer_set=TransferSet(sources=[SourceRow(type="generate", n=40, generated=44, kept=40)], kept=40),
         config_hash="abc123",
     )
     write_report(report, run_dir / "report.json")

@@ -72,7 +72,7 @@ def test_report_has_the_promised_fields(finished):
             assert isinstance(report[model][field], (int, float)), (model, field)
         assert 0 <= report[model]["accuracy"] <= 1
     source = report["transfer_set"]["sources"][0]
-    assert source["requested"] == 40 and source["kept"] == 40 and source["generated"] >= 40
+    assert source["n"] == 40 and source["kept"] == 40 and source["generated"] >= 40
     assert set(source["drops"]) == {"empty", "too_short", "too_long", "duplicate", "training_copy"}
     assert source["generated"] == source["kept"] + sum(source["drops"].values()) + source["surplus"]
     stages = ("data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate")

@@ -23,7 +23,15 @@ from gendistill.config import build_config
 from gendistill.data.stored import read_task
 from gendistill.evaluation.measure import per_class_metrics, timed_passes
 from gendistill.evaluation.pages import write_report
-from gendistill.evaluation.report import MODEL_ROWS, ClassMetrics, ModelRow, Report, SpeedSettings, Throughput
+from gendistill.evaluation.report import (
+    MODEL_ROWS,
+    ClassMetrics,
+    ModelRow,
+    Report,
+    SpeedSettings,
+    Throughput,
+    TransferSet,
+)
 from gendistill.pipeline.layout import RunLayout
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -92,6 +100,18 @@ def test_throughput_keeps_every_pass_with_median_and_spread(tiny_run):
     ratios = tiny_run.ratios
     assert ratios["speed_student_over_teacher_min"] <= ratios["speed_student_over_teacher"]
     assert ratios["speed_student_over_teacher"] <= ratios["speed_student_over_teacher_max"]
+
+
+def test_reports_and_transfer_summaries_from_before_n_kept_its_name_still_read(tmp_path):
+    """Earlier versions wrote a source's `n` as `requested` (report.json, and transfer/summary.json, which the
+    evaluate stage of an existing run directory reads)."""
+    sources = [{"type": "generate", "requested": 40, "generated": 44, "kept": 40}, {"type": "file", "requested": None}]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"transfer_set": {"sources": sources, "kept": 40, "requested": 40}}))
+    transfer = Report.read(path).transfer_set
+    assert [source.n for source in transfer.sources] == [40, None] and transfer.n == 40
+    assert "requested" not in json.dumps(Report.read(path).model_dump())
+    assert TransferSet.model_validate({"sources": sources}).sources[0].n == 40
 
 
 def test_timed_passes_take_turns_within_each_pass():

@@ -158,7 +158,7 @@ def _card_data(
         "transfer_set": (
             {
                 "kept": transfer.kept,
-                "sources": [{"type": s.type, "requested": s.requested, "kept": s.kept} for s in transfer.sources],
+                "sources": [{"type": s.type, "n": s.n, "kept": s.kept} for s in transfer.sources],
             }
             if transfer is not None and transfer.sources
             else None
@@ -246,12 +246,12 @@ def card_text(
             f"The student learnt from the teacher's soft labels on {transfer.kept:,} unlabeled transfer texts "
             "(plus the labeled ones):",
             "",
-            "| source | requested | kept |",
+            "| source | n | kept |",
             "|---|---|---|",
         ]
         for source in transfer.sources:
-            requested = "all" if source.requested is None else f"{source.requested:,}"
-            lines.append(f"| {source.type} | {requested} | {source.kept:,} |")
+            n = "all" if source.n is None else f"{source.n:,}"
+            lines.append(f"| {source.type} | {n} | {source.kept:,} |")
     lines += ["", "## Usage", ""]
     if facts.fmt == "onnx":
         lines += [

@@ -142,7 +142,7 @@ def _transfer(report: Report) -> str:
     transfer = report.transfer_set
     if not transfer.sources:
         return ""
-    header = ["source", "requested", "generated", "kept", "empty", "too short", "too long", "duplicate"]
+    header = ["source", "n", "generated", "kept", "empty", "too short", "too long", "duplicate"]
     header.append("training copy")
     rows = []
     for source in transfer.sources:
@@ -151,7 +151,7 @@ def _transfer(report: Report) -> str:
         rows.append(
             [
                 escape(label),
-                "all" if source.requested is None else _int(source.requested),
+                "all" if source.n is None else _int(source.n),
                 _int(source.generated),
                 _int(source.kept),
                 *(_int(drops.get(key, 0)) for key in ("empty", "too_short", "too_long", "duplicate", "training_copy")),

@@ -84,14 +84,14 @@ def render_markdown(report: Report) -> str:
             "",
             "## Transfer set",
             "",
-            "| source | requested | generated | kept | empty | too short | too long | duplicate | training copy |",
+            "| source | n | generated | kept | empty | too short | too long | duplicate | training copy |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for source in transfer.sources:
             drops = source.drops
-            requested = source.requested if source.requested is not None else "all"
+            n = source.n if source.n is not None else "all"
             lines.append(
-                f"| {source.type} | {requested} | {source.generated} | {source.kept} | {drops.get('empty', 0)} "
+                f"| {source.type} | {n} | {source.generated} | {source.kept} | {drops.get('empty', 0)} "
                 f"| {drops.get('too_short', 0)} | {drops.get('too_long', 0)} | {drops.get('duplicate', 0)} "
                 f"| {drops.get('training_copy', 0)} |"
             )

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from gendistill.io import read_json, write_json
 
@@ -81,9 +81,14 @@ class ModelRow(_Part):
     confusion_matrix: list[list[int]] | None = None
 
 
+# `n` is the source's config key all the way through; report.json files and transfer summaries written before that
+# name it `requested`, and still load
+_N = AliasChoices("n", "requested")
+
+
 class SourceRow(_Part):
     type: str
-    requested: int | None = None
+    n: int | None = Field(default=None, validation_alias=_N)  # texts to keep (None: all the source has)
     generated: int = 0
     kept: int = 0
     drops: dict[str, int] = Field(default_factory=dict)
@@ -96,7 +101,7 @@ class SourceRow(_Part):
 class TransferSet(_Part):
     sources: list[SourceRow] = Field(default_factory=list)
     kept: int = 0
-    requested: int = 0
+    n: int = Field(default=0, validation_alias=_N)  # the sources' `n` summed
     generated: int = 0
     classes: dict[str, int] = Field(default_factory=dict)  # the student's transfer texts by the teacher's label
     curated: dict[str, int] = Field(default_factory=dict)  # texts the label stage's curation dropped, by reason

@@ -58,7 +58,7 @@ class AugmentSource(SourceConfig):
             kept = kept[: self.n]
         return SourceSummary(
             type=self.type,
-            requested=self.n,
+            n=self.n,
             generated=len(candidates),
             kept=len(kept),
             drops=dict(drops),

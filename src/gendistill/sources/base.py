@@ -101,11 +101,11 @@ class SourceSummary:
     """What one source did; report.json's `transfer_set.sources[i]`."""
 
     type: str
-    requested: int | None
+    n: int | None  # the source's `n`: texts to keep (None: all it has)
     generated: int = 0
     kept: int = 0
     drops: dict[str, int] = field(default_factory=dict)
-    surplus: int = 0  # passed the filters after the request was met (the last shard's overshoot)
+    surplus: int = 0  # passed the filters after `n` were kept (the last shard's overshoot)
     shards: int = 0
     note: str | None = None
     details: dict[str, Any] | None = None
@@ -113,7 +113,7 @@ class SourceSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": self.type,
-            "requested": self.requested,
+            "n": self.n,
             "generated": self.generated,
             "kept": self.kept,
             "drops": {name: self.drops.get(name, 0) for name in FILTERS},
@@ -230,7 +230,7 @@ def shard_seed(seed: int, source_index: int, shard: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{source_index}/{shard}".encode()).digest()[:4], "little")
 
 
-Sampler = Callable[[int, int], list[str]]  # (n, seed) -> raw texts
+Sampler = Callable[[int, int], list[str]]  # (shard_size, seed) -> raw texts
 
 
 @dataclass
@@ -245,7 +245,7 @@ class Sample:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-ShardSampler = Callable[[int, int, int], Sample]  # (n, seed, shard number) -> the shard's draw
+ShardSampler = Callable[[int, int, int], Sample]  # (shard_size, seed, shard number) -> the shard's draw
 
 
 def add_stats(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
@@ -275,8 +275,8 @@ def _read_sample(path: Path) -> Sample:
 
 
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
-    """`fill_shards` for a sampler of plain texts: (n, seed) -> texts."""
-    return fill_shards(ctx, source, lambda n, seed, _number: Sample(sampler(n, seed)))
+    """`fill_shards` for a sampler of plain texts: (shard_size, seed) -> texts."""
+    return fill_shards(ctx, source, lambda shard_size, seed, _number: Sample(sampler(shard_size, seed)))
 
 
 def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler) -> SourceSummary:
@@ -290,7 +290,7 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
     summary's details."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
-    summary, drops = SourceSummary(type=source.type, requested=n), Counter[str]()
+    summary, drops = SourceSummary(type=source.type, n=n), Counter[str]()
     stats: dict[str, Any] = {}
     existing = list_shards(directory)
     for path in existing:

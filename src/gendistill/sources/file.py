@@ -94,7 +94,7 @@ class FileSource(SourceConfig):
         surplus = read - kept - sum(drops.values())
         return SourceSummary(
             type=self.type,
-            requested=self.n,
+            n=self.n,
             generated=read,
             kept=kept,
             drops=dict(drops),

@@ -175,9 +175,9 @@ class _Writer:
         body.update(source.extra_body)
         return Request(path, body), prefix
 
-    def sample(self, n: int, seed: int, number: int) -> Sample:
+    def sample(self, shard_size: int, seed: int, number: int) -> Sample:
         source = self.source
-        per_shard = math.ceil(n / source.texts_per_request)
+        per_shard = math.ceil(shard_size / source.texts_per_request)
         planned = []
         for j in range(per_shard):
             global_request = number * per_shard + j

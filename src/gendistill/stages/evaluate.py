@@ -119,7 +119,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
 
     if layout.transfer_summary.exists():
         transfer = TransferSet.model_validate(read_json(layout.transfer_summary))
-        transfer.requested = sum(s.requested or 0 for s in transfer.sources)
+        transfer.n = sum(s.n or 0 for s in transfer.sources)
         transfer.generated = sum(s.generated for s in transfer.sources)
         for index, (source, row) in enumerate(zip(ctx.config.transfer.sources, transfer.sources, strict=False)):
             report.notes += source.report(layout, index, row)
