@@ -52,7 +52,8 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
 
     from gendistill.config import StudentConfig
     from gendistill.runtime import make_accelerator
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.trainer import train_student
 
     texts, gold = labeled(20, 0)
     settings = {"embedding_dim": 16, "hidden_dim": 16, "epochs": 15, "batch_size": 8, "learning_rate": 5e-3}

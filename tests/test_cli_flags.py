@@ -97,7 +97,8 @@ def test_messages_go_through_the_gendistill_logger(capsys):
 def test_training_prints_a_line_per_epoch_without_a_terminal(monkeypatch, capsys):
     from gendistill.config import StudentConfig
     from gendistill.runtime import make_accelerator
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.trainer import train_student
 
     monkeypatch.delenv("GENDISTILL_PROGRESS")  # auto: no bar, since stderr is captured (not a terminal)
     texts, gold = labeled(4, 0)

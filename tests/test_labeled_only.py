@@ -78,7 +78,8 @@ def test_stop_after_ends_training_once_validation_stops_improving(tiny_teacher_d
     from conftest import LABELS, labeled
 
     from gendistill.config import StudentConfig
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.trainer import train_student
 
     texts, gold = labeled(5, 0)
     config = StudentConfig(init="random", embedding_dim=8, hidden_dim=8, batch_size=8)

@@ -95,7 +95,8 @@ def fit_student(
 
     import numpy as np
 
-    from gendistill.students.trainer import choose_epochs_by_cv, make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.trainer import choose_epochs_by_cv, train_student
 
     task = ctx.task()
     config = ctx.config.student

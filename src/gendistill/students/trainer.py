@@ -1,97 +1,22 @@
-"""Build a student (vocabulary + embeddings) and train it: distillation on soft targets, or CE for the baseline."""
+"""Train a student: distillation on soft targets, or CE for the baseline."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from tokenizers import Tokenizer
 
 from gendistill import progress
-from gendistill.config import Pooling, StudentConfig, UnseenTokens
-from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
+from gendistill.config import StudentConfig
+from gendistill.students import StudentClassifier
 from gendistill.students.losses import distillation_loss
-from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
-from gendistill.students.vocab import UNK_ID, prune_teacher_vocab, train_word_tokenizer
 from gendistill.training import tracking
 from gendistill.training.loop import StopTraining, fit
-
-
-def make_student(
-    config: StudentConfig,
-    texts: Iterable[str],
-    label_names: list[str],
-    seed: int,
-    teacher_dir: Path | None = None,
-    teacher_base: str | None = None,
-    device: str = "cpu",
-    trust_remote_code: bool = False,
-) -> StudentClassifier:
-    """A fresh student whose vocabulary covers `texts`: word-level with random embeddings, or the teacher's
-    tokenizer pruned to the texts' tokens with static embeddings distilled from the teacher (`init: teacher`)."""
-    torch.manual_seed(seed)
-    min_length = max(config.cnn_kernel_sizes) if config.arch == "cnn" else 1
-    info: dict = {"init": config.init}
-    if config.init == "random":
-        tokenizer = train_word_tokenizer(texts, config.vocab_size, config.min_frequency)
-        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, None, min_length)
-        embeddings = None
-    else:
-        if teacher_dir is None:
-            raise ValueError("init: teacher needs the fine-tuned teacher")
-        from transformers import AutoTokenizer
-
-        hf_tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=trust_remote_code)
-        tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        id_map, kept, counts = prune_teacher_vocab(
-            tokenizer, texts, config.max_length, config.vocab_size, hf_tokenizer.unk_token_id
-        )
-        source = str(teacher_dir) if config.init_from == "finetuned" or teacher_base is None else teacher_base
-        unseen = unseen_candidates(hf_tokenizer, id_map, UNK_ID) if config.unseen_tokens == "nearest" else []
-        embeddings, unseen_rows = teacher_embedding_matrix(
-            source,
-            hf_tokenizer,
-            kept,
-            counts,
-            config.embedding_dim,
-            config.sif_coefficient,
-            device,
-            seed,
-            trust_remote_code,
-            unseen_ids=unseen,
-        )
-        id_map[np.asarray(unseen, dtype=np.int64)] = unseen_rows
-        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, id_map, min_length)
-        info.update(
-            init_from=config.init_from,
-            teacher_vocab_size=int(id_map.shape[0]),
-            pruned_vocab_size=len(kept) + 2,
-            unseen_tokens=UnseenTokens(config.unseen_tokens).value,
-            unseen_mapped=len(unseen),
-        )
-    spec = StudentSpec(
-        arch=config.arch,
-        vocab_size=student_tokenizer.vocab_size,
-        num_labels=len(label_names),
-        embedding_dim=config.embedding_dim,
-        hidden_dim=config.hidden_dim,
-        dropout=config.dropout,
-        cnn_kernel_sizes=list(config.cnn_kernel_sizes),
-        pooling=Pooling(config.pooling).value,
-    )
-    student = StudentClassifier(spec, student_tokenizer, label_names, info=info)
-    if embeddings is not None:
-        with torch.no_grad():
-            student.model.embedding.weight.copy_(torch.from_numpy(embeddings))
-    info["vocab_size"] = spec.vocab_size
-    return student
 
 
 def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.Tensor]:
