@@ -1,6 +1,6 @@
 """Students: every architecture x init trains; padding never changes a text's logits; save/load round-trips (also
-of folders the previous version saved); the config's defaults are the networks'; teacher-init embeddings and
-vocabulary pruning match naive per-token computations."""
+of folders the previous version saved); the config's defaults are the networks'; the trainer logs whether it
+distilled; teacher-init embeddings and vocabulary pruning match naive per-token computations."""
 
 import json
 from collections import Counter
@@ -8,6 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker
 from conftest import LABELS, labeled, train_tiny_student
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
@@ -16,7 +18,9 @@ from gendistill.config import StudentConfig
 from gendistill.students import ARCHITECTURES, StudentClassifier, StudentSpec
 from gendistill.students.architectures import spec_from_dict
 from gendistill.students.building import make_student, spec_from_config
+from gendistill.students.example_store import ExampleStore
 from gendistill.students.static import encode_tokens, reduce_and_weight
+from gendistill.students.trainer import train_student
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
 
 
@@ -90,6 +94,41 @@ def test_a_student_folder_of_the_previous_version_loads(tmp_path):
     assert spec_from_dict({**saved["spec"], "arch": "cnn"}).cnn_kernel_sizes == [3, 4, 5]
     with pytest.raises(TypeError, match="colour"):
         spec_from_dict({**saved["spec"], "colour": "blue"})
+
+
+class HparamRecorder(GeneralTracker):
+    """An experiment tracker that keeps the hyperparameters each training loop logs."""
+
+    name = "recorder"
+    requires_logging_directory = False
+
+    def __init__(self):
+        super().__init__()
+        self.hparams: list[dict] = []
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values: dict) -> None:
+        self.hparams.append(values)
+
+    def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        pass
+
+
+def test_the_logged_distilled_flag_says_whether_the_student_learnt_from_a_teacher(tmp_path):
+    """On the example-store path the stages use: a store with the teacher's logits is distillation, one without
+    (the labeled-only baseline) is cross-entropy."""
+    texts, gold = labeled(4, 0)
+    config = StudentConfig(arch="bag", init="random", embedding_dim=8, hidden_dim=8, epochs=1)
+    logits = np.zeros((len(texts), len(LABELS)), np.float32)
+    for name, chunk, distilled in (("kd", (texts, logits, gold), True), ("ce", (texts, None, gold), False)):
+        student = make_student(config, texts, LABELS, 0)
+        store = ExampleStore.build(tmp_path / name, [chunk], student.tokenizer.encode, len(LABELS))
+        recorder = HparamRecorder()
+        train_student(student, store, config, Accelerator(cpu=True, log_with=[recorder]), seed=0)
+        assert [hparams["distilled"] for hparams in recorder.hparams] == [distilled], name
 
 
 def test_pruning_keeps_every_token_of_the_texts_and_maps_unknowns(tiny_teacher_dir):
