@@ -46,6 +46,7 @@ from gendistill.data.stored import read_task
 from gendistill.evaluation.measure import classification_metrics
 from gendistill.io import write_json, write_text
 from gendistill.pipeline.layout import RunLayout
+from gendistill.students import ARCHITECTURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402 - benchmarks/peers.py, beside this script
@@ -98,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["teacher", "random"],
         help="student embedding inits to run for every student arm",
     )
-    parser.add_argument("--arch", default="bilstm", choices=["bilstm", "cnn", "bag"])
+    parser.add_argument("--arch", default="bilstm", choices=ARCHITECTURES.names())
     parser.add_argument("--augment-copies", type=int, default=20)
     parser.add_argument(
         "--report-only", action="store_true", help="run nothing: rebuild RESULTS.md and the plots from --out/runs"

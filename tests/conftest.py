@@ -52,7 +52,9 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
 
     from gendistill.config import StudentConfig
     from gendistill.runtime import make_accelerator
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.examples import InMemoryExamples
+    from gendistill.students.trainer import train_student
 
     texts, gold = labeled(20, 0)
     settings = {"embedding_dim": 16, "hidden_dim": 16, "epochs": 15, "batch_size": 8, "learning_rate": 5e-3}
@@ -61,7 +63,8 @@ def train_tiny_student(arch: str, init: str, teacher_dir: Path, **overrides):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        stats = train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
+        examples = InMemoryExamples.from_texts(student, texts, gold)
+        stats = train_student(student, examples, config, make_accelerator("cpu", "no", 0), seed=0)
     finally:
         torch.set_num_threads(threads)
     return student, stats

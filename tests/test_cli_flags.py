@@ -97,18 +97,21 @@ def test_messages_go_through_the_gendistill_logger(capsys):
 def test_training_prints_a_line_per_epoch_without_a_terminal(monkeypatch, capsys):
     from gendistill.config import StudentConfig
     from gendistill.runtime import make_accelerator
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.examples import InMemoryExamples
+    from gendistill.students.trainer import train_student
 
     monkeypatch.delenv("GENDISTILL_PROGRESS")  # auto: no bar, since stderr is captured (not a terminal)
     texts, gold = labeled(4, 0)
     config = StudentConfig(arch="bag", init="random", embedding_dim=8, epochs=3, batch_size=4)
     student = make_student(config, texts, LABELS, seed=0)
-    train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
+    examples = InMemoryExamples.from_texts(student, texts, gold)
+    train_student(student, examples, config, make_accelerator("cpu", "no", 0), seed=0)
     lines = [line for line in capsys.readouterr().err.splitlines() if "epoch" in line]
     assert [line.split(" done")[0] for line in lines] == [f"distill: student: epoch {k}/3" for k in (1, 2, 3)]
     assert all("loss" in line for line in lines)
     progress.set_verbosity(logging.WARNING)  # --quiet: no per-epoch lines either
-    train_student(student, texts, gold, None, config, make_accelerator("cpu", "no", 0), seed=0)
+    train_student(student, examples, config, make_accelerator("cpu", "no", 0), seed=0)
     assert "epoch" not in capsys.readouterr().err
 
 

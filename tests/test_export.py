@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import gendistill
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.inference import ExportDirError, Predictor
-from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
+from gendistill.students import StudentClassifier, StudentTokenizer
+from gendistill.students.architectures.bilstm import BiLSTMSpec
 from gendistill.students.vocab import train_word_tokenizer
 
 ARCHS = ["bilstm", "cnn", "bag"]
@@ -190,7 +191,7 @@ def test_export_refuses_non_finite_students(broken, student_factory, tmp_path):
 def test_int8_bilstm_with_15k_vocab_fits_2mb(tmp_path):
     """The size budget for a realistic student: ~1.2M parameters, 15,000 x 64 embeddings, hidden 128."""
     tokenizer = train_word_tokenizer([f"w{i}" for i in range(14_998)], vocab_size=15_000)
-    spec = StudentSpec(
+    spec = BiLSTMSpec(
         arch="bilstm", vocab_size=tokenizer.get_vocab_size(), num_labels=4, embedding_dim=64, hidden_dim=128
     )
     assert spec.vocab_size == 15_000

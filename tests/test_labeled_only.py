@@ -8,7 +8,7 @@ from conftest import make_tiny_config
 
 from gendistill.config import build_config
 from gendistill.pipeline import Run
-from gendistill.students.trainer import best_epoch_count
+from gendistill.students.cross_validation import best_epoch_count
 
 
 def test_the_epoch_count_is_the_first_best_of_the_smoothed_mean_curve():
@@ -78,13 +78,16 @@ def test_stop_after_ends_training_once_validation_stops_improving(tiny_teacher_d
     from conftest import LABELS, labeled
 
     from gendistill.config import StudentConfig
-    from gendistill.students.trainer import make_student, train_student
+    from gendistill.students.building import make_student
+    from gendistill.students.examples import InMemoryExamples
+    from gendistill.students.trainer import train_student
 
     texts, gold = labeled(5, 0)
     config = StudentConfig(init="random", embedding_dim=8, hidden_dim=8, batch_size=8)
     student = make_student(config, texts, LABELS, seed=0)
+    examples = InMemoryExamples.from_texts(student, texts, gold)
     stats = train_student(
-        student, texts, gold, None, config, Accelerator(cpu=True), 0, steps=200, validation=(texts, gold), stop_after=3
+        student, examples, config, Accelerator(cpu=True), seed=0, steps=200, validation=(texts, gold), stop_after=3
     )
     scores = [record["validation"] for record in stats["history"]]
     assert len(scores) < 200 / -(-len(texts) // 8)  # stopped before the budget

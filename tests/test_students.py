@@ -1,19 +1,26 @@
-"""Students: every architecture x init trains; padding never changes a text's logits; save/load round-trips;
-teacher-init embeddings and vocabulary pruning match naive per-token computations."""
+"""Students: every architecture x init trains; padding never changes a text's logits; save/load round-trips (also
+of folders the previous version saved); the config's defaults are the networks'; the trainer logs whether it
+distilled; teacher-init embeddings and vocabulary pruning match naive per-token computations."""
 
+import json
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker
 from conftest import LABELS, labeled, train_tiny_student
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
 
 from gendistill.config import StudentConfig
-from gendistill.students import StudentClassifier
+from gendistill.students import ARCHITECTURES, StudentClassifier, StudentSpec
+from gendistill.students.architectures import spec_from_dict
+from gendistill.students.building import make_student, spec_from_config
+from gendistill.students.example_store import ExampleStore
 from gendistill.students.static import encode_tokens, reduce_and_weight
-from gendistill.students.trainer import make_student
+from gendistill.students.trainer import train_student
 from gendistill.students.vocab import UNK_ID, prune_teacher_vocab
 
 
@@ -56,6 +63,72 @@ def test_save_load_round_trip(tmp_path, init, tiny_teacher_dir):
     assert loaded.predict(probe) == student.predict(probe)
     assert loaded.label_names == LABELS and loaded.num_parameters == student.num_parameters
     assert not list((tmp_path / "s").glob("*.bin")) and not list((tmp_path / "s").glob("*.pt"))
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "cnn", "bag"])
+def test_the_default_config_builds_the_default_spec(arch):
+    """One default per network field: the config's default is the spec's (hidden_dim once had two, 96 and 128)."""
+    config = StudentConfig(arch=arch)
+    spec = spec_from_config(config, vocab_size=100, num_labels=3)
+    assert spec == ARCHITECTURES.get(arch).spec_class(arch=arch, vocab_size=100, num_labels=3)
+    configured = config.model_dump(mode="json")
+    for name, value in spec.to_dict().items():
+        if name not in ("arch", "vocab_size", "num_labels"):
+            assert value == configured[name], name
+
+
+def test_a_student_folder_of_the_previous_version_loads(tmp_path):
+    """Its config.json spec holds every architecture's fields (pooling for a CNN, kernel sizes for a bag): the
+    other architectures' fields are dropped and the student predicts as before; a field nobody owns is an error."""
+    texts, _ = labeled(5, 0)
+    student = make_student(StudentConfig(arch="bag", init="random", embedding_dim=8, hidden_dim=8), texts, LABELS, 0)
+    student.save_pretrained(tmp_path / "s")
+    saved = json.loads((tmp_path / "s" / "config.json").read_text())
+    bag = StudentSpec(arch="bag", vocab_size=student.spec.vocab_size, num_labels=3, embedding_dim=8, hidden_dim=8)
+    assert saved["spec"] == bag.to_dict()
+    saved["spec"].update(cnn_kernel_sizes=[3, 4, 5], pooling="max")  # as the previous version wrote it
+    (tmp_path / "s" / "config.json").write_text(json.dumps(saved))
+    loaded = StudentClassifier.from_pretrained(tmp_path / "s")
+    assert loaded.spec == student.spec
+    np.testing.assert_array_equal(loaded.logits(texts), student.logits(texts))
+    assert spec_from_dict({**saved["spec"], "arch": "cnn"}).cnn_kernel_sizes == [3, 4, 5]
+    with pytest.raises(TypeError, match="colour"):
+        spec_from_dict({**saved["spec"], "colour": "blue"})
+
+
+class HparamRecorder(GeneralTracker):
+    """An experiment tracker that keeps the hyperparameters each training loop logs."""
+
+    name = "recorder"
+    requires_logging_directory = False
+
+    def __init__(self):
+        super().__init__()
+        self.hparams: list[dict] = []
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values: dict) -> None:
+        self.hparams.append(values)
+
+    def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        pass
+
+
+def test_the_logged_distilled_flag_says_whether_the_student_learnt_from_a_teacher(tmp_path):
+    """On the example-store path the stages use: a store with the teacher's logits is distillation, one without
+    (the labeled-only baseline) is cross-entropy."""
+    texts, gold = labeled(4, 0)
+    config = StudentConfig(arch="bag", init="random", embedding_dim=8, hidden_dim=8, epochs=1)
+    logits = np.zeros((len(texts), len(LABELS)), np.float32)
+    for name, chunk, distilled in (("kd", (texts, logits, gold), True), ("ce", (texts, None, gold), False)):
+        student = make_student(config, texts, LABELS, 0)
+        store = ExampleStore.build(tmp_path / name, [chunk], student.tokenizer.encode, len(LABELS))
+        recorder = HparamRecorder()
+        train_student(student, store, config, Accelerator(cpu=True, log_with=[recorder]), seed=0)
+        assert [hparams["distilled"] for hparams in recorder.hparams] == [distilled], name
 
 
 def test_pruning_keeps_every_token_of_the_texts_and_maps_unknowns(tiny_teacher_dir):
@@ -130,12 +203,9 @@ def test_unseen_tokens_nearest_maps_every_word_piece_to_a_trained_row(tiny_teach
     texts, _ = labeled(5, 0)
     probe = [" ".join(texts[3:])]  # words of the fixture vocabulary that the three training texts lack
     common = dict(embedding_dim=8, hidden_dim=8, epochs=1)
-    unk = make_student(
-        StudentConfig(**common, unseen_tokens="unk"), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir)
-    )
-    nearest = make_student(
-        StudentConfig(**common, unseen_tokens="nearest"), texts[:3], LABELS, 0, tiny_teacher_dir, str(tiny_teacher_dir)
-    )
+    teacher = {"teacher_dir": tiny_teacher_dir, "teacher_base": str(tiny_teacher_dir)}
+    unk = make_student(StudentConfig(**common, unseen_tokens="unk"), texts[:3], LABELS, 0, **teacher)
+    nearest = make_student(StudentConfig(**common, unseen_tokens="nearest"), texts[:3], LABELS, 0, **teacher)
     assert nearest.spec.vocab_size == unk.spec.vocab_size  # no extra rows: unseen tokens reuse kept ones
     unk_ids, _ = unk.tokenizer.encode(probe)
     nearest_ids, lengths = nearest.tokenizer.encode(probe)

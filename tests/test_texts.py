@@ -16,7 +16,7 @@ from gendistill.artifacts.inference import Predictor
 from gendistill.cli import app
 from gendistill.config import StudentConfig
 from gendistill.data.texts import as_labels, as_texts
-from gendistill.students.trainer import make_student
+from gendistill.students.building import make_student
 
 TEXTS = ["the team scored a goal", "rain and wind today", "bake the pasta sauce"]
 

@@ -26,6 +26,9 @@ from gendistill.generation.generator_config import GeneratorConfig
 from gendistill.sections import Section as _Section
 from gendistill.sections import knob
 from gendistill.sources import SOURCES, source_union
+from gendistill.students.architectures import ARCHITECTURES, StudentSpec
+from gendistill.students.architectures.bilstm import BiLSTMSpec
+from gendistill.students.architectures.cnn import default_kernel_sizes
 from gendistill.teachers import DEFAULT_KIND, TEACHERS, teacher_union
 
 
@@ -125,7 +128,10 @@ class UnseenTokens(str, Enum):
 class StudentConfig(_Section):
     """The tiny student and how it is distilled."""
 
-    arch: str = Field(default="bilstm", description="a registered student architecture: bilstm, cnn or bag")
+    arch: str = Field(
+        default="bilstm",
+        description=f"a registered student architecture: {', '.join(ARCHITECTURES.names())}, or a plugin's name",
+    )
     init: EmbeddingInit = Field(
         default=EmbeddingInit.teacher,
         description="teacher: the teacher's tokenizer (pruned to the texts' tokens) and static embeddings "
@@ -137,19 +143,21 @@ class StudentConfig(_Section):
         description="teacher-init: embed tokens with the teacher's base model (base) or the fine-tuned one "
         "(finetuned), or with any encoder folder or Hugging Face id (its tokenizer too): what an llm teacher needs",
     )
-    # defaults keep a student under ~1.1M parameters on a news-sized vocabulary (300x below BERT-Large)
-    embedding_dim: Annotated[int, Field(ge=8, le=4096)] = 64
-    hidden_dim: Annotated[int, Field(ge=8, le=8192)] = 96
+    # the network's defaults are its spec's (students/architectures): they keep a student under ~1.1M parameters on
+    # a news-sized vocabulary (300x below BERT-Large)
+    embedding_dim: Annotated[int, Field(ge=8, le=4096)] = StudentSpec.embedding_dim
+    hidden_dim: Annotated[int, Field(ge=8, le=8192)] = StudentSpec.hidden_dim
     vocab_size: Annotated[int, Field(ge=100, le=2_000_000)] = 14000
     min_frequency: Annotated[int, Field(ge=1)] = 1
     max_length: Annotated[int, Field(ge=4, le=8192)] = 128
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    cnn_kernel_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3, 4, 5])
+    dropout: Annotated[float, Field(ge=0, lt=1)] = StudentSpec.dropout
+    cnn_kernel_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=default_kernel_sizes)
     sif_coefficient: Annotated[float, Field(ge=0)] | None = Field(
         default=1e-3, description="teacher-init: down-weight frequent tokens by a/(a+p(token)); null disables"
     )
     pooling: Pooling = Field(
-        default=Pooling.max, description="bilstm readout: max over time, or mean_max (mean and max concatenated)"
+        default=Pooling(BiLSTMSpec.pooling),
+        description="bilstm readout: max over time, or mean_max (mean and max concatenated)",
     )
     unseen_tokens: UnseenTokens = Field(
         default=UnseenTokens.nearest,
@@ -181,10 +189,10 @@ class StudentConfig(_Section):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        from gendistill.students.models import ARCHITECTURES
-
         if value not in ARCHITECTURES:
-            raise ValueError(f"unknown student architecture {value!r}; expected one of {', '.join(ARCHITECTURES)}")
+            raise ValueError(
+                f"unknown student architecture {value!r}; expected one of {', '.join(ARCHITECTURES.names())}"
+            )
         return value
 
 

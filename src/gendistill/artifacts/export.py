@@ -37,7 +37,6 @@ from gendistill.artifacts.inference import (
 from gendistill.errors import GendistillError, ModelLoadError
 from gendistill.io import read_json, write_json
 from gendistill.students import StudentClassifier
-from gendistill.students.models import BiLSTMStudent
 from gendistill.students.vocab import PAD_ID, UNK_ID
 
 OPSET = 17  # supported by every onnxruntime >= 1.14 and enough for LSTM, Conv, Gather and ReduceMax
@@ -52,8 +51,9 @@ INT8_MAX = 127
 
 class RawIdStudent(nn.Module):
     """The student behind the tokenizer's raw ids: id map (with one extra sentinel row for empty texts),
-    padding forced to [PAD]=0 past each length, and, for the CNN, enough trailing padding that the widest
-    filter always fits (the students are exact under padding, so extra [PAD] columns change nothing)."""
+    padding forced to [PAD]=0 past each length, and enough trailing padding that every input reaches the network's
+    minimum length (the CNN's widest filter; the students are exact under padding, so extra [PAD] columns change
+    nothing, and the traced graph cannot pad only the short inputs as the network's own forward does)."""
 
     def __init__(self, model: nn.Module, id_map: np.ndarray | None, extra_padding: int = 0):
         super().__init__()
@@ -72,72 +72,12 @@ class RawIdStudent(nn.Module):
         return self.model(ids, lengths)
 
 
-def _onnx_gates(weight: torch.Tensor) -> torch.Tensor:
-    """torch orders LSTM gates (input, forget, cell, output); ONNX wants (input, output, forget, cell)."""
-    gate_input, forget, cell, output = weight.chunk(4, dim=0)
-    return torch.cat([gate_input, output, forget, cell], dim=0)
-
-
-def _one_lstm_node(model: BiLSTMStudent) -> None:
-    """Make `model` (an export-only instance) trace its two recurrences as one ONNX `LSTM` node
-    (direction=bidirectional, sequence_lens = lengths).
-
-    The node reverses each text within its own length, as the student does, and replaces the student's reversal
-    gathers, two LSTMs and concatenation: measured on the quickstart int8 student, everything but the LSTM kernels
-    took half of the graph's time. In torch the node computes the student's own `recurrent_states`, so `verify`
-    checks the exported graph against the real student like any other export.
-    """
-    directions = (model.forward_lstm, model.backward_lstm)
-    hidden = model.forward_lstm.hidden_size
-
-    class BidirectionalLSTMNode(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, embedded, lengths, weights, recurrences, biases):  # noqa: ARG004
-            tracing = torch._C._get_tracing_state()  # the node is traced as one op; its inside must not be
-            torch._C._set_tracing_state(None)
-            try:
-                return BiLSTMStudent.recurrent_states(model, embedded, lengths)  # the class's, not the override
-            finally:
-                torch._C._set_tracing_state(tracing)
-
-        @staticmethod
-        def symbolic(g, embedded, lengths, weights, recurrences, biases):
-            time_major = g.op("Transpose", embedded, perm_i=[1, 0, 2])
-            sequence_lens = g.op("Cast", lengths, to_i=6)  # int32, as the LSTM op requires
-            states, _, _ = g.op(
-                "LSTM",
-                time_major,
-                weights,
-                recurrences,
-                biases,
-                sequence_lens,
-                direction_s="bidirectional",
-                hidden_size_i=hidden,
-                outputs=3,
-            )  # [length, 2 directions, batch, hidden]
-            batch_major = g.op("Transpose", states, perm_i=[2, 0, 1, 3])
-            return g.op("Reshape", batch_major, g.op("Constant", value_t=torch.tensor([0, 0, -1])))
-
-    def recurrent_states(embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        weights = torch.stack([_onnx_gates(lstm.weight_ih_l0) for lstm in directions])
-        recurrences = torch.stack([_onnx_gates(lstm.weight_hh_l0) for lstm in directions])
-        biases = torch.stack(
-            [torch.cat([_onnx_gates(lstm.bias_ih_l0), _onnx_gates(lstm.bias_hh_l0)]) for lstm in directions]
-        )
-        return BidirectionalLSTMNode.apply(embedded, lengths, weights, recurrences, biases)
-
-    model.recurrent_states = recurrent_states
-
-
 def wrap_student(student: StudentClassifier) -> tuple[RawIdStudent, int, int]:
-    """(wrapper in eval mode on CPU, raw vocabulary size, the raw id an empty text gets). A BiLSTM student is
-    switched to its one-node export form: pass a student loaded for export only."""
+    """(wrapper around the network's ONNX form, in eval mode on CPU; raw vocabulary size; the raw id an empty text
+    gets)."""
     id_map = student.tokenizer.id_map
-    extra = max(student.spec.cnn_kernel_sizes) - 1 if student.spec.arch == "cnn" else 0
-    model = student.model.cpu().eval()
-    if isinstance(model, BiLSTMStudent):
-        _one_lstm_node(model)
-    wrapper = RawIdStudent(model, id_map, extra).eval()
+    network = student.model.cpu().eval()
+    wrapper = RawIdStudent(network.onnx_form(), id_map, network.min_length - 1).eval()
     if id_map is None:
         return wrapper, student.spec.vocab_size, UNK_ID
     return wrapper, len(id_map), len(id_map)  # the sentinel row appended above maps to [UNK]
@@ -538,6 +478,7 @@ def _metadata(
         "student_kind": key,
         **_report_fields(run_dir, key),
         "arch": student.spec.arch,
+        "recurrent": student.model.recurrent,
         "params": student.num_parameters,
         "spec": student.spec.to_dict(),
         "label_names": student.label_names,

@@ -3,7 +3,6 @@ labeled texts with label prefixes. Sampling it back is `gendistill.generation.sa
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -16,12 +15,13 @@ from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerFast,
-    get_linear_schedule_with_warmup,
 )
 
 from gendistill.generation.generator_config import GeneratorConfig, prefix_for
 from gendistill.loading import from_pretrained
+from gendistill.training.budget import steps_for_epochs
 from gendistill.training.loop import fit, save_pretrained_atomic
+from gendistill.training.recipes import transformer_recipe
 
 EOS = "<|endoftext|>"
 
@@ -123,9 +123,15 @@ def train_generator(
     scratch = config.model == "scratch"
     epochs = config.epochs or (30 if scratch else 3)
     learning_rate = config.learning_rate or (1e-3 if scratch else 5e-5)
-    steps = max(1, math.ceil(epochs * math.ceil(len(sequences) / config.batch_size)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
+    steps = steps_for_epochs(epochs, len(sequences), config.batch_size)
+    optimizer, scheduler = transformer_recipe(
+        model,
+        learning_rate=learning_rate,
+        steps=steps,
+        warmup_ratio=0.1,
+        max_warmup_steps=100,
+        decay_norms_and_biases=True,
+    )
     model, result = fit(
         accelerator=accelerator,
         model=model,

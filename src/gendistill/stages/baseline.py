@@ -24,7 +24,7 @@ def run_baseline(ctx: StageContext) -> dict[str, Any]:
     train = ctx.task().train
     steps = max(_step_budget(ctx.records) or 1, 1)
     chunks = lambda: [(train.texts, None, train.labels)]  # noqa: E731
-    return fit_student(ctx, chunks, "baseline_student", ctx.layout.baseline_student, steps, labeled_only=True)
+    return fit_student(ctx, chunks, "baseline_student", ctx.layout.baseline_student, steps=steps, labeled_only=True)
 
 
 STAGE = register(

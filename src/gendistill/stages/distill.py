@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
@@ -13,7 +15,11 @@ from gendistill.io import write_json
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import soft_label_chunks
+from gendistill.students.building import make_student
+from gendistill.students.cross_validation import choose_epochs_by_cv
 from gendistill.students.example_store import Chunk, ExampleStore
+from gendistill.students.trainer import train_student
+from gendistill.training.budget import epochs_for_steps, steps_for_epochs
 
 
 def student_key(config: RunConfig) -> dict[str, Any]:
@@ -83,6 +89,7 @@ def fit_student(
     chunks: Callable[[], Iterable[Chunk]],
     kind: str,
     out_dir: Path,
+    *,
     steps: int | None = None,
     labeled_only: bool = False,
 ) -> dict[str, Any]:
@@ -91,12 +98,6 @@ def fit_student(
     returns the stage summary. The examples are tokenized once into a memory-mapped store, so a transfer set of
     millions of texts trains in flat memory. A `labeled_only` student (a few hundred texts at most) picks its epoch
     count by cross-validation within its budget when `student.labeled_only_budget` is cv."""
-    import math
-
-    import numpy as np
-
-    from gendistill.students.trainer import choose_epochs_by_cv, make_student, train_student
-
     task = ctx.task()
     config = ctx.config.student
     student = make_student(config, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
@@ -107,13 +108,20 @@ def fit_student(
             texts += chunk_texts
             gold += list(chunk_gold)
             logits.append(chunk_logits)
-        per_epoch = math.ceil(len(texts) / config.batch_size)
-        max_epochs = math.ceil(steps / per_epoch) if steps else config.epochs
+        max_epochs = epochs_for_steps(steps, len(texts), config.batch_size) if steps else config.epochs
         teacher_logits = None if any(part is None for part in logits) else np.concatenate(logits)
         selection = choose_epochs_by_cv(
-            student, texts, gold, teacher_logits, config, ctx.accelerator, ctx.config.seed, max_epochs, config.cv_folds
+            student,
+            texts,
+            gold,
+            teacher_logits,
+            config=config,
+            accelerator=ctx.accelerator,
+            seed=ctx.config.seed,
+            max_epochs=max_epochs,
+            folds=config.cv_folds,
         )
-        steps = selection["epochs"] * per_epoch
+        steps = steps_for_epochs(selection["epochs"], len(texts), config.batch_size)
         progress.log(
             f"{kind.replace('_', ' ')}: {selection['epochs']} of at most {max_epochs} epochs, chosen by "
             f"{selection['folds']}-fold cross-validation on the labeled texts"
@@ -125,17 +133,14 @@ def fit_student(
     examples = ExampleStore(store_dir)
     stats = train_student(
         student,
-        None,
-        None,
-        None,
-        ctx.config.student,
+        examples,
+        config,
         ctx.accelerator,
-        ctx.config.seed,
+        seed=ctx.config.seed,
         steps=steps,
         validation=validation_set(ctx),
         description=kind.replace("_", " "),
         checkpoint_dir=ctx.layout.checkpoints(ctx.stage),
-        examples=examples,
     )
     student.info.update(kind=kind)
     if selection is not None:
@@ -146,7 +151,7 @@ def fit_student(
     summary = {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
     if selection is not None:
         summary["cv"] = {key: value for key, value in selection.items() if key != "curve"}
-        summary["budget_steps"] = selection["max_epochs"] * math.ceil(len(examples) / config.batch_size)
+        summary["budget_steps"] = steps_for_epochs(selection["max_epochs"], len(examples), config.batch_size)
     return {
         "params": student.num_parameters,
         "examples": len(examples),

@@ -26,6 +26,7 @@ from gendistill.evaluation.report import (
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
+from gendistill.training.budget import steps_per_epoch
 
 
 def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np.ndarray:
@@ -193,7 +194,7 @@ def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
             continue
         stats = read_json(path)
         examples = (ctx.records.get(stage, {}).get("summary") or {}).get("examples")
-        per_epoch = math.ceil(examples / student.batch_size) if examples else None
+        per_epoch = steps_per_epoch(examples, student.batch_size) if examples else None
         steps = stats.get("steps")
         history = [
             LossPoint(

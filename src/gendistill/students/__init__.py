@@ -1,7 +1,7 @@
-"""Tiny student classifiers, their tokenizers and their teacher-initialized embeddings."""
+"""Tiny student classifiers, their architectures, tokenizers and teacher-initialized embeddings."""
 
+from gendistill.students.architectures import ARCHITECTURES, StudentNetwork, StudentSpec
 from gendistill.students.classifier import StudentClassifier
-from gendistill.students.models import ARCHITECTURES, StudentSpec, build_student, count_parameters
 from gendistill.students.vocab import StudentTokenizer
 
-__all__ = ["ARCHITECTURES", "StudentClassifier", "StudentSpec", "StudentTokenizer", "build_student", "count_parameters"]
+__all__ = ["ARCHITECTURES", "StudentClassifier", "StudentNetwork", "StudentSpec", "StudentTokenizer"]

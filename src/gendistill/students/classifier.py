@@ -23,12 +23,11 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
-from torch import nn
 
 from gendistill.data.texts import as_texts
 from gendistill.errors import ModelLoadError
 from gendistill.io import atomic_path, write_json
-from gendistill.students.models import StudentSpec, build_student, count_parameters
+from gendistill.students.architectures import StudentNetwork, StudentSpec, build_network, spec_from_dict
 from gendistill.students.vocab import StudentTokenizer
 
 if TYPE_CHECKING:
@@ -51,19 +50,19 @@ class StudentClassifier:
         spec: StudentSpec,
         tokenizer: StudentTokenizer,
         label_names: list[str],
-        model: nn.Module | None = None,
+        model: StudentNetwork | None = None,
         info: dict | None = None,
     ):
         self.spec = spec
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
-        self.model = model if model is not None else build_student(spec)
+        self.model = model if model is not None else build_network(spec)
         self.info = dict(info or {})
         self.run_dir: Path | None = None  # the run it was loaded from (its report feeds the model card)
 
     @property
     def num_parameters(self) -> int:
-        return count_parameters(self.model)
+        return sum(parameter.numel() for parameter in self.model.parameters())
 
     def save_pretrained(
         self,
@@ -175,7 +174,7 @@ class StudentClassifier:
         where = directory if local else f"Hub repo {str(id_or_path)!r} ({directory})"
         try:
             config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-            spec = StudentSpec(**config["spec"])
+            spec = spec_from_dict(config["spec"])
             tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
             id_map = load_numpy(str(directory / ID_MAP_FILE))["id_map"] if config["pruned_teacher_vocab"] else None
             state = load_file(str(directory / WEIGHTS_FILE))

@@ -1,149 +1,49 @@
-"""Build a student (vocabulary + embeddings) and train it: distillation on soft targets, or CE for the baseline."""
+"""Train a student on one sequence of examples: distillation on the teacher's logits (plus cross-entropy on gold
+labels) when the examples carry them, plain cross-entropy on gold labels when they do not."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from tokenizers import Tokenizer
 
-from gendistill import progress
-from gendistill.config import Pooling, StudentConfig, UnseenTokens
-from gendistill.students import StudentClassifier, StudentSpec, StudentTokenizer
+from gendistill.config import StudentConfig
+from gendistill.students.classifier import StudentClassifier
+from gendistill.students.examples import Example, Examples
 from gendistill.students.losses import distillation_loss
-from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
-from gendistill.students.vocab import UNK_ID, prune_teacher_vocab, train_word_tokenizer
-from gendistill.training import tracking
+from gendistill.training.budget import steps_for_epochs
 from gendistill.training.loop import StopTraining, fit
+from gendistill.training.recipes import student_recipe
 
-
-def make_student(
-    config: StudentConfig,
-    texts: Iterable[str],
-    label_names: list[str],
-    seed: int,
-    teacher_dir: Path | None = None,
-    teacher_base: str | None = None,
-    device: str = "cpu",
-    trust_remote_code: bool = False,
-) -> StudentClassifier:
-    """A fresh student whose vocabulary covers `texts`: word-level with random embeddings, or the teacher's
-    tokenizer pruned to the texts' tokens with static embeddings distilled from the teacher (`init: teacher`)."""
-    torch.manual_seed(seed)
-    min_length = max(config.cnn_kernel_sizes) if config.arch == "cnn" else 1
-    info: dict = {"init": config.init}
-    if config.init == "random":
-        tokenizer = train_word_tokenizer(texts, config.vocab_size, config.min_frequency)
-        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, None, min_length)
-        embeddings = None
-    else:
-        if teacher_dir is None:
-            raise ValueError("init: teacher needs the fine-tuned teacher")
-        from transformers import AutoTokenizer
-
-        hf_tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=trust_remote_code)
-        tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-        id_map, kept, counts = prune_teacher_vocab(
-            tokenizer, texts, config.max_length, config.vocab_size, hf_tokenizer.unk_token_id
-        )
-        source = str(teacher_dir) if config.init_from == "finetuned" or teacher_base is None else teacher_base
-        unseen = unseen_candidates(hf_tokenizer, id_map, UNK_ID) if config.unseen_tokens == "nearest" else []
-        embeddings, unseen_rows = teacher_embedding_matrix(
-            source,
-            hf_tokenizer,
-            kept,
-            counts,
-            config.embedding_dim,
-            config.sif_coefficient,
-            device,
-            seed,
-            trust_remote_code,
-            unseen_ids=unseen,
-        )
-        id_map[np.asarray(unseen, dtype=np.int64)] = unseen_rows
-        student_tokenizer = StudentTokenizer(tokenizer, config.max_length, id_map, min_length)
-        info.update(
-            init_from=config.init_from,
-            teacher_vocab_size=int(id_map.shape[0]),
-            pruned_vocab_size=len(kept) + 2,
-            unseen_tokens=UnseenTokens(config.unseen_tokens).value,
-            unseen_mapped=len(unseen),
-        )
-    spec = StudentSpec(
-        arch=config.arch,
-        vocab_size=student_tokenizer.vocab_size,
-        num_labels=len(label_names),
-        embedding_dim=config.embedding_dim,
-        hidden_dim=config.hidden_dim,
-        dropout=config.dropout,
-        cnn_kernel_sizes=list(config.cnn_kernel_sizes),
-        pooling=Pooling(config.pooling).value,
-    )
-    student = StudentClassifier(spec, student_tokenizer, label_names, info=info)
-    if embeddings is not None:
-        with torch.no_grad():
-            student.model.embedding.weight.copy_(torch.from_numpy(embeddings))
-    info["vocab_size"] = spec.vocab_size
-    return student
-
-
-def _collate(batch: list[tuple[list[int], np.ndarray, int]]) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _, _ in batch)
-    ids = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (seq, _, _) in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq)
-    return {
-        "ids": ids,
-        "lengths": torch.tensor([len(seq) for seq, _, _ in batch]),
-        "teacher": torch.from_numpy(np.stack([logits for _, logits, _ in batch])),
-        "gold": torch.tensor([gold for _, _, gold in batch]),
-    }
+# a student's gradients are clipped to this norm: its recurrences and the distillation loss can spike early
+MAX_GRAD_NORM = 5.0
 
 
 def train_student(
     student: StudentClassifier,
-    texts: list[str] | None,
-    gold: list[int] | None,
-    teacher_logits: np.ndarray | None,
+    examples: Examples,
     config: StudentConfig,
     accelerator: Accelerator,
+    *,
     seed: int,
     steps: int | None = None,
     validation: tuple[list[str], list[int]] | None = None,
     description: str = "student",
     checkpoint_dir: Path | None = None,
-    examples: Sequence[tuple[list[int], np.ndarray, int]] | None = None,
     stop_after: int | None = None,
 ) -> dict:
-    """Train in place. With teacher logits, distill (MSE or KL, plus alpha * CE where gold >= 0); without,
-    plain cross-entropy on gold labels. With `validation`, keep the epoch with the best validation accuracy, and
-    with `stop_after` too, stop once it has not improved for that many epochs.
-
-    The examples are `texts`/`gold`/`teacher_logits` in memory, or `examples`: an index-addressable store of
-    (token ids, logits, gold) such as `ExampleStore`, for transfer sets too large to hold in memory."""
-    if examples is None:
-        assert texts is not None and gold is not None
-        ids, lengths = student.tokenizer.encode(texts)
-        sequences = [row[:length].tolist() for row, length in zip(ids, lengths, strict=True)]
-        targets = (
-            teacher_logits
-            if teacher_logits is not None
-            else np.zeros((len(texts), student.spec.num_labels), np.float32)
-        )
-        examples = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
-        distilling = teacher_logits is not None
-    else:
-        distilling = bool(getattr(examples, "has_logits", True))
-    steps = steps or config.epochs * math.ceil(len(examples) / config.batch_size)
-    optimizer = torch.optim.Adam(student.model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=config.learning_rate * 0.05)
+    """Train in place for `steps` (default: `config.epochs` over the examples). With teacher logits in the examples,
+    distill (MSE or KL, plus alpha * CE where gold >= 0); without, plain cross-entropy on gold labels. With
+    `validation`, keep the epoch with the best validation accuracy, and with `stop_after` too, stop once it has not
+    improved for that many epochs."""
+    distilling = examples.has_logits
+    steps = steps or steps_for_epochs(config.epochs, len(examples), config.batch_size)
+    optimizer, scheduler = student_recipe(
+        student.model.parameter_groups(), learning_rate=config.learning_rate, steps=steps
+    )
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         logits = model(batch["ids"], batch["lengths"])
@@ -173,20 +73,16 @@ def train_student(
         scheduler=scheduler,
         examples=examples,
         batch_size=config.batch_size,
-        collate=_collate,
+        collate=collate,
         loss_fn=loss_fn,
         steps=steps,
         seed=seed,
         description=f"distill: {description}",
         name=description.replace(" ", "_"),
         checkpoint_dir=checkpoint_dir,
-        max_grad_norm=5.0,
+        max_grad_norm=MAX_GRAD_NORM,
         evaluate=validation_accuracy if validation is not None else None,
-        hparams={
-            "student": config.model_dump(mode="json"),
-            "examples": len(examples),
-            "distilled": teacher_logits is not None,
-        },
+        hparams={"student": config.model_dump(mode="json"), "examples": len(examples), "distilled": distilling},
     )
     return {
         "steps": result.steps,
@@ -197,77 +93,15 @@ def train_student(
     }
 
 
-def choose_epochs_by_cv(
-    student: StudentClassifier,
-    texts: list[str],
-    gold: list[int],
-    teacher_logits: np.ndarray | None,
-    config: StudentConfig,
-    accelerator: Accelerator,
-    seed: int,
-    max_epochs: int,
-    folds: int,
-) -> dict:
-    """The epoch count for a student trained on the labeled texts alone, chosen by stratified k-fold
-    cross-validation on those texts (never the test set): each fold trains a copy of `student` for up to
-    `max_epochs` (or until its held-out accuracy has not improved for a tenth of them, at least 20 epochs; its
-    curve then stays at its last value) and scores its held-out part after every epoch; the smallest epoch count
-    whose mean held-out accuracy (smoothed over a few neighbouring epochs, since a fold holds a handful of texts)
-    is the best wins.
-
-    Why: a fixed budget matched to a distilled student's steps means hundreds of passes over a few dozen texts,
-    after which a labeled-only student can predict one class for everything; a baseline that weak flatters every
-    other method. With fewer than two texts in some class there is nothing to hold out: the budget stays."""
-    import copy
-
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = np.bincount(np.asarray(gold), minlength=student.spec.num_labels)
-    splits = min(folds, int(counts[counts > 0].min()))
-    if splits < 2 or max_epochs <= 1:
-        return {"epochs": max_epochs, "folds": 0, "max_epochs": max_epochs, "reason": "a class has too few texts"}
-    curves, trained = [], []
-    labels = np.asarray(gold)
-    # early stopping per fold: hundreds of one-step epochs cost minutes, and the best comes long before the budget
-    patience = max(20, max_epochs // 10)
-    splitter = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    with progress.muted(), tracking.paused():
-        for fold, (train_rows, held_rows) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-            candidate = copy.deepcopy(student)
-            stats = train_student(
-                candidate,
-                [texts[i] for i in train_rows],
-                labels[train_rows].tolist(),
-                None if teacher_logits is None else teacher_logits[train_rows],
-                config,
-                accelerator,
-                seed + fold,
-                steps=max_epochs * math.ceil(len(train_rows) / config.batch_size),
-                validation=([texts[i] for i in held_rows], labels[held_rows].tolist()),
-                description=f"cv fold {fold + 1}",
-                stop_after=patience,
-            )
-            curve = [record["validation"] for record in stats["history"]]
-            trained.append(len(curve))
-            curves.append(curve + [curve[-1]] * (max_epochs - len(curve)))  # stopped early: it stays where it was
-    best, smoothed = best_epoch_count(curves)
+def collate(batch: list[Example]) -> dict[str, torch.Tensor]:
+    """Right-pad the ids of a batch with [PAD]=0 to its longest text; stack logits and gold labels."""
+    width = max(len(ids) for ids, _, _ in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (seq, _, _) in enumerate(batch):
+        ids[row, : len(seq)] = torch.tensor(seq)
     return {
-        "epochs": best,
-        "folds": splits,
-        "max_epochs": len(smoothed),
-        "fold_epochs": trained,
-        "cv_accuracy": round(float(smoothed[best - 1]), 4),
-        "curve": [round(float(v), 4) for v in smoothed],
+        "ids": ids,
+        "lengths": torch.tensor([len(seq) for seq, _, _ in batch]),
+        "teacher": torch.from_numpy(np.stack([logits for _, logits, _ in batch])),
+        "gold": torch.tensor([gold for _, _, gold in batch]),
     }
-
-
-def best_epoch_count(curves: list[list[float]]) -> tuple[int, np.ndarray]:
-    """(the smallest epoch count, 1-based, whose mean held-out accuracy over the folds is the best, the smoothed
-    mean curve). The mean is smoothed over a window of 1/20 of the epochs: with a handful of held-out texts per
-    fold, one lucky epoch early on should not end the training there."""
-    width = min(len(curve) for curve in curves)
-    mean = np.mean([curve[:width] for curve in curves], axis=0)
-    window = max(1, width // 20)
-    padded = np.pad(mean, (window // 2, window - 1 - window // 2), mode="edge")
-    smoothed = np.convolve(padded, np.ones(window) / window, mode="valid")
-    return int(np.flatnonzero(smoothed >= smoothed.max() - 1e-9)[0]) + 1, smoothed

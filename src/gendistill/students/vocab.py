@@ -64,6 +64,13 @@ def prune_teacher_vocab(
     return id_map, kept, counts
 
 
+def student_vocab_size(tokenizer: Tokenizer, id_map: np.ndarray | None) -> int:
+    """The rows of the student's embedding table: the pruned teacher vocabulary's, or the word vocabulary's."""
+    if id_map is not None:
+        return int(id_map.max()) + 1
+    return tokenizer.get_vocab_size(with_added_tokens=True)
+
+
 class StudentTokenizer:
     """Turns texts into padded id matrices in the student's embedding space."""
 
@@ -75,9 +82,7 @@ class StudentTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        if self.id_map is not None:
-            return int(self.id_map.max()) + 1
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+        return student_vocab_size(self.tokenizer, self.id_map)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids [batch, length] padded with [PAD]=0, lengths [batch]); a text with no token gets one [UNK]."""

@@ -3,7 +3,6 @@ then soft-label texts with its logits (the paper's teacher)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -152,9 +151,11 @@ def train_teacher(
     """Fine-tune for `config.epochs`; no model selection (the few labeled examples are all used for training).
     Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
     from accelerate.utils import set_seed
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import DataCollatorWithPadding
 
+    from gendistill.training.budget import steps_for_epochs
     from gendistill.training.loop import fit, save_pretrained_atomic
+    from gendistill.training.recipes import transformer_recipe
 
     set_seed(seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(
@@ -165,17 +166,15 @@ def train_teacher(
         {"input_ids": ids, "attention_mask": mask, "labels": label}
         for ids, mask, label in zip(features["input_ids"], features["attention_mask"], train.labels, strict=True)
     ]
-    steps = max(1, math.ceil(config.epochs * math.ceil(len(examples) / config.batch_size)))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": config.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
+    steps = steps_for_epochs(config.epochs, len(examples), config.batch_size)
+    optimizer, scheduler = transformer_recipe(
+        model,
+        learning_rate=config.learning_rate,
+        steps=steps,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        decay_norms_and_biases=False,
+    )
     model, result = fit(
         accelerator=accelerator,
         model=model,

@@ -9,7 +9,6 @@ shown.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import shutil
 import time
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 from gendistill import progress
 from gendistill.errors import GendistillError
 from gendistill.training import tracking
+from gendistill.training.budget import epochs_for_steps
 from gendistill.training.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
 
 
@@ -90,8 +90,7 @@ def fit(
     last_save = time.monotonic()
     # the scheduler is stepped here once per optimizer step; prepared, Accelerate would step it once per process
     model, optimizer = accelerator.prepare(model, optimizer)
-    per_epoch = max(1, math.ceil(len(examples) / batch_size))
-    epochs = max(1, math.ceil(steps / per_epoch))
+    epochs = epochs_for_steps(steps, len(examples), batch_size)
     result = LoopResult(steps=0, epochs=0)
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
