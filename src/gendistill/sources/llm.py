@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from gendistill.errors import ConfigError
+from gendistill.llm.client import check_server
 from gendistill.llm.prompts import check_templates
 from gendistill.llm.settings import ServedModel
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, list_shards, source_dir
@@ -75,7 +76,7 @@ class LLMSource(ServedModel, SourceConfig):
         problem = check_templates(templates, sample)
         if problem:
             raise ConfigError(problem)
-        self.check_server(where)
+        check_server(self, where)
 
     def build(self, ctx: SourceContext) -> SourceSummary:
         from gendistill.llm.cache import RequestCache
