@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
+from gendistill.loading import check_model
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import soft_label_chunks
 from gendistill.students.example_store import Chunk, ExampleStore
+from gendistill.students.trainer import choose_epochs_by_cv, make_student, train_student
 
 
 def student_key(config: RunConfig) -> dict[str, Any]:
@@ -33,8 +38,6 @@ def check_student_init(config: RunConfig) -> None:
         return
     named = config.student.init_encoder()
     if named:
-        from gendistill.loading import check_model
-
         check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))
@@ -91,12 +94,6 @@ def fit_student(
     returns the stage summary. The examples are tokenized once into a memory-mapped store, so a transfer set of
     millions of texts trains in flat memory. A `labeled_only` student (a few hundred texts at most) picks its epoch
     count by cross-validation within its budget when `student.labeled_only_budget` is cv."""
-    import math
-
-    import numpy as np
-
-    from gendistill.students.trainer import choose_epochs_by_cv, make_student, train_student
-
     task = ctx.task()
     config = ctx.config.student
     student = make_student(config, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
