@@ -9,7 +9,10 @@
     clf = gendistill.GenDistillClassifier(teacher="MODEL_ID_OR_DIR").fit(texts, labels, eval=(test_texts, test_labels))
     clf.predict(["a new text"]); clf.push_to_hub("user/name")
 
-Exports are imported lazily so that `gendistill.artifacts.inference` (the torch-free predictor) never pulls in torch.
+    predictor = gendistill.Predictor("runs/quickstart/export/onnx")  # an ONNX export, torch-free: gendistill[inference]
+
+Exports are imported lazily so that `Predictor` (gendistill.artifacts.inference, formerly gendistill.inference) never
+pulls in torch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _EXPORTS = {
     "run": "gendistill.pipeline",
     "StudentClassifier": "gendistill.students",
     "GenDistillClassifier": "gendistill.api",
+    "Predictor": "gendistill.artifacts.inference",
 }
 __all__ = [*_EXPORTS, "__version__"]
 

@@ -22,17 +22,20 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
+from gendistill.artifacts.resolve import artifact_at
+from gendistill.config import RunConfig, build_config
 from gendistill.data.texts import as_labels, as_texts
-
-if TYPE_CHECKING:
-    from gendistill.config import RunConfig
-    from gendistill.evaluation.report import Report
-    from gendistill.students import StudentClassifier
+from gendistill.errors import ConfigError, RunDirError
+from gendistill.evaluation.report import Report
+from gendistill.io import write_text
+from gendistill.pipeline import Run
+from gendistill.students import StudentClassifier
 
 SOURCE = "GenDistillClassifier"
 
@@ -68,8 +71,6 @@ def _pair(value: Any, what: str) -> tuple[list[str], list[Any]]:
 
 def _write_jsonl(path: Path, texts: list[str], labels: list[Any] | None = None) -> str:
     """Atomically write one JSON object per text (deterministic bytes: refitting the same data changes no key)."""
-    from gendistill.io import write_text
-
     rows = (
         ({"text": text} if labels is None else {"text": text, "label": label})
         for text, label in zip(texts, labels if labels is not None else [None] * len(texts), strict=True)
@@ -138,9 +139,6 @@ class GenDistillClassifier(ClassifierMixin, BaseEstimator):
     ) -> RunConfig:
         """The RunConfig `fit` runs, for input files already written (`inputs`: train, and optionally test,
         validation, unlabeled)."""
-        from gendistill.config import build_config
-        from gendistill.errors import ConfigError
-
         if self.teacher is None:
             raise ConfigError(f"{SOURCE}: teacher= is required: a Hugging Face encoder id or a local model folder")
         sources = list(copy.deepcopy(self.transfer)) if self.transfer is not None else []
@@ -180,9 +178,6 @@ class GenDistillClassifier(ClassifierMixin, BaseEstimator):
         `eval` = (texts, labels) is a held-out test set: it fills the report (and the model card) and is never
         used to choose a model. `validation` = (texts, labels) is for model selection (the students keep their best
         epoch on it). Without `eval`, the report has no accuracy."""
-        from gendistill.pipeline import Run
-        from gendistill.students import StudentClassifier
-
         train_texts = as_texts(texts, "texts")
         train_labels = as_labels(labels, len(train_texts))
         if not train_texts:
@@ -205,13 +200,11 @@ class GenDistillClassifier(ClassifierMixin, BaseEstimator):
         config = self.build_config(inputs)
         report = Run(config, run_dir).run(force=["changed"])  # a changed estimator reruns only what it affects
         if report is None:
-            from gendistill.errors import RunDirError
-
             raise RunDirError(f"{run_dir}: the run finished without a report")
         self.config_ = config
         self.report_: Report = report
         self.run_dir_ = run_dir
-        self.student_: StudentClassifier = StudentClassifier.from_pretrained(run_dir / "student")
+        self.student_: StudentClassifier = StudentClassifier.from_pretrained(artifact_at(run_dir, ("run",)).folder)
         self.label_names_ = list(self.student_.label_names)
         integer = isinstance(train_labels[0], (int, np.integer)) and not isinstance(train_labels[0], bool)
         if not integer:
@@ -226,8 +219,6 @@ class GenDistillClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- predicting ----------------------------------------------------------------------------------------------
     def _fitted(self) -> StudentClassifier:
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, "student_")
         return self.student_
 

@@ -23,3 +23,13 @@ class RunDirError(GendistillError):
 
 class HubError(GendistillError):
     """The Hugging Face Hub refused or could not be reached for an upload."""
+
+
+class MissingExtra(GendistillError):
+    """An optional package is not installed; the message names the pip extra that brings it."""
+
+
+class ExportDirError(ValueError):
+    """The folder is not a usable gendistill ONNX export (a user error, not a bug). A ValueError, not a
+    GendistillError: it is what a deployment that uses `Predictor` alone sees; the CLI turns it into a
+    ModelLoadError."""

@@ -16,15 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from huggingface_hub import EvalResult, ModelCardData
+
+from gendistill import progress
+from gendistill.config import RunConfig, load_config
+from gendistill.errors import GendistillError
+from gendistill.evaluation.report import ModelRow, Report
 from gendistill.evaluation.report import count as _int
 from gendistill.evaluation.report import pct as _pct
 from gendistill.io import write_text
+from gendistill.loading import looks_like_path
+from gendistill.pipeline.layout import RunLayout
 
 if TYPE_CHECKING:
-    from huggingface_hub import ModelCardData
-
-    from gendistill.config import RunConfig
-    from gendistill.evaluation.report import ModelRow, Report
     from gendistill.students import StudentClassifier
 
 CARD_FILE = "README.md"
@@ -88,8 +92,6 @@ def teacher_name(config: RunConfig | None) -> str | None:
     model = getattr(config.teacher, "model", None)
     if not model:
         return config.teacher.kind
-    from gendistill.loading import looks_like_path
-
     return Path(model).name if looks_like_path(model) or Path(model).exists() else model
 
 
@@ -114,8 +116,6 @@ def metadata(
 def _card_data(
     facts: CardFacts, report: Report | None, config: RunConfig | None, model_name: str | None
 ) -> ModelCardData:
-    from huggingface_hub import EvalResult, ModelCardData
-
     dataset = hub_dataset(config)
     row = _row(report, facts.kind)
     measured = row is not None and row.accuracy is not None
@@ -314,24 +314,19 @@ def write_card(directory: str | Path, text: str) -> Path:
 
 def read_run(run_dir: Path | None) -> tuple[Report | None, RunConfig | None]:
     """The run's report and config when `run_dir` holds them (either may be None: a card is still written)."""
-    from gendistill import progress
-    from gendistill.errors import GendistillError
-    from gendistill.evaluation.report import Report
-
     if run_dir is None:
         return None, None
+    run = RunLayout(run_dir)
     report = config = None
-    if (run_dir / "report.json").is_file():
+    if run.report_json.is_file():
         try:
-            report = Report.read(run_dir / "report.json")
+            report = Report.read(run.report_json)
         except (OSError, ValueError) as error:
             detail = str(error).splitlines()[0][:200]
-            progress.warning(f"{run_dir / 'report.json'}: cannot read ({detail}); the model card has no metrics")
-    if (run_dir / "config.yaml").is_file():
+            progress.warning(f"{run.report_json}: cannot read ({detail}); the model card has no metrics")
+    if run.config.is_file():
         try:
-            from gendistill.config import load_config
-
-            config = load_config(run_dir / "config.yaml")
+            config = load_config(run.config)
         except GendistillError as error:
             progress.warning(f"{error}; the model card says nothing about the training config")
     return report, config

@@ -23,19 +23,25 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
+from gendistill import __version__
+from gendistill.artifacts import extras
 from gendistill.artifacts.card import write_export_card
-from gendistill.artifacts.inference import (
+from gendistill.artifacts.resolve import (
     FORMAT,
     FORMAT_VERSION,
     LABELS_FILE,
     METADATA_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
+    artifact_at,
 )
 from gendistill.errors import GendistillError, ModelLoadError
+from gendistill.evaluation.report import Report
 from gendistill.io import read_json, write_json
+from gendistill.pipeline.layout import RunLayout
 from gendistill.students import StudentClassifier
 from gendistill.students.vocab import PAD_ID, UNK_ID
 
@@ -83,29 +89,15 @@ def wrap_student(student: StudentClassifier) -> tuple[RawIdStudent, int, int]:
     return wrapper, len(id_map), len(id_map)  # the sentinel row appended above maps to [UNK]
 
 
-def resolve_source(source: Path) -> tuple[Path, Path | None, str]:
-    """(student folder, run directory or None, the student's key in report.json) for a run directory or a
-    student folder (`student/`, `baseline_student/` inside a run, or a standalone one)."""
-    if (source / "student" / "config.json").is_file():
-        return source / "student", source, "student"
-    if (source / "config.json").is_file():
-        run_dir = source.parent if (source.parent / "report.json").is_file() else None
-        return source, run_dir, source.name if run_dir else "student"
-    raise ModelLoadError(f"{source}: no student found (expected a run directory or a student folder)")
-
-
 def _report_fields(run_dir: Path | None, key: str) -> dict[str, Any]:
     """The run's measurements of this student, read through the typed report (gendistill.evaluation.report)."""
-    from pydantic import ValidationError
-
-    from gendistill.evaluation.report import Report
-
-    if run_dir is None or not (run_dir / "report.json").is_file():
+    path = RunLayout(run_dir).report_json if run_dir is not None else None
+    if path is None or not path.is_file():
         return {"config_hash": None, "student_accuracy": None, "student_macro_f1": None}
     try:
-        report = Report.read(run_dir / "report.json")
+        report = Report.read(path)
     except (OSError, ValueError, ValidationError) as error:
-        raise ModelLoadError(f"{run_dir / 'report.json'}: cannot read ({str(error).splitlines()[0][:200]})") from None
+        raise ModelLoadError(f"{path}: cannot read ({str(error).splitlines()[0][:200]})") from None
     row = getattr(report, key, None) if key in ("student", "baseline_student") else None
     return {
         "config_hash": report.config_hash,
@@ -420,8 +412,10 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
     """
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise GendistillError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZATIONS)}")
-    source, out_dir = Path(source), Path(out_dir)
-    student_dir, run_dir, key = resolve_source(source)
+    out_dir = Path(out_dir)
+    artifact = artifact_at(Path(source), ("run", "student"))
+    extras.require("export")
+    student_dir, run_dir, key = artifact.folder, artifact.run_dir, artifact.report_key
     student = StudentClassifier.from_pretrained(student_dir)
     wrapper, raw_vocab, empty_id = wrap_student(student)
     tmp = _prepare_target(out_dir)
@@ -461,8 +455,6 @@ def _metadata(
 ) -> dict[str, Any]:
     import onnx
     import onnxruntime
-
-    from gendistill import __version__
 
     return {
         "format": FORMAT,

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
+
+from gendistill import __version__
+from gendistill.errors import HubError
+
 
 def push_folder(
     folder: str | Path,
@@ -18,12 +24,6 @@ def push_folder(
 ) -> str:
     """Create the model repo if needed and upload `folder` as one commit (the files it holds, nothing else);
     returns the commit's URL. Errors (offline, not logged in, no write access) are one-line HubErrors."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
-
-    from gendistill import __version__
-    from gendistill.errors import HubError
-
     api = HfApi(token=token, library_name="gendistill", library_version=__version__)
     try:
         repo_id = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True).repo_id

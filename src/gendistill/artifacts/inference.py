@@ -19,11 +19,20 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.resolve import (
+    EXPORT_FILES,
+    FORMAT,
+    FORMAT_VERSION,
+    LABELS_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    resolve_model_dir,
+)
 from gendistill.artifacts.word_cache import CachedWordTokenizer
 from gendistill.data.texts import as_texts
+from gendistill.errors import ExportDirError
 
-MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE = "model.onnx", "tokenizer.json", "labels.json", "metadata.json"
-FORMAT, FORMAT_VERSION = "gendistill-onnx", 1
 PAD_ID = 0
 
 
@@ -39,10 +48,6 @@ MIN_SHARE = 8
 
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-class ExportDirError(ValueError):
-    """The folder is not a usable gendistill ONNX export (a user error, not a bug)."""
 
 
 def _read_json(path: Path) -> Any:
@@ -63,8 +68,7 @@ class Predictor:
 
     def __init__(self, directory: str | Path, threads: int | None = None):
         self.directory = Path(directory)
-        files = (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE)
-        missing = [name for name in files if not (self.directory / name).is_file()]
+        missing = [name for name in EXPORT_FILES if not (self.directory / name).is_file()]
         if missing:
             raise ExportDirError(
                 f"{self.directory}: not a gendistill ONNX export ({', '.join(missing)} missing); "
@@ -128,23 +132,14 @@ class Predictor:
     ) -> Predictor:
         """A Predictor for an export folder or a Hub repo holding one (fetched through the Hugging Face cache;
         HF_HUB_OFFLINE=1 reads the cache alone). Needs huggingface_hub for Hub ids."""
-        if Path(id_or_path).expanduser().is_dir():
-            return cls(Path(id_or_path).expanduser(), threads)
-        from gendistill.artifacts.resolve import resolve_model_dir  # torch-free; imports huggingface_hub lazily
-
-        try:
-            directory = resolve_model_dir(
-                id_or_path,
-                "ONNX export",
-                revision=revision,
-                token=token,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-            )
-        except ModuleNotFoundError as error:
-            raise ExportDirError(
-                f"{id_or_path}: not a folder; loading a Hub repo needs huggingface_hub (pip install huggingface_hub)"
-            ) from error
+        directory = resolve_model_dir(
+            id_or_path,
+            "ONNX export",
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
         return cls(directory, threads)
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:

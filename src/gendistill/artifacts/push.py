@@ -3,44 +3,41 @@ model card (no local paths), then upload it (artifacts.hub)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+from gendistill.artifacts.card import card_text, export_facts, read_run, write_card
 from gendistill.artifacts.hub import push_folder
+from gendistill.artifacts.resolve import EXPORT_FILES, METADATA_FILE, artifact_at
 from gendistill.errors import ModelLoadError
+from gendistill.io import read_json, write_json
+from gendistill.students import StudentClassifier
 
 
 def prepare_repo(source: str | Path, folder: str | Path, repo_id: str | None = None) -> str:
     """Write into `folder` the Hub repo for `source`: a run directory (its student), a student folder, or an ONNX
     export folder, with a model card built from the run's report.json when the run is there. Returns what it
     is ("student" or "onnx")."""
-    import shutil
-
-    from gendistill.artifacts.inference import LABELS_FILE, METADATA_FILE, MODEL_FILE, TOKENIZER_FILE
-
-    source, folder = Path(source), Path(folder)
+    artifact = artifact_at(Path(source))
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if (source / MODEL_FILE).is_file():
-        from gendistill.artifacts.card import card_text, export_facts, read_run, write_card
-        from gendistill.io import read_json, write_json
-
-        for name in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE, METADATA_FILE):
-            if not (source / name).is_file():
-                raise ModelLoadError(f"{source}: not a complete ONNX export ({name} missing); export it again")
-            shutil.copyfile(source / name, folder / name)
-        metadata = read_json(source / METADATA_FILE)
-        run_dir = metadata.get("run_dir")
-        # the published copy names the source folders, not where they lie on this machine
-        public = {**metadata, **{key: Path(metadata[key]).name for key in ("source", "run_dir") if metadata.get(key)}}
-        write_json(folder / METADATA_FILE, public)
-        report, config = read_run(Path(run_dir) if run_dir and Path(run_dir).is_dir() else None)
-        write_card(folder, card_text(export_facts(metadata), report, config, repo_id))
-        return "onnx"
-    from gendistill.artifacts.export import resolve_source
-    from gendistill.students import StudentClassifier
-
-    student_dir, _, _ = resolve_source(source)
-    StudentClassifier.from_pretrained(student_dir).save_pretrained(folder, repo_id=repo_id)
-    return "student"
+    if artifact.kind != "export":
+        StudentClassifier.from_pretrained(artifact.folder).save_pretrained(folder, repo_id=repo_id)
+        return "student"
+    export_dir = artifact.folder
+    for name in EXPORT_FILES:
+        if not (export_dir / name).is_file():
+            raise ModelLoadError(f"{export_dir}: not a complete ONNX export ({name} missing); export it again")
+        shutil.copyfile(export_dir / name, folder / name)
+    metadata = read_json(export_dir / METADATA_FILE)
+    run_dir = metadata.get("run_dir")
+    # the published copy names the source folders, not where they lie on this machine
+    public = {**metadata, **{key: Path(metadata[key]).name for key in ("source", "run_dir") if metadata.get(key)}}
+    write_json(folder / METADATA_FILE, public)
+    report, config = read_run(Path(run_dir) if run_dir and Path(run_dir).is_dir() else None)
+    write_card(folder, card_text(export_facts(metadata), report, config, repo_id))
+    return "onnx"
 
 
 def push(
@@ -55,8 +52,6 @@ def push(
 ) -> str:
     """Upload a run's student, a student folder or an ONNX export folder, with its model card, to the Hub repo
     `repo_id` (created if needed); returns the commit URL."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="gendistill-push-") as tmp:
         kind = prepare_repo(source, tmp, repo_id)
         return push_folder(

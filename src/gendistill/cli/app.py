@@ -14,7 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer import core
 
+from gendistill import __version__, progress
 from gendistill.errors import GendistillError
 
 
@@ -22,8 +24,6 @@ def _readable_help_types() -> None:
     """Recent typer prints each parameter's Python type beside it in --help (`TEXTS... <list[str]>`, `--json <bool>`),
     and for arguments even when they have a metavar. Show an argument's metavar alone and nothing for on/off flags;
     options with values carry their own metavars (`--set KEY=VALUE`)."""
-    from typer import core
-
     argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
     if argument is None or option is None or not hasattr(argument, "display_type_rich"):
         return  # an older typer: it shows no such types
@@ -53,8 +53,6 @@ _state = {"debug": False}
 
 def _version(value: bool) -> None:
     if value:
-        from gendistill import __version__
-
         typer.echo(f"gendistill {__version__}")
         raise typer.Exit()
 
@@ -72,8 +70,6 @@ def main(
         bool, typer.Option("--verbose", "-v", help="also debug messages (and a line per epoch beside the bars)")
     ] = False,
 ) -> None:
-    from gendistill import progress
-
     _state["debug"] = debug
     if quiet and verbose:
         raise typer.BadParameter("--quiet and --verbose contradict each other; pass one of them")

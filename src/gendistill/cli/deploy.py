@@ -1,5 +1,5 @@
 """`gendistill export` and `gendistill serve`: the deployment extras (onnx, onnxruntime, fastapi, uvicorn) are
-imported only when these commands run."""
+loaded only when these commands run (gendistill.artifacts.extras)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
+from gendistill.artifacts import extras
+from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.resolve import MODEL_FILE
 from gendistill.cli.app import app, guard
+from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
 
 FORMATS = ("onnx",)
 
@@ -28,17 +32,14 @@ def export(
     ] = None,
 ) -> None:
     """Export the student to ONNX for torch-free serving (`Predictor`, `gendistill serve`)."""
-    from gendistill.errors import GendistillError
 
     def action() -> None:
         if format_ not in FORMATS:
             raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
-        from gendistill.artifacts.export import export_onnx
-
         target = out or run_dir / "export" / ("onnx" if quantize is None else f"onnx-{quantize}")
         path = export_onnx(run_dir, target, quantize)
-        size = (path / "model.onnx").stat().st_size
-        typer.echo(f"exported: {path} (model.onnx {size / 1e6:.2f} MB, {quantize or 'fp32'})")
+        size = (path / MODEL_FILE).stat().st_size
+        typer.echo(f"exported: {path} ({MODEL_FILE} {size / 1e6:.2f} MB, {quantize or 'fp32'})")
 
     guard(action)
 
@@ -55,16 +56,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
-    from gendistill.errors import ModelLoadError
 
     def action() -> None:
-        import uvicorn
-
-        from gendistill.artifacts.inference import ExportDirError
-        from gendistill.artifacts.serve import create_app
-
+        server = extras.load("gendistill.artifacts.serve", "serve")
+        uvicorn = extras.load("uvicorn", "serve")
         try:
-            app = create_app(export_dir, max_texts=max_texts, max_chars=max_chars, threads=threads)
+            app = server.create_app(export_dir, max_texts=max_texts, max_chars=max_chars, threads=threads)
         except ExportDirError as error:
             raise ModelLoadError(str(error)) from None
         uvicorn.run(app, host=host, port=port)

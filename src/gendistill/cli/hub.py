@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
+from gendistill.artifacts.push import prepare_repo
+from gendistill.artifacts.push import push as push_to_hub
 from gendistill.cli.app import app, guard
+from gendistill.errors import GendistillError
 
 
 @app.command("push")
@@ -32,12 +35,8 @@ def push(
     """Push a student or an ONNX export to the Hugging Face Hub with a generated model card (README.md).
 
     Log in first (`hf auth login`) or set HF_TOKEN."""
-    from gendistill.errors import GendistillError
 
     def action() -> None:
-        from gendistill.artifacts.push import prepare_repo
-        from gendistill.artifacts.push import push as push_to_hub
-
         if not source.exists():
             raise GendistillError(f"{source}: no such run directory, student folder or export folder")
         if local_dir is not None:

@@ -9,8 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from gendistill.artifacts import extras
+from gendistill.artifacts.resolve import resolve_artifact
 from gendistill.cli.app import app, guard
-from gendistill.errors import GendistillError
+from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
+from gendistill.students import StudentClassifier
 
 
 @app.command()
@@ -28,8 +31,6 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines with probabilities")] = False,
 ) -> None:
     """Print the student's label for each text."""
-    from gendistill.errors import ModelLoadError
-    from gendistill.students import StudentClassifier
 
     def action() -> None:
         inputs = list(texts or [])
@@ -40,23 +41,15 @@ def predict(
                 raise GendistillError(f"{file}: cannot read ({error})") from None
         if not inputs:
             raise GendistillError("no texts: pass them as arguments or with --file")
-        from gendistill.artifacts.resolve import resolve_model_dir
-
-        source = resolve_model_dir(model_dir, "model")
-        directory = source / "student" if (source / "student" / "config.json").exists() else source
-        if (directory / "model.onnx").exists():  # an export folder: the torch-free predictor
-            from gendistill.artifacts.inference import ExportDirError, Predictor
-
+        artifact = resolve_artifact(model_dir, "model")
+        if artifact.kind == "export":  # the torch-free predictor
+            inference = extras.load("gendistill.artifacts.inference", "inference")
             try:
-                model: Any = Predictor(directory)
+                model: Any = inference.Predictor(artifact.folder)
             except ExportDirError as error:
                 raise ModelLoadError(str(error)) from None
-        elif (directory / "config.json").exists():
-            model = StudentClassifier.from_pretrained(directory)
         else:
-            raise ModelLoadError(
-                f"{model_dir}: no student found (expected a run directory, a student folder or an export folder)"
-            )
+            model = StudentClassifier.from_pretrained(artifact.folder)
         probabilities = model.predict_proba(inputs)
         for text, row in zip(inputs, probabilities, strict=True):
             label = model.label_names[int(row.argmax())]

@@ -8,9 +8,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from gendistill.cli.app import app, guard
+from gendistill.config import load_config
 from gendistill.errors import GendistillError, RunDirError
+from gendistill.evaluation.report import throughput_range
+from gendistill.pipeline import Run, RunLayout, force_choices, pipeline, run_dir_for
 
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", metavar="auto|cpu|cuda", help="device (default: the config's)")
@@ -58,8 +62,6 @@ def run(
     ] = None,
 ) -> None:
     """Run every stage that is not done: data, teacher, generator, transfer, label, distill, baseline, evaluate."""
-    from gendistill.config import load_config
-    from gendistill.pipeline import Run, force_choices, run_dir_for
 
     def action() -> None:
         choices = force_choices()
@@ -81,15 +83,13 @@ def _stage_command(stage_name: str, command_name: str, help_text: str, hidden: b
         run_dir: Annotated[Path, typer.Argument(help="an existing run directory", metavar="RUN_DIR")],
         device: DeviceOpt = None,
     ) -> None:
-        from gendistill.config import load_config
-        from gendistill.pipeline import Run
-
         def action() -> None:
-            if not (run_dir / "config.yaml").exists():
+            saved = RunLayout(run_dir).config
+            if not saved.exists():
                 raise RunDirError(
-                    f"{run_dir}: not a run directory (no config.yaml); start one with gendistill run CONFIG"
+                    f"{run_dir}: not a run directory (no {saved.name}); start one with gendistill run CONFIG"
                 )
-            cfg = load_config(run_dir / "config.yaml", _device_override(device))
+            cfg = load_config(saved, _device_override(device))
             report = Run(cfg, run_dir).run(only=stage_name, force=[stage_name])
             typer.echo(f"{stage_name}: done in {run_dir}")
             if stage_name == "evaluate" and report is not None:
@@ -102,8 +102,6 @@ def _stage_command(stage_name: str, command_name: str, help_text: str, hidden: b
 
 
 def register_stage_commands() -> None:
-    from gendistill.pipeline import pipeline
-
     for stage in pipeline():
         if not stage.has_command:
             continue
@@ -123,10 +121,6 @@ def print_report(report: Any) -> None:
 def print_summary(report: Any) -> None:
     """The models' table (throughput: the median of the timed passes, and their p10–p90), then any warning about
     the timing."""
-    from rich.table import Table
-
-    from gendistill.evaluation.report import throughput_range
-
     table = Table(title="gendistill")
     for column in ("model", "accuracy", "macro-F1", "params", "examples/s", "p10–p90"):
         table.add_column(column)

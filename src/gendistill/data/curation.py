@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from gendistill.errors import ConfigError
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -67,9 +69,7 @@ def near_duplicate_keep(texts: Iterable[str], threshold: float, seed: int = 0, n
     least `threshold` is dropped; the first of each group stays."""
     try:
         from datasketch import MinHash, MinHashLSH
-    except ImportError:
-        from gendistill.errors import ConfigError
-
+    except ImportError:  # the optional `gendistill[curate]` extra
         raise ConfigError(
             "label.near_duplicates needs the datasketch package: pip install 'gendistill[curate]'"
         ) from None

@@ -60,7 +60,7 @@ def _read_hf(spec: str, role: str) -> pd.DataFrame:
     body, _, split = body.partition("@")
     name, _, config = body.partition(":")
     try:
-        import datasets
+        import datasets  # a dependency, but a second to import: only `hf:` tables pay for it
 
         dataset = datasets.load_dataset(name, config or None, split=split or role)
     except Exception as error:  # noqa: BLE001 - the datasets library raises many types for "not reachable"

@@ -83,6 +83,31 @@ def stratified_sample(labels: list[int], per_class: int, seed: int, label_names:
     return sorted(chosen)
 
 
+@dataclass(frozen=True)
+class SplitReader:
+    """How a task's held-out tables are read: its columns, the longest text kept, and whether invalid rows are
+    skipped (the training table's settings)."""
+
+    text_column: str
+    label_column: str
+    max_chars: int
+    skip_invalid_rows: bool
+
+    def read(self, spec: str | None, role: str, label_map: LabelMap) -> LabeledSet | None:
+        """The labeled `role` split (test, validation) at `spec`, its labels mapped by `label_map`; None without
+        a spec."""
+        if spec is None:
+            return None
+        frame = read_table(spec, role)
+        if len(frame) == 0:
+            raise DataError(f"{spec}: the {role} set is empty")
+        column = read_column(frame, self.text_column, spec, "text")
+        texts, rows, truncated = clean_texts(column, spec, self.max_chars, self.skip_invalid_rows)
+        labels = read_column(frame, self.label_column, spec, "label")
+        encoded = label_map.encode([labels.iloc[r] for r in rows], spec, rows, self.label_column)
+        return LabeledSet(texts, encoded, truncated)
+
+
 def load_task(
     train: str,
     test: str | None = None,
@@ -136,26 +161,13 @@ def load_task(
         keep = stratified_sample(labels, per_class, seed, label_map.names, train)
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     train_set = LabeledSet(texts, labels, truncated)
-
-    def load_split(spec: str | None, role: str) -> LabeledSet | None:
-        if spec is None:
-            return None
-        split_frame = read_table(spec, role)
-        if len(split_frame) == 0:
-            raise DataError(f"{spec}: the {role} set is empty")
-        split_texts, split_rows, split_truncated = clean_texts(
-            read_column(split_frame, text_column, spec, "text"), spec, max_chars, skip_invalid_rows
-        )
-        split_labels = read_column(split_frame, label_column, spec, "label")
-        split_raw = [split_labels.iloc[r] for r in split_rows]
-        return LabeledSet(split_texts, label_map.encode(split_raw, spec, split_rows, label_column), split_truncated)
-
     if test is None and train.startswith("hf:") and "@" not in train:
         test = train
+    splits = SplitReader(text_column, label_column, max_chars, skip_invalid_rows)
     return TaskData(
         train=train_set,
-        test=load_split(test, "test"),
-        validation=load_split(validation, "validation"),
+        test=splits.read(test, "test", label_map),
+        validation=splits.read(validation, "validation", label_map),
         label_names=label_map.names,
         pool_size=pool_size,
         notes=notes,
@@ -179,22 +191,11 @@ def load_named_classes(
     label_map = LabelMap.from_names(names, source, label_column)
     if len(label_map.names) < 2:
         raise DataError(f"{source}: only one class ({label_map.names[0]!r}); a classifier needs at least two")
-
-    def load_split(spec: str | None, role: str) -> LabeledSet | None:
-        if spec is None:
-            return None
-        frame = read_table(spec, role)
-        if len(frame) == 0:
-            raise DataError(f"{spec}: the {role} set is empty")
-        column = read_column(frame, text_column, spec, "text")
-        texts, rows, truncated = clean_texts(column, spec, max_chars, skip_invalid_rows)
-        labels = read_column(frame, label_column, spec, "label")
-        return LabeledSet(texts, label_map.encode([labels.iloc[r] for r in rows], spec, rows, label_column), truncated)
-
+    splits = SplitReader(text_column, label_column, max_chars, skip_invalid_rows)
     return TaskData(
         train=LabeledSet([], []),
-        test=load_split(test, "test"),
-        validation=load_split(validation, "validation"),
+        test=splits.read(test, "test", label_map),
+        validation=splits.read(validation, "validation", label_map),
         label_names=label_map.names,
         notes=[],
     )

@@ -12,6 +12,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _table(title: str, header: str, columns: int) -> list[str]:
+    """The lines that open a titled section's table: blank line, heading, blank line, header row, separator."""
+    return ["", f"## {title}", "", header, "|" + "---|" * columns]
+
+
 def render_markdown(report: Report) -> str:
     """A human-readable report.md."""
     lines = [f"# gendistill report: {report.run_dir}", ""]
@@ -47,7 +52,7 @@ def render_markdown(report: Report) -> str:
     rows = [(name, row) for name, row in report.models() if row.per_class]
     if rows:
         header = " | ".join(f"{name} P / R / F1" for name, _ in rows)
-        lines += ["", "## Per class", "", f"| class | support | {header} |", "|---|---|" + "---|" * len(rows)]
+        lines += _table("Per class", f"| class | support | {header} |", 2 + len(rows))
         for label in report.label_names:
             cells = []
             for _, row in rows:
@@ -64,29 +69,19 @@ def render_markdown(report: Report) -> str:
             if row.confusion_matrix is None:
                 continue
             names = [_cell(label) for label in report.label_names]
-            lines += [
-                "",
-                f"## Confusion matrix: {name} (rows: true class, columns: predicted)",
-                "",
-                f"| | {' | '.join(names)} |",
-                "|---|" + "---|" * len(names),
-            ]
+            title = f"Confusion matrix: {name} (rows: true class, columns: predicted)"
+            lines += _table(title, f"| | {' | '.join(names)} |", 1 + len(names))
             for label, counts in zip(names, row.confusion_matrix, strict=True):
                 lines.append(f"| **{label}** | {' | '.join(str(count) for count in counts)} |")
     if report.training:
-        lines += ["", "## Training", "", "| model | loss | steps | epochs | final loss |", "|---|---|---|---|---|"]
+        lines += _table("Training", "| model | loss | steps | epochs | final loss |", 5)
         for name, curve in report.training.items():
             final = "–" if curve.final_loss is None else f"{curve.final_loss:.4f}"
             lines.append(f"| {name} | {curve.loss or '–'} | {_int(curve.steps)} | {_int(curve.epochs)} | {final} |")
     transfer = report.transfer_set
     if transfer.sources:
-        lines += [
-            "",
-            "## Transfer set",
-            "",
-            "| source | n | generated | kept | empty | too short | too long | duplicate | training copy |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
+        header = "| source | n | generated | kept | empty | too short | too long | duplicate | training copy |"
+        lines += _table("Transfer set", header, 9)
         for source in transfer.sources:
             drops = source.drops
             n = source.n if source.n is not None else "all"
@@ -103,7 +98,7 @@ def render_markdown(report: Report) -> str:
             classes = ", ".join(f"{name} {count:,}" for name, count in transfer.classes.items())
             lines.append(f"By the teacher's label: {classes}.")
     if report.stages:
-        lines += ["", "## Stages", "", "| stage | this run | seconds |", "|---|---|---|"]
+        lines += _table("Stages", "| stage | this run | seconds |", 3)
         for name, stage in report.stages.items():
             seconds = "–" if stage.seconds is None else f"{stage.seconds:.1f}"
             lines.append(f"| {name} | {stage.status} | {seconds} |")

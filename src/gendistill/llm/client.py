@@ -10,33 +10,31 @@ what an answer is and what to do when there is none:
 - a request still unanswered after `max_retries` retries fails the batch (`RequestFailed`) once every other
   request of the batch has finished: the answers already received are in the cache, so rerunning the same
   command resumes without paying for them again.
-The API key is sent as a Bearer header and appears in no message, log or file.
+The API key is sent as a Bearer header and appears in no message, log or file. httpx is the `gendistill[llm]`
+extra: it is imported on the first request, so that the sources and teachers that use this module import without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-try:
-    import httpx
-except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "LLM sources and teachers need httpx: pip install 'gendistill[llm]' (or pip install httpx jinja2)"
-    ) from error
-
-from gendistill.errors import GendistillError
+from gendistill.errors import ConfigError, GendistillError, MissingExtra
 from gendistill.llm.cache import RequestCache, request_key
 from gendistill.training.checkpoint import kill_point
 
 if TYPE_CHECKING:
+    import httpx
+
     from gendistill.llm.settings import ServedModel
 
 MAX_DELAY = 60.0  # seconds: the longest backoff between two tries
@@ -87,17 +85,9 @@ class Usage:
     seconds: float = 0.0  # wall time with requests in flight
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "cached": self.cached,
-            "attempts": self.attempts,
-            "retries": self.retries,
-            "failed": self.failed,
-            "errors": dict(sorted(self.errors.items())),
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "seconds": round(self.seconds, 3),
-        }
+        """The counters in field order, the error kinds sorted and the seconds rounded (report.json shows them)."""
+        counters = {counter.name: getattr(self, counter.name) for counter in fields(self)}
+        return {**counters, "errors": dict(sorted(self.errors.items())), "seconds": round(self.seconds, 3)}
 
     def since(self, before: dict[str, Any]) -> dict[str, Any]:
         """The counters accumulated since `before` (an earlier `to_dict()`)."""
@@ -110,6 +100,17 @@ class Usage:
             else:
                 out[key] = round(value - before.get(key, 0), 3) if isinstance(value, float) else value - before[key]
         return out
+
+
+def _httpx() -> ModuleType:
+    """httpx, or one MissingExtra line with the pip command that installs it."""
+    try:
+        import httpx
+    except ImportError:
+        raise MissingExtra(
+            "LLM sources and teachers need httpx: pip install 'gendistill[llm]' (or pip install httpx jinja2)"
+        ) from None
+    return httpx
 
 
 Validate = Callable[[dict[str, Any]], "str | None"]  # an answer -> None if usable, else why not (an error kind)
@@ -166,6 +167,7 @@ class Client:
         return [answer for answer in answers if answer is not None]  # all answered: failures raised above
 
     async def _send_all(self, requests: list[Request], validate: Validate | None) -> list[Any]:
+        httpx = _httpx()
         settings = self.settings
         concurrency = settings.max_concurrency
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -189,6 +191,7 @@ class Client:
     async def _send(
         self, http: httpx.AsyncClient, semaphore: asyncio.Semaphore, request: Request, validate: Validate | None
     ) -> dict[str, Any]:
+        httpx = _httpx()
         usage, settings = self.usage, self.settings
         last = "no try"
         async with semaphore:
@@ -317,8 +320,15 @@ def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     return result["value"]
 
 
-def ping(settings: ServedModel, where: str) -> None:
-    """Fail in seconds when nothing listens at the endpoint (any HTTP answer, even 404, means it is there)."""
+def check_server(settings: ServedModel, where: str) -> None:
+    """Preflight: the key's variable is set and the endpoint answers; fails in seconds when nothing listens there
+    (any HTTP answer, even 404, means it is there)."""
+    if settings.api_key_env is not None and not os.environ.get(settings.api_key_env):
+        raise ConfigError(
+            f"{where}.api_key_env: the environment variable {settings.api_key_env} is not set; export it with the "
+            "API key (or remove api_key_env for a server without authentication)"
+        )
+    httpx = _httpx()
     headers = {"Authorization": f"Bearer {key}"} if (key := settings.api_key()) else {}
     try:
         httpx.get(f"{settings.endpoint}/models", headers=headers, timeout=min(10.0, settings.timeout))

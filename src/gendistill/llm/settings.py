@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gendistill.errors import ConfigError
 from gendistill.llm.prompts import ChatMessage, default_messages, default_prompt
 from gendistill.sections import Section, knob
 
@@ -85,17 +84,6 @@ class ServedModel(Section):
         if self.api_key_env is None:
             return None
         return os.environ.get(self.api_key_env)
-
-    def check_server(self, where: str) -> None:
-        """Preflight: the key's variable is set and the endpoint answers (any HTTP status counts as reachable)."""
-        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
-            raise ConfigError(
-                f"{where}.api_key_env: the environment variable {self.api_key_env} is not set; export it with the "
-                "API key (or remove api_key_env for a server without authentication)"
-            )
-        from gendistill.llm.client import ping
-
-        ping(self, where)
 
     @model_validator(mode="after")
     def _template_fits_api(self) -> ServedModel:

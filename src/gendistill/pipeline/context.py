@@ -4,9 +4,12 @@ only, so any stage can be rerun alone."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from accelerate.utils import broadcast_object_list, gather_object
 
 from gendistill.data.stored import read_task
 
@@ -48,8 +51,6 @@ class StageContext:
     @property
     def world(self) -> int:
         """Processes running this stage's body (1 unless under `accelerate launch` and processes="all")."""
-        import os
-
         return int(os.environ.get("WORLD_SIZE", "1"))
 
     def barrier(self) -> None:
@@ -60,8 +61,6 @@ class StageContext:
         """The main process's `value`, on every process."""
         if self.world == 1:
             return value
-        from accelerate.utils import broadcast_object_list
-
         box = [value]
         broadcast_object_list(box, from_process=0)
         return box[0]
@@ -70,8 +69,6 @@ class StageContext:
         """Every process's `value`, in rank order, on every process."""
         if self.world == 1:
             return [value]
-        from accelerate.utils import gather_object
-
         return gather_object([value])
 
     def elapsed(self) -> float:

@@ -1,6 +1,6 @@
 """A stage of the pipeline as a registered object: its name, what it depends on, what it writes, and its body.
 
-The runner (run/runner.py) knows stages only through this record; each stage module in `gendistill.stages`
+The runner (pipeline/runner.py) knows stages only through this record; each stage module in `gendistill.stages`
 builds one and registers it. A stage's cache key hashes `key_fields(config)` (the config values its output depends
 on, knobs excluded), the content of the user files `inputs(config)` names, `derived(records)` (values read from
 earlier stages' records, e.g. a step budget) and its upstream stages' keys.
@@ -63,9 +63,8 @@ def register(stage: Stage) -> Stage:
 
 
 def pipeline() -> list[Stage]:
-    """Every registered stage in pipeline order (importing gendistill.stages registers them)."""
-    import gendistill.stages  # noqa: F401 - registers the stages
-
+    """Every registered stage in pipeline order (importing gendistill.stages registers them; reaching `Run` or `run`
+    through `gendistill.pipeline` does that)."""
     return list(STAGES)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gendistill.pipeline.graph import pipeline
+from gendistill.training.tracking import check_trackers
 
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
@@ -14,8 +15,6 @@ if TYPE_CHECKING:
 
 def preflight(config: RunConfig, stages: set[str]) -> None:
     if config.report_to:  # Accelerate would only warn about a tracker that is not installed, and log nothing
-        from gendistill.training.tracking import check_trackers
-
         check_trackers(config.report_to)
     for stage in pipeline():
         if stage.check is not None and (stage.name in stages or stage.check_always) and stage.applies(config):

@@ -1,6 +1,6 @@
 """The runner: one run directory, its manifest, skip-if-done, force, adopt and resume, under an exclusive lock.
 
-It knows stages only as registered `Stage` records (run/graph.py). A stage is skipped when the manifest holds a
+It knows stages only as registered `Stage` records (pipeline/graph.py). A stage is skipped when the manifest holds a
 finished record with the key the current config gives it; keys chain through upstream stages, so a change reruns
 exactly the stages whose output it can change, and everything after them.
 """
@@ -15,19 +15,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import yaml
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
 
 from gendistill import __version__, progress
+from gendistill.config import RunConfig
 from gendistill.errors import RunDirError
+from gendistill.evaluation.report import Report
 from gendistill.io import read_json, remove_path, stable_hash, tree_sha256, write_json, write_text
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, downstream, pipeline
 from gendistill.pipeline.layout import RunLayout
+from gendistill.pipeline.preflight import preflight
+from gendistill.runtime import make_accelerator
 from gendistill.sections import key_payload
-
-if TYPE_CHECKING:
-    from gendistill.config import RunConfig
-    from gendistill.evaluation.report import Report
 
 MANIFEST_FORMAT = 2  # 2: per-field stage keys, the `transfer` stage (format 1 called it `generate`)
 FINISHED = ("done", "skipped")
@@ -146,8 +150,6 @@ class Run:
             yield
             return
         if self._lock_depth == 0:
-            from filelock import FileLock, Timeout
-
             self._make_dir()
             lock = FileLock(str(self.layout.lock), timeout=0)
             try:
@@ -173,11 +175,6 @@ class Run:
     def _accept_config(self, force: list[str], keys: dict[str, dict[str, Any]]) -> None:
         """Refuse a config that would redo finished work unless forced; accept a new one when nothing finished
         (a run refused by its checks) or when the change touches no finished stage's key (knobs)."""
-        import yaml
-        from pydantic import ValidationError
-
-        from gendistill.config import RunConfig
-
         saved = self.layout.config
         if not saved.exists():
             return
@@ -213,9 +210,6 @@ class Run:
     def run(self, force: list[str] | None = None, only: str | None = None, until: str | None = None) -> Report | None:
         """Run every stage that is not done (or just `only`, or the stages up to `until`); `force` names stages to
         rerun ('all' for all)."""
-        from gendistill.evaluation.report import Report
-        from gendistill.pipeline.preflight import preflight
-
         force = list(force or [])
         stages = pipeline()
         names = [stage.name for stage in stages]
@@ -367,8 +361,6 @@ class Run:
     @property
     def accelerator(self) -> Any:
         if self._accelerator is None:
-            from gendistill.runtime import make_accelerator
-
             self._accelerator = make_accelerator(
                 self.config.device, self.config.mixed_precision, self.config.seed, self.config.report_to, self.dir
             )

@@ -25,6 +25,7 @@ from pydantic import Field
 from gendistill.errors import ConfigError
 from gendistill.io import read_json
 from gendistill.llm.cache import RequestCache
+from gendistill.llm.client import check_server
 from gendistill.llm.parse import choice_text, parse_list
 from gendistill.llm.prompts import check_templates, render, render_messages
 from gendistill.llm.settings import ServedModel
@@ -84,7 +85,7 @@ class LLMSource(ServedModel, SourceConfig):
         problem = check_templates(templates, sample)
         if problem:
             raise ConfigError(problem)
-        self.check_server(where)
+        check_server(self, where)
 
     def build(self, ctx: SourceContext) -> SourceSummary:
         with RequestCache(ctx.layout.llm_cache) as cache:

@@ -9,6 +9,7 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.data.stored import write_task
 from gendistill.data.task import load_task_from_config
+from gendistill.errors import ConfigError
 from gendistill.io import write_json
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
@@ -51,8 +52,6 @@ def check_data(config: RunConfig) -> None:
     load_task_from_config(config.data)
     if not config.data.zero_label:
         return
-    from gendistill.errors import ConfigError
-
     hint = "give data.train, or use plugins that need no labeled texts (sources llm and file, teacher kind llm)"
     if config.teacher.needs_labeled_texts:
         raise ConfigError(

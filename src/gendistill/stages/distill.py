@@ -12,6 +12,7 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
+from gendistill.loading import check_model
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import soft_label_chunks
@@ -39,8 +40,6 @@ def check_student_init(config: RunConfig) -> None:
         return
     named = config.student.init_encoder()
     if named:
-        from gendistill.loading import check_model
-
         check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))

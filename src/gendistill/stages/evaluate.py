@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 
+from gendistill.evaluation import plots
+from gendistill.evaluation.measure import classification_metrics, per_class_metrics, timed_passes, weights_size
 from gendistill.evaluation.pages import write_report
 from gendistill.evaluation.report import (
     LossPoint,
@@ -26,14 +29,13 @@ from gendistill.evaluation.report import (
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
+from gendistill.students import StudentClassifier
 from gendistill.training.budget import steps_per_epoch
 
 
 def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np.ndarray:
     """The teacher's test logits, cached per (teacher, test texts) so that rerunning evaluate after a student
     change does not pay for the teacher's pass again."""
-    from safetensors.numpy import load_file, save_file
-
     teacher_key = ctx.records.get("teacher", {}).get("key")
     path = ctx.layout.teacher_cache / f"test_logits-{stable_hash([teacher_key, texts_sha256(texts)])}.safetensors"
     if path.exists():
@@ -46,9 +48,6 @@ def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np
 
 
 def run_evaluate(ctx: StageContext) -> dict[str, Any]:
-    from gendistill.evaluation.measure import classification_metrics, per_class_metrics, timed_passes, weights_size
-    from gendistill.students import StudentClassifier
-
     config = ctx.config.evaluate
     layout = ctx.layout
     task = ctx.task()
@@ -161,8 +160,6 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
 def write_plots(report: Report, ctx: StageContext) -> None:
     """The report's PNGs into plots/ (listed in `report.plots`, inlined by report.html); without matplotlib, a
     note instead."""
-    from gendistill.evaluation import plots
-
     try:
         paths = plots.write_plots(report, ctx.layout.plots)
     except plots.MissingMatplotlib as error:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from gendistill.config import RunConfig
+from gendistill.generation.causal_lm import train_generator
 from gendistill.loading import check_model
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 
 
 def run_generator(ctx: StageContext) -> dict[str, Any]:
-    from gendistill.generation.causal_lm import train_generator
-
     task = ctx.task()
     return train_generator(
         ctx.config.generator,

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gendistill import progress
+from gendistill.data import curation
+from gendistill.errors import GendistillError
 from gendistill.io import read_json, texts_sha256, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
@@ -37,8 +39,6 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
                 return False
         logits = teacher.logits(texts, teacher_config.label_batch_size)
         if not np.isfinite(logits).all():
-            from gendistill.errors import GendistillError
-
             raise GendistillError(
                 f"label: the teacher's logits for {path.name} are not finite (NaN or infinity): the teacher diverged "
                 "while training; lower teacher.learning_rate and rerun with --force teacher"
@@ -87,8 +87,6 @@ def _transfer_label_files(layout: RunLayout) -> list[Path]:
 def curate(ctx: StageContext) -> dict[str, Any]:
     """Apply `label.*` curation to the labeled transfer set: write the keep mask (one row per shard) that
     `soft_label_chunks` applies, and count, per class of the teacher's labels, what the student will train on."""
-    from gendistill.data import curation
-
     config, layout = ctx.config.label, ctx.layout
     files = _transfer_label_files(layout)
     tables = [pq.read_table(path, columns=["logits"]) for path in files]

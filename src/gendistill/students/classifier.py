@@ -24,6 +24,14 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.resolve import (
+    CONFIG_FILE,
+    ID_MAP_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    identify,
+    resolve_model_dir,
+)
 from gendistill.data.texts import as_texts
 from gendistill.errors import ModelLoadError
 from gendistill.io import atomic_path, write_json
@@ -33,13 +41,6 @@ from gendistill.students.vocab import StudentTokenizer
 if TYPE_CHECKING:
     from gendistill.config import RunConfig
     from gendistill.evaluation.report import Report
-
-CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, ID_MAP_FILE = (
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "id_map.safetensors",
-)
 
 
 class StudentClassifier:
@@ -159,8 +160,6 @@ class StudentClassifier:
     ) -> StudentClassifier:
         """Load a student from a local folder or a Hub repo id (`user/name`), the latter through the Hugging Face
         cache: downloaded when online, read from the cache alone with HF_HUB_OFFLINE=1 or `local_files_only`."""
-        from gendistill.artifacts.resolve import resolve_model_dir
-
         local = Path(id_or_path).expanduser().is_dir()
         directory = resolve_model_dir(
             id_or_path,
@@ -172,6 +171,9 @@ class StudentClassifier:
             force_download=force_download,
         )
         where = directory if local else f"Hub repo {str(id_or_path)!r} ({directory})"
+        artifact = identify(directory)
+        if artifact is None or artifact.kind != "student":
+            raise _not_a_student(where, CONFIG_FILE, local)
         try:
             config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             spec = spec_from_dict(config["spec"])
@@ -179,14 +181,7 @@ class StudentClassifier:
             id_map = load_numpy(str(directory / ID_MAP_FILE))["id_map"] if config["pruned_teacher_vocab"] else None
             state = load_file(str(directory / WEIGHTS_FILE))
         except FileNotFoundError as error:
-            raise ModelLoadError(
-                f"{where}: not a gendistill student ({Path(error.filename).name} missing)"
-                + (
-                    ""
-                    if local
-                    else "; an ONNX export loads with gendistill.artifacts.inference.Predictor.from_pretrained"
-                )
-            ) from None
+            raise _not_a_student(where, Path(error.filename).name, local) from None
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{where}: invalid student config.json ({error})") from None
         except Exception as error:  # noqa: BLE001 - safetensors/tokenizers raise their own types on damaged files
@@ -208,8 +203,7 @@ class StudentClassifier:
                 f"{directory / WEIGHTS_FILE}: does not fit config.json ({str(error).splitlines()[0][:200]})"
             ) from None
         student.model.eval()
-        if local and (directory.parent / "report.json").is_file():
-            student.run_dir = directory.parent
+        student.run_dir = artifact.run_dir
         return student
 
     def tensors(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,3 +232,9 @@ class StudentClassifier:
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+
+
+def _not_a_student(where: str | Path, missing: str, local: bool) -> ModelLoadError:
+    """A folder without the student's `missing` file; a Hub repo may hold an ONNX export instead."""
+    hint = "" if local else "; an ONNX export loads with gendistill.artifacts.inference.Predictor.from_pretrained"
+    return ModelLoadError(f"{where}: not a gendistill student ({missing} missing){hint}")

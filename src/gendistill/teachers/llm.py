@@ -26,6 +26,7 @@ from pydantic import Field
 
 from gendistill.errors import ConfigError
 from gendistill.io import read_json, write_json
+from gendistill.llm.client import check_server
 from gendistill.llm.prompts import check_templates
 from gendistill.llm.settings import ServedModel
 from gendistill.teachers.base import FitContext, TeacherConfig
@@ -84,7 +85,7 @@ class LLMTeacher(ServedModel, TeacherConfig):
         problem = check_templates(templates, sample)
         if problem:
             raise ConfigError(problem)
-        self.check_server("teacher")
+        check_server(self, "teacher")
 
     def verbalizer_list(self, label_names: list[str]) -> list[str]:
         """One verbalizer per class, in label order; a one-line error for a name that is no class, or for two
