@@ -140,7 +140,7 @@ def engines(
     from gendistill.artifacts.export import export_onnx
     from gendistill.artifacts.inference import Predictor
     from gendistill.evaluation.measure import weights_size
-    from gendistill.students import StudentClassifier
+    from gendistill.students.classifier import StudentClassifier
     from gendistill.teachers.hf_encoder import load_teacher, teacher_logits
 
     transformers.logging.set_verbosity_error()

@@ -46,7 +46,7 @@ from gendistill.data.stored import read_task
 from gendistill.evaluation.measure import classification_metrics
 from gendistill.io import write_json, write_text
 from gendistill.pipeline.layout import RunLayout
-from gendistill.students import ARCHITECTURES
+from gendistill.students.architectures import ARCHITECTURES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402 - benchmarks/peers.py, beside this script
@@ -305,7 +305,7 @@ def time_side_by_side(predictors: dict[str, Any], texts: list[str]) -> dict[str,
     import torch
 
     from gendistill.evaluation.measure import timed_passes
-    from gendistill.students import StudentClassifier
+    from gendistill.students.classifier import StudentClassifier
 
     batch = 64
     calls = {}

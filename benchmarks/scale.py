@@ -98,8 +98,8 @@ def config_for(work: Path, size: int) -> dict:
 
 def prepare(work: Path, size: int) -> Path:
     """Data, teacher (shared across sizes) and the transfer set of `size` texts, in work/runs/SIZE."""
+    from gendistill import Run
     from gendistill.config import build_config
-    from gendistill.pipeline import Run
 
     write_task(work, size)
     build_teacher(work)
@@ -113,8 +113,8 @@ def prepare(work: Path, size: int) -> Path:
 
 def measure(work: Path, size: int) -> dict:
     """In this process: rerun label and distill from scratch; wall seconds and peak RSS."""
+    from gendistill import Run
     from gendistill.config import build_config
-    from gendistill.pipeline import Run
 
     run = Run(build_config(config_for(work, size)), work / "runs" / str(size))
     start = time.perf_counter()

@@ -178,7 +178,7 @@ def test_mlflow_logs_every_training_loop(fitted):
 
 
 def test_report_to_is_a_knob(fitted, tmp_path):
-    from gendistill.pipeline import Run
+    from gendistill import Run
 
     clf, _ = fitted
     tracked = clf.config_

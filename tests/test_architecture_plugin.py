@@ -13,7 +13,7 @@ from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.inference import Predictor
 from gendistill.config import StudentConfig
 from gendistill.runtime import make_accelerator
-from gendistill.students import ARCHITECTURES, StudentNetwork, StudentSpec
+from gendistill.students.architectures import ARCHITECTURES, StudentNetwork, StudentSpec
 from gendistill.students.building import make_student
 from gendistill.students.example_store import ExampleStore
 from gendistill.students.trainer import train_student

@@ -8,9 +8,9 @@ import yaml
 from conftest import make_tiny_config
 from typer.testing import CliRunner
 
+from gendistill import Run
 from gendistill.cli import app
 from gendistill.config import build_config
-from gendistill.pipeline import Run
 
 STAGES = ["data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate"]
 

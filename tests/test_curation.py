@@ -6,9 +6,9 @@ import json
 import numpy as np
 from conftest import make_tiny_config
 
+from gendistill import Run
 from gendistill.config import build_config
 from gendistill.data import curation
-from gendistill.pipeline import Run
 
 
 def test_drop_most_uncertain_removes_the_highest_entropy_rows():

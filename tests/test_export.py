@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import gendistill
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.inference import ExportDirError, Predictor
-from gendistill.students import StudentClassifier, StudentTokenizer
 from gendistill.students.architectures.bilstm import BiLSTMSpec
-from gendistill.students.vocab import train_word_tokenizer
+from gendistill.students.classifier import StudentClassifier
+from gendistill.students.vocab import StudentTokenizer, train_word_tokenizer
 
 ARCHS = ["bilstm", "cnn", "bag"]
 INITS = ["random", "teacher"]

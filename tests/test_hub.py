@@ -27,8 +27,8 @@ from gendistill.config import StudentConfig, build_config
 from gendistill.errors import ModelLoadError
 from gendistill.evaluation.pages import write_report
 from gendistill.evaluation.report import ModelRow, Report, SourceRow, TransferSet
-from gendistill.students import StudentClassifier
 from gendistill.students.building import make_student
+from gendistill.students.classifier import StudentClassifier
 
 PROBE = ["the team scored a goal", "rain and wind today", "bake the pasta sauce", "zebra"]
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 from conftest import make_tiny_config
 
+from gendistill import Run
 from gendistill.config import build_config
-from gendistill.pipeline import Run
 from gendistill.students.cross_validation import best_epoch_count
 
 

@@ -16,9 +16,9 @@ import yaml
 from conftest import cli_env, make_rows, write_jsonl
 from llm_servers import FaultProxy
 
+from gendistill import Run
 from gendistill.config import FilterConfig, build_config
 from gendistill.data.task import LabeledSet, TaskData
-from gendistill.pipeline import Run
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import SourceContext, TextFilter, list_shards
 

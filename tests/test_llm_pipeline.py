@@ -6,9 +6,9 @@ import pytest
 from conftest import LABELS
 from llm_servers import FakeOpenAI
 
+from gendistill import Run
 from gendistill.config import build_config
 from gendistill.errors import ConfigError, DataError
-from gendistill.pipeline import Run
 from gendistill.pipeline.preflight import preflight
 
 

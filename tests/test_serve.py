@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
-from gendistill.students import StudentClassifier
+from gendistill.students.classifier import StudentClassifier
 
 JSON_HEADERS = {"content-type": "application/json"}
 

@@ -15,9 +15,9 @@ from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
 
 from gendistill.config import StudentConfig
-from gendistill.students import ARCHITECTURES, StudentClassifier, StudentSpec
-from gendistill.students.architectures import spec_from_dict
+from gendistill.students.architectures import ARCHITECTURES, StudentSpec, spec_from_dict
 from gendistill.students.building import make_student, spec_from_config
+from gendistill.students.classifier import StudentClassifier
 from gendistill.students.example_store import ExampleStore
 from gendistill.students.static import encode_tokens, reduce_and_weight
 from gendistill.students.trainer import train_student

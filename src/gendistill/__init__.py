@@ -27,16 +27,23 @@ _EXPORTS = {
     "RunConfig": "gendistill.config",
     "load_config": "gendistill.config",
     "Report": "gendistill.evaluation.report",
-    "Run": "gendistill.pipeline",
-    "run": "gendistill.pipeline",
-    "StudentClassifier": "gendistill.students",
+    "Run": "gendistill.pipeline.runner",
+    "run": "gendistill.pipeline.runner",
+    "StudentClassifier": "gendistill.students.classifier",
     "GenDistillClassifier": "gendistill.api",
     "Predictor": "gendistill.artifacts.inference",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
 
+# the face assembles the pipeline: a runner reached from here has the built-in stages registered (the engine itself
+# names no stage)
+_NEEDS_STAGES = {"Run", "run"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
+        if name in _NEEDS_STAGES:
+            importlib.import_module("gendistill.stages")
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'gendistill' has no attribute {name!r}")

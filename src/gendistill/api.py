@@ -28,14 +28,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+import gendistill.stages  # noqa: F401 - the estimator assembles the pipeline: registers every stage
 from gendistill.artifacts.resolve import artifact_at
 from gendistill.config import RunConfig, build_config
 from gendistill.data.texts import as_labels, as_texts
 from gendistill.errors import ConfigError, RunDirError
 from gendistill.evaluation.report import Report
 from gendistill.io import write_text
-from gendistill.pipeline import Run
-from gendistill.students import StudentClassifier
+from gendistill.pipeline.runner import Run
+from gendistill.students.classifier import StudentClassifier
 
 SOURCE = "GenDistillClassifier"
 

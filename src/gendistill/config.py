@@ -21,11 +21,13 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from gendistill import progress
 from gendistill.errors import ConfigError
 from gendistill.generation.generator_config import GeneratorConfig
 from gendistill.sections import Section as _Section
 from gendistill.sections import knob
 from gendistill.sources import SOURCES, source_union
+from gendistill.sources.generate import migrate_generator_sampling
 from gendistill.students.architectures import ARCHITECTURES, StudentSpec
 from gendistill.students.architectures.bilstm import BiLSTMSpec
 from gendistill.students.architectures.cnn import default_kernel_sizes
@@ -437,8 +439,6 @@ def _format_validation_error(error: ValidationError, source: str, overrides: lis
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> RunConfig:
     """Validate a config dict after applying `--set` overrides; old-format keys are migrated with a note."""
-    from gendistill import progress
-    from gendistill.sources.generate import migrate_generator_sampling
 
     parsed = parse_overrides(overrides or [])
     merged = apply_overrides(raw, parsed)

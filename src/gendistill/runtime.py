@@ -8,13 +8,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from gendistill.errors import ConfigError
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        from gendistill.errors import ConfigError
-
         raise ConfigError("device: cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
     return device
 

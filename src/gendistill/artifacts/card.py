@@ -29,7 +29,7 @@ from gendistill.loading import looks_like_path
 from gendistill.pipeline.layout import RunLayout
 
 if TYPE_CHECKING:
-    from gendistill.students import StudentClassifier
+    from gendistill.students.classifier import StudentClassifier
 
 CARD_FILE = "README.md"
 PLACEHOLDER_ID = "REPO_ID_OR_PATH"

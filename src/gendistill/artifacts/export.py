@@ -42,7 +42,7 @@ from gendistill.errors import GendistillError, ModelLoadError
 from gendistill.evaluation.report import Report
 from gendistill.io import read_json, write_json
 from gendistill.pipeline.layout import RunLayout
-from gendistill.students import StudentClassifier
+from gendistill.students.classifier import StudentClassifier
 from gendistill.students.vocab import PAD_ID, UNK_ID
 
 OPSET = 17  # supported by every onnxruntime >= 1.14 and enough for LSTM, Conv, Gather and ReduceMax

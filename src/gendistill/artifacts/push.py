@@ -12,7 +12,7 @@ from gendistill.artifacts.hub import push_folder
 from gendistill.artifacts.resolve import EXPORT_FILES, METADATA_FILE, artifact_at
 from gendistill.errors import ModelLoadError
 from gendistill.io import read_json, write_json
-from gendistill.students import StudentClassifier
+from gendistill.students.classifier import StudentClassifier
 
 
 def prepare_repo(source: str | Path, folder: str | Path, repo_id: str | None = None) -> str:

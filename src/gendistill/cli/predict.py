@@ -13,7 +13,7 @@ from gendistill.artifacts import extras
 from gendistill.artifacts.resolve import resolve_artifact
 from gendistill.cli.app import app, guard
 from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
-from gendistill.students import StudentClassifier
+from gendistill.students.classifier import StudentClassifier
 
 
 @app.command()

@@ -10,11 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import gendistill.stages  # noqa: F401 - the CLI assembles the pipeline: registers every stage, in order
 from gendistill.cli.app import app, guard
 from gendistill.config import load_config
 from gendistill.errors import GendistillError, RunDirError
 from gendistill.evaluation.report import throughput_range
-from gendistill.pipeline import Run, RunLayout, force_choices, pipeline, run_dir_for
+from gendistill.pipeline.graph import pipeline
+from gendistill.pipeline.layout import RunLayout
+from gendistill.pipeline.runner import Run, force_choices, run_dir_for
 
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", metavar="auto|cpu|cuda", help="device (default: the config's)")

@@ -63,8 +63,12 @@ def register(stage: Stage) -> Stage:
 
 
 def pipeline() -> list[Stage]:
-    """Every registered stage in pipeline order (importing gendistill.stages registers them; reaching `Run` or `run`
-    through `gendistill.pipeline` does that)."""
+    """Every registered stage in pipeline order. Importing gendistill.stages registers them (`gendistill.Run`,
+    `gendistill.run`, the CLI and the estimator do); the engine itself names no stage."""
+    if not STAGES:
+        raise RuntimeError(
+            "no stage is registered: import gendistill.stages first, or use gendistill.Run / gendistill.run"
+        )
     return list(STAGES)
 
 

@@ -25,7 +25,7 @@ from pydantic import Field
 from gendistill.errors import ConfigError
 from gendistill.io import read_json
 from gendistill.llm.cache import RequestCache
-from gendistill.llm.client import check_server
+from gendistill.llm.client import Client, Request, check_server
 from gendistill.llm.parse import choice_text, parse_list
 from gendistill.llm.prompts import check_templates, render, render_messages
 from gendistill.llm.settings import ServedModel
@@ -118,10 +118,6 @@ class _Writer:
     """The requests of each shard and what their answers hold."""
 
     def __init__(self, source: LLMSource, ctx: SourceContext, cache: RequestCache):
-        # lazy: llm.client needs httpx, an optional extra, and the config imports every source, so this module must
-        # import without it
-        from gendistill.llm.client import Client
-
         self.source, self.ctx = source, ctx
         self.label_names = ctx.task.label_names
         self.descriptions = dict(ctx.config.data.label_descriptions or {})
@@ -150,7 +146,6 @@ class _Writer:
 
     def request(self, variables: dict[str, Any], seed: int) -> tuple[Request, str]:
         """The request and, for completions, the end of the prompt its answer continues (e.g. "4.")."""
-        from gendistill.llm.client import Request  # lazy, as in __init__
 
         source = self.source
         body: dict[str, Any] = {"model": source.model}

@@ -29,7 +29,7 @@ from gendistill.evaluation.report import (
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
-from gendistill.students import StudentClassifier
+from gendistill.students.classifier import StudentClassifier
 from gendistill.training.budget import steps_per_epoch
 
 

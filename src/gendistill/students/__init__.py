@@ -1,7 +1,5 @@
-"""Tiny student classifiers, their architectures, tokenizers and teacher-initialized embeddings."""
+"""Students: the tiny networks (architectures/, registered plugins), their tokenizers and teacher-initialized static
+embeddings, losses, example stores, building a student, the one trainer, and `StudentClassifier` (classifier.py).
 
-from gendistill.students.architectures import ARCHITECTURES, StudentNetwork, StudentSpec
-from gendistill.students.classifier import StudentClassifier
-from gendistill.students.vocab import StudentTokenizer
-
-__all__ = ["ARCHITECTURES", "StudentClassifier", "StudentNetwork", "StudentSpec", "StudentTokenizer"]
+Submodules are imported by name (`gendistill.students.classifier`); this face imports nothing, so the config can
+read the architectures' defaults without loading the classifier (and, through its model card, the config again)."""

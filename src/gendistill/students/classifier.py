@@ -24,6 +24,8 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.card import card_text, read_run, student_facts, write_card
+from gendistill.artifacts.hub import push_folder
 from gendistill.artifacts.resolve import (
     CONFIG_FILE,
     ID_MAP_FILE,
@@ -34,6 +36,7 @@ from gendistill.artifacts.resolve import (
 )
 from gendistill.data.texts import as_texts
 from gendistill.errors import ModelLoadError
+from gendistill.evaluation.report import Report
 from gendistill.io import atomic_path, write_json
 from gendistill.students.architectures import StudentNetwork, StudentSpec, build_network, spec_from_dict
 from gendistill.students.vocab import StudentTokenizer
@@ -109,8 +112,6 @@ class StudentClassifier:
     ) -> Path:
         """README.md (the model card) for this student; `report` (a Report or a report.json path) and `config`
         default to those of the run it was loaded from, if known."""
-        from gendistill.artifacts.card import card_text, read_run, student_facts, write_card
-        from gendistill.evaluation.report import Report
 
         if isinstance(report, (str, Path)):
             report = Report.read(report)
@@ -133,7 +134,6 @@ class StudentClassifier:
     ) -> str:
         """Save this student with its model card into a temporary folder and upload it to the Hub repo `repo_id`
         (created if needed) as one commit; returns the commit URL."""
-        from gendistill.artifacts.hub import push_folder
 
         with tempfile.TemporaryDirectory(prefix="gendistill-push-") as tmp:
             self.save_pretrained(tmp, report=report, config=config, repo_id=repo_id)

@@ -13,8 +13,12 @@ from pydantic import Field
 
 from gendistill.data.task import LabeledSet
 from gendistill.errors import ModelLoadError
+from gendistill.evaluation.measure import weights_size
 from gendistill.loading import from_pretrained
 from gendistill.teachers.base import FitContext, TeacherConfig
+from gendistill.training.budget import steps_for_epochs
+from gendistill.training.loop import fit, save_pretrained_atomic
+from gendistill.training.recipes import transformer_recipe
 
 
 class EncoderTeacherConfig(TeacherConfig):
@@ -105,7 +109,6 @@ class EncoderTeacher:
         return teacher_logits(self.model, self.tokenizer, texts, batch_size, self.max_length, self.device)
 
     def describe(self) -> dict[str, Any]:
-        from gendistill.evaluation.measure import weights_size
 
         return {
             "params": int(sum(p.numel() for p in self.model.parameters())),
@@ -152,10 +155,6 @@ def train_teacher(
     Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
     from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding
-
-    from gendistill.training.budget import steps_for_epochs
-    from gendistill.training.loop import fit, save_pretrained_atomic
-    from gendistill.training.recipes import transformer_recipe
 
     set_seed(seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(

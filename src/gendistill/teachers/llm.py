@@ -24,11 +24,24 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from gendistill.errors import ConfigError
+from gendistill import progress
+from gendistill.errors import ConfigError, RunDirError
 from gendistill.io import read_json, write_json
-from gendistill.llm.client import check_server
-from gendistill.llm.prompts import check_templates
+from gendistill.llm.cache import RequestCache
+from gendistill.llm.client import Client, Request, RequestRejected, check_server
+from gendistill.llm.parse import (
+    choice_text,
+    first_token_logprobs,
+    logprob_soft_label,
+    match_answer,
+    normalize_word,
+    soft_label_logits,
+    vote_soft_label,
+)
+from gendistill.llm.prompts import check_templates, render, render_messages
 from gendistill.llm.settings import ServedModel
+from gendistill.pipeline.layout import RunLayout
+from gendistill.sources.base import add_stats
 from gendistill.teachers.base import FitContext, TeacherConfig
 
 if TYPE_CHECKING:
@@ -90,7 +103,6 @@ class LLMTeacher(ServedModel, TeacherConfig):
     def verbalizer_list(self, label_names: list[str]) -> list[str]:
         """One verbalizer per class, in label order; a one-line error for a name that is no class, or for two
         verbalizers whose first tokens could not be told apart."""
-        from gendistill.llm.parse import normalize_word
 
         unknown = [name for name in self.verbalizers if name not in label_names]
         if unknown:
@@ -113,9 +125,6 @@ class LLMTeacher(ServedModel, TeacherConfig):
         return words
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        from gendistill.llm.cache import RequestCache
-        from gendistill.llm.client import Client
-        from gendistill.pipeline.layout import RunLayout
 
         verbalizers = self.verbalizer_list(ctx.label_names)
         examples = few_shot_examples(
@@ -186,8 +195,6 @@ class _Labeler:
         self.verbalizers: list[str] = state["verbalizers"]
 
     def request(self, text: str, **fields: Any) -> Request:
-        from gendistill.llm.client import Request
-        from gendistill.llm.prompts import render, render_messages
 
         config, state = self.config, self.state
         variables = {
@@ -214,8 +221,6 @@ class _Labeler:
 
     def probe_logprobs(self) -> tuple[bool, str]:
         """Whether the server returns first-token candidates; the reason in words."""
-        from gendistill.llm.client import RequestRejected
-        from gendistill.llm.parse import first_token_logprobs
 
         try:
             (answer,) = self.client.run([self.request(PROBE_TEXT, **self.logprob_fields())])
@@ -227,7 +232,6 @@ class _Labeler:
 
     def probe_n(self) -> bool:
         """Whether one request with `n` gets `n` answers (else each sample is its own request)."""
-        from gendistill.llm.client import RequestRejected
 
         fields = {"max_tokens": 1, "temperature": 1.0, "n": 2, "seed": _seed("probe")}
         try:
@@ -243,7 +247,6 @@ class _Labeler:
         return self._from_samples(texts)
 
     def _from_logprobs(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
-        from gendistill.llm.parse import first_token_logprobs, logprob_soft_label
 
         def has_candidates(answer: dict[str, Any]) -> str | None:
             return None if first_token_logprobs(answer["choices"][0]) else "no_logprobs"
@@ -258,7 +261,6 @@ class _Labeler:
         return np.asarray(rows), stats
 
     def _from_samples(self, texts: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
-        from gendistill.llm.parse import choice_text, match_answer, vote_soft_label
 
         config = self.config
         k = config.samples
@@ -291,8 +293,6 @@ class LoadedLLMTeacher:
         self.config, self.directory = config, Path(directory)
         path = self.directory / "teacher.json"
         if not path.exists():
-            from gendistill.errors import RunDirError
-
             raise RunDirError(f"{path} is missing; rerun the teacher stage (gendistill train-teacher RUN_DIR)")
         self.state = read_json(path)
 
@@ -302,11 +302,6 @@ class LoadedLLMTeacher:
 
     def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
         """log(soft label) per text (see `gendistill.llm.parse.soft_label_logits`), in input order."""
-        from gendistill import progress
-        from gendistill.llm.cache import RequestCache
-        from gendistill.llm.client import Client
-        from gendistill.llm.parse import soft_label_logits
-        from gendistill.pipeline.layout import RunLayout
 
         labels = len(self.state["label_names"])
         if not texts:
@@ -383,6 +378,5 @@ class LoadedLLMTeacher:
 
 
 def _add(total: dict[str, Any], more: dict[str, Any]) -> None:
-    from gendistill.sources.base import add_stats
 
     add_stats(total, more)

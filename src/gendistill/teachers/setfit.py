@@ -30,6 +30,7 @@ from pydantic import Field
 
 from gendistill import progress
 from gendistill.errors import ConfigError, ModelLoadError
+from gendistill.evaluation.measure import weights_size
 from gendistill.teachers.base import FitContext
 from gendistill.teachers.hf_encoder import EncoderTeacherConfig
 
@@ -191,7 +192,6 @@ class SetFitLabeler:
         return (embeddings.astype(np.float32) @ self.weight.T + self.bias).astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        from gendistill.evaluation.measure import weights_size
 
         params = sum(p.numel() for p in self.body.parameters()) + self.weight.size + self.bias.size
         return {"params": int(params), "size_bytes": weights_size(self.directory)}
