@@ -3,10 +3,7 @@ labeled texts with label prefixes. Sampling it back is `gendistill.generation.sa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
@@ -20,8 +17,7 @@ from transformers import (
 from gendistill.generation.generator_config import GeneratorConfig, prefix_for
 from gendistill.loading import from_pretrained
 from gendistill.training.budget import steps_for_epochs
-from gendistill.training.loop import fit, save_pretrained_atomic
-from gendistill.training.recipes import transformer_recipe
+from gendistill.training.finetune import FitContext, fine_tune
 
 EOS = "<|endoftext|>"
 
@@ -93,20 +89,12 @@ def lm_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, to
     return loss, (targets != -100).sum()
 
 
-def train_generator(
-    config: GeneratorConfig,
-    texts: list[str],
-    labels: list[int],
-    label_names: list[str],
-    out_dir: Path,
-    accelerator: Accelerator,
-    seed: int,
-    checkpoint_dir: Path | None = None,
-) -> dict:
+def train_generator(config: GeneratorConfig, ctx: FitContext) -> dict:
     """Fine-tune the causal LM on the training texts (label-name prefixed when conditional); save it."""
-    set_seed(seed)  # the model's init must not depend on what ran before (e.g. starting the process group)
+    set_seed(ctx.seed)  # the model's init must not depend on what ran before (e.g. starting the process group)
+    texts = ctx.train.texts
     model, tokenizer = build_generator(config, texts)
-    prefixes = [prefix_for(label_names[label] if config.conditional else None) for label in labels]
+    prefixes = [prefix_for(ctx.label_names[label] if config.conditional else None) for label in ctx.train.labels]
     sequences = _training_ids(tokenizer, texts, prefixes, config.max_length)
     pad = tokenizer.pad_token_id
 
@@ -124,31 +112,24 @@ def train_generator(
     epochs = config.epochs or (30 if scratch else 3)
     learning_rate = config.learning_rate or (1e-3 if scratch else 5e-5)
     steps = steps_for_epochs(epochs, len(sequences), config.batch_size)
-    optimizer, scheduler = transformer_recipe(
+    result = fine_tune(
+        ctx,
         model,
-        learning_rate=learning_rate,
-        steps=steps,
-        warmup_ratio=0.1,
-        max_warmup_steps=100,
-        decay_norms_and_biases=True,
-    )
-    model, result = fit(
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        tokenizer,
+        name="generator",
         examples=sequences,
-        batch_size=config.batch_size,
         collate=collate,
         loss_fn=lm_loss_sum,
+        batch_size=config.batch_size,
         steps=steps,
-        seed=seed,
-        description="generator: fine-tune",
-        name="generator",
-        checkpoint_dir=checkpoint_dir,
+        recipe={
+            "learning_rate": learning_rate,
+            "warmup_ratio": 0.1,
+            "max_warmup_steps": 100,
+            "decay_norms_and_biases": True,
+        },
         hparams={"generator": config.model_dump(mode="json"), "examples": len(sequences)},
     )
-    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {
         "steps": result.steps,
         "learning_rate": learning_rate,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelerate.utils import broadcast_object_list, gather_object
 
 from gendistill.data.stored import read_task
+from gendistill.training.finetune import FitContext
 
 if TYPE_CHECKING:
     import torch
@@ -76,3 +78,17 @@ class StageContext:
 
     def task(self) -> TaskData:
         return read_task(self.layout)
+
+    def fit_context(self, out_dir: Path) -> FitContext:
+        """What a model fitted on the labeled set (a teacher, the generator) gets: the task's training split, this
+        stage's folder to write and its checkpoint folder, the runtime and the seed."""
+        task = self.task()
+        return FitContext(
+            train=task.train,
+            label_names=task.label_names,
+            out_dir=out_dir,
+            checkpoint_dir=self.layout.checkpoints(self.stage),
+            accelerator=self.accelerator,
+            seed=self.config.seed,
+            label_descriptions=dict(self.config.data.label_descriptions or {}),
+        )

@@ -12,17 +12,7 @@ from gendistill.pipeline.graph import Stage, register
 
 
 def run_generator(ctx: StageContext) -> dict[str, Any]:
-    task = ctx.task()
-    return train_generator(
-        ctx.config.generator,
-        task.train.texts,
-        task.train.labels,
-        task.label_names,
-        ctx.layout.generator,
-        ctx.accelerator,
-        ctx.config.seed,
-        ctx.layout.checkpoints("generator"),
-    )
+    return train_generator(ctx.config.generator, ctx.fit_context(ctx.layout.generator))
 
 
 def _pretrained(config: RunConfig) -> list[str]:

@@ -6,21 +6,10 @@ from typing import Any
 
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.teachers import FitContext
 
 
 def run_teacher(ctx: StageContext) -> dict[str, Any]:
-    task = ctx.task()
-    fit = FitContext(
-        train=task.train,
-        label_names=task.label_names,
-        out_dir=ctx.layout.teacher,
-        checkpoint_dir=ctx.layout.checkpoints("teacher"),
-        accelerator=ctx.accelerator,
-        seed=ctx.config.seed,
-        label_descriptions=dict(ctx.config.data.label_descriptions or {}),
-    )
-    return ctx.config.teacher.fit(fit)
+    return ctx.config.teacher.fit(ctx.fit_context(ctx.layout.teacher))
 
 
 STAGE = register(

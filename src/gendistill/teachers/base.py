@@ -4,33 +4,17 @@ the next kind). A kind is a `TeacherConfig` subclass with `kind: Literal["name"]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import Field
 
 from gendistill.sections import Section, knob
+from gendistill.training.finetune import FitContext
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-    from accelerate import Accelerator
-
-    from gendistill.data.task import LabeledSet
-
-
-@dataclass
-class FitContext:
-    """What fitting a teacher may use: the labeled set, where to write, the training runtime."""
-
-    train: LabeledSet
-    label_names: list[str]
-    out_dir: Path
-    checkpoint_dir: Path
-    accelerator: Accelerator
-    seed: int
-    label_descriptions: dict[str, str] = field(default_factory=dict)  # data.label_descriptions (for LLM prompts)
 
 
 class LoadedTeacher(Protocol):

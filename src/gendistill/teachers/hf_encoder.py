@@ -8,17 +8,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from pydantic import Field
 
-from gendistill.data.task import LabeledSet
 from gendistill.errors import ModelLoadError
 from gendistill.evaluation.measure import weights_size
 from gendistill.loading import from_pretrained
 from gendistill.teachers.base import FitContext, TeacherConfig
 from gendistill.training.budget import steps_for_epochs
-from gendistill.training.loop import fit, save_pretrained_atomic
-from gendistill.training.recipes import transformer_recipe
+from gendistill.training.finetune import fine_tune
 
 
 class EncoderTeacherConfig(TeacherConfig):
@@ -55,9 +52,7 @@ class HFEncoderTeacher(EncoderTeacherConfig):
     warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
-        return train_teacher(
-            self, ctx.train, ctx.label_names, ctx.out_dir, ctx.accelerator, ctx.seed, ctx.checkpoint_dir
-        )
+        return train_teacher(self, ctx)
 
     def load(self, directory: Path, device: torch.device | str) -> EncoderTeacher:
         model, tokenizer = load_teacher(str(directory), trust_remote_code=self.trust_remote_code)
@@ -142,55 +137,40 @@ def load_teacher(
     return model, tokenizer
 
 
-def train_teacher(
-    config: HFEncoderTeacher,
-    train: LabeledSet,
-    label_names: list[str],
-    out_dir: Path,
-    accelerator: Accelerator,
-    seed: int,
-    checkpoint_dir: Path | None = None,
-) -> dict:
+def train_teacher(config: HFEncoderTeacher, ctx: FitContext) -> dict:
     """Fine-tune for `config.epochs`; no model selection (the few labeled examples are all used for training).
     Writes a `save_pretrained` folder (safetensors) atomically; returns training stats."""
     from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding
 
-    set_seed(seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
+    set_seed(ctx.seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(
-        config.model, len(label_names), label_names, config.trust_remote_code, config.allow_pickle_weights
+        config.model, len(ctx.label_names), ctx.label_names, config.trust_remote_code, config.allow_pickle_weights
     )
-    features = tokenizer(train.texts, truncation=True, max_length=config.max_length)
+    features = tokenizer(ctx.train.texts, truncation=True, max_length=config.max_length)
     examples = [
         {"input_ids": ids, "attention_mask": mask, "labels": label}
-        for ids, mask, label in zip(features["input_ids"], features["attention_mask"], train.labels, strict=True)
+        for ids, mask, label in zip(features["input_ids"], features["attention_mask"], ctx.train.labels, strict=True)
     ]
     steps = steps_for_epochs(config.epochs, len(examples), config.batch_size)
-    optimizer, scheduler = transformer_recipe(
+    result = fine_tune(
+        ctx,
         model,
-        learning_rate=config.learning_rate,
-        steps=steps,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        decay_norms_and_biases=False,
-    )
-    model, result = fit(
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
+        tokenizer,
+        name="teacher",
         examples=examples,
-        batch_size=config.batch_size,
         collate=DataCollatorWithPadding(tokenizer),
         loss_fn=classification_loss_sum,
+        batch_size=config.batch_size,
         steps=steps,
-        seed=seed,
-        description="teacher: fine-tune",
-        name="teacher",
-        checkpoint_dir=checkpoint_dir,
+        recipe={
+            "learning_rate": config.learning_rate,
+            "weight_decay": config.weight_decay,
+            "warmup_ratio": config.warmup_ratio,
+            "decay_norms_and_biases": False,
+        },
         hparams={"teacher": config.model_dump(mode="json"), "examples": len(examples)},
     )
-    save_pretrained_atomic(accelerator, model, tokenizer, out_dir)
     return {
         "steps": result.steps,
         "final_loss": result.history[-1]["loss"],
