@@ -3,21 +3,19 @@ labeled texts with label prefixes. Sampling it back is `gendistill.generation.sa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from accelerate.utils import set_seed
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedTokenizerFast,
-)
 
 from gendistill.generation.generator_config import GeneratorConfig, prefix_for
 from gendistill.loading import from_pretrained
 from gendistill.training.budget import steps_for_epochs
 from gendistill.training.finetune import FitContext, fine_tune
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
 
@@ -26,6 +24,10 @@ PAD = "<pad>"
 
 
 def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    from transformers import (
+        PreTrainedTokenizerFast,
+    )  # transformers loads in ~1.5 s: imported on use, so the CLI starts fast
+
     """A GPT-2 style byte-level BPE tokenizer learnt from `texts` (with <|endoftext|> as BOS/EOS)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -41,6 +43,13 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenize
 
 
 def build_generator(config: GeneratorConfig, texts: list[str]):
+    from transformers import (  # transformers loads in ~1.5 s: imported on use, so the CLI starts fast
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
     """(model, tokenizer) ready for fine-tuning: from scratch or from a pretrained causal LM."""
     if config.model == "scratch":
         tokenizer = train_bpe_tokenizer(texts, config.scratch_vocab_size)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer
 
 from gendistill.config import StudentConfig, UnseenTokens
 from gendistill.students.architectures import ARCHITECTURES, StudentSpec
@@ -108,6 +107,8 @@ def _teacher_vocabulary(
 ) -> _Vocabulary:
     """The teacher's tokenizer pruned to the texts' tokens, and their static embeddings from the base encoder, the
     fine-tuned one (`init_from: finetuned`) or the encoder `init_from` names (then `teacher_dir` is that one)."""
+    from transformers import AutoTokenizer  # transformers loads in ~1.5 s: imported on use, so the CLI starts fast
+
     hf_tokenizer = AutoTokenizer.from_pretrained(teacher_dir, trust_remote_code=trust_remote_code)
     tokenizer = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
     tokenizer.no_truncation()

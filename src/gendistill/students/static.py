@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from transformers import AutoModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # (encoder folder or id, its weights' size and mtime) -> {token id: vector}: the distilled and the baseline student
 # of one run embed mostly the same tokens with the same encoder (with `unseen_tokens: nearest`, the whole
@@ -45,6 +47,8 @@ def encode_tokens(
     cache = _TOKEN_VECTORS.setdefault(_encoder_identity(model_path), {})
     missing = list(dict.fromkeys(token for token in token_ids if token not in cache))
     if missing or not token_ids:
+        from transformers import AutoModel  # transformers loads in ~1.5 s: imported on use, so the CLI starts fast
+
         encoder = AutoModel.from_pretrained(model_path, trust_remote_code=trust_remote_code).to(device).eval()
         first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -64,6 +68,8 @@ def reduce_and_weight(
 ) -> np.ndarray:
     """PCA to `dim` (zero-padded if the encoder is narrower or there are fewer tokens than dims), rescaled to
     unit standard deviation, then SIF-weighted by relative frequency when a coefficient is given."""
+    from sklearn.decomposition import PCA  # scikit-learn loads in ~0.7 s: imported on use, so the CLI starts fast
+
     components = min(dim, vectors.shape[0], vectors.shape[1])
     if vectors.shape[0] < 2:  # PCA needs two points; a one-token vocabulary keeps its leading coordinates
         reduced = vectors[:, :components].astype(np.float64)
