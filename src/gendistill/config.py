@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+import reprlib
 import types
 from dataclasses import dataclass
 from enum import Enum
@@ -291,6 +292,90 @@ def _dump(value: Any) -> Any:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
+# ---- YAML reading ----------------------------------------------------------------------------------------------
+MAX_ALIAS_EXPANSION = 10_000  # values aliases may add; a "billion laughs" file expands to billions from a few lines
+
+
+class ConfigYAMLRefused(yaml.YAMLError):
+    """YAML that parses but that a config must not contain (a duplicate key, an alias bomb); the message says why."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a duplicate key at any level (PyYAML keeps the last one and silently drops
+    the first block) and aliases that expand beyond MAX_ALIAS_EXPANSION values (PyYAML shares aliased nodes, so
+    reading is quick, but validating and formatting the expanded value takes minutes and gigabytes)."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_alias_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key_node.start_mark.line + 1
+            earlier = first_line.setdefault((key_node.tag, key_node.value), line)
+            if earlier != line:
+                raise ConfigYAMLRefused(
+                    f"duplicate key {_short(key_node.value)} at lines {earlier} and {line}; the second would "
+                    "silently replace the first: merge them into one"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_alias_expansion(root: yaml.Node) -> None:
+    """Count the values the document holds once every alias is expanded (each distinct node is counted once, so
+    this takes time linear in the file); refuse a self-referencing alias or an expansion beyond the bound."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise ConfigYAMLRefused(
+                f"an alias at line {node.start_mark.line + 1} refers to the value that contains it; configs cannot "
+                "be self-referencing"
+            )
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        visiting.discard(key)
+        sizes[key] = total
+        if total - len(sizes) > MAX_ALIAS_EXPANSION:
+            raise ConfigYAMLRefused(
+                f"aliases (*name) expand to more than {MAX_ALIAS_EXPANSION:,} values (at line "
+                f"{node.start_mark.line + 1}); write the values out or use fewer nested aliases"
+            )
+        return total
+
+    size(root)
+
+
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxlist, _BOUNDED_REPR.maxdict = 3, 6, 6
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = _BOUNDED_REPR.maxlong = 80
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters (and never built whole: a nested value is cut while it is walked),
+    so a message never formats an unbounded value."""
+    text = _BOUNDED_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config YAML with ConfigLoader (no duplicate keys, no alias bombs)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 # ---- overrides -------------------------------------------------------------------------------------------------
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -313,7 +398,9 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
         if not sep or not key.strip() or not all(parts):
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set student.epochs=5")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = read_yaml(raw) if raw.strip() else ""
+        except ConfigYAMLRefused as error:
+            raise ConfigError(f"--set {_short(item)}: {error}") from None
         except yaml.YAMLError:
             value = raw
         parsed.append(Override(item, [int(p) if p.isdigit() else p for p in parts], value))
@@ -428,13 +515,13 @@ def _format_validation_error(error: ValidationError, source: str, overrides: lis
         kinds = {"sources": ("type", SOURCES.names()), "teacher": ("kind", TEACHERS.names())}
         field, names = next((v for k, v in kinds.items() if k in path), ("type", []))
         found = first.get("input", {}).get(field) if isinstance(first.get("input"), dict) else None
-        return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {found!r})"
+        return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {_short(found)})"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "value_not_shown":  # e.g. an API key pasted where its variable's name belongs
         return f"{origin}: bad value for {where!r}: {message}"
     if first["type"] == "finite_number":
         message = "must be a finite number (not NaN or infinity)"
-    return f"{origin}: bad value for {where!r}: {message} (got {first.get('input')!r})"
+    return f"{origin}: bad value for {where!r}: {message} (got {_short(first.get('input'))})"
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> RunConfig:
@@ -460,7 +547,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = read_yaml(text) or {}
+    except ConfigYAMLRefused as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
