@@ -177,3 +177,17 @@ def test_a_merge_key_may_be_overridden_by_an_explicit_key(tmp_path):
     text = "data: {train: x.csv}\nteacher:\n  <<: {model: m, epochs: 1}\n  epochs: 2\n"
     path.write_text(text)
     assert load_config(path).teacher.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "bound"),
+    [
+        ("evaluate.speed_min_seconds=1e300", "evaluate.speed_min_seconds", "less than or equal to 60"),
+        ("student.temperature=1e30", "student.temperature", "less than or equal to 100"),
+    ],
+)
+def test_knobs_that_never_end_or_overflow_have_an_upper_bound(override, field, bound):
+    """speed_min_seconds: 1e300 timed forever; temperature: 1e30 made the loss overflow to NaN and the run blamed
+    the learning rate."""
+    with pytest.raises(ConfigError, match=f"bad value for '{field}': Input should be {bound}"):
+        build_config(BASE, [override])

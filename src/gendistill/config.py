@@ -34,6 +34,9 @@ from gendistill.students.architectures.bilstm import BiLSTMSpec
 from gendistill.students.architectures.cnn import default_kernel_sizes
 from gendistill.teachers import DEFAULT_KIND, TEACHERS, teacher_union
 
+MAX_DISTILL_TEMPERATURE = 100.0
+MAX_SPEED_MIN_SECONDS = 60.0
+
 
 class DataConfig(_Section):
     """Where the labeled data comes from and how to read it."""
@@ -169,7 +172,11 @@ class StudentConfig(_Section):
         "about words it never saw in training, at no extra parameters)",
     )
     loss: LossKind = LossKind.kl
-    temperature: Annotated[float, Field(gt=0)] = 2.0
+    temperature: Annotated[float, Field(gt=0, le=MAX_DISTILL_TEMPERATURE)] = Field(
+        default=2.0,
+        description=f"softens both distributions in the KL loss (at most {MAX_DISTILL_TEMPERATURE:g}: far above it "
+        "every soft target is uniform and the loss, scaled by temperature**2, overflows)",
+    )
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="weight of gold-label cross-entropy on labeled examples (1 - alpha: distillation)"
     )
@@ -227,8 +234,10 @@ class EvaluateConfig(_Section):
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
     speed_passes: Annotated[int, Field(ge=1)] = knob(5, description="timed passes per model (median and spread)")
-    speed_min_seconds: Annotated[float, Field(ge=0)] = knob(
-        0.25, description="a timed pass repeats the texts until it has run this long"
+    speed_min_seconds: Annotated[float, Field(ge=0, le=MAX_SPEED_MIN_SECONDS)] = knob(
+        0.25,
+        description=f"a timed pass repeats the texts until it has run this long (at most {MAX_SPEED_MIN_SECONDS:g} s: "
+        "each model is timed speed_passes times, so a larger value only makes the report take hours)",
     )
     threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
 
