@@ -2,6 +2,8 @@
 a config that is saved only once its checks pass, and config changes judged by what they would rerun."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -172,3 +174,43 @@ def test_a_stage_command_for_a_stage_the_run_does_not_use(task_dir, tiny_teacher
     for command in ("train-generator", "baseline"):
         result = runner.invoke(app, [command, str(tmp_path / "run")])
         assert result.exit_code == 2 and "is not part of this run" in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, task_dir, tiny_teacher_dir):
+    """A whole run on tiny models (a file source in two label shards, no baseline), done once for this module; a
+    test that damages it works on its own copy (`run_copy`)."""
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 24}]
+    config["student"]["baseline"] = False
+    root = tmp_path_factory.mktemp("finished")
+    path = root / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["run", str(path), "--run-dir", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture()
+def run_copy(finished_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(finished_run, target)
+    config = target / "config.yaml"
+    config.write_text(config.read_text().replace(str(finished_run), str(target)))
+    return target
+
+
+def one_line(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    for fragment in fragments:
+        assert fragment in result.output, (fragment, result.output)
+    return result.output.strip()
+
+
+def test_without_its_manifest_a_stage_command_names_a_command_that_exists(run_copy):
+    (run_copy / "manifest.json").unlink()
+    message = one_line(runner.invoke(app, ["distill", str(run_copy)]), "has not finished", "run it first")
+    named = re.search(r"\(gendistill ([a-z-]+) ", message)
+    assert named is not None, message
+    assert runner.invoke(app, [named.group(1), "--help"]).exit_code == 0, f"no command {named.group(1)!r}: {message}"
