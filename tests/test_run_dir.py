@@ -201,11 +201,14 @@ def run_copy(finished_run, tmp_path):
 
 
 def one_line(result, *fragments):
+    """Exit 2 and one error line (after any progress lines of the stage it stopped), without a traceback."""
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("error: ") and result.output.count("error: ") == 1, result.output
     for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
-    return result.output.strip()
+        assert fragment in message, (fragment, result.output)
+    return message
 
 
 def test_without_its_manifest_a_stage_command_names_a_command_that_exists(run_copy):
@@ -214,3 +217,32 @@ def test_without_its_manifest_a_stage_command_names_a_command_that_exists(run_co
     named = re.search(r"\(gendistill ([a-z-]+) ", message)
     assert named is not None, message
     assert runner.invoke(app, [named.group(1), "--help"]).exit_code == 0, f"no command {named.group(1)!r}: {message}"
+
+
+def transfer_label_files(run_dir):
+    return sorted((run_dir / "labels").glob("*/shard-*.parquet"))
+
+
+def test_a_deleted_label_shard_stops_distill_with_one_line(run_copy):
+    """The student trained on fewer texts and the run said done."""
+    assert len(transfer_label_files(run_copy)) >= 2
+    gone = transfer_label_files(run_copy)[-1]
+    gone.unlink()
+    one_line(runner.invoke(app, ["distill", str(run_copy)]), f"{gone} is missing", f"gendistill label {run_copy}")
+    assert runner.invoke(app, ["label", str(run_copy)]).exit_code == 0  # the command the message names mends it
+    assert gone.exists() and runner.invoke(app, ["distill", str(run_copy)]).exit_code == 0
+
+
+@pytest.mark.parametrize("which", ["transfer", "train"])
+def test_nan_logits_in_a_label_file_name_the_file_not_the_learning_rate(run_copy, which):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = transfer_label_files(run_copy)[0] if which == "transfer" else run_copy / "labels" / "train.parquet"
+    table = pq.read_table(path)
+    logits = table.column("logits").to_pylist()
+    logits[1] = [float("nan")] * len(logits[1])
+    column = table.schema.get_field_index("logits")
+    pq.write_table(table.set_column(column, "logits", pa.array(logits, pa.list_(pa.float32()))), path)
+    message = one_line(runner.invoke(app, ["distill", str(run_copy)]), str(path), "NaN or infinite")
+    assert "learning rate" not in message

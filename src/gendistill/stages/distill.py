@@ -15,7 +15,7 @@ from gendistill.io import write_json
 from gendistill.loading import check_model
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.stages.label import soft_label_chunks
+from gendistill.stages.label import check_label_files, soft_label_chunks
 from gendistill.students.building import make_student
 from gendistill.students.cross_validation import choose_epochs_by_cv
 from gendistill.students.example_store import Chunk, ExampleStore
@@ -164,6 +164,7 @@ def run_distill(ctx: StageContext) -> dict[str, Any]:
     labeled = ctx.records.get("label", {}).get("summary", {})
     transfer = labeled.get("transfer_kept", labeled.get("transfer_labeled", 0) + labeled.get("transfer_reused", 0))
     no_transfer = transfer == 0
+    check_label_files(ctx.layout)
     return fit_student(
         ctx, lambda: soft_label_chunks(ctx.layout), "student", ctx.layout.student, labeled_only=no_transfer
     )
