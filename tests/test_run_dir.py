@@ -246,3 +246,15 @@ def test_nan_logits_in_a_label_file_name_the_file_not_the_learning_rate(run_copy
     pq.write_table(table.set_column(column, "logits", pa.array(logits, pa.list_(pa.float32()))), path)
     message = one_line(runner.invoke(app, ["distill", str(run_copy)]), str(path), "NaN or infinite")
     assert "learning rate" not in message
+
+
+def test_a_deleted_test_split_is_a_damaged_run_dir_not_no_test_set(run_copy):
+    """It was read as "no test set": the report had no accuracy and the command exited 0."""
+    test_split = run_copy / "data" / "test.parquet"
+    test_split.unlink()
+    message = one_line(runner.invoke(app, ["evaluate", str(run_copy)]), f"{test_split} is missing", "test rows")
+    assert "damaged" in message and "--force data" in message
+    command = message.split("`")[1].split()
+    assert command[0] == "gendistill"
+    assert runner.invoke(app, command[1:]).exit_code == 0  # the command the message names mends it
+    assert test_split.exists()
