@@ -149,6 +149,12 @@ class StudentConfig(_Section):
         description="teacher-init: embed tokens with the teacher's base model (base) or the fine-tuned one "
         "(finetuned), or with any encoder folder or Hugging Face id (its tokenizer too): what an llm teacher needs",
     )
+    # a knob: it decides whether a file may be read, not what is trained (no student key changes with it)
+    allow_pickle_weights: bool = knob(
+        False,
+        description="also load pytorch_model.bin (pickle) weights of the encoder student.init_from names; default: "
+        "safetensors only",
+    )
     # the network's defaults are its spec's (students/architectures): they keep a student under ~1.1M parameters on
     # a news-sized vocabulary (300x below BERT-Large)
     embedding_dim: Annotated[int, Field(ge=8, le=4096)] = StudentSpec.embedding_dim

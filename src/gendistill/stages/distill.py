@@ -12,7 +12,7 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
-from gendistill.loading import check_model
+from gendistill.loading import check_model, check_model_folder
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import check_label_files, soft_label_chunks
@@ -25,7 +25,8 @@ from gendistill.training.budget import epochs_for_steps, steps_for_epochs
 
 def student_key(config: RunConfig) -> dict[str, Any]:
     """What a student's training depends on: the student section (minus whether a baseline is trained) and seed."""
-    return {"student": config.student.model_dump(mode="json", exclude={"baseline"}), "seed": config.seed}
+    student = config.student.model_dump(mode="json", exclude={"baseline", "allow_pickle_weights"})
+    return {"student": student, "seed": config.seed}
 
 
 def student_inputs(config: RunConfig) -> list[str]:
@@ -40,6 +41,7 @@ def check_student_init(config: RunConfig) -> None:
         return
     named = config.student.init_encoder()
     if named:
+        check_model_folder(named, config.student.allow_pickle_weights, "student")
         check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))
@@ -64,6 +66,12 @@ def student_init(ctx: StageContext) -> dict[str, Any]:
         "teacher_base": base,
         "device": str(ctx.device),
         "trust_remote_code": getattr(ctx.config.teacher, "trust_remote_code", False),
+        # the opt-in of whoever named the encoder: student.init_from's own, or the teacher's for its base model
+        "allow_pickle_weights": (
+            ctx.config.student.allow_pickle_weights
+            if named
+            else getattr(ctx.config.teacher, "allow_pickle_weights", False)
+        ),
     }
 
 
