@@ -201,3 +201,10 @@ def test_a_pickle_only_generator_model_is_refused_unless_allowed(tmp_path, task_
     one_line_error(run(tmp_path, config), "generator model", "only pickle weights", "generator.allow_pickle_weights")
     allowed = run(tmp_path, config, "--set", "generator.allow_pickle_weights=true")
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_teacher_folder_without_its_vocabulary_files_is_refused(tmp_path, task_dir, teacher_copy):
+    """transformers built a tokenizer of the 5 special tokens and the teacher trained at chance."""
+    for name in ("vocab.txt", "tokenizer.json"):
+        (teacher_copy / name).unlink()
+    one_line_error(run(tmp_path, base_config(task_dir, teacher_copy)), "its tokenizer has 5 tokens", "vocab_size")

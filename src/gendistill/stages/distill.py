@@ -12,7 +12,7 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
-from gendistill.loading import check_model, check_model_folder
+from gendistill.loading import check_model, check_model_folder, check_tokenizer_vocabulary
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import check_label_files, soft_label_chunks
@@ -42,7 +42,9 @@ def check_student_init(config: RunConfig) -> None:
     named = config.student.init_encoder()
     if named:
         check_model_folder(named, config.student.allow_pickle_weights, "student")
-        check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
+        trust_remote_code = getattr(config.teacher, "trust_remote_code", False)
+        check_model(named, "student.init_from encoder", trust_remote_code)
+        check_tokenizer_vocabulary(named, "student", trust_remote_code)
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))
 
