@@ -160,9 +160,9 @@ class LabelMap:
     Only the classes that occur in the training labels are kept, never a range of integers: integer labels without
     declared names become classes named by their values, sorted numerically (1, 2.0, "2" and "2e0" are one class;
     floats beyond 2**53 are refused); string labels become classes sorted by name. Declared names (`data.label_names`,
-    a `labels.json` beside the train file,
-    or a Hugging Face ClassLabel) map integer id -> name by position, or list the string labels in id order; every
-    declared class must have training rows, since a classifier cannot learn a class without examples.
+    a `labels.json` beside the train file, or a Hugging Face ClassLabel) map integer id -> name by position, or list
+    the string labels in id order; every declared class must have training rows, since a classifier cannot learn a
+    class without examples.
     """
 
     def __init__(
