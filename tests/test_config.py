@@ -116,3 +116,78 @@ def test_old_generator_sampling_keys_move_into_the_generate_source():
     assert config.transfer.sources[0].top_p == 0.5 and config.transfer.sources[0].batch_size == 4
     assert config.transfer.sources[1].top_p == 0.9  # a value the source sets itself wins
     assert config.generator.batch_size == 2  # the training batch size stays with the generator
+
+
+ALIAS_BOMB = """\
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+data:
+  train: x.csv
+  seed: *e
+"""
+
+
+def test_an_alias_bomb_is_refused_in_one_short_line(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    with pytest.raises(ConfigError, match="aliases .* expand to more than") as error:
+        load_config(path)
+    assert len(str(error.value)) < 300 and "\n" not in str(error.value)
+
+
+def test_a_few_aliases_still_work(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train: &t x.csv\n  validation: *t\nteacher: {model: m}\n")
+    assert load_config(path).data.validation == "x.csv"
+
+
+def test_a_self_referencing_alias_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: &d\n  train: x.csv\n  label_names: [*d]\n")
+    with pytest.raises(ConfigError, match="refers to the value that contains it"):
+        load_config(path)
+
+
+def test_a_bad_value_is_shown_shortened_in_the_message():
+    with pytest.raises(ConfigError, match="bad value for 'data.seed'") as error:
+        build_config({**BASE, "data": {"train": "x.csv", "seed": ["word"] * 10_000}})
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        ("student:\n  epochs: 3\nteacher: {model: m}\nstudent:\n  epochs: 5\n", "'student'", "lines 1 and 4"),
+        ("teacher:\n  model: m\n  epochs: 1\n  epochs: 2\n", "'epochs'", "lines 3 and 4"),
+    ],
+)
+def test_a_duplicate_key_is_refused_with_both_lines(tmp_path, text, key, lines):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {train: x.csv}\n" + text)
+    first, second = (int(n) + 1 for n in lines.removeprefix("lines ").split(" and "))
+    with pytest.raises(ConfigError, match=f"duplicate key {key} at lines {first} and {second}"):
+        load_config(path)
+
+
+def test_a_merge_key_may_be_overridden_by_an_explicit_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    text = "data: {train: x.csv}\nteacher:\n  <<: {model: m, epochs: 1}\n  epochs: 2\n"
+    path.write_text(text)
+    assert load_config(path).teacher.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "bound"),
+    [
+        ("evaluate.speed_min_seconds=1e300", "evaluate.speed_min_seconds", "less than or equal to 60"),
+        ("student.temperature=1e30", "student.temperature", "less than or equal to 100"),
+    ],
+)
+def test_knobs_that_never_end_or_overflow_have_an_upper_bound(override, field, bound):
+    """speed_min_seconds: 1e300 timed forever; temperature: 1e30 made the loss overflow to NaN and the run blamed
+    the learning rate."""
+    with pytest.raises(ConfigError, match=f"bad value for '{field}': Input should be {bound}"):
+        build_config(BASE, [override])

@@ -309,3 +309,25 @@ def test_benchmark_ag_news_keeps_its_declared_classes():
     task = load_task(str(SHARED_AG_NEWS / "train.jsonl"), per_class=8, seed=0)
     assert task.label_names == ["World", "Sports", "Business", "Sci/Tech"]
     assert sorted(task.train.labels) == [0] * 8 + [1] * 8 + [2] * 8 + [3] * 8
+
+
+def test_equal_large_numbers_written_differently_are_one_class(tmp_path):
+    """'1e30' was a class name beside the integer 10**30; written in any exact form, one number is one class."""
+    labels = ["1e30", str(10**30), "1.0e+30", "0", 10**30, "0e5"]
+    task = load_task(write(tmp_path / "train.jsonl", labeled_rows(labels), "jsonl"))
+    assert task.label_names == ["0", str(10**30)] and task.train.labels == [1, 1, 1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_float_label_too_large_to_be_exact_is_refused(tmp_path, fmt):
+    """The float 1e30 is 1000000000000000019884624838656 as an integer: a class apart from 10**30."""
+    labels = [0, 10**30, 1e30, 0] if fmt == "jsonl" else [0.0, 1.0, 1e30, 0.0]
+    train = write(tmp_path / f"train.{fmt}", labeled_rows(labels), fmt)
+    with pytest.raises(DataError, match=r"row 3: label 1e\+30 is a floating-point number too large"):
+        load_task(train)
+
+
+def test_a_label_with_an_absurd_exponent_is_refused_quickly(tmp_path):
+    train = write(tmp_path / "train.jsonl", labeled_rows(["0", "1e999999999", "0"]), "jsonl")
+    with pytest.raises(DataError, match="row 2: label '1e999999999' is too long a number"):
+        load_task(train)

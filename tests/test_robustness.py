@@ -167,3 +167,44 @@ def test_a_damaged_export_folder(student_dir, tmp_path, damage):
         (tmp_path / "onnx" / "labels.json").write_text(json.dumps([*LABELS, "extra"]))
         expected = "4 label names for a model with 3 outputs"
     one_line_error(runner.invoke(app, ["predict", str(tmp_path / "onnx"), "a goal"]), expected)
+
+
+def pickle_only_copy(source, target, model_class):
+    """A copy of a model folder whose weights are a pytorch_model.bin (a pickle) and no safetensors."""
+    shutil.copytree(source, target)
+    model = model_class.from_pretrained(target)
+    for weights in target.glob("*.safetensors"):
+        weights.unlink()
+    torch.save(model.state_dict(), target / "pytorch_model.bin")
+    return target
+
+
+def test_a_pickle_only_student_init_from_encoder_is_refused_unless_allowed(tmp_path, task_dir, tiny_teacher_dir):
+    """It was loaded (unpickled) without any opt-in: only the teacher's folder was checked."""
+    from transformers import BertModel
+
+    encoder = pickle_only_copy(tiny_teacher_dir, tmp_path / "encoder", BertModel)
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["student"].update(init="teacher", init_from=str(encoder))
+    one_line_error(run(tmp_path, config), "student model", "only pickle weights", "student.allow_pickle_weights")
+    allowed = run(tmp_path, config, "--set", "student.allow_pickle_weights=true")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_pickle_only_generator_model_is_refused_unless_allowed(tmp_path, task_dir, tiny_teacher_dir, tiny_gpt2_dir):
+    from transformers import GPT2LMHeadModel
+
+    generator = pickle_only_copy(tiny_gpt2_dir, tmp_path / "generator", GPT2LMHeadModel)
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["generator"] = {"model": str(generator), "epochs": 1, "max_length": 32}
+    config["transfer"]["sources"] = [{"type": "generate", "n": 8, "max_new_tokens": 8}]
+    one_line_error(run(tmp_path, config), "generator model", "only pickle weights", "generator.allow_pickle_weights")
+    allowed = run(tmp_path, config, "--set", "generator.allow_pickle_weights=true")
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_teacher_folder_without_its_vocabulary_files_is_refused(tmp_path, task_dir, teacher_copy):
+    """transformers built a tokenizer of the 5 special tokens and the teacher trained at chance."""
+    for name in ("vocab.txt", "tokenizer.json"):
+        (teacher_copy / name).unlink()
+    one_line_error(run(tmp_path, base_config(task_dir, teacher_copy)), "its tokenizer has 5 tokens", "vocab_size")

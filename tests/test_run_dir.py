@@ -2,6 +2,8 @@
 a config that is saved only once its checks pass, and config changes judged by what they would rerun."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -172,3 +174,87 @@ def test_a_stage_command_for_a_stage_the_run_does_not_use(task_dir, tiny_teacher
     for command in ("train-generator", "baseline"):
         result = runner.invoke(app, [command, str(tmp_path / "run")])
         assert result.exit_code == 2 and "is not part of this run" in result.output, result.output
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, task_dir, tiny_teacher_dir):
+    """A whole run on tiny models (a file source in two label shards, no baseline), done once for this module; a
+    test that damages it works on its own copy (`run_copy`)."""
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 24}]
+    config["student"]["baseline"] = False
+    root = tmp_path_factory.mktemp("finished")
+    path = root / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["run", str(path), "--run-dir", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture()
+def run_copy(finished_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(finished_run, target)
+    config = target / "config.yaml"
+    config.write_text(config.read_text().replace(str(finished_run), str(target)))
+    return target
+
+
+def one_line(result, *fragments):
+    """Exit 2 and one error line (after any progress lines of the stage it stopped), without a traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("error: ") and result.output.count("error: ") == 1, result.output
+    for fragment in fragments:
+        assert fragment in message, (fragment, result.output)
+    return message
+
+
+def test_without_its_manifest_a_stage_command_names_a_command_that_exists(run_copy):
+    (run_copy / "manifest.json").unlink()
+    message = one_line(runner.invoke(app, ["distill", str(run_copy)]), "has not finished", "run it first")
+    named = re.search(r"\(gendistill ([a-z-]+) ", message)
+    assert named is not None, message
+    assert runner.invoke(app, [named.group(1), "--help"]).exit_code == 0, f"no command {named.group(1)!r}: {message}"
+
+
+def transfer_label_files(run_dir):
+    return sorted((run_dir / "labels").glob("*/shard-*.parquet"))
+
+
+def test_a_deleted_label_shard_stops_distill_with_one_line(run_copy):
+    """The student trained on fewer texts and the run said done."""
+    assert len(transfer_label_files(run_copy)) >= 2
+    gone = transfer_label_files(run_copy)[-1]
+    gone.unlink()
+    one_line(runner.invoke(app, ["distill", str(run_copy)]), f"{gone} is missing", f"gendistill label {run_copy}")
+    assert runner.invoke(app, ["label", str(run_copy)]).exit_code == 0  # the command the message names mends it
+    assert gone.exists() and runner.invoke(app, ["distill", str(run_copy)]).exit_code == 0
+
+
+@pytest.mark.parametrize("which", ["transfer", "train"])
+def test_nan_logits_in_a_label_file_name_the_file_not_the_learning_rate(run_copy, which):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = transfer_label_files(run_copy)[0] if which == "transfer" else run_copy / "labels" / "train.parquet"
+    table = pq.read_table(path)
+    logits = table.column("logits").to_pylist()
+    logits[1] = [float("nan")] * len(logits[1])
+    column = table.schema.get_field_index("logits")
+    pq.write_table(table.set_column(column, "logits", pa.array(logits, pa.list_(pa.float32()))), path)
+    message = one_line(runner.invoke(app, ["distill", str(run_copy)]), str(path), "NaN or infinite")
+    assert "learning rate" not in message
+
+
+def test_a_deleted_test_split_is_a_damaged_run_dir_not_no_test_set(run_copy):
+    """It was read as "no test set": the report had no accuracy and the command exited 0."""
+    test_split = run_copy / "data" / "test.parquet"
+    test_split.unlink()
+    message = one_line(runner.invoke(app, ["evaluate", str(run_copy)]), f"{test_split} is missing", "test rows")
+    assert "damaged" in message and "--force data" in message
+    command = message.split("`")[1].split()
+    assert command[0] == "gendistill"
+    assert runner.invoke(app, command[1:]).exit_code == 0  # the command the message names mends it
+    assert test_split.exists()

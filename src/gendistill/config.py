@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import re
+import reprlib
 import types
 from dataclasses import dataclass
 from enum import Enum
@@ -32,6 +33,9 @@ from gendistill.students.architectures import ARCHITECTURES, StudentSpec
 from gendistill.students.architectures.bilstm import BiLSTMSpec
 from gendistill.students.architectures.cnn import default_kernel_sizes
 from gendistill.teachers import DEFAULT_KIND, TEACHERS, teacher_union
+
+MAX_DISTILL_TEMPERATURE = 100.0
+MAX_SPEED_MIN_SECONDS = 60.0
 
 
 class DataConfig(_Section):
@@ -145,6 +149,12 @@ class StudentConfig(_Section):
         description="teacher-init: embed tokens with the teacher's base model (base) or the fine-tuned one "
         "(finetuned), or with any encoder folder or Hugging Face id (its tokenizer too): what an llm teacher needs",
     )
+    # a knob: it decides whether a file may be read, not what is trained (no student key changes with it)
+    allow_pickle_weights: bool = knob(
+        False,
+        description="also load pytorch_model.bin (pickle) weights of the encoder student.init_from names; default: "
+        "safetensors only",
+    )
     # the network's defaults are its spec's (students/architectures): they keep a student under ~1.1M parameters on
     # a news-sized vocabulary (300x below BERT-Large)
     embedding_dim: Annotated[int, Field(ge=8, le=4096)] = StudentSpec.embedding_dim
@@ -168,7 +178,11 @@ class StudentConfig(_Section):
         "about words it never saw in training, at no extra parameters)",
     )
     loss: LossKind = LossKind.kl
-    temperature: Annotated[float, Field(gt=0)] = 2.0
+    temperature: Annotated[float, Field(gt=0, le=MAX_DISTILL_TEMPERATURE)] = Field(
+        default=2.0,
+        description=f"softens both distributions in the KL loss (at most {MAX_DISTILL_TEMPERATURE:g}: far above it "
+        "every soft target is uniform and the loss, scaled by temperature**2, overflows)",
+    )
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="weight of gold-label cross-entropy on labeled examples (1 - alpha: distillation)"
     )
@@ -226,8 +240,10 @@ class EvaluateConfig(_Section):
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
     speed_passes: Annotated[int, Field(ge=1)] = knob(5, description="timed passes per model (median and spread)")
-    speed_min_seconds: Annotated[float, Field(ge=0)] = knob(
-        0.25, description="a timed pass repeats the texts until it has run this long"
+    speed_min_seconds: Annotated[float, Field(ge=0, le=MAX_SPEED_MIN_SECONDS)] = knob(
+        0.25,
+        description=f"a timed pass repeats the texts until it has run this long (at most {MAX_SPEED_MIN_SECONDS:g} s: "
+        "each model is timed speed_passes times, so a larger value only makes the report take hours)",
     )
     threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
 
@@ -291,6 +307,90 @@ def _dump(value: Any) -> Any:
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
+# ---- YAML reading ----------------------------------------------------------------------------------------------
+MAX_ALIAS_EXPANSION = 10_000  # values aliases may add; a "billion laughs" file expands to billions from a few lines
+
+
+class ConfigYAMLRefused(yaml.YAMLError):
+    """YAML that parses but that a config must not contain (a duplicate key, an alias bomb); the message says why."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a duplicate key at any level (PyYAML keeps the last one and silently drops
+    the first block) and aliases that expand beyond MAX_ALIAS_EXPANSION values (PyYAML shares aliased nodes, so
+    reading is quick, but validating and formatting the expanded value takes minutes and gigabytes)."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_alias_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key_node.start_mark.line + 1
+            earlier = first_line.setdefault((key_node.tag, key_node.value), line)
+            if earlier != line:
+                raise ConfigYAMLRefused(
+                    f"duplicate key {_short(key_node.value)} at lines {earlier} and {line}; the second would "
+                    "silently replace the first: merge them into one"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_alias_expansion(root: yaml.Node) -> None:
+    """Count the values the document holds once every alias is expanded (each distinct node is counted once, so
+    this takes time linear in the file); refuse a self-referencing alias or an expansion beyond the bound."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise ConfigYAMLRefused(
+                f"an alias at line {node.start_mark.line + 1} refers to the value that contains it; configs cannot "
+                "be self-referencing"
+            )
+        visiting.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        visiting.discard(key)
+        sizes[key] = total
+        if total - len(sizes) > MAX_ALIAS_EXPANSION:
+            raise ConfigYAMLRefused(
+                f"aliases (*name) expand to more than {MAX_ALIAS_EXPANSION:,} values (at line "
+                f"{node.start_mark.line + 1}); write the values out or use fewer nested aliases"
+            )
+        return total
+
+    size(root)
+
+
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxlist, _BOUNDED_REPR.maxdict = 3, 6, 6
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = _BOUNDED_REPR.maxlong = 80
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters (and never built whole: a nested value is cut while it is walked),
+    so a message never formats an unbounded value."""
+    text = _BOUNDED_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_yaml(text: str) -> Any:
+    """Parse config YAML with ConfigLoader (no duplicate keys, no alias bombs)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 # ---- overrides -------------------------------------------------------------------------------------------------
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -313,7 +413,9 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
         if not sep or not key.strip() or not all(parts):
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set student.epochs=5")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = read_yaml(raw) if raw.strip() else ""
+        except ConfigYAMLRefused as error:
+            raise ConfigError(f"--set {_short(item)}: {error}") from None
         except yaml.YAMLError:
             value = raw
         parsed.append(Override(item, [int(p) if p.isdigit() else p for p in parts], value))
@@ -428,13 +530,13 @@ def _format_validation_error(error: ValidationError, source: str, overrides: lis
         kinds = {"sources": ("type", SOURCES.names()), "teacher": ("kind", TEACHERS.names())}
         field, names = next((v for k, v in kinds.items() if k in path), ("type", []))
         found = first.get("input", {}).get(field) if isinstance(first.get("input"), dict) else None
-        return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {found!r})"
+        return f"{origin}: {where}.{field}: expected one of {', '.join(names)} (got {_short(found)})"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "value_not_shown":  # e.g. an API key pasted where its variable's name belongs
         return f"{origin}: bad value for {where!r}: {message}"
     if first["type"] == "finite_number":
         message = "must be a finite number (not NaN or infinity)"
-    return f"{origin}: bad value for {where!r}: {message} (got {first.get('input')!r})"
+    return f"{origin}: bad value for {where!r}: {message} (got {_short(first.get('input'))})"
 
 
 def build_config(raw: dict[str, Any], overrides: list[str] | None = None, source: str = "config") -> RunConfig:
@@ -460,7 +562,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = read_yaml(text) or {}
+    except ConfigYAMLRefused as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

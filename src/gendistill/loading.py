@@ -55,6 +55,49 @@ def check_model(name: str, what: str, trust_remote_code: bool) -> None:
     from_pretrained(AutoConfig.from_pretrained, name, what, trust_remote_code=trust_remote_code)
 
 
+def check_model_folder(model: str, allow_pickle_weights: bool, section: str) -> None:
+    """A local model folder must be one `save_pretrained` wrote, and hold safetensors unless pickle is allowed: a
+    pytorch_model.bin is a pickle, which runs code when loaded. One check (and one message) for every model a run
+    loads from a folder: the teacher, `student.init_from`, `generator.model`."""
+    path = Path(model)
+    if not path.exists():
+        return
+    if not (path / "config.json").exists():
+        raise ModelLoadError(
+            f"{section} model {model!r}: the folder has no config.json; pass a folder written by "
+            "save_pretrained (or `huggingface-cli download`)"
+        )
+    if not allow_pickle_weights and not list(path.glob("*.safetensors")) and list(path.glob("*.bin")):
+        raise ModelLoadError(
+            f"{section} model {model!r}: the folder holds only pickle weights (*.bin), which can run code "
+            f"when loaded; convert them to safetensors, or set {section}.allow_pickle_weights: true if you "
+            "trust the folder"
+        )
+
+
+def check_tokenizer_vocabulary(model: str, section: str, trust_remote_code: bool) -> None:
+    """A local model folder's tokenizer must cover the model's vocabulary. Without its vocabulary files (vocab.txt,
+    tokenizer.json, ...) transformers silently builds a tokenizer of the 5 special tokens, and the teacher trains at
+    chance on texts that are all [UNK]; a tokenizer under half the model's `vocab_size` is that, or the wrong one."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not Path(model).is_dir():
+        return  # a Hub download comes with its tokenizer files
+    config = from_pretrained(AutoConfig.from_pretrained, model, f"{section} model", trust_remote_code=trust_remote_code)
+    expected = getattr(config, "vocab_size", None)
+    if not isinstance(expected, int) or expected <= 0:
+        return
+    tokenizer = from_pretrained(
+        AutoTokenizer.from_pretrained, model, f"{section} tokenizer", trust_remote_code=trust_remote_code
+    )
+    if len(tokenizer) < expected // 2:
+        raise ModelLoadError(
+            f"{section} model {model!r}: its tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{expected}: the folder lacks its vocabulary files (vocab.txt, tokenizer.json, ...); save the tokenizer "
+            "into it too (tokenizer.save_pretrained) or copy its files from where the model came from"
+        )
+
+
 # ---- gendistill's own models (students, ONNX exports) as Hub repos -----------------------------------------------
 def looks_like_path(name: str) -> bool:
     """A name that can only be a local path (never a Hub repo id `user/name` or `name`)."""

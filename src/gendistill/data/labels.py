@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
 MAX_CLASSES = 1000  # more distinct labels than this almost always means data.label_column names the wrong column
 
 
-_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?", re.ASCII)  # "2", "-1", "2.0", "2.5", ".5"
+# "2", "-1", "2.0", "2.5", ".5", "1e30", "2.5E+1": a number written in a text column, parsed exactly (Decimal)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+MAX_EXACT_FLOAT = 2**53  # beyond it a float is not an exact integer: 1e30 is 1000000000000000019884624838656
+MAX_LABEL_DIGITS = 4000  # below Python's int-from-string limit; "1e999999999" would be a billion-digit integer
 
 
 def _show(value: Any, limit: int = 60) -> str:
@@ -113,26 +117,24 @@ def _parse_label(value: Any, spec: str, column: str, row: int) -> int | str:
         if not np.isfinite(value):
             raise DataError(f"{where(spec, column, row)}: label {_show(value)} is not a finite number; fix the row")
         if not float(value).is_integer():
+            raise DataError(_fraction_message(value, spec, column, row))
+        if abs(value) > MAX_EXACT_FLOAT:
             raise DataError(
-                f"{where(spec, column, row)}: label {_show(value)} has a fraction; class labels are integer ids or "
-                "names (is this column a score rather than a class?)"
+                f"{where(spec, column, row)}: label {_show(value)} is a floating-point number too large to be an exact "
+                f"integer (above 2**53, so equal ids could become different classes); write class ids as integers "
+                "or the classes as names"
             )
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        number = _NUMBER.fullmatch(text)
-        if number is None or not (number.group(2) or number.group(3)):
+        if _NUMBER.fullmatch(text) is None:
             return text
-        sign, whole, fraction = number.groups()
-        if fraction and fraction.strip("0"):
-            raise DataError(
-                f"{where(spec, column, row)}: label {_show(value)} has a fraction; class labels are integer ids or "
-                "names (is this column a score rather than a class?)"
-            )
-        try:
-            return int(sign + (whole or "0"))
-        except ValueError:  # beyond Python's int-from-string digit limit
-            raise DataError(f"{where(spec, column, row)}: label {_show(value)} is too long a number") from None
+        number = Decimal(text)  # exact: "1e30", "1000000000000000000000000000000" and 10**30 are one class
+        if number.adjusted() >= MAX_LABEL_DIGITS:
+            raise DataError(f"{where(spec, column, row)}: label {_show(value)} is too long a number")
+        if number != number.to_integral_value():
+            raise DataError(_fraction_message(value, spec, column, row))
+        return int(number)
     if isinstance(value, (list, tuple, set, np.ndarray)):
         kind = f"a list (type {type(value).__name__}, e.g. a Parquet list column)"
     elif isinstance(value, dict):
@@ -145,14 +147,22 @@ def _parse_label(value: Any, spec: str, column: str, row: int) -> int | str:
     )
 
 
+def _fraction_message(value: Any, spec: str, column: str, row: int) -> str:
+    return (
+        f"{where(spec, column, row)}: label {_show(value)} has a fraction; class labels are integer ids or names (is "
+        "this column a score rather than a class?)"
+    )
+
+
 class LabelMap:
     """Maps raw label values to contiguous class ids and keeps the class names.
 
     Only the classes that occur in the training labels are kept, never a range of integers: integer labels without
-    declared names become classes named by their values, sorted numerically (1, 2.0 and "2" are one class); string
-    labels become classes sorted by name. Declared names (`data.label_names`, a `labels.json` beside the train file,
-    or a Hugging Face ClassLabel) map integer id -> name by position, or list the string labels in id order; every
-    declared class must have training rows, since a classifier cannot learn a class without examples.
+    declared names become classes named by their values, sorted numerically (1, 2.0, "2" and "2e0" are one class;
+    floats beyond 2**53 are refused); string labels become classes sorted by name. Declared names (`data.label_names`,
+    a `labels.json` beside the train file, or a Hugging Face ClassLabel) map integer id -> name by position, or list
+    the string labels in id order; every declared class must have training rows, since a classifier cannot learn a
+    class without examples.
     """
 
     def __init__(

@@ -29,16 +29,21 @@ def write_task(layout: RunLayout, task: TaskData) -> None:
 
 
 def read_task(layout: RunLayout) -> TaskData:
-    """The task exactly as the data stage wrote it."""
+    """The task exactly as the data stage wrote it. A split file the data stage wrote (its stats.json counts the
+    rows) and that is gone now is an error: read as "no test set", a deleted test file would end the run with no
+    accuracy and exit 0."""
+    stats = read_json(layout.data_stats) if layout.data_stats.exists() else {}
+    reload = f"reload the data with `gendistill run {layout.config} --run-dir {layout.root} --force data`"
 
     def split(name: str) -> LabeledSet | None:
         path = layout.split(name)
         if not path.exists():
+            written = stats.get(name) if isinstance(stats, dict) else None
+            if name == "train" or (isinstance(written, int) and written > 0):
+                rows = f"the data stage wrote {written} {name} rows there" if written else "the data stage wrote it"
+                raise RunDirError(f"{path} is missing, but {rows}; the run directory is damaged: {reload}")
             return None
         table = pq.read_table(path)
         return LabeledSet(table.column("text").to_pylist(), table.column("label").to_pylist())
 
-    train = split("train")
-    if train is None:
-        raise RunDirError(f"{layout.split('train')} is missing; rerun the data stage (gendistill run)")
-    return TaskData(train, split("test"), split("validation"), read_json(layout.label_names))
+    return TaskData(split("train"), split("test"), split("validation"), read_json(layout.label_names))

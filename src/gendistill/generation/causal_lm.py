@@ -66,7 +66,14 @@ def build_generator(config: GeneratorConfig, texts: list[str]):
         return GPT2LMHeadModel(model_config), tokenizer
     kwargs = {"trust_remote_code": config.trust_remote_code}
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, config.model, "generator tokenizer", **kwargs)
-    model = from_pretrained(AutoModelForCausalLM.from_pretrained, config.model, "generator model", **kwargs)
+    safetensors_only = None if config.allow_pickle_weights else True
+    model = from_pretrained(
+        AutoModelForCausalLM.from_pretrained,
+        config.model,
+        "generator model",
+        use_safetensors=safetensors_only,
+        **kwargs,
+    )
     if tokenizer.eos_token is None:
         tokenizer.eos_token = tokenizer.bos_token or tokenizer.sep_token
     if tokenizer.bos_token is None:

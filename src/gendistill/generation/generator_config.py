@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from gendistill.sections import Section
+from gendistill.sections import Section, knob
 
 
 def prefix_for(label_name: str | None) -> str:
@@ -38,6 +38,10 @@ class GeneratorConfig(Section):
     scratch_heads: Annotated[int, Field(ge=1)] = 4
     scratch_vocab_size: Annotated[int, Field(ge=300)] = 4000
     trust_remote_code: bool = False
+    # a knob: it decides whether a file may be read, not what is trained (no generator key changes with it)
+    allow_pickle_weights: bool = knob(
+        False, description="also load pytorch_model.bin (pickle) weights of generator.model; default: safetensors only"
+    )
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> GeneratorConfig:

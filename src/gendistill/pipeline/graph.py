@@ -51,6 +51,14 @@ class Stage:
     def cli_name(self) -> str:
         return self.command or self.name
 
+    def command_line(self, layout: RunLayout) -> str:
+        """The CLI command that runs this stage in `layout`'s run directory: its own command, or `run` on the
+        run's saved config for a stage without one (the data stage), so a hint never names a command that does not
+        exist."""
+        if self.has_command:
+            return f"gendistill {self.cli_name} {layout.root}"
+        return f"gendistill run {layout.config} --run-dir {layout.root}"
+
 
 STAGES: Registry[Stage] = Registry("stage")
 

@@ -243,7 +243,7 @@ class Run:
                     if stage.name in needed and key["applies"] and not self.is_done(stage.name, key["key"]):
                         raise RunDirError(
                             f"stage {stage.name!r} has not finished in {self.dir}; run it first "
-                            f"(gendistill {stage.cli_name} {self.dir}) or use gendistill run"
+                            f"({stage.command_line(self.layout)})"
                         )
                     continue
                 if not key["applies"]:

@@ -12,10 +12,10 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
-from gendistill.loading import check_model
+from gendistill.loading import check_model, check_model_folder, check_tokenizer_vocabulary
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
-from gendistill.stages.label import soft_label_chunks
+from gendistill.stages.label import check_label_files, soft_label_chunks
 from gendistill.students.building import make_student
 from gendistill.students.cross_validation import choose_epochs_by_cv
 from gendistill.students.example_store import Chunk, ExampleStore
@@ -25,7 +25,8 @@ from gendistill.training.budget import epochs_for_steps, steps_for_epochs
 
 def student_key(config: RunConfig) -> dict[str, Any]:
     """What a student's training depends on: the student section (minus whether a baseline is trained) and seed."""
-    return {"student": config.student.model_dump(mode="json", exclude={"baseline"}), "seed": config.seed}
+    student = config.student.model_dump(mode="json", exclude={"baseline", "allow_pickle_weights"})
+    return {"student": student, "seed": config.seed}
 
 
 def student_inputs(config: RunConfig) -> list[str]:
@@ -40,7 +41,10 @@ def check_student_init(config: RunConfig) -> None:
         return
     named = config.student.init_encoder()
     if named:
-        check_model(named, "student.init_from encoder", getattr(config.teacher, "trust_remote_code", False))
+        check_model_folder(named, config.student.allow_pickle_weights, "student")
+        trust_remote_code = getattr(config.teacher, "trust_remote_code", False)
+        check_model(named, "student.init_from encoder", trust_remote_code)
+        check_tokenizer_vocabulary(named, "student", trust_remote_code)
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))
 
@@ -64,6 +68,12 @@ def student_init(ctx: StageContext) -> dict[str, Any]:
         "teacher_base": base,
         "device": str(ctx.device),
         "trust_remote_code": getattr(ctx.config.teacher, "trust_remote_code", False),
+        # the opt-in of whoever named the encoder: student.init_from's own, or the teacher's for its base model
+        "allow_pickle_weights": (
+            ctx.config.student.allow_pickle_weights
+            if named
+            else getattr(ctx.config.teacher, "allow_pickle_weights", False)
+        ),
     }
 
 
@@ -164,6 +174,7 @@ def run_distill(ctx: StageContext) -> dict[str, Any]:
     labeled = ctx.records.get("label", {}).get("summary", {})
     transfer = labeled.get("transfer_kept", labeled.get("transfer_labeled", 0) + labeled.get("transfer_reused", 0))
     no_transfer = transfer == 0
+    check_label_files(ctx.layout)
     return fit_student(
         ctx, lambda: soft_label_chunks(ctx.layout), "student", ctx.layout.student, labeled_only=no_transfer
     )

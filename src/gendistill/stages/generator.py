@@ -6,7 +6,7 @@ from typing import Any
 
 from gendistill.config import RunConfig
 from gendistill.generation.causal_lm import train_generator
-from gendistill.loading import check_model
+from gendistill.loading import check_model, check_model_folder, check_tokenizer_vocabulary
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 
@@ -21,7 +21,9 @@ def _pretrained(config: RunConfig) -> list[str]:
 
 def _check(config: RunConfig) -> None:
     for model in _pretrained(config):
+        check_model_folder(model, config.generator.allow_pickle_weights, "generator")
         check_model(model, "generator model", config.generator.trust_remote_code)
+        check_tokenizer_vocabulary(model, "generator", config.generator.trust_remote_code)
 
 
 STAGE = register(

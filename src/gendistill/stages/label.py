@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 
 from gendistill import progress
 from gendistill.data import curation
-from gendistill.errors import GendistillError
-from gendistill.io import read_json, texts_sha256, write_parquet
+from gendistill.errors import GendistillError, RunDirError
+from gendistill.io import read_json, texts_sha256, write_json, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
@@ -73,11 +73,39 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
         for stale in out.glob("*/shard-*.parquet"):
             if stale not in wanted:
                 stale.unlink()
+        _write_shard_index(ctx.layout, [ctx.layout.train_logits, *sorted(wanted)])
     labeled, reused = sum(c[0] for c in counts), sum(c[1] for c in counts)
     summary: dict[str, Any] = {"train": len(task.train), "transfer_labeled": labeled, "transfer_reused": reused}
     if ctx.is_main:
         summary.update(curate(ctx))
     return summary
+
+
+SHARD_INDEX = "shards.json"  # in layout.labels: every file the label stage wrote, with its row count
+
+
+def _write_shard_index(layout: RunLayout, files: list[Path]) -> None:
+    index = {str(path.relative_to(layout.labels)): pq.read_metadata(path).num_rows for path in files}
+    write_json(layout.labels / SHARD_INDEX, index)
+
+
+def check_label_files(layout: RunLayout) -> None:
+    """Every file the label stage recorded is there with its rows: a deleted shard would otherwise make the
+    student train on fewer texts and the run say done. (A run dir labeled before the index existed is trusted.)"""
+    index_path = layout.labels / SHARD_INDEX
+    if not index_path.exists():
+        return
+    index: dict[str, int] = read_json(index_path)
+    for name, rows in index.items():
+        path = layout.labels / name
+        problem = "is missing" if not path.exists() else None
+        if problem is None and pq.read_metadata(path).num_rows != rows:
+            problem = f"has {pq.read_metadata(path).num_rows} rows, not the {rows} the label stage wrote"
+        if problem is not None:
+            raise RunDirError(
+                f"{path} {problem} (one of the {len(index)} label files the label stage recorded); the run directory "
+                f"is damaged: relabel with `gendistill label {layout.root}`"
+            )
 
 
 def _transfer_label_files(layout: RunLayout) -> list[Path]:
@@ -92,7 +120,12 @@ def curate(ctx: StageContext) -> dict[str, Any]:
     tables = [pq.read_table(path, columns=["logits"]) for path in files]
     names = read_json(layout.label_names)
     logits = (
-        np.concatenate([_matrix(t.column("logits").combine_chunks(), len(names)) for t in tables])
+        np.concatenate(
+            [
+                _matrix(t.column("logits").combine_chunks(), len(names), path, layout)
+                for t, path in zip(tables, files, strict=True)
+            ]
+        )
         if tables
         else np.zeros((0, len(names)), np.float32)
     )
@@ -152,14 +185,14 @@ def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
     width = len(read_json(layout.label_names))  # not the train logits' width: a zero-label start has no train rows
     yield (
         train.column("text").to_pylist(),
-        _matrix(train.column("logits").combine_chunks(), width),
+        _matrix(train.column("logits").combine_chunks(), width, layout.train_logits, layout),
         train.column("label").to_pylist(),
     )
     masks = _keep_masks(layout)
     for path in _transfer_label_files(layout):
         offset, mask = 0, masks.get(path)
         for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["text", "logits"]):
-            texts, logits = batch.column("text").to_pylist(), _matrix(batch.column("logits"), width)
+            texts, logits = batch.column("text").to_pylist(), _matrix(batch.column("logits"), width, path, layout)
             if mask is not None:
                 keep = mask[offset : offset + len(texts)]
                 offset += len(texts)
@@ -168,8 +201,18 @@ def soft_label_chunks(layout: RunLayout, rows: int = 4096) -> Iterator[Chunk]:
                 yield texts, logits, [-1] * len(texts)
 
 
-def _matrix(column: pa.Array, width: int) -> np.ndarray:
-    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+def _matrix(column: pa.Array, width: int, path: Path, layout: RunLayout) -> np.ndarray:
+    """The logits of a label file as a (rows, width) matrix; NaN or infinity is refused here, naming the file: the
+    label stage never writes them, so the file is damaged (training on them would diverge and blame the learning
+    rate)."""
+    matrix = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise RunDirError(
+            f"{path}: the teacher logits of {int(bad.sum())} row(s) (first: row {int(bad.argmax()) + 1} of this read) "
+            f"are NaN or infinite; the label file is damaged: relabel with `gendistill label {layout.root}`"
+        )
+    return matrix
 
 
 STAGE = register(

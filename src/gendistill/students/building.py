@@ -45,6 +45,7 @@ def make_student(
     teacher_base: str | None = None,
     device: str = "cpu",
     trust_remote_code: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> StudentClassifier:
     """A fresh student whose vocabulary covers `texts`: word-level with random embeddings, or the teacher's
     tokenizer pruned to the texts' tokens with static embeddings distilled from the teacher (`init: teacher`)."""
@@ -62,6 +63,7 @@ def make_student(
             teacher_base=teacher_base,
             device=device,
             trust_remote_code=trust_remote_code,
+            allow_pickle_weights=allow_pickle_weights,
         )
     spec = spec_from_config(
         config,
@@ -104,6 +106,7 @@ def _teacher_vocabulary(
     teacher_base: str | None,
     device: str,
     trust_remote_code: bool,
+    allow_pickle_weights: bool = False,
 ) -> _Vocabulary:
     """The teacher's tokenizer pruned to the texts' tokens, and their static embeddings from the base encoder, the
     fine-tuned one (`init_from: finetuned`) or the encoder `init_from` names (then `teacher_dir` is that one)."""
@@ -129,6 +132,7 @@ def _teacher_vocabulary(
         seed,
         trust_remote_code,
         unseen_ids=unseen,
+        allow_pickle_weights=allow_pickle_weights,
     )
     id_map[np.asarray(unseen, dtype=np.int64)] = unseen_rows
     info = {

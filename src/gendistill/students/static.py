@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from gendistill.loading import from_pretrained
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -41,15 +43,25 @@ def encode_tokens(
     device: str = "cpu",
     batch_size: int = 512,
     trust_remote_code: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> np.ndarray:
     """Mean-pooled last hidden states of each token passed alone through the encoder: [len(token_ids), hidden].
-    Tokens this process already encoded with the same encoder weights are taken from memory."""
+    Tokens this process already encoded with the same encoder weights are taken from memory. Pickle weights
+    (pytorch_model.bin) are loaded only with `allow_pickle_weights`: unpickling runs code."""
     cache = _TOKEN_VECTORS.setdefault(_encoder_identity(model_path), {})
     missing = list(dict.fromkeys(token for token in token_ids if token not in cache))
     if missing or not token_ids:
         from transformers import AutoModel  # transformers loads in ~1.5 s: imported on use, so the CLI starts fast
 
-        encoder = AutoModel.from_pretrained(model_path, trust_remote_code=trust_remote_code).to(device).eval()
+        safetensors_only = None if allow_pickle_weights else True
+        encoder = from_pretrained(
+            AutoModel.from_pretrained,
+            model_path,
+            "student encoder",
+            trust_remote_code=trust_remote_code,
+            use_safetensors=safetensors_only,
+        )
+        encoder = encoder.to(device).eval()
         first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         prefix, suffix = ([first] if first is not None else []), ([last] if last is not None else [])
@@ -123,6 +135,7 @@ def teacher_embedding_matrix(
     seed: int = 0,
     trust_remote_code: bool = False,
     unseen_ids: list[int] | None = None,
+    allow_pickle_weights: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The student's embedding matrix for rows [PAD, UNK, *kept_ids]: [PAD] is zero, [UNK] is the teacher's
     unknown token (or the mean of the kept tokens when the tokenizer has none). Also returns, for each of
@@ -132,7 +145,14 @@ def teacher_embedding_matrix(
     unk_id = tokenizer.unk_token_id
     unseen_ids = list(unseen_ids or [])
     token_ids = list(kept_ids) + ([unk_id] if unk_id is not None else [])
-    vectors = encode_tokens(model_path, tokenizer, token_ids + unseen_ids, device, trust_remote_code=trust_remote_code)
+    vectors = encode_tokens(
+        model_path,
+        tokenizer,
+        token_ids + unseen_ids,
+        device,
+        trust_remote_code=trust_remote_code,
+        allow_pickle_weights=allow_pickle_weights,
+    )
     vectors, unseen_vectors = vectors[: len(token_ids)], vectors[len(token_ids) :]
     unseen_rows = nearest_rows(vectors[: len(kept_ids)], unseen_vectors) + 2 if kept_ids else np.zeros(0, np.int64)
     if unk_id is None:

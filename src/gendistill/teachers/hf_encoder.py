@@ -12,7 +12,7 @@ from pydantic import Field
 
 from gendistill.errors import ModelLoadError
 from gendistill.evaluation.measure import weights_size
-from gendistill.loading import from_pretrained
+from gendistill.loading import check_model_folder, check_tokenizer_vocabulary, from_pretrained
 from gendistill.teachers.base import FitContext, TeacherConfig
 from gendistill.training.budget import steps_for_epochs
 from gendistill.training.finetune import fine_tune
@@ -35,6 +35,7 @@ class EncoderTeacherConfig(TeacherConfig):
     def check(self) -> None:
         check_model_folder(self.model, self.allow_pickle_weights, "teacher")
         check_positions(self.model, self.max_length, self.trust_remote_code)
+        check_tokenizer_vocabulary(self.model, "teacher", self.trust_remote_code)
 
     def student_init(self, directory: Path) -> tuple[Path, str]:
         return directory, self.model
@@ -57,24 +58,6 @@ class HFEncoderTeacher(EncoderTeacherConfig):
     def load(self, directory: Path, device: torch.device | str) -> EncoderTeacher:
         model, tokenizer = load_teacher(str(directory), trust_remote_code=self.trust_remote_code)
         return EncoderTeacher(model.to(device), tokenizer, self.max_length, directory)
-
-
-def check_model_folder(model: str, allow_pickle_weights: bool, section: str) -> None:
-    """A local model folder must be one `save_pretrained` wrote, and hold safetensors unless pickle is allowed."""
-    path = Path(model)
-    if not path.exists():
-        return
-    if not (path / "config.json").exists():
-        raise ModelLoadError(
-            f"{section} model {model!r}: the folder has no config.json; pass a folder written by "
-            "save_pretrained (or `huggingface-cli download`)"
-        )
-    if not allow_pickle_weights and not list(path.glob("*.safetensors")) and list(path.glob("*.bin")):
-        raise ModelLoadError(
-            f"{section} model {model!r}: the folder holds only pickle weights (*.bin), which can run code "
-            f"when loaded; convert them to safetensors, or set {section}.allow_pickle_weights: true if you "
-            "trust the folder"
-        )
 
 
 def check_positions(model: str, max_length: int, trust_remote_code: bool, section: str = "teacher") -> None:
