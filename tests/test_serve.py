@@ -216,6 +216,17 @@ def test_routing_errors_and_crashes_are_json_without_internals(served_export):
     assert "secret" not in crash.text and str(export_dir) not in crash.text and "RuntimeError" not in message
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_no_docs_or_openapi_pages(served_export, path):
+    """The docs pages load scripts from a CDN and describe the service to anyone: a deployment serves its routes
+    only, and these answer the JSON 404 of any unknown route."""
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, threads=1))
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.status_code)
+    assert "no such route" in assert_error(404, response.headers["content-type"], response.text)
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():

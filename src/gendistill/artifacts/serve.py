@@ -305,11 +305,6 @@ def public_metadata(value: Any) -> Any:
     return value
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body for the OpenAPI page: the endpoints read the raw body themselves (to parse it strictly)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
-
-
 def create_app(
     predictor_dir: str | Path,
     max_texts: int = 256,
@@ -327,7 +322,16 @@ def create_app(
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
     # extra members a client may add
     max_values = 4 * max_texts + 64
-    app = FastAPI(title="gendistill", description="A distilled student classifier (ONNX)", version="1")
+    # no /docs, /redoc or /openapi.json: the docs pages load scripts from a CDN, and a deployment serves the four
+    # routes it documents (ROUTES) and nothing else
+    app = FastAPI(
+        title="gendistill",
+        description="A distilled student classifier (ONNX)",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.add_middleware(BodyLimit, max_bytes=max_body)
 
     @app.exception_handler(RequestError)
@@ -411,12 +415,12 @@ def create_app(
         return info_body
 
     # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
-    @app.post("/predict", response_model=Prediction, openapi_extra=_body_schema(PredictRequest))
+    @app.post("/predict", response_model=Prediction)
     async def predict(request: Request) -> Prediction:
         body = await request.body()
         return await run_in_threadpool(answer_one, request.headers.get("content-type"), body)
 
-    @app.post("/predict/batch", response_model=BatchResponse, openapi_extra=_body_schema(BatchRequest))
+    @app.post("/predict/batch", response_model=BatchResponse)
     async def predict_batch(request: Request) -> BatchResponse:
         body = await request.body()
         return await run_in_threadpool(answer_batch, request.headers.get("content-type"), body)
