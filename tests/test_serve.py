@@ -276,6 +276,36 @@ def test_info_shows_no_file_paths(served_export):
     }
 
 
+def test_info_reduces_relative_model_and_data_paths_by_key():
+    """A relative path looks like a Hub id or a word, so the value's shape cannot tell it: the keys that name where
+    a model or data came from keep only the last component, at any depth; named choices pass unchanged."""
+    metadata = {
+        "info": {"init_from": "home/alice/secret_project/enc", "init": "teacher", "kind": "student"},
+        "spec": {"arch": "bag", "embedding_dim": 8},
+        "teacher": "work/alice/models/minilm",
+        "teacher_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "generator": {"model": "models\\private\\gpt2-support"},
+        "data": {"train": "corp/tickets/train.jsonl", "unlabeled": ["corp/a.jsonl", "corp/b.jsonl"]},
+        "testAccuracy": 0.9,
+        "model_bytes": 1234,
+        "baseline": {"init_from": "finetuned"},
+    }
+    shown = public_metadata(metadata)
+    assert shown == {
+        "info": {"init_from": "enc", "init": "teacher", "kind": "student"},
+        "spec": {"arch": "bag", "embedding_dim": 8},
+        "teacher": "minilm",
+        "teacher_model": "all-MiniLM-L6-v2",
+        "generator": {"model": "gpt2-support"},
+        "data": {"train": "train.jsonl", "unlabeled": ["a.jsonl", "b.jsonl"]},
+        "testAccuracy": 0.9,
+        "model_bytes": 1234,
+        "baseline": {"init_from": "finetuned"},
+    }
+    for secret in ("alice", "secret_project", "corp", "private", "work/"):
+        assert not [s for s in _strings(shown) if secret in s], secret
+
+
 def test_create_app_checks_its_limits(served_export):
     _, export_dir = served_export
     for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}):

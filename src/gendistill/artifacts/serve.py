@@ -275,26 +275,58 @@ _PATH_WORDS = frozenset(
     {"dir", "dirs", "directory", "folder", "path", "paths", "source", "sources", "file", "files", "filename"}
     | {"root", "cwd", "home", "location", "url", "uri"}
 )
+# Keys whose value names a model or data by where it was found on the exporting machine, in any form: a named
+# choice (`init_from: finetuned`), a Hub id or a path, relative ones included (`home/alice/project/enc`), which no
+# value shape tells from a Hub id. Their strings are reduced to the last path component.
+_SOURCE_WORDS = frozenset({"from", "teacher", "generator", "encoder", "model", "base", "train", "validation", "test"})
+_SOURCE_KEYS = frozenset({"unlabeled", "data", "checkpoint"})
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _PATH_VALUE = re.compile(r"^(?:/|~|\\\\|[A-Za-z]:[\\/]|\.\.?[\\/]|file:)")
+_SEPARATORS = re.compile(r"[\\/]+")
+
+
+def _key_words(key: Any) -> set[str]:
+    return {word.lower() for word in _WORD.findall(key)} if isinstance(key, str) else set()
 
 
 def _is_path_key(key: Any) -> bool:
-    return isinstance(key, str) and any(word.lower() in _PATH_WORDS for word in _WORD.findall(key))
+    return not _key_words(key).isdisjoint(_PATH_WORDS)
+
+
+def _is_source_key(key: Any) -> bool:
+    return key in _SOURCE_KEYS or not _key_words(key).isdisjoint(_SOURCE_WORDS)
 
 
 def _is_path_value(value: Any) -> bool:
     return isinstance(value, str) and _PATH_VALUE.match(value) is not None
 
 
+def _last_component(value: str) -> str:
+    """`home/alice/enc` -> `enc`, `C:\\models\\enc\\` -> `enc`, `finetuned` -> `finetuned`."""
+    parts = [part for part in _SEPARATORS.split(value) if part]
+    return parts[-1] if parts else ""
+
+
+def _reduced(value: Any) -> Any:
+    """A source key's value: its strings (alone or in a list) reduced to their last component, anything else
+    filtered like the rest of the metadata."""
+    if isinstance(value, str):
+        return _last_component(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [_last_component(item) for item in value]
+    return public_metadata(value)
+
+
 def public_metadata(value: Any) -> Any:
-    """The export metadata without filesystem paths, at any depth: no key named like a path (run_dir, source,
-    model_path, ...), no string that looks like one (absolute, home-relative, ./ or ../, drive letter, UNC,
-    file:). Label names are kept as they are (they are the model's output, not the machine's). Non-finite
-    numbers become null, which JSON can carry."""
+    """The export metadata without filesystem paths, at any depth, decided by key first: a key named like a path
+    (run_dir, source, model_path, cache_dir, ...) is dropped; a key that names where a model or data came from
+    (init_from, teacher, teacher_model, generator, train, ...) keeps only the last component of its strings, since
+    a relative path looks like a Hub id. Any other string that looks like a path (absolute, home-relative, ./ or
+    ../, drive letter, UNC, file:) is dropped too. Label names are kept as they are (they are the model's output,
+    not the machine's). Non-finite numbers become null, which JSON can carry."""
     if isinstance(value, dict):
         return {
-            key: (item if key == "label_names" else public_metadata(item))
+            key: item if key == "label_names" else _reduced(item) if _is_source_key(key) else public_metadata(item)
             for key, item in value.items()
             if not _is_path_key(key) and not _is_path_value(item)
         }
