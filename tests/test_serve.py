@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.students.classifier import StudentClassifier
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -87,7 +88,12 @@ def test_server_endpoints_and_errors(served_export):
         info = client.get("/info").json()
         assert info["labels"] == LABELS and info["metadata"]["arch"] == "bag"
         assert info["metadata"]["config_hash"] == "abc" and info["metadata"]["info"]["kind"] == "student"
-        assert info["limits"] == {"max_texts": 4, "max_chars": 200, "max_body_bytes": default_max_body_bytes(4, 200)}
+        assert info["limits"] == {
+            "max_texts": 4,
+            "max_chars": 200,
+            "max_body_bytes": default_max_body_bytes(4, 200),
+            "word_cache_bytes": DEFAULT_CACHE_BYTES,
+        }
 
         single = client.post("/predict", json={"text": texts[0]})
         assert single.status_code == 200
@@ -308,7 +314,7 @@ def test_info_reduces_relative_model_and_data_paths_by_key():
 
 def test_create_app_checks_its_limits(served_export):
     _, export_dir = served_export
-    for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}):
+    for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}, {"word_cache_bytes": -1}):
         with pytest.raises(ValueError, match="limits must be >= 1"):
             create_app(export_dir, threads=1, **limits)
 

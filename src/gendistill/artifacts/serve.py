@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gendistill.artifacts.inference import Predictor
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
 ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
 MAX_MESSAGE_CHARS = 300
@@ -343,12 +344,17 @@ def create_app(
     max_chars: int = 10_000,
     threads: int | None = None,
     max_body_bytes: int | None = None,
+    word_cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> FastAPI:
     """The service for the export in `predictor_dir`; loads the model once, at creation. `max_body_bytes`
-    (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read."""
-    if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1):
-        raise ValueError(f"limits must be >= 1, got {max_texts=}, {max_chars=}, {max_body_bytes=}")
-    predictor = Predictor(predictor_dir, threads=threads)
+    (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read;
+    `word_cache_bytes` caps the tokenizer's word cache, which lives as long as the server."""
+    if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1) or word_cache_bytes < 0:
+        raise ValueError(
+            f"limits must be >= 1 (word_cache_bytes >= 0), got {max_texts=}, {max_chars=}, {max_body_bytes=}, "
+            f"{word_cache_bytes=}"
+        )
+    predictor = Predictor(predictor_dir, threads=threads, word_cache_bytes=word_cache_bytes)
     labels = predictor.label_names
     max_body = max_body_bytes or default_max_body_bytes(max_texts, max_chars)
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
@@ -439,7 +445,12 @@ def create_app(
     info_body = {
         "labels": labels,
         "metadata": public_metadata(predictor.metadata),
-        "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_body_bytes": max_body},
+        "limits": {
+            "max_texts": max_texts,
+            "max_chars": max_chars,
+            "max_body_bytes": max_body,
+            "word_cache_bytes": word_cache_bytes,
+        },
     }
 
     @app.get("/info")
