@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
+from gendistill.artifacts.serve import (
+    BodyLimit,
+    create_app,
+    default_max_body_bytes,
+    public_metadata,
+    server_config,
+)
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.students.classifier import StudentClassifier
 
@@ -46,11 +52,12 @@ def served_export(tmp_path_factory) -> tuple[StudentClassifier, Path]:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread; yield its base URL."""
+def serving(app, **limits: Any) -> Iterator[str]:
+    """Run `app` as `gendistill serve` does (server_config; `limits`: idle_timeout, max_connections) on a free
+    loopback port in a background thread; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    server = uvicorn.Server(server_config(app, log_level="critical", lifespan="off", **limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -310,6 +317,70 @@ def test_info_reduces_relative_model_and_data_paths_by_key():
     }
     for secret in ("alice", "secret_project", "corp", "private", "work/"):
         assert not [s for s in _strings(shown) if secret in s], secret
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes `sock` within `within` seconds (EOF or reset; a timeout means still open)."""
+    sock.settimeout(max(within, 0.001))
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_are_bounded_and_timed_out(served_export):
+    """The defect: sockets that never send a byte were held for ever, until the file descriptors ran out and /health
+    hung. Past max_connections a new connection evicts the one idle longest, so /health answers at once; idle
+    sockets, and a client trickling a request head one line at a time, are closed after the idle timeout."""
+    _, export_dir = served_export
+    idle_timeout, max_connections = 1.0, 40
+    with serving(create_app(export_dir, threads=1), idle_timeout=idle_timeout, max_connections=max_connections) as url:
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        trickler = socket.create_connection(address)
+        trickler.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        idle = [socket.create_connection(address) for _ in range(300)]
+        try:
+            started = time.monotonic()
+            with httpx.Client(base_url=url, timeout=1.0) as client:
+                assert client.get("/health").json() == {"status": "ok"}
+            assert time.monotonic() - started < 1.0
+            # all the idle sockets are closed: the first ones evicted at once, the rest after the timeout
+            deadline = time.monotonic() + idle_timeout + 2.0
+            still_open = [sock for sock in idle if not _closed_by_peer(sock, deadline - time.monotonic())]
+            assert not still_open, f"{len(still_open)} idle sockets still open"
+        finally:
+            for sock in idle:
+                sock.close()
+        # a request head trickled a line every 0.2 s is not a request: closed after the timeout too (it was opened
+        # first, so it may already be gone by eviction; then the timeout is tested on a fresh one)
+        trickler.close()
+        trickler = socket.create_connection(address)
+        try:
+            trickler.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            closed = False
+            while not closed and time.monotonic() - started < idle_timeout + 2.0:
+                try:
+                    trickler.sendall(b"X-Slow: y\r\n")
+                except OSError:
+                    closed = True
+                    break
+                closed = _closed_by_peer(trickler, 0.2)
+            assert closed and time.monotonic() - started >= idle_timeout * 0.9
+        finally:
+            trickler.close()
+        with httpx.Client(base_url=url, timeout=1.0) as client:  # still serving
+            assert client.get("/health").status_code == 200
+
+
+def test_server_config_checks_its_limits(served_export):
+    _, export_dir = served_export
+    app = create_app(export_dir, threads=1)
+    for limits in ({"idle_timeout": 0}, {"max_connections": 0}):
+        with pytest.raises(ValueError, match="idle_timeout must be > 0 and max_connections >= 1"):
+            server_config(app, **limits)
 
 
 def test_create_app_checks_its_limits(served_export):

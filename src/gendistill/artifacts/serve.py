@@ -16,6 +16,7 @@ holds for any input (README, "Deploy the student", states it for users):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,8 +32,10 @@ from pydantic import BaseModel, Field, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gendistill.artifacts.inference import Predictor
+from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
 ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
@@ -336,6 +340,101 @@ def public_metadata(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-head deadline and a bound on open connections.
+
+    uvicorn's own settings do not cover an idle client: `timeout_keep_alive` is armed only after a response (a
+    connection that never sends a byte is held for ever) and any byte re-arms it (a client sending one header byte
+    at a time is held for ever); `limit_concurrency` answers 503 once a request arrives, after the socket was
+    accepted, so idle sockets still pile up until the process runs out of file descriptors. Here:
+
+    - a connection must complete a request head within `idle_timeout` seconds of opening or of its last answer,
+      however many bytes it trickles, or it is closed; a request body, once its head is in, is not timed;
+    - past `max_connections` open connections, a new one closes the connection idle the longest (no request in
+      flight) to make room, so a fresh client such as a health check is answered at once; if none is idle, the
+      new one is closed.
+
+    The limits are class attributes: `bounded_protocol` makes the subclass uvicorn instantiates per connection.
+    """
+
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_cycle: Any = None
+        self._idle_since = self.loop.time()
+        self._arm_deadline()
+        open_connections = [c for c in self.connections if not c.transport.is_closing()]
+        if len(open_connections) > self.max_connections:
+            idle = [c for c in open_connections if c is not self and isinstance(c, BoundedH11Protocol) and c._idle()]
+            min(idle, key=lambda c: c._idle_since, default=self).transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._deadline_cycle:  # a request head came in: its handling is not timed here
+            self._cancel_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._idle_since = self.loop.time()
+        if not self.transport.is_closing() and self._idle():  # not if a pipelined request started already
+            self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _idle(self) -> bool:
+        """No request in flight: none came yet, or the last one is answered."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline_cycle = self.cycle
+        self._deadline = self.loop.call_later(self.idle_timeout, self._on_deadline)
+
+    def _cancel_deadline(self) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()  # type: ignore[union-attr]
+            self._deadline = None
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self.cycle is self._deadline_cycle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def bounded_protocol(idle_timeout: float, max_connections: int) -> type[BoundedH11Protocol]:
+    """The BoundedH11Protocol class with these limits, for uvicorn.Config(http=...)."""
+    if idle_timeout <= 0 or max_connections < 1:
+        raise ValueError(f"idle_timeout must be > 0 and max_connections >= 1, got {idle_timeout=}, {max_connections=}")
+    limits = {"idle_timeout": idle_timeout, "max_connections": max_connections}
+    return type("BoundedH11Protocol", (BoundedH11Protocol,), limits)
+
+
+def server_config(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    **uvicorn_options: Any,
+) -> uvicorn.Config:
+    """How `gendistill serve` runs the app: uvicorn with the h11 protocol bounded by BoundedH11Protocol (idle
+    timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and request heads are
+    capped by h11 (uvicorn's default, 16 KiB) before the app sees them."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=bounded_protocol(idle_timeout, max_connections),
+        timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # used as a float by call_later
+        **uvicorn_options,
+    )
 
 
 def create_app(
