@@ -10,7 +10,9 @@ holds for any input (README, "Deploy the student", states it for users):
   (invalid UTF-8, NaN/Infinity, numbers that overflow a double, integers over 100 digits, lone surrogates,
   duplicate keys, nesting too deep) or not of the request's shape, 500 an unexpected failure (no traceback or
   path; the server log has it; the connection is closed). Other refusals leave a kept-alive connection usable.
-- The limits bound the memory and work one request can cause before anything is parsed.
+- The limits bound the memory and work one request can cause before anything is parsed; the word cache is bounded
+  in bytes for the server's life; server_config bounds the connections (BoundedH11Protocol: an idle timeout on
+  request heads, a maximum number of open connections).
 - /info shows no file paths of the exporting machine.
 """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import threading
 from collections.abc import Sequence
 
 from tokenizers import Tokenizer
@@ -39,22 +40,27 @@ def entry_bytes(word: str, ids: tuple[int, ...]) -> int:
 class _WordIds(dict):
     """word -> ids (at most `max_ids` of them); a miss asks the tokenizer (a single word goes through the same
     normalizer and model). When the entries' bytes would pass `max_bytes`, the cache is emptied and refilled:
-    simple, and an adversary cannot make it hold more."""
+    simple, and an adversary cannot make it hold more. The predictor's threads share one cache: a miss updates the
+    entries and their byte count under a lock (a hit is a plain dict lookup)."""
 
     def __init__(self, tokenizer: Tokenizer, max_ids: int | None, max_bytes: int):
         super().__init__()
         self.tokenizer, self.max_ids, self.max_bytes = tokenizer, max_ids, max_bytes
         self.bytes = 0
+        self._lock = threading.Lock()
 
     def __missing__(self, word: str) -> tuple[int, ...]:
         ids = tuple(self.tokenizer.encode(word, add_special_tokens=False).ids[: self.max_ids])
         size = entry_bytes(word, ids)
         if size > self.max_bytes:
             return ids  # larger than the whole cache: used once, not kept
-        if self.bytes + size > self.max_bytes:
-            self.clear()
-        self[word] = ids
-        self.bytes += size
+        with self._lock:
+            if word in self:  # another thread cached it meanwhile
+                return ids
+            if self.bytes + size > self.max_bytes:
+                self.clear()
+            self[word] = ids
+            self.bytes += size
         return ids
 
     def clear(self) -> None:
