@@ -139,8 +139,12 @@ def test_int8_answer_does_not_depend_on_the_batch(arch, student_factory, tmp_pat
     predictor = Predictor(out, threads=1)
     texts = probe_texts()
     alone = np.concatenate([predictor.predict_proba([text]) for text in texts])
-    for batch_size in (64, 5):  # everything at once (BiLSTM: length-sorted groups of 16), and small batches
-        np.testing.assert_allclose(predictor.predict_proba(texts, batch_size=batch_size), alone, rtol=0, atol=1e-6)
+    # bitwise: the README promises the same answer, and onnxruntime's Gemm rounds a lone row differently (the bag
+    # differed by up to 4.8e-7), so the predictor never runs one row alone
+    for batch_size in (64, 5, 2):  # everything at once (BiLSTM: length-sorted groups of 16), and small batches
+        np.testing.assert_array_equal(predictor.predict_proba(texts, batch_size=batch_size), alone)
+    neighbours = [predictor.predict_proba([text, other])[0] for text, other in zip(texts, texts[::-1], strict=True)]
+    np.testing.assert_array_equal(np.stack(neighbours), alone)
     # the graph itself, fed one unsorted batch padded to the longest text
     sequences = predictor.token_ids(texts)
     ids = np.zeros((len(texts), max(map(len, sequences))), dtype=np.int64)
@@ -149,7 +153,7 @@ def test_int8_answer_does_not_depend_on_the_batch(arch, student_factory, tmp_pat
     lengths = np.asarray([len(sequence) for sequence in sequences], dtype=np.int64)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"ids": ids, "lengths": lengths})[0]
-    np.testing.assert_allclose(logits, predictor.logits(texts, batch_size=1), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(logits, predictor.logits(texts, batch_size=1))
     # int8 storage, no dynamic (batch-scaled) quantization op
     graph = onnx.load(str(out / "model.onnx")).graph
     assert not [node.op_type for node in graph.node if "Dynamic" in node.op_type or "Integer" in node.op_type]

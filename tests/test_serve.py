@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.serve import BodyLimit, create_app, default_max_body_bytes, public_metadata
+from gendistill.artifacts.serve import (
+    BodyLimit,
+    create_app,
+    default_max_body_bytes,
+    public_metadata,
+    server_config,
+)
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.students.classifier import StudentClassifier
 
 JSON_HEADERS = {"content-type": "application/json"}
@@ -45,11 +52,12 @@ def served_export(tmp_path_factory) -> tuple[StudentClassifier, Path]:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """Run `app` with uvicorn on a free loopback port in a background thread; yield its base URL."""
+def serving(app, **limits: Any) -> Iterator[str]:
+    """Run `app` as `gendistill serve` does (server_config; `limits`: idle_timeout, max_connections) on a free
+    loopback port in a background thread; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    server = uvicorn.Server(server_config(app, log_level="critical", lifespan="off", **limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -87,7 +95,12 @@ def test_server_endpoints_and_errors(served_export):
         info = client.get("/info").json()
         assert info["labels"] == LABELS and info["metadata"]["arch"] == "bag"
         assert info["metadata"]["config_hash"] == "abc" and info["metadata"]["info"]["kind"] == "student"
-        assert info["limits"] == {"max_texts": 4, "max_chars": 200, "max_body_bytes": default_max_body_bytes(4, 200)}
+        assert info["limits"] == {
+            "max_texts": 4,
+            "max_chars": 200,
+            "max_body_bytes": default_max_body_bytes(4, 200),
+            "word_cache_bytes": DEFAULT_CACHE_BYTES,
+        }
 
         single = client.post("/predict", json={"text": texts[0]})
         assert single.status_code == 200
@@ -216,6 +229,17 @@ def test_routing_errors_and_crashes_are_json_without_internals(served_export):
     assert "secret" not in crash.text and str(export_dir) not in crash.text and "RuntimeError" not in message
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_no_docs_or_openapi_pages(served_export, path):
+    """The docs pages load scripts from a CDN and describe the service to anyone: a deployment serves its routes
+    only, and these answer the JSON 404 of any unknown route."""
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, threads=1))
+    response = client.get(path)
+    assert response.status_code == 404, (path, response.status_code)
+    assert "no such route" in assert_error(404, response.headers["content-type"], response.text)
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -265,9 +289,103 @@ def test_info_shows_no_file_paths(served_export):
     }
 
 
+def test_info_reduces_relative_model_and_data_paths_by_key():
+    """A relative path looks like a Hub id or a word, so the value's shape cannot tell it: the keys that name where
+    a model or data came from keep only the last component, at any depth; named choices pass unchanged."""
+    metadata = {
+        "info": {"init_from": "home/alice/secret_project/enc", "init": "teacher", "kind": "student"},
+        "spec": {"arch": "bag", "embedding_dim": 8},
+        "teacher": "work/alice/models/minilm",
+        "teacher_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "generator": {"model": "models\\private\\gpt2-support"},
+        "data": {"train": "corp/tickets/train.jsonl", "unlabeled": ["corp/a.jsonl", "corp/b.jsonl"]},
+        "testAccuracy": 0.9,
+        "model_bytes": 1234,
+        "baseline": {"init_from": "finetuned"},
+    }
+    shown = public_metadata(metadata)
+    assert shown == {
+        "info": {"init_from": "enc", "init": "teacher", "kind": "student"},
+        "spec": {"arch": "bag", "embedding_dim": 8},
+        "teacher": "minilm",
+        "teacher_model": "all-MiniLM-L6-v2",
+        "generator": {"model": "gpt2-support"},
+        "data": {"train": "train.jsonl", "unlabeled": ["a.jsonl", "b.jsonl"]},
+        "testAccuracy": 0.9,
+        "model_bytes": 1234,
+        "baseline": {"init_from": "finetuned"},
+    }
+    for secret in ("alice", "secret_project", "corp", "private", "work/"):
+        assert not [s for s in _strings(shown) if secret in s], secret
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes `sock` within `within` seconds (EOF or reset; a timeout means still open)."""
+    sock.settimeout(max(within, 0.001))
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_are_bounded_and_timed_out(served_export):
+    """The defect: sockets that never send a byte were held for ever, until the file descriptors ran out and /health
+    hung. Past max_connections a new connection evicts the one idle longest, so /health answers at once; idle
+    sockets, and a client trickling a request head one line at a time, are closed after the idle timeout."""
+    _, export_dir = served_export
+    idle_timeout, max_connections = 1.0, 40
+    with serving(create_app(export_dir, threads=1), idle_timeout=idle_timeout, max_connections=max_connections) as url:
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        trickler = socket.create_connection(address)
+        trickler.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        idle = [socket.create_connection(address) for _ in range(300)]
+        try:
+            started = time.monotonic()
+            with httpx.Client(base_url=url, timeout=1.0) as client:
+                assert client.get("/health").json() == {"status": "ok"}
+            assert time.monotonic() - started < 1.0
+            # all the idle sockets are closed: the first ones evicted at once, the rest after the timeout
+            deadline = time.monotonic() + idle_timeout + 2.0
+            still_open = [sock for sock in idle if not _closed_by_peer(sock, deadline - time.monotonic())]
+            assert not still_open, f"{len(still_open)} idle sockets still open"
+        finally:
+            for sock in idle:
+                sock.close()
+        # a request head trickled a line every 0.2 s is not a request: closed after the timeout too (it was opened
+        # first, so it may already be gone by eviction; then the timeout is tested on a fresh one)
+        trickler.close()
+        trickler = socket.create_connection(address)
+        try:
+            trickler.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            closed = False
+            while not closed and time.monotonic() - started < idle_timeout + 2.0:
+                try:
+                    trickler.sendall(b"X-Slow: y\r\n")
+                except OSError:
+                    closed = True
+                    break
+                closed = _closed_by_peer(trickler, 0.2)
+            assert closed and time.monotonic() - started >= idle_timeout * 0.9
+        finally:
+            trickler.close()
+        with httpx.Client(base_url=url, timeout=1.0) as client:  # still serving
+            assert client.get("/health").status_code == 200
+
+
+def test_server_config_checks_its_limits(served_export):
+    _, export_dir = served_export
+    app = create_app(export_dir, threads=1)
+    for limits in ({"idle_timeout": 0}, {"max_connections": 0}):
+        with pytest.raises(ValueError, match="idle_timeout must be > 0 and max_connections >= 1"):
+            server_config(app, **limits)
+
+
 def test_create_app_checks_its_limits(served_export):
     _, export_dir = served_export
-    for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}):
+    for limits in ({"max_texts": 0}, {"max_chars": 0}, {"max_body_bytes": 0}, {"word_cache_bytes": -1}):
         with pytest.raises(ValueError, match="limits must be >= 1"):
             create_app(export_dir, threads=1, **limits)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import random
 import string
+import tracemalloc
 
 import pytest
 from conftest import all_fixture_texts
 from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer, Tokenizer
 
-from gendistill.artifacts.word_cache import CachedWordTokenizer
+from gendistill.artifacts.word_cache import CachedWordTokenizer, entry_bytes
 from gendistill.students.vocab import train_word_tokenizer
 
 ADVERSARIAL = [
@@ -76,12 +77,49 @@ def test_fast_path_is_taken_for_plain_ascii_only(tokenizers):
         assert not cached._is_plain(text), text
 
 
-def test_cache_is_bounded(tokenizers, monkeypatch):
-    import gendistill.artifacts.word_cache as word_cache
-
-    monkeypatch.setattr(word_cache, "MAX_CACHED_WORDS", 10)
-    cached = CachedWordTokenizer(tokenizers["word_level"])
-    texts = random_ascii(random.Random(1), 50)
+def test_cache_is_bounded_in_bytes(tokenizers):
+    """The cache's byte count is the sum of its entries' sizes and never passes its bound; the ids stay exact."""
+    budget = 20_000
+    cached = CachedWordTokenizer(tokenizers["word_level"], max_bytes=budget)
+    texts = random_ascii(random.Random(1), 200)
     expected = [e.ids for e in tokenizers["word_level"].encode_batch(texts, add_special_tokens=False)]
+    peak = 0
+    for text, ids in zip(texts, expected, strict=True):
+        assert cached.token_ids([text]) == [ids]
+        assert cached.words.bytes == sum(entry_bytes(word, value) for word, value in cached.words.items())
+        peak = max(peak, cached.words.bytes)
+    assert 0 < peak <= budget
+
+
+def test_long_words_keep_at_most_max_length_ids(tokenizers):
+    """A whitespace piece of 10 kB with thousands of ids is cached with max_length ids at most (a text never uses
+    more), and the words after the first max_length ids of a text are not looked up at all."""
+    tokenizer = tokenizers["wordpiece"]
+    word = "rain." * 2000  # one whitespace piece, ~4000 ids
+    assert len(tokenizer.encode(word, add_special_tokens=False).ids) > 1000
+    cached = CachedWordTokenizer(tokenizer, max_length=32)
+    texts = [word, f"storm {word} never-looked-up", "a b c " * 20]
+    expected = [e.ids[:32] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert cached.token_ids(texts) == expected
-    assert len(cached.words) <= 10
+    assert max(len(ids) for ids in cached.words.values()) <= 32
+    assert "never-looked-up" not in cached.words
+
+
+def test_a_flood_of_long_one_word_texts_stays_within_the_cache_bytes(tokenizers):
+    """The defect: 256 one-word texts of ~10 kB per request grew the server by ~100 MB per request, for good.
+    Memory the cache holds (traced) stays under its byte bound however many such requests arrive."""
+    budget = 1 << 20
+    cached = CachedWordTokenizer(tokenizers["wordpiece"], max_length=64, max_bytes=budget)
+    rng = random.Random(2)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2):
+            batch = ["".join(rng.choices("ab.,", k=10_000)) for _ in range(128)]
+            cached.token_ids(batch)
+            del batch
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cached.words.bytes <= budget
+    assert held < 1.5 * budget, held

@@ -29,7 +29,7 @@ from gendistill.artifacts.resolve import (
     TOKENIZER_FILE,
     resolve_model_dir,
 )
-from gendistill.artifacts.word_cache import CachedWordTokenizer
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES, CachedWordTokenizer
 from gendistill.data.texts import as_texts
 from gendistill.errors import ExportDirError
 
@@ -63,10 +63,11 @@ class Predictor:
     `threads` (default: the cores this process may use) is how many shares of a call's texts run at once, each
     on its own one-thread onnxruntime session: the students' ops are too small for intra-op threads to pay
     (measured, quickstart BiLSTM, 2 cores: one session with 2 intra-op threads 31k examples/s, two one-thread
-    shares 37k).
+    shares 37k). `word_cache_bytes` bounds the tokenizer's per-word id cache (CachedWordTokenizer), which lives as
+    long as the predictor: in a server, for its whole life.
     """
 
-    def __init__(self, directory: str | Path, threads: int | None = None):
+    def __init__(self, directory: str | Path, threads: int | None = None, word_cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.directory = Path(directory)
         missing = [name for name in EXPORT_FILES if not (self.directory / name).is_file()]
         if missing:
@@ -97,7 +98,7 @@ class Predictor:
             self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
         except Exception as error:  # tokenizers raises a bare Exception on bad files
             raise ExportDirError(f"{self.directory / TOKENIZER_FILE}: cannot load ({error})") from None
-        self.words = CachedWordTokenizer(self.tokenizer)
+        self.words = CachedWordTokenizer(self.tokenizer, self.max_length, word_cache_bytes)
         self.recurrent = bool(self.metadata.get("recurrent", self.metadata.get("arch") in RECURRENT_BEFORE_THE_KEY))
         self.threads = threads or default_threads()
         self._pool = ThreadPoolExecutor(self.threads - 1, "gendistill-predict") if self.threads > 1 else None

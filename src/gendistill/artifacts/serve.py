@@ -10,12 +10,15 @@ holds for any input (README, "Deploy the student", states it for users):
   (invalid UTF-8, NaN/Infinity, numbers that overflow a double, integers over 100 digits, lone surrogates,
   duplicate keys, nesting too deep) or not of the request's shape, 500 an unexpected failure (no traceback or
   path; the server log has it; the connection is closed). Other refusals leave a kept-alive connection usable.
-- The limits bound the memory and work one request can cause before anything is parsed.
+- The limits bound the memory and work one request can cause before anything is parsed; the word cache is bounded
+  in bytes for the server's life; server_config bounds the connections (BoundedH11Protocol: an idle timeout on
+  request heads, a maximum number of open connections).
 - /info shows no file paths of the exporting machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -30,8 +34,11 @@ from pydantic import BaseModel, Field, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gendistill.artifacts.inference import Predictor
+from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
 ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
 MAX_MESSAGE_CHARS = 300
@@ -275,26 +282,58 @@ _PATH_WORDS = frozenset(
     {"dir", "dirs", "directory", "folder", "path", "paths", "source", "sources", "file", "files", "filename"}
     | {"root", "cwd", "home", "location", "url", "uri"}
 )
+# Keys whose value names a model or data by where it was found on the exporting machine, in any form: a named
+# choice (`init_from: finetuned`), a Hub id or a path, relative ones included (`home/alice/project/enc`), which no
+# value shape tells from a Hub id. Their strings are reduced to the last path component.
+_SOURCE_WORDS = frozenset({"from", "teacher", "generator", "encoder", "model", "base", "train", "validation", "test"})
+_SOURCE_KEYS = frozenset({"unlabeled", "data", "checkpoint"})
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 _PATH_VALUE = re.compile(r"^(?:/|~|\\\\|[A-Za-z]:[\\/]|\.\.?[\\/]|file:)")
+_SEPARATORS = re.compile(r"[\\/]+")
+
+
+def _key_words(key: Any) -> set[str]:
+    return {word.lower() for word in _WORD.findall(key)} if isinstance(key, str) else set()
 
 
 def _is_path_key(key: Any) -> bool:
-    return isinstance(key, str) and any(word.lower() in _PATH_WORDS for word in _WORD.findall(key))
+    return not _key_words(key).isdisjoint(_PATH_WORDS)
+
+
+def _is_source_key(key: Any) -> bool:
+    return key in _SOURCE_KEYS or not _key_words(key).isdisjoint(_SOURCE_WORDS)
 
 
 def _is_path_value(value: Any) -> bool:
     return isinstance(value, str) and _PATH_VALUE.match(value) is not None
 
 
+def _last_component(value: str) -> str:
+    """`home/alice/enc` -> `enc`, `C:\\models\\enc\\` -> `enc`, `finetuned` -> `finetuned`."""
+    parts = [part for part in _SEPARATORS.split(value) if part]
+    return parts[-1] if parts else ""
+
+
+def _reduced(value: Any) -> Any:
+    """A source key's value: its strings (alone or in a list) reduced to their last component, anything else
+    filtered like the rest of the metadata."""
+    if isinstance(value, str):
+        return _last_component(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [_last_component(item) for item in value]
+    return public_metadata(value)
+
+
 def public_metadata(value: Any) -> Any:
-    """The export metadata without filesystem paths, at any depth: no key named like a path (run_dir, source,
-    model_path, ...), no string that looks like one (absolute, home-relative, ./ or ../, drive letter, UNC,
-    file:). Label names are kept as they are (they are the model's output, not the machine's). Non-finite
-    numbers become null, which JSON can carry."""
+    """The export metadata without filesystem paths, at any depth, decided by key first: a key named like a path
+    (run_dir, source, model_path, cache_dir, ...) is dropped; a key that names where a model or data came from
+    (init_from, teacher, teacher_model, generator, train, ...) keeps only the last component of its strings, since
+    a relative path looks like a Hub id. Any other string that looks like a path (absolute, home-relative, ./ or
+    ../, drive letter, UNC, file:) is dropped too. Label names are kept as they are (they are the model's output,
+    not the machine's). Non-finite numbers become null, which JSON can carry."""
     if isinstance(value, dict):
         return {
-            key: (item if key == "label_names" else public_metadata(item))
+            key: item if key == "label_names" else _reduced(item) if _is_source_key(key) else public_metadata(item)
             for key, item in value.items()
             if not _is_path_key(key) and not _is_path_value(item)
         }
@@ -305,9 +344,99 @@ def public_metadata(value: Any) -> Any:
     return value
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body for the OpenAPI page: the endpoints read the raw body themselves (to parse it strictly)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a request-head deadline and a bound on open connections.
+
+    uvicorn's own settings do not cover an idle client: `timeout_keep_alive` is armed only after a response (a
+    connection that never sends a byte is held for ever) and any byte re-arms it (a client sending one header byte
+    at a time is held for ever); `limit_concurrency` answers 503 once a request arrives, after the socket was
+    accepted, so idle sockets still pile up until the process runs out of file descriptors. Here:
+
+    - a connection must complete a request head within `idle_timeout` seconds of opening or of its last answer,
+      however many bytes it trickles, or it is closed; a request body, once its head is in, is not timed;
+    - past `max_connections` open connections, a new one closes the connection idle the longest (no request in
+      flight) to make room, so a fresh client such as a health check is answered at once; if none is idle, the
+      new one is closed.
+
+    The limits are class attributes: `bounded_protocol` makes the subclass uvicorn instantiates per connection.
+    """
+
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_cycle: Any = None
+        self._idle_since = self.loop.time()
+        self._arm_deadline()
+        open_connections = [c for c in self.connections if not c.transport.is_closing()]
+        if len(open_connections) > self.max_connections:
+            idle = [c for c in open_connections if c is not self and isinstance(c, BoundedH11Protocol) and c._idle()]
+            min(idle, key=lambda c: c._idle_since, default=self).transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._deadline_cycle:  # a request head came in: its handling is not timed here
+            self._cancel_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._idle_since = self.loop.time()
+        if not self.transport.is_closing() and self._idle():  # not if a pipelined request started already
+            self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _idle(self) -> bool:
+        """No request in flight: none came yet, or the last one is answered."""
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm_deadline(self) -> None:
+        self._cancel_deadline()
+        self._deadline_cycle = self.cycle
+        self._deadline = self.loop.call_later(self.idle_timeout, self._on_deadline)
+
+    def _cancel_deadline(self) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()  # type: ignore[union-attr]
+            self._deadline = None
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self.cycle is self._deadline_cycle and not self.transport.is_closing():
+            self.transport.close()
+
+
+def bounded_protocol(idle_timeout: float, max_connections: int) -> type[BoundedH11Protocol]:
+    """The BoundedH11Protocol class with these limits, for uvicorn.Config(http=...)."""
+    if idle_timeout <= 0 or max_connections < 1:
+        raise ValueError(f"idle_timeout must be > 0 and max_connections >= 1, got {idle_timeout=}, {max_connections=}")
+    limits = {"idle_timeout": idle_timeout, "max_connections": max_connections}
+    return type("BoundedH11Protocol", (BoundedH11Protocol,), limits)
+
+
+def server_config(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    **uvicorn_options: Any,
+) -> uvicorn.Config:
+    """How `gendistill serve` runs the app: uvicorn with the h11 protocol bounded by BoundedH11Protocol (idle
+    timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and request heads are
+    capped by h11 (uvicorn's default, 16 KiB) before the app sees them."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=bounded_protocol(idle_timeout, max_connections),
+        timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # used as a float by call_later
+        **uvicorn_options,
+    )
 
 
 def create_app(
@@ -316,18 +445,32 @@ def create_app(
     max_chars: int = 10_000,
     threads: int | None = None,
     max_body_bytes: int | None = None,
+    word_cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> FastAPI:
     """The service for the export in `predictor_dir`; loads the model once, at creation. `max_body_bytes`
-    (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read."""
-    if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1):
-        raise ValueError(f"limits must be >= 1, got {max_texts=}, {max_chars=}, {max_body_bytes=}")
-    predictor = Predictor(predictor_dir, threads=threads)
+    (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read;
+    `word_cache_bytes` caps the tokenizer's word cache, which lives as long as the server."""
+    if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1) or word_cache_bytes < 0:
+        raise ValueError(
+            f"limits must be >= 1 (word_cache_bytes >= 0), got {max_texts=}, {max_chars=}, {max_body_bytes=}, "
+            f"{word_cache_bytes=}"
+        )
+    predictor = Predictor(predictor_dir, threads=threads, word_cache_bytes=word_cache_bytes)
     labels = predictor.label_names
     max_body = max_body_bytes or default_max_body_bytes(max_texts, max_chars)
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
     # extra members a client may add
     max_values = 4 * max_texts + 64
-    app = FastAPI(title="gendistill", description="A distilled student classifier (ONNX)", version="1")
+    # no /docs, /redoc or /openapi.json: the docs pages load scripts from a CDN, and a deployment serves the four
+    # routes it documents (ROUTES) and nothing else
+    app = FastAPI(
+        title="gendistill",
+        description="A distilled student classifier (ONNX)",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.add_middleware(BodyLimit, max_bytes=max_body)
 
     @app.exception_handler(RequestError)
@@ -403,7 +546,12 @@ def create_app(
     info_body = {
         "labels": labels,
         "metadata": public_metadata(predictor.metadata),
-        "limits": {"max_texts": max_texts, "max_chars": max_chars, "max_body_bytes": max_body},
+        "limits": {
+            "max_texts": max_texts,
+            "max_chars": max_chars,
+            "max_body_bytes": max_body,
+            "word_cache_bytes": word_cache_bytes,
+        },
     }
 
     @app.get("/info")
@@ -411,12 +559,12 @@ def create_app(
         return info_body
 
     # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
-    @app.post("/predict", response_model=Prediction, openapi_extra=_body_schema(PredictRequest))
+    @app.post("/predict", response_model=Prediction)
     async def predict(request: Request) -> Prediction:
         body = await request.body()
         return await run_in_threadpool(answer_one, request.headers.get("content-type"), body)
 
-    @app.post("/predict/batch", response_model=BatchResponse, openapi_extra=_body_schema(BatchRequest))
+    @app.post("/predict/batch", response_model=BatchResponse)
     async def predict_batch(request: Request) -> BatchResponse:
         body = await request.body()
         return await run_in_threadpool(answer_batch, request.headers.get("content-type"), body)

@@ -10,7 +10,9 @@ import typer
 
 from gendistill.artifacts import extras
 from gendistill.artifacts.export import export_onnx
+from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from gendistill.artifacts.resolve import MODEL_FILE
+from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.cli.app import app, guard
 from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
 
@@ -54,6 +56,24 @@ def serve(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="parallel prediction threads (default: the cores available)")
     ] = None,
+    word_cache_bytes: Annotated[
+        int,
+        typer.Option("--word-cache-bytes", min=0, help="memory bound of the tokenizer's word cache (0: no cache)"),
+    ] = DEFAULT_CACHE_BYTES,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout",
+            min=0.001,
+            help="seconds a connection may take to send a request head, after opening or after its last answer",
+        ),
+    ] = DEFAULT_IDLE_TIMEOUT,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections", min=1, help="open connections at most; past it the one idle longest is closed"
+        ),
+    ] = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
 
@@ -61,9 +81,18 @@ def serve(
         server = extras.load("gendistill.artifacts.serve", "serve")
         uvicorn = extras.load("uvicorn", "serve")
         try:
-            app = server.create_app(export_dir, max_texts=max_texts, max_chars=max_chars, threads=threads)
+            app = server.create_app(
+                export_dir,
+                max_texts=max_texts,
+                max_chars=max_chars,
+                threads=threads,
+                word_cache_bytes=word_cache_bytes,
+            )
         except ExportDirError as error:
             raise ModelLoadError(str(error)) from None
-        uvicorn.run(app, host=host, port=port)
+        config = server.server_config(
+            app, host=host, port=port, idle_timeout=idle_timeout, max_connections=max_connections
+        )
+        uvicorn.Server(config).run()
 
     guard(action)

@@ -1,0 +1,9 @@
+"""The server's connection limits, in a module with no dependency so that the CLI can show them as its defaults
+without importing the serving extras (fastapi, uvicorn)."""
+
+from __future__ import annotations
+
+# A connection that has not sent a whole request head this long after it opened or after its last answer is closed.
+DEFAULT_IDLE_TIMEOUT = 5.0
+# Open connections at most; well under the usual soft limit of 1024 file descriptors.
+DEFAULT_MAX_CONNECTIONS = 512
