@@ -8,6 +8,10 @@ import pytest
 import torch
 import yaml
 from conftest import LABELS, train_tiny_student
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file as load_torch
+from safetensors.torch import save_file as save_torch
 from typer.testing import CliRunner
 
 from gendistill.cli import app
@@ -103,6 +107,28 @@ def student_dir(tmp_path, tiny_teacher_dir):
 def test_damaged_student_weights(student_dir):
     (student_dir / "model.safetensors").write_bytes(b"\x00" * 64)
     one_line_error(runner.invoke(app, ["predict", str(student_dir), "a goal"]), "a student file is damaged")
+
+
+def test_a_student_with_nan_weights_is_refused_not_answered(student_dir):
+    """A diverged student must not answer a label with NaN probabilities, nor be evaluated at chance."""
+    weights = load_torch(str(student_dir / "model.safetensors"))
+    name = next(key for key, value in weights.items() if value.is_floating_point())
+    weights[name][0] = float("nan")
+    save_torch(weights, str(student_dir / "model.safetensors"))
+    for command in (["predict", str(student_dir), "a goal"], ["export", str(student_dir), "--out", "x"]):
+        one_line_error(runner.invoke(app, command), "NaN or infinite", name, "retrain the student")
+
+
+def test_an_id_map_outside_the_embedding_table_is_refused(tmp_path, tiny_teacher_dir):
+    """An out-of-range id map used to pass export and then fail every prediction of that token with a 500."""
+    student, _ = train_tiny_student("bag", "teacher", tiny_teacher_dir, epochs=1)
+    folder = tmp_path / "student"
+    student.save_pretrained(folder)
+    id_map = load_numpy(str(folder / "id_map.safetensors"))["id_map"]
+    id_map[-1] = student.spec.vocab_size + 5
+    save_numpy({"id_map": id_map}, str(folder / "id_map.safetensors"))
+    for command in (["predict", str(folder), "a goal"], ["export", str(folder), "--out", str(tmp_path / "x")]):
+        one_line_error(runner.invoke(app, command), "id_map.safetensors", "outside the", "embedding table")
 
 
 def test_a_student_whose_labels_do_not_match_its_network(student_dir):

@@ -189,6 +189,7 @@ class StudentClassifier:
                 f"{where}: a student file is damaged ({type(error).__name__}: {str(error)[:200]}); re-export or "
                 "retrain it"
             ) from None
+        _require_usable(state, id_map, spec.vocab_size, directory)
         if len(config["label_names"]) != spec.num_labels:
             raise ModelLoadError(
                 f"{where}: config.json names {len(config['label_names'])} labels but the network has "
@@ -238,3 +239,22 @@ def _not_a_student(where: str | Path, missing: str, local: bool) -> ModelLoadErr
     """A folder without the student's `missing` file; a Hub repo may hold an ONNX export instead."""
     hint = "" if local else "; an ONNX export loads with gendistill.artifacts.inference.Predictor.from_pretrained"
     return ModelLoadError(f"{where}: not a gendistill student ({missing} missing){hint}")
+
+
+def _require_usable(
+    state: dict[str, torch.Tensor], id_map: np.ndarray | None, vocab_size: int, directory: Path
+) -> None:
+    """Refuse what would otherwise answer silently wrong: weights holding NaN or infinity (a diverged training: every
+    prediction would be a NaN probability and an arbitrary label) and an id map pointing outside the embedding table
+    (the export would accept it and every prediction of such a token would fail)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(
+                f"{directory / WEIGHTS_FILE}: weight {name!r} holds NaN or infinite values (did training diverge?); "
+                "retrain the student, e.g. with a lower learning rate"
+            )
+    if id_map is not None and id_map.size and (int(id_map.min()) < 0 or int(id_map.max()) >= vocab_size):
+        raise ModelLoadError(
+            f"{directory / ID_MAP_FILE}: maps token ids to rows {int(id_map.min())}..{int(id_map.max())}, outside the "
+            f"student's {vocab_size}-row embedding table; the folder is damaged: retrain or re-save the student"
+        )
