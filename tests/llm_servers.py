@@ -172,10 +172,11 @@ class FakeOpenAI(_Background):
     asked, made from the class's fixture words and the request's hash. Annotation prompts (they end with
     "Class:") get the topic of the text, or with `logprobs`, `fake_top_logprobs` in the format of the API used.
     `logprobs=False` ignores the field (as transformers serve does); `reject_logprobs=True` answers 422 (as stricter
-    servers do); `n=False` ignores `n`."""
+    servers do); `n=False` ignores `n`. `echo_key=True` plays a careless server: the request's Authorization header
+    comes back in every answer (the id, each generated text) and in a 400 to every request for logprobs."""
 
-    def __init__(self, logprobs: bool = True, reject_logprobs: bool = False, n: bool = True):
-        self.logprobs, self.reject_logprobs, self.n = logprobs, reject_logprobs, n
+    def __init__(self, logprobs: bool = True, reject_logprobs: bool = False, n: bool = True, echo_key: bool = False):
+        self.logprobs, self.reject_logprobs, self.n, self.echo_key = logprobs, reject_logprobs, n, echo_key
         self.requests: list[dict[str, Any]] = []
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -190,15 +191,18 @@ class FakeOpenAI(_Background):
         body = await request.json()
         self.requests.append({"path": "chat/completions", "body": body, "headers": dict(request.headers)})
         prompt = "\n".join(message["content"] for message in body["messages"])
-        return self._answer(body, prompt, chat=True)
+        return self._answer(body, prompt, chat=True, auth=request.headers.get("Authorization", ""))
 
     async def _completions(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append({"path": "completions", "body": body, "headers": dict(request.headers)})
-        return self._answer(body, body["prompt"], chat=False)
+        return self._answer(body, body["prompt"], chat=False, auth=request.headers.get("Authorization", ""))
 
-    def _answer(self, body: dict[str, Any], prompt: str, chat: bool) -> web.Response:
+    def _answer(self, body: dict[str, Any], prompt: str, chat: bool, auth: str = "") -> web.Response:
         wants_logprobs = bool(body.get("logprobs"))
+        echo = f" {auth}" if self.echo_key else ""
+        if wants_logprobs and self.echo_key:
+            return web.json_response({"error": {"message": f"logprobs are not allowed for{echo}"}}, status=400)
         if wants_logprobs and self.reject_logprobs:
             return web.json_response({"detail": "Unexpected fields in the request: {'logprobs'}"}, status=422)
         choices = body.get("n", 1) if self.n else 1
@@ -214,7 +218,7 @@ class FakeOpenAI(_Background):
             count = int(m.group(1)) if (m := re.search(r"Write (\d+) new texts", prompt)) else 3
             words = TOPICS.get(label, ["thing", "stuff", "item", "piece"])
             lines = ["Here are the texts:"] + [
-                f"{i + 1}. the {words[i % len(words)]} and {words[(i + 3) % len(words)]} story {digest[:8]}{i}"
+                f"{i + 1}. the {words[i % len(words)]} and {words[(i + 3) % len(words)]} story {digest[:8]}{i}{echo}"
                 for i in range(count)
             ]
             contents = ["\n".join(lines)] * choices
@@ -230,7 +234,7 @@ class FakeOpenAI(_Background):
         usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 3 * len(contents), "total_tokens": 0}
         kind = "chat.completion" if chat else "text_completion"
         return web.json_response(
-            {"id": digest[:12], "object": kind, "model": body["model"], "choices": made, "usage": usage}
+            {"id": digest[:12] + echo, "object": kind, "model": body["model"], "choices": made, "usage": usage}
         )
 
 

@@ -3,10 +3,13 @@ logprobs, a student that starts from an encoder named by `student.init_from`, th
 start and its one-line errors; what is keyed and what is a knob."""
 
 import pytest
+import yaml
 from conftest import LABELS
 from llm_servers import FakeOpenAI
+from typer.testing import CliRunner
 
 from gendistill import Run
+from gendistill.cli import app
 from gendistill.config import build_config
 from gendistill.errors import ConfigError, DataError
 from gendistill.pipeline.preflight import preflight
@@ -90,3 +93,31 @@ def test_an_llm_teacher_with_init_teacher_needs_an_encoder(task_dir, fake):
     config = build_config(llm_config(task_dir, fake.url, init="teacher"))
     with pytest.raises(ConfigError, match="a 'llm' teacher has none; set student.init_from to an encoder folder"):
         preflight(config, {"distill"})
+
+
+def test_a_server_that_echoes_the_api_key_leaves_it_in_no_file_and_no_output(task_dir, tmp_path, monkeypatch):
+    """The key reaches no file of the run (JSON, Parquet, the SQLite cache, the report) and no line on the terminal,
+    though the server sends it back in every answer, in generated texts and in a 400."""
+    key = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("FAKE_LLM_KEY", key)
+    with FakeOpenAI(echo_key=True) as server:
+        raw = llm_config(task_dir, server.url, init="random")
+        raw["teacher"]["api_key_env"] = raw["transfer"]["sources"][0]["api_key_env"] = "FAKE_LLM_KEY"
+        config_path = tmp_path / "c.yaml"
+        config_path.write_text(yaml.safe_dump(raw))
+        result = CliRunner().invoke(app, ["run", str(config_path), "--run-dir", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert all(request["headers"]["Authorization"] == f"Bearer {key}" for request in server.requests)
+    assert key not in result.output
+    holding = [path for path in (tmp_path / "run").rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
+    assert not holding, holding
+    assert "[redacted]" in (tmp_path / "run" / "teacher" / "teacher.json").read_text()  # the 400's message, scrubbed
+
+
+def test_a_key_pasted_into_a_set_override_is_not_echoed(task_dir, tmp_path):
+    key = "sk-pasted-0123456789abcdef"
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(llm_config(task_dir, "http://127.0.0.1:9/v1")))
+    for override in (f"teacher.api_key_env={key}", f"teacher.nope.api_key_env={key}"):
+        result = CliRunner().invoke(app, ["run", str(config_path), "--set", override])
+        assert result.exit_code == 2 and key not in result.output, result.output

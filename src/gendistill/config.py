@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from gendistill import progress
 from gendistill.errors import ConfigError
 from gendistill.generation.generator_config import GeneratorConfig
+from gendistill.io import register_secret
 from gendistill.sections import Section as _Section
 from gendistill.sections import knob
 from gendistill.sources import SOURCES, source_union
@@ -393,6 +394,8 @@ def read_yaml(text: str) -> Any:
 
 # ---- overrides -------------------------------------------------------------------------------------------------
 _INDEX = re.compile(r"\[(\d+)\]")
+# config keys whose --set value may be a secret a user pasted: never echoed in a message
+SECRET_KEYS = frozenset({"api_key_env", "api_key", "token", "secret", "password"})
 
 
 @dataclass
@@ -418,6 +421,9 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
             raise ConfigError(f"--set {_short(item)}: {error}") from None
         except yaml.YAMLError:
             value = raw
+        if parts[-1] in SECRET_KEYS:  # e.g. api_key_env=sk-...: a pasted key is never echoed back
+            register_secret(raw.strip())
+            item = f"{key.strip()}=<hidden>"
         parsed.append(Override(item, [int(p) if p.isdigit() else p for p in parts], value))
     return parsed
 

@@ -40,9 +40,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+# Secrets (API keys read from the environment) that must reach no file, log line or error message. `redact` is the
+# one scrubber: every text file is written through `write_text`, log lines through progress, errors through the CLI,
+# and a served LLM's answers are scrubbed as they arrive (llm.client), so a server that echoes the key writes nothing.
+REDACTED = "[redacted]"
+_SECRETS: set[str] = set()
+MIN_SECRET_CHARS = 6  # shorter values would blank out ordinary words
+
+
+def register_secret(value: str | None) -> None:
+    """Remember `value` as a secret of this process: `redact` replaces it from now on."""
+    if value and len(value) >= MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced by [redacted]."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(redact(text), encoding="utf-8")
 
 
 def write_json(path: str | Path, data: Any) -> None:

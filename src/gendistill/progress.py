@@ -23,6 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from gendistill.io import redact
+
 console = Console(stderr=True)
 logger = logging.getLogger("gendistill")
 
@@ -106,6 +108,7 @@ def _emit(level: int, message: str) -> None:
     """Log `message` (rich markup allowed): other handlers get the plain text, ours prints the markup."""
     if not logger.isEnabledFor(level) or _secondary_process():
         return
+    message = redact(message)
     try:
         plain = Text.from_markup(message).plain
     except MarkupError:  # a message quoting user text with brackets: show it as it is

@@ -18,6 +18,7 @@ from typer import core
 
 from gendistill import __version__, progress
 from gendistill.errors import GendistillError
+from gendistill.io import redact
 
 
 def _readable_help_types() -> None:
@@ -89,12 +90,12 @@ def guard(action: Callable[[], Any]) -> Any:
         if _state["debug"]:
             raise
         # escaped: a message may quote brackets (`pip install 'gendistill[tracking]'`, `[text]`) that are not markup
-        err.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {escape(redact(str(error)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except Exception as error:  # noqa: BLE001 - disk full surfaces as OSError or as a library's own error type
         if _state["debug"] or not _disk_full(error):
             raise
-        err.print(f"[bold red]error:[/bold red] {_disk_full_message(error)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/bold red] {redact(_disk_full_message(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         if _state["debug"]:

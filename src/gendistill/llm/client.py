@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import threading
@@ -29,6 +30,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gendistill.errors import ConfigError, GendistillError, MissingExtra
+from gendistill.io import redact
 from gendistill.llm.cache import RequestCache, request_key
 from gendistill.training.checkpoint import kill_point
 
@@ -222,7 +224,7 @@ class Client:
                         raise RequestRejected(status, _detail(response), self.where)
                     else:
                         try:
-                            answer = response.json()
+                            answer = json.loads(redact(response.text))  # a server may echo the key back
                         except ValueError:
                             answer = None
                         if not isinstance(answer, dict):
@@ -284,13 +286,13 @@ def retry_after(headers: httpx.Headers) -> float | None:
 def _detail(response: httpx.Response) -> str:
     """The server's error message, shortened to one line."""
     try:
-        body = response.json()
+        body = json.loads(redact(response.text))
         error = body.get("error", body.get("detail", body)) if isinstance(body, dict) else body
         if isinstance(error, dict):
             error = error.get("message", error)
         text = str(error)
     except ValueError:
-        text = response.text
+        text = redact(response.text)
     return " ".join(text.split())[:300] or "(no message)"
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gendistill.io import register_secret
 from gendistill.llm.prompts import ChatMessage, default_messages, default_prompt
 from gendistill.sections import Section, knob
 
@@ -83,7 +84,9 @@ class ServedModel(Section):
         """The key from the environment (None when no variable is named)."""
         if self.api_key_env is None:
             return None
-        return os.environ.get(self.api_key_env)
+        key = os.environ.get(self.api_key_env)
+        register_secret(key)  # from here on, no file, log line or error of this process shows it
+        return key
 
     @model_validator(mode="after")
     def _template_fits_api(self) -> ServedModel:
