@@ -1,4 +1,6 @@
-"""Read a user's table (CSV/TSV/JSONL/Parquet/`hf:`) and its text column; stream unlabeled texts.
+"""Read a user's table (CSV/TSV/JSONL/Parquet/plain text/`hf:`) and its text column; stream unlabeled texts.
+
+A plain text file (`.txt`) is one text per line, read as a table with the one column `text`.
 
 Every problem a user's file can have is reported as a one-line `DataError` naming the file, row or column.
 """
@@ -19,7 +21,16 @@ if TYPE_CHECKING:
     pass
 
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+}
+TEXT_FILE_COLUMN = "text"  # the one column of a plain text file
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
@@ -85,7 +96,7 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
     if fmt is None:
         raise DataError(
             f"{path}: unknown format {path.suffix or '(no extension)'!r}; use .csv, .tsv, .jsonl or .parquet, "
-            "or hf:NAME for a Hugging Face dataset"
+            "or .txt (one text per line), or hf:NAME for a Hugging Face dataset"
         )
     if not path.exists():
         raise DataError(f"{path}: file not found ({role} data)")
@@ -97,6 +108,9 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
         if fmt == "parquet":
             return pd.read_parquet(path)
         _check_utf8(path)
+        if fmt == "text":
+            with open(path, encoding="utf-8") as handle:
+                return pd.DataFrame({TEXT_FILE_COLUMN: [line.rstrip("\r\n") for line in handle if line.strip()]})
         return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=object, keep_default_na=False, na_values=[""])
     except DataError:
         raise
@@ -143,8 +157,9 @@ def clean_texts(
 
 def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[list[object]]:
     """The raw values of `text_column` of an unlabeled file in batches of about `rows`, without loading the
-    file whole: Parquet by row groups, JSONL line by line, CSV/TSV in pandas chunks (`hf:` datasets are read
-    whole). Values are passed through unchanged (the caller counts non-string and empty ones)."""
+    file whole: Parquet by row groups, JSONL and plain text line by line (a plain text file's one column is
+    `text`; blank lines are skipped), CSV/TSV in pandas chunks (`hf:` datasets are read whole). Values are passed
+    through unchanged (the caller counts non-string and empty ones)."""
     if spec.startswith("hf:"):
         frame = read_table(spec, "transfer")
         values = read_column(frame, text_column, spec, "text").tolist()
@@ -163,6 +178,26 @@ def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[
                 read_column(pd.DataFrame(columns=parquet.schema_arrow.names), text_column, spec, "text")
             for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
                 yield batch.column(0).to_pylist()
+        elif fmt == "text":
+            if text_column != TEXT_FILE_COLUMN:
+                read_column(pd.DataFrame(columns=[TEXT_FILE_COLUMN]), text_column, spec, "text")
+            lines: list[object] = []
+            with open(path, "rb") as handle:
+                for line_no, raw in enumerate(handle, start=1):
+                    try:
+                        line = raw.decode("utf-8").rstrip("\r\n")
+                    except UnicodeDecodeError:
+                        raise DataError(
+                            f"{path}: line {line_no} is not valid UTF-8; re-save the file as UTF-8"
+                        ) from None
+                    if not line.strip():
+                        continue
+                    lines.append(line)
+                    if len(lines) == rows:
+                        yield lines
+                        lines = []
+            if lines:
+                yield lines
         elif fmt == "jsonl":
             batch: list[object] = []
             with open(path, "rb") as handle:
