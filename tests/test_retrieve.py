@@ -103,6 +103,21 @@ def test_plain_text_corpus(tmp_path, task_dir, tiny_teacher_dir):
     assert summary.kept == 12 and summary.details["corpus_rows"] == 60
 
 
+def test_hf_dataset_corpus_is_streamed(tmp_path, task_dir, tiny_teacher_dir, corpus):
+    """`hf:` with a local dataset folder (offline): the same rows as the JSONL, so the same cache entry."""
+    path, _ = corpus
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(path.read_text())
+    cache = str(tmp_path / "c")
+    first = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=cache)
+    first.build(source_context(tmp_path / "a", task_dir, tiny_teacher_dir))
+    source = RetrieveSource(corpus=f"hf:{folder}@train", text_column="body", n=30, per_query=20, cache_dir=cache)
+    summary = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
+    assert summary.details["embedded_reused"] == 312 and summary.details["embedded_now"] == 0
+    assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
+
+
 def test_pipeline_with_a_retrieve_source_distils(tmp_path, task_dir, tiny_teacher_dir, corpus):
     path, _ = corpus
     config = make_tiny_config(task_dir, tiny_teacher_dir)

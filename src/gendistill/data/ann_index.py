@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from gendistill import progress
 from gendistill.errors import MissingExtra
@@ -44,7 +45,11 @@ class CorpusIndex:
         """(the index of `vectors`, whether it was reused): memory-mapped from `folder/index.usearch` when a
         finished one is there, else built (empty rows, zero vectors, are left out) and saved atomically."""
         usearch = require_usearch()
-        path = folder / "index.usearch"
+        with FileLock(str(folder / ".lock")):  # runs sharing the cache build one index, the others reuse it
+            return cls._build_or_load(usearch, vectors, folder / "index.usearch", threads)
+
+    @classmethod
+    def _build_or_load(cls, usearch: Any, vectors: np.ndarray, path: Path, threads: int) -> tuple[CorpusIndex, bool]:
         if path.exists():
             return cls(usearch.Index.restore(str(path), view=True)), True
         index = usearch.Index(
@@ -62,7 +67,7 @@ class CorpusIndex:
                 if len(keep):
                     index.add(keep + start, block[keep], threads=threads)
                 bar.advance(len(block))
-        tmp = folder / "index.usearch.tmp"
+        tmp = path.with_suffix(".tmp")
         index.save(str(tmp))
         tmp.replace(path)
         return cls(index), False
@@ -71,6 +76,7 @@ class CorpusIndex:
         """For each query, the row numbers of its `k` nearest rows, nearest first (fewer if the index is small)."""
         if len(self._index) == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
+        self._index.expansion_search = max(EXPANSION_SEARCH, 2 * k)  # the graph walk keeps at least 2k candidates
         matches = self._index.search(np.asarray(queries, dtype=np.float32), min(k, len(self._index)), threads=threads)
         keys, counts = np.atleast_2d(matches.keys), np.atleast_1d(matches.counts)
         return [keys[row, : counts[row]].tolist() for row in range(len(queries))]

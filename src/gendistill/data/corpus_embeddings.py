@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from filelock import FileLock
 
 from gendistill import progress
 from gendistill.data.tables import iter_unlabeled
@@ -121,16 +122,32 @@ def embed_corpus(
     *,
     max_chars: int,
     encoder_name: str,
+    max_length: int,
     load_encoder: Callable[[], TextEncoder],
     cache_dir: Path,
     batch_size: int = 64,
 ) -> CorpusEmbeddings:
     """The corpus's embeddings from the cache, embedding (and recording) only the rows not done yet. The
-    encoder is loaded only when something is left to embed."""
+    encoder is loaded only when something is left to embed. Runs sharing the cache take turns on one corpus
+    (a file lock), so two never write the same vectors."""
     fingerprint, rows = corpus_fingerprint(spec, text_column, max_chars)
-    key = hashlib.sha256(f"{fingerprint}/{encoder_identity(encoder_name)}/{max_chars}".encode()).hexdigest()[:24]
-    folder = cache_dir / key
+    identity = f"{fingerprint}/{encoder_identity(encoder_name)}/{max_chars}/{max_length}"
+    folder = cache_dir / hashlib.sha256(identity.encode()).hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")):
+        return _embed_missing(spec, text_column, max_chars, encoder_name, load_encoder, folder, rows, batch_size)
+
+
+def _embed_missing(
+    spec: str,
+    text_column: str,
+    max_chars: int,
+    encoder_name: str,
+    load_encoder: Callable[[], TextEncoder],
+    folder: Path,
+    rows: int,
+    batch_size: int,
+) -> CorpusEmbeddings:
     meta_path, data_path = folder / "meta.json", folder / "embeddings.f16"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     done = int(meta.get("done", 0)) if meta.get("rows") == rows and data_path.exists() else 0

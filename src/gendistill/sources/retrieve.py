@@ -72,13 +72,8 @@ class RetrieveSource(SourceConfig):
         installed: each a one-line error before any training."""
         key = f"transfer.sources[{index}]"
         require_usearch()
-        column = self.column(config)
-        try:
-            next(iter_unlabeled(self.corpus, column, rows=1), None)
-        except Exception as error:
-            hint = f"{key}.text_column" + ("" if self.text_column else " (it defaults to data.text_column)")
-            message = str(error)
-            raise type(error)(message.replace("data.text_column", hint)) from None
+        column_key = f"{key}.text_column" + ("" if self.text_column else " (it defaults to data.text_column)")
+        next(iter_unlabeled(self.corpus, self.column(config), rows=1, column_key=column_key), None)
         name = self.encoder_name(config)
         if name is None:
             raise ConfigError(
@@ -106,6 +101,7 @@ class RetrieveSource(SourceConfig):
             column,
             max_chars=max_chars,
             encoder_name=name,
+            max_length=self.max_length,
             load_encoder=load_encoder,
             cache_dir=self.cache_folder(),
             batch_size=self.batch_size,
