@@ -3,10 +3,11 @@ embedded once per corpus and encoder (a second run reuses the cache), refused at
 
 import json
 import random
+import sys
 
 import pytest
 import torch
-from conftest import LABELS, TOPICS, labeled, make_rows, make_tiny_config, write_jsonl
+from conftest import LABELS, labeled, make_rows, make_tiny_config, write_jsonl
 from test_errors import assert_user_error, base_config, run_cli
 
 import gendistill
@@ -150,5 +151,9 @@ def test_preflight_refuses_a_source_that_cannot_run(tmp_path, task_dir, tiny_tea
     assert_user_error(run_cli(tmp_path, config), *expected)
 
 
-def test_topics_fixture_has_three_classes():
-    assert sorted(TOPICS) == LABELS
+def test_without_usearch_the_preflight_names_the_extra(tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "usearch", None)  # import usearch now raises ModuleNotFoundError
+    path, _ = corpus
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["transfer"] = {"sources": [{"type": "retrieve", "corpus": str(path), "text_column": "body"}]}
+    assert_user_error(run_cli(tmp_path, config), "pip install 'gendistill[retrieve]'")
