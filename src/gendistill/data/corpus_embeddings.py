@@ -174,7 +174,7 @@ def _embed_rows(
     batch_size: int,
 ) -> None:
     """Embed rows `meta["done"]`.. in blocks, flushing the vectors and recording the count after each block."""
-    rows, position, block, block_start = meta["rows"], 0, [], meta["done"]
+    position, block, block_start = 0, [], meta["done"]
 
     def flush() -> None:
         nonlocal block, block_start
@@ -187,7 +187,7 @@ def _embed_rows(
         block = []
         kill_point("retrieve.embed")
 
-    with progress.bar("retrieve: embedding the corpus", total=rows, completed=meta["done"]) as bar:
+    with progress.bar("retrieve: embedding the corpus", total=meta["rows"], completed=meta["done"]) as bar:
         for batch in corpus_texts(spec, text_column, max_chars):
             for text in batch:
                 if position >= meta["done"]:
