@@ -3,9 +3,9 @@
 Each builds an HNSW graph (M=32, ef_construction=128, ef_search=64, inner product on unit vectors) over `--n`
 random `--dim`-d float32 vectors; we time the build and `--queries` top-10 searches, take recall@10 against an
 exact search (numpy, blocked), and measure the index's memory as the resident-set growth of a fresh (forked)
-process while it is built (the library imported first); `usearch-f16` is usearch storing the vectors in float16,
-as the `retrieve` source does. Random vectors are the hard case for a graph index (no cluster structure), so
-recall here is a floor.
+process while it is built (the library imported first); `usearch-f16` and `faiss-f16` (IndexHNSWSQ, fp16) store
+the vectors in float16, as the `retrieve` source does. Random vectors are the hard case for a graph index (no
+cluster structure), so recall here is a floor.
 
     python benchmarks/retrieval_index.py            # 100k x 384, 1000 queries, one thread
     python benchmarks/retrieval_index.py --n 20000  # quicker
@@ -36,11 +36,14 @@ def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def faiss_index(data: np.ndarray, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def faiss_index(data: np.ndarray, threads: int, fp16: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     import faiss
 
     faiss.omp_set_num_threads(threads)
-    index = faiss.IndexHNSWFlat(data.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+    if fp16:  # the graph over float16 codes (scalar quantizer), half the vectors' memory
+        index = faiss.IndexHNSWSQ(data.shape[1], faiss.ScalarQuantizer.QT_fp16, M, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexHNSWFlat(data.shape[1], M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = EF_CONSTRUCTION
     index.add(data)
     index.hnsw.efSearch = EF_SEARCH
@@ -71,10 +74,17 @@ LIBRARIES = {
     "faiss-cpu": faiss_index,
     "usearch": usearch_index,
     "hnswlib": hnswlib_index,
-    # what the retrieve source uses: vectors stored as float16 inside the graph
+    # vectors stored as float16 inside the graph (half the memory)
     "usearch-f16": lambda data, threads: usearch_index(data, threads, dtype="f16"),
+    "faiss-f16": lambda data, threads: faiss_index(data, threads, fp16=True),
 }
-MODULES = {"faiss-cpu": "faiss", "usearch": "usearch.index", "hnswlib": "hnswlib", "usearch-f16": "usearch.index"}
+MODULES = {
+    "faiss-cpu": "faiss",
+    "usearch": "usearch.index",
+    "hnswlib": "hnswlib",
+    "usearch-f16": "usearch.index",
+    "faiss-f16": "faiss",
+}
 
 
 def measure(name: str, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, threads: int) -> dict:
