@@ -17,7 +17,7 @@ from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import SourceContext, TextFilter, list_shards, normalize, read_shard
 from gendistill.sources.retrieve import RetrieveSource
 
-pytest.importorskip("usearch")
+pytest.importorskip("faiss")
 
 OFF_TOPIC = ["invoice", "tax", "ledger", "audit", "mortgage", "pension", "dividend", "broker", "payroll", "equity"]
 
@@ -89,7 +89,7 @@ def test_interrupted_embedding_resumes_where_it_stopped(tmp_path, task_dir, tiny
     (folder,) = (tmp_path / "c").iterdir()
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "done": 200}))  # as if killed after 200 rows
-    (folder / "index.usearch").unlink()
+    (folder / "index.faiss").unlink()
     again = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
     assert again.details["embedded_reused"] == 200 and again.details["embedded_now"] == 112
     assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
@@ -151,8 +151,8 @@ def test_preflight_refuses_a_source_that_cannot_run(tmp_path, task_dir, tiny_tea
     assert_user_error(run_cli(tmp_path, config), *expected)
 
 
-def test_without_usearch_the_preflight_names_the_extra(tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch):
-    monkeypatch.setitem(sys.modules, "usearch", None)  # import usearch now raises ModuleNotFoundError
+def test_without_faiss_the_preflight_names_the_extra(tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ModuleNotFoundError
     path, _ = corpus
     config = base_config(task_dir, tiny_teacher_dir)
     config["transfer"] = {"sources": [{"type": "retrieve", "corpus": str(path), "text_column": "body"}]}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from gendistill.data.ann_index import CorpusIndex, require_usearch
+from gendistill.data.ann_index import CorpusIndex, require_faiss
 from gendistill.data.corpus_embeddings import TextEncoder, corpus_texts, default_cache_dir, embed_corpus
 from gendistill.data.tables import iter_unlabeled
 from gendistill.errors import ConfigError
@@ -68,10 +68,10 @@ class RetrieveSource(SourceConfig):
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
     def check(self, config: RunConfig, index: int) -> None:
-        """The corpus opens and has the text column (its first rows are read), the encoder loads, usearch is
+        """The corpus opens and has the text column (its first rows are read), the encoder loads, faiss is
         installed: each a one-line error before any training."""
         key = f"transfer.sources[{index}]"
-        require_usearch()
+        require_faiss()
         column_key = f"{key}.text_column" + ("" if self.text_column else " (it defaults to data.text_column)")
         next(iter_unlabeled(self.corpus, self.column(config), rows=1, column_key=column_key), None)
         name = self.encoder_name(config)
