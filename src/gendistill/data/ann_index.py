@@ -50,11 +50,15 @@ class CorpusIndex:
         self._index, self._faiss = index, faiss
 
     @classmethod
-    def build_or_load(cls, vectors: np.ndarray, folder: Path, *, threads: int = 1) -> tuple[CorpusIndex, bool]:
+    def build_or_load(
+        cls, vectors: np.ndarray, folder: Path, *, threads: int | None = None
+    ) -> tuple[CorpusIndex, bool]:
         """(the index of `vectors`, whether it was reused): read (memory-mapped) from `folder/index.faiss` when a
-        finished one is there, else built (empty rows, zero vectors, are left out) and saved atomically."""
+        finished one is there, else built (empty rows, zero vectors, are left out) and saved atomically. `threads`:
+        faiss's OpenMP threads (default: its own, OMP_NUM_THREADS or every core)."""
         faiss = require_faiss()
-        faiss.omp_set_num_threads(threads)
+        if threads:
+            faiss.omp_set_num_threads(threads)
         with FileLock(str(folder / ".lock")):  # runs sharing the cache build one index, the others reuse it
             path = folder / INDEX_FILE
             if path.exists():
