@@ -1,4 +1,6 @@
-"""Read a user's table (CSV/TSV/JSONL/Parquet/`hf:`) and its text column; stream unlabeled texts.
+"""Read a user's table (CSV/TSV/JSONL/Parquet/plain text/`hf:`) and its text column; stream unlabeled texts.
+
+A plain text file (`.txt`) is one text per line, read as a table with the one column `text`.
 
 Every problem a user's file can have is reported as a one-line `DataError` naming the file, row or column.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -19,7 +21,16 @@ if TYPE_CHECKING:
     pass
 
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+}
+TEXT_FILE_COLUMN = "text"  # the one column of a plain text file
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
@@ -55,19 +66,24 @@ def _check_utf8(path: Path) -> None:
         ) from None
 
 
-def _read_hf(spec: str, role: str) -> pd.DataFrame:
+def _load_hf(spec: str, role: str) -> Any:
+    """The `datasets.Dataset` of `hf:NAME[:CONFIG][@SPLIT]` (Arrow, memory-mapped from the datasets cache)."""
     body = spec.removeprefix("hf:")
     body, _, split = body.partition("@")
     name, _, config = body.partition(":")
     try:
         import datasets  # a dependency, but a second to import: only `hf:` tables pay for it
 
-        dataset = datasets.load_dataset(name, config or None, split=split or role)
+        return datasets.load_dataset(name, config or None, split=split or role)
     except Exception as error:  # noqa: BLE001 - the datasets library raises many types for "not reachable"
         raise DataError(
             f"{spec}: cannot load Hugging Face dataset {name!r} split {split or role!r} ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:200]}); offline, export it to JSONL/Parquet and pass the path"
         ) from None
+
+
+def _read_hf(spec: str, role: str) -> pd.DataFrame:
+    dataset = _load_hf(spec, role)
     frame = dataset.to_pandas()
     features = getattr(dataset, "features", {}) or {}
     frame.attrs["class_names"] = {
@@ -85,7 +101,7 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
     if fmt is None:
         raise DataError(
             f"{path}: unknown format {path.suffix or '(no extension)'!r}; use .csv, .tsv, .jsonl or .parquet, "
-            "or hf:NAME for a Hugging Face dataset"
+            "or .txt (one text per line), or hf:NAME for a Hugging Face dataset"
         )
     if not path.exists():
         raise DataError(f"{path}: file not found ({role} data)")
@@ -97,6 +113,9 @@ def read_table(spec: str, role: str = "train") -> pd.DataFrame:
         if fmt == "parquet":
             return pd.read_parquet(path)
         _check_utf8(path)
+        if fmt == "text":
+            with open(path, encoding="utf-8") as handle:
+                return pd.DataFrame({TEXT_FILE_COLUMN: [line.rstrip("\r\n") for line in handle if line.strip()]})
         return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=object, keep_default_na=False, na_values=[""])
     except DataError:
         raise
@@ -141,15 +160,21 @@ def clean_texts(
     return texts, kept, truncated
 
 
-def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[list[object]]:
+def iter_unlabeled(
+    spec: str, text_column: str, rows: int = 10_000, column_key: str | None = None
+) -> Iterator[list[object]]:
     """The raw values of `text_column` of an unlabeled file in batches of about `rows`, without loading the
-    file whole: Parquet by row groups, JSONL line by line, CSV/TSV in pandas chunks (`hf:` datasets are read
-    whole). Values are passed through unchanged (the caller counts non-string and empty ones)."""
+    file whole: Parquet by row groups, JSONL and plain text line by line (a plain text file's one column is
+    `text`; blank lines are skipped), CSV/TSV in pandas chunks, `hf:` datasets in Arrow batches (memory-mapped
+    from the datasets cache). Values are passed
+    through unchanged (the caller counts non-string and empty ones). A missing column is a DataError that names
+    `column_key`, the config key choosing the column (default: data.text_column)."""
     if spec.startswith("hf:"):
-        frame = read_table(spec, "transfer")
-        values = read_column(frame, text_column, spec, "text").tolist()
-        for start in range(0, len(values), rows):
-            yield values[start : start + rows]
+        dataset = _load_hf(spec, "transfer")
+        if text_column not in dataset.column_names:
+            read_column(pd.DataFrame(columns=dataset.column_names), text_column, spec, "text", column_key)
+        for batch in dataset.select_columns([text_column]).iter(batch_size=rows):
+            yield batch[text_column]
         return
     path = Path(spec)
     fmt = FORMATS.get(path.suffix.lower())
@@ -160,9 +185,29 @@ def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[
         if fmt == "parquet":
             parquet = pq.ParquetFile(path)
             if text_column not in parquet.schema_arrow.names:
-                read_column(pd.DataFrame(columns=parquet.schema_arrow.names), text_column, spec, "text")
+                read_column(pd.DataFrame(columns=parquet.schema_arrow.names), text_column, spec, "text", column_key)
             for batch in parquet.iter_batches(batch_size=rows, columns=[text_column]):
                 yield batch.column(0).to_pylist()
+        elif fmt == "text":
+            if text_column != TEXT_FILE_COLUMN:
+                read_column(pd.DataFrame(columns=[TEXT_FILE_COLUMN]), text_column, spec, "text", column_key)
+            lines: list[object] = []
+            with open(path, "rb") as handle:
+                for line_no, raw in enumerate(handle, start=1):
+                    try:
+                        line = raw.decode("utf-8").rstrip("\r\n")
+                    except UnicodeDecodeError:
+                        raise DataError(
+                            f"{path}: line {line_no} is not valid UTF-8; re-save the file as UTF-8"
+                        ) from None
+                    if not line.strip():
+                        continue
+                    lines.append(line)
+                    if len(lines) == rows:
+                        yield lines
+                        lines = []
+            if lines:
+                yield lines
         elif fmt == "jsonl":
             batch: list[object] = []
             with open(path, "rb") as handle:
@@ -176,7 +221,7 @@ def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[
                     if not isinstance(row, dict):
                         raise DataError(f"{path}: line {line_no} is not a JSON object")
                     if text_column not in row and line_no == 1:
-                        read_column(pd.DataFrame(columns=list(row)), text_column, spec, "text")
+                        read_column(pd.DataFrame(columns=list(row)), text_column, spec, "text", column_key)
                     batch.append(row.get(text_column))
                     if len(batch) == rows:
                         yield batch
@@ -188,7 +233,7 @@ def iter_unlabeled(spec: str, text_column: str, rows: int = 10_000) -> Iterator[
             sep = "\t" if fmt == "tsv" else ","
             reader = pd.read_csv(path, sep=sep, dtype=object, keep_default_na=False, na_values=[""], chunksize=rows)
             for chunk in reader:
-                yield read_column(chunk, text_column, spec, "text").tolist()
+                yield read_column(chunk, text_column, spec, "text", column_key).tolist()
     except DataError:
         raise
     except Exception as error:  # noqa: BLE001 - parser errors from pandas/pyarrow vary by format

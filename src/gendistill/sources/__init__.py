@@ -12,9 +12,10 @@ from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary
 from gendistill.sources.file import FileSource
 from gendistill.sources.generate import GenerateSource
 from gendistill.sources.llm import LLMSource
+from gendistill.sources.retrieve import RetrieveSource
 
 SOURCES: Registry[type[SourceConfig]] = Registry("transfer source type")
-register_by_tag(SOURCES, "type", GenerateSource, FileSource, AugmentSource, LLMSource)
+register_by_tag(SOURCES, "type", GenerateSource, FileSource, AugmentSource, LLMSource, RetrieveSource)
 
 
 def source_union() -> Any:

@@ -1,0 +1,200 @@
+"""Embed a large unlabeled corpus once and keep the vectors on disk, for nearest-neighbour retrieval.
+
+A corpus is streamed (never whole in memory) and embedded by an encoder (mean-pooled last hidden states of any
+Hugging Face encoder folder: a fine-tuned or base teacher, a sentence-transformers folder). The unit vectors are
+written, float16, into a memory-mapped file in a shared cache folder keyed by the corpus's content (the texts as
+they would be embedded, whatever file or dataset they came from) and the encoder's identity (a hash of its
+files), so a second run, or another run on the same corpus and encoder, embeds nothing. Embedding is resumable:
+the rows done so far are recorded after every block, and an interrupted run continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from filelock import FileLock
+
+from gendistill import progress
+from gendistill.data.tables import iter_unlabeled
+from gendistill.io import tree_sha256, write_json
+from gendistill.training.checkpoint import kill_point
+
+if TYPE_CHECKING:
+    import torch
+
+CACHE_ENV = "GENDISTILL_RETRIEVE_CACHE"
+BLOCK_ROWS = 4096  # rows embedded between two progress records (and two kill points)
+
+
+def default_cache_dir() -> Path:
+    """$GENDISTILL_RETRIEVE_CACHE, else $XDG_CACHE_HOME/gendistill/retrieve (~/.cache/gendistill/retrieve)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "gendistill" / "retrieve"
+
+
+def corpus_texts(spec: str, text_column: str, max_chars: int) -> Iterator[list[str]]:
+    """The corpus's rows in batches, each as it is embedded: truncated, whitespace-normalized, "" for a
+    non-string or empty value (such a row keeps its position, gets a zero vector and is never retrieved)."""
+    for values in iter_unlabeled(spec, text_column):
+        yield [" ".join(value[:max_chars].split()) if isinstance(value, str) else "" for value in values]
+
+
+def corpus_fingerprint(spec: str, text_column: str, max_chars: int) -> tuple[str, int]:
+    """(sha256 of the rows as embedded, row count): one streaming pass, a second or so per million rows. The
+    same texts in JSONL or Parquet share a fingerprint; an `hf:` dataset's revision is its content."""
+    digest, rows = hashlib.sha256(), 0
+    for batch in corpus_texts(spec, text_column, max_chars):
+        for text in batch:
+            digest.update(text.encode("utf-8"))
+            digest.update(b"\0")
+        rows += len(batch)
+    return digest.hexdigest(), rows
+
+
+def encoder_identity(name: str) -> str:
+    """A hash of an encoder folder's files (weights, config, tokenizer); a Hub id is its own identity."""
+    return tree_sha256(name) if Path(name).is_dir() else hashlib.sha256(name.encode()).hexdigest()
+
+
+class TextEncoder:
+    """Mean-pooled, L2-normalized last hidden states of a Hugging Face encoder. `calls` counts the batches it
+    encoded (tests use it to see that a cached corpus is not embedded again)."""
+
+    def __init__(self, name: str, *, device: torch.device | str, max_length: int, trust_remote_code: bool = False):
+        import torch  # the encoder runs on torch; imported here so the data wing stays light to import
+        from transformers import AutoModel, AutoTokenizer  # ~1.5 s to import: only a retrieve source pays for it
+
+        from_pretrained_kwargs = {"trust_remote_code": trust_remote_code}
+        self.tokenizer = AutoTokenizer.from_pretrained(name, **from_pretrained_kwargs)
+        self.model = AutoModel.from_pretrained(name, **from_pretrained_kwargs).to(device).eval()
+        self.device, self.max_length, self.calls = device, max_length, 0
+        self._torch = torch
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        positions = [i for i, text in enumerate(texts) if text]
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in chunk],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+            out[chunk] = pooled.cpu().numpy()
+            self.calls += 1
+        return out
+
+
+@dataclass
+class CorpusEmbeddings:
+    """The corpus's vectors, memory-mapped read-only, where they live, and how many rows this call embedded."""
+
+    folder: Path
+    vectors: np.ndarray  # [rows, dim] float16, unit length (zero for empty rows)
+    embedded_now: int
+    reused: int
+
+
+def embed_corpus(
+    spec: str,
+    text_column: str,
+    *,
+    max_chars: int,
+    encoder_name: str,
+    max_length: int,
+    load_encoder: Callable[[], TextEncoder],
+    cache_dir: Path,
+    batch_size: int = 64,
+) -> CorpusEmbeddings:
+    """The corpus's embeddings from the cache, embedding (and recording) only the rows not done yet. The
+    encoder is loaded only when something is left to embed. Runs sharing the cache take turns on one corpus
+    (a file lock), so two never write the same vectors."""
+    fingerprint, rows = corpus_fingerprint(spec, text_column, max_chars)
+    identity = f"{fingerprint}/{encoder_identity(encoder_name)}/{max_chars}/{max_length}"
+    folder = cache_dir / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")):
+        return _embed_missing(spec, text_column, max_chars, encoder_name, load_encoder, folder, rows, batch_size)
+
+
+def _embed_missing(
+    spec: str,
+    text_column: str,
+    max_chars: int,
+    encoder_name: str,
+    load_encoder: Callable[[], TextEncoder],
+    folder: Path,
+    rows: int,
+    batch_size: int,
+) -> CorpusEmbeddings:
+    meta_path, data_path = folder / "meta.json", folder / "embeddings.f16"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    done = int(meta.get("done", 0)) if meta.get("rows") == rows and data_path.exists() else 0
+    if done < rows:
+        encoder = load_encoder()
+        if done == 0:
+            np.memmap(data_path, dtype=np.float16, mode="w+", shape=(max(rows, 1), encoder.dim)).flush()
+        meta = {"rows": rows, "dim": encoder.dim, "done": done, "corpus": spec, "encoder": encoder_name}
+        vectors = np.memmap(data_path, dtype=np.float16, mode="r+", shape=(max(rows, 1), encoder.dim))
+        _embed_rows(spec, text_column, max_chars, encoder, vectors, meta, meta_path, batch_size)
+        del vectors
+    view = np.memmap(data_path, dtype=np.float16, mode="r", shape=(max(rows, 1), int(meta["dim"])))[:rows]
+    return CorpusEmbeddings(folder, view, embedded_now=rows - done, reused=done)
+
+
+def _embed_rows(
+    spec: str,
+    text_column: str,
+    max_chars: int,
+    encoder: TextEncoder,
+    vectors: np.memmap,
+    meta: dict,
+    meta_path: Path,
+    batch_size: int,
+) -> None:
+    """Embed rows `meta["done"]`.. in blocks, flushing the vectors and recording the count after each block."""
+    position, block, block_start = 0, [], meta["done"]
+
+    def flush() -> None:
+        nonlocal block, block_start
+        vectors[block_start : block_start + len(block)] = encoder(block, batch_size).astype(np.float16)
+        vectors.flush()
+        meta["done"] = block_start + len(block)
+        write_json(meta_path, meta)
+        bar.advance(len(block))
+        block_start += len(block)
+        block = []
+        kill_point("retrieve.embed")
+
+    with progress.bar("retrieve: embedding the corpus", total=meta["rows"], completed=meta["done"]) as bar:
+        for batch in corpus_texts(spec, text_column, max_chars):
+            for text in batch:
+                if position >= meta["done"]:
+                    block.append(text)
+                position += 1
+                if len(block) == BLOCK_ROWS:
+                    flush()
+        if block:
+            flush()
+    write_json(meta_path, meta)

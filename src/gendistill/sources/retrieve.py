@@ -1,0 +1,187 @@
+"""`retrieve`: the corpus texts nearest to the labeled texts, from a large unlabeled corpus (a crawl, a dump).
+
+Where `file` samples a user's pool uniformly, `retrieve` picks the in-domain part of a corpus too large and too
+mixed to take whole: every corpus row is embedded once (cached on disk, shared by runs; see
+`gendistill.data.corpus_embeddings`), indexed (`gendistill.data.ann_index`), and each labeled text asks for its
+`per_query` nearest rows. Classes take turns (round-robin), so a class with few or hard-to-find examples still
+gets its share of the `n`, and a text retrieved for two classes counts once. Copies of labeled, validation and
+test texts are never kept: a test text in the transfer set would leak the test into the student's training.
+
+The encoder is by default the teacher's pretrained encoder (`teacher.model`): it exists before the transfer stage
+runs, and the transfer set does not depend on the teacher's training (a retrained teacher relabels the same
+texts); `encoder` names another (a sentence-transformers folder embeds topics better than a raw BERT).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
+
+from gendistill.data.ann_index import CorpusIndex, require_faiss
+from gendistill.data.corpus_embeddings import TextEncoder, corpus_texts, default_cache_dir, embed_corpus
+from gendistill.data.tables import iter_unlabeled
+from gendistill.errors import ConfigError
+from gendistill.loading import check_model
+from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, normalize, write_all
+
+if TYPE_CHECKING:
+    from gendistill.config import RunConfig
+
+
+class RetrieveSource(SourceConfig):
+    """The nearest neighbours of the labeled texts in a large unlabeled corpus."""
+
+    type: Literal["retrieve"] = "retrieve"
+    corpus: str = Field(description="CSV/TSV/JSONL/Parquet/.txt (one text per line) path, or hf:NAME[:CONFIG][@SPLIT]")
+    text_column: str | None = Field(default=None, description="default: data.text_column (a .txt file: text)")
+    per_query: Annotated[int, Field(ge=1)] = Field(default=50, description="nearest corpus rows per labeled text")
+    encoder: str | None = Field(
+        default=None, description="encoder folder or id to embed with (default: the teacher's, teacher.model)"
+    )
+    max_length: Annotated[int, Field(ge=8)] = Field(default=128, description="tokens per text when embedding")
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    cache_dir: str | None = Field(
+        default=None,
+        description="embeddings and index cache (default: $GENDISTILL_RETRIEVE_CACHE or ~/.cache/gendistill/retrieve)",
+    )
+
+    needs_labeled_texts = True
+
+    def inputs(self) -> list[str]:
+        return [self.corpus] + ([self.encoder] if self.encoder and Path(self.encoder).exists() else [])
+
+    def column(self, config: RunConfig) -> str:
+        if self.text_column:
+            return self.text_column
+        return "text" if self.corpus.lower().endswith(".txt") else config.data.text_column
+
+    def encoder_name(self, config: RunConfig) -> str | None:
+        if self.encoder:
+            return self.encoder
+        init = config.teacher.student_init(Path("teacher"))
+        return init[1] if init else None
+
+    def cache_folder(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+    def check(self, config: RunConfig, index: int) -> None:
+        """The corpus opens and has the text column (its first rows are read), the encoder loads, faiss is
+        installed: each a one-line error before any training."""
+        key = f"transfer.sources[{index}]"
+        require_faiss()
+        column_key = f"{key}.text_column" + ("" if self.text_column else " (it defaults to data.text_column)")
+        next(iter_unlabeled(self.corpus, self.column(config), rows=1, column_key=column_key), None)
+        name = self.encoder_name(config)
+        if name is None:
+            raise ConfigError(
+                f"{key}.encoder: a {config.teacher.kind!r} teacher has no encoder to embed the corpus with; "
+                "name an encoder folder (e.g. a sentence-transformers model)"
+            )
+        check_model(name, f"{key}.encoder", getattr(config.teacher, "trust_remote_code", False))
+
+    def build(self, ctx: SourceContext) -> SourceSummary:
+        """Embed (or reuse) the corpus, search the labeled texts' neighbours, then let the classes take turns:
+        each takes its next nearest candidate that passes the filters, until `n` are kept or all run dry."""
+        config, name = ctx.config, self.encoder_name(ctx.config)
+        assert name is not None  # check() refused a teacher without an encoder
+        trust = getattr(config.teacher, "trust_remote_code", False)
+        loaded: list[TextEncoder] = []
+
+        def load_encoder() -> TextEncoder:
+            if not loaded:
+                loaded.append(TextEncoder(name, device=ctx.device, max_length=self.max_length, trust_remote_code=trust))
+            return loaded[0]
+
+        column, max_chars = self.column(config), config.data.max_chars
+        embeddings = embed_corpus(
+            self.corpus,
+            column,
+            max_chars=max_chars,
+            encoder_name=name,
+            max_length=self.max_length,
+            load_encoder=load_encoder,
+            cache_dir=self.cache_folder(),
+            batch_size=self.batch_size,
+        )
+        corpus_calls = loaded[0].calls if loaded else 0
+        index, index_reused = CorpusIndex.build_or_load(embeddings.vectors, embeddings.folder)
+        labeled, labels = ctx.task.train.texts, ctx.task.train.labels
+        neighbours = index.search(load_encoder()(labeled, self.batch_size), self.per_query)
+        queues = _class_queues(neighbours, labels)
+        texts = _rows(self.corpus, column, max_chars, {row for queue in queues.values() for row in queue})
+        held_out = {normalize(t) for split in (ctx.task.validation, ctx.task.test) if split for t in split.texts}
+        labeled_set = {normalize(t) for t in labeled}
+        drops: Counter[str] = Counter()
+        kept: list[str] = []
+        per_class: Counter[str] = Counter()
+        considered = held_out_copies = 0
+        limit = self.n if self.n is not None else sum(len(queue) for queue in queues.values())
+        while len(kept) < limit and any(queues.values()):
+            for label, queue in queues.items():
+                while queue and len(kept) < limit:
+                    text = texts[queue.popleft()]
+                    considered += 1
+                    if text in labeled_set:
+                        drops["training_copy"] += 1
+                    elif text in held_out:
+                        held_out_copies += 1
+                    elif ctx.text_filter([text], drops):
+                        kept.append(text)
+                        per_class[ctx.task.label_names[label]] += 1
+                        break
+        note = None
+        if self.n is not None and len(kept) < self.n:
+            note = (
+                f"found {len(kept)} of n={self.n} texts among the {self.per_query} nearest corpus rows of each of "
+                f"{len(labeled)} labeled texts; raise per_query, or retrieve from a larger corpus"
+            )
+        return SourceSummary(
+            type=self.type,
+            n=self.n,
+            generated=considered,
+            kept=len(kept),
+            drops=dict(drops),
+            shards=write_all(ctx.directory, kept, ctx.shard_size),
+            note=note,
+            details={
+                "corpus": self.corpus if self.corpus.startswith("hf:") else Path(self.corpus).name,
+                "corpus_rows": len(embeddings.vectors),
+                "embedded_now": embeddings.embedded_now,
+                "embedded_reused": embeddings.reused,
+                "index_reused": index_reused,
+                "corpus_encoder_calls": corpus_calls,
+                "candidates": sum(len(rows) for rows in neighbours),
+                "held_out_copies": held_out_copies,
+                "per_class": dict(per_class),
+            },
+        )
+
+
+def _class_queues(neighbours: list[list[int]], labels: list[int]) -> dict[int, deque[int]]:
+    """Per class, its labeled texts' neighbours interleaved by rank (every text's nearest first, then every
+    text's second nearest...), each corpus row once, and in the class that reaches it at the lowest rank (ties:
+    the lower class id): a row near two classes is a candidate of one."""
+    claimed: dict[int, tuple[int, int]] = {}  # row -> (rank, class)
+    for rows, label in zip(neighbours, labels, strict=True):
+        for rank, row in enumerate(rows):
+            if row not in claimed or (rank, label) < claimed[row]:
+                claimed[row] = (rank, label)
+    queues: dict[int, deque[int]] = {label: deque() for label in sorted(set(labels))}
+    for row, (_rank, label) in sorted(claimed.items(), key=lambda item: (item[1][0], item[0])):
+        queues[label].append(row)
+    return queues
+
+
+def _rows(spec: str, column: str, max_chars: int, wanted: set[int]) -> dict[int, str]:
+    """The texts of the `wanted` corpus rows, in one streaming pass (the corpus is never whole in memory)."""
+    found: dict[int, str] = {}
+    position = 0
+    for batch in corpus_texts(spec, column, max_chars):
+        for text in batch:
+            if position in wanted:
+                found[position] = text
+            position += 1
+    return found

@@ -1,0 +1,159 @@
+"""The `retrieve` source: nearest corpus rows of the labeled texts, class-balanced, never a labeled or test text,
+embedded once per corpus and encoder (a second run reuses the cache), refused at preflight when it cannot run."""
+
+import json
+import random
+import sys
+
+import pytest
+import torch
+from conftest import LABELS, labeled, make_rows, make_tiny_config, write_jsonl
+from test_errors import assert_user_error, base_config, run_cli
+
+import gendistill
+from gendistill.config import FilterConfig, build_config
+from gendistill.data.task import LabeledSet, TaskData
+from gendistill.pipeline.layout import RunLayout
+from gendistill.sources.base import SourceContext, TextFilter, list_shards, normalize, read_shard
+from gendistill.sources.retrieve import RetrieveSource
+
+pytest.importorskip("faiss")
+
+OFF_TOPIC = ["invoice", "tax", "ledger", "audit", "mortgage", "pension", "dividend", "broker", "payroll", "equity"]
+
+
+def off_topic_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.sample(OFF_TOPIC, 4) + rng.sample(["it", "is", "of", "for", "our"], 3)) for _ in range(count)]
+
+
+@pytest.fixture
+def corpus(tmp_path, task_dir):
+    """60 new on-topic texts (20 per class), 6 labeled and 6 test texts, and 240 off-topic texts, shuffled."""
+    train = [json.loads(line)["text"] for line in (task_dir / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line)["text"] for line in (task_dir / "test.jsonl").read_text().splitlines()]
+    on_topic = [row["text"] for row in make_rows(20, 7)]
+    texts = on_topic + train[:6] + test[:6] + off_topic_texts(240, 0)
+    random.Random(1).shuffle(texts)
+    return write_jsonl(tmp_path / "corpus.jsonl", [{"body": text} for text in texts]), set(on_topic)
+
+
+def source_context(directory, task_dir, teacher_dir):
+    config = build_config(
+        {"data": {"train": str(task_dir / "train.jsonl")}, "teacher": {"model": str(teacher_dir)}, "device": "cpu"}
+    )
+    train_texts, train_labels = labeled(20, 0)
+    test_texts, test_labels = labeled(10, 1)
+    task = TaskData(LabeledSet(train_texts, train_labels), LabeledSet(test_texts, test_labels), None, LABELS)
+    text_filter = TextFilter(FilterConfig(min_words=1), {normalize(t) for t in train_texts})
+    directory.mkdir(parents=True, exist_ok=True)
+    return SourceContext(config, RunLayout(directory), task, 0, directory, text_filter, torch.device("cpu"))
+
+
+def kept_texts(directory):
+    return [text for path in list_shards(directory) for text in read_shard(path)[0]]
+
+
+def test_retrieves_on_topic_class_balanced_texts_and_never_a_labeled_or_test_text(
+    tmp_path, task_dir, tiny_teacher_dir, corpus
+):
+    path, on_topic = corpus
+    source = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=str(tmp_path / "c"))
+    summary = source.build(source_context(tmp_path / "run", task_dir, tiny_teacher_dir))
+    texts = kept_texts(tmp_path / "run")
+    assert summary.kept == len(texts) == 30 == len(set(texts))
+    assert sum(text in on_topic for text in texts) >= 24  # mostly on-topic (random-init tiny encoder)
+    assert summary.details["per_class"] == {"cooking": 10, "sports": 10, "weather": 10}
+    labeled_or_test = {normalize(t) for t in labeled(20, 0)[0] + labeled(10, 1)[0]}
+    assert not labeled_or_test & set(texts)
+    assert summary.details["corpus_rows"] == 312 and summary.details["embedded_now"] == 312
+
+
+def test_second_run_embeds_no_corpus_text(tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch):
+    path, _ = corpus
+    monkeypatch.setenv("GENDISTILL_RETRIEVE_CACHE", str(tmp_path / "shared"))
+    source = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20)
+    first = source.build(source_context(tmp_path / "a", task_dir, tiny_teacher_dir))
+    second = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
+    assert first.details["corpus_encoder_calls"] > 0 and not first.details["index_reused"]
+    assert second.details["corpus_encoder_calls"] == 0 and second.details["embedded_now"] == 0
+    assert second.details["embedded_reused"] == 312 and second.details["index_reused"]
+    assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
+    assert len(list((tmp_path / "shared").iterdir())) == 1
+
+
+def test_interrupted_embedding_resumes_where_it_stopped(tmp_path, task_dir, tiny_teacher_dir, corpus):
+    path, _ = corpus
+    source = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=str(tmp_path / "c"))
+    source.build(source_context(tmp_path / "a", task_dir, tiny_teacher_dir))
+    (folder,) = (tmp_path / "c").iterdir()
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "done": 200}))  # as if killed after 200 rows
+    (folder / "index.faiss").unlink()
+    again = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
+    assert again.details["embedded_reused"] == 200 and again.details["embedded_now"] == 112
+    assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
+
+
+def test_plain_text_corpus(tmp_path, task_dir, tiny_teacher_dir):
+    lines = [row["text"] for row in make_rows(10, 7)] + off_topic_texts(30, 1)
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n\n")
+    source = RetrieveSource(corpus=str(path), n=12, per_query=10, cache_dir=str(tmp_path / "c"))
+    summary = source.build(source_context(tmp_path / "run", task_dir, tiny_teacher_dir))
+    assert summary.kept == 12 and summary.details["corpus_rows"] == 60
+
+
+def test_hf_dataset_corpus_is_streamed(tmp_path, task_dir, tiny_teacher_dir, corpus):
+    """`hf:` with a local dataset folder (offline): the same rows as the JSONL, so the same cache entry."""
+    path, _ = corpus
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(path.read_text())
+    cache = str(tmp_path / "c")
+    first = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=cache)
+    first.build(source_context(tmp_path / "a", task_dir, tiny_teacher_dir))
+    source = RetrieveSource(corpus=f"hf:{folder}@train", text_column="body", n=30, per_query=20, cache_dir=cache)
+    summary = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
+    assert summary.details["embedded_reused"] == 312 and summary.details["embedded_now"] == 0
+    assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
+
+
+def test_pipeline_with_a_retrieve_source_distils(tmp_path, task_dir, tiny_teacher_dir, corpus):
+    path, _ = corpus
+    config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["transfer"]["sources"] = [
+        {"type": "retrieve", "corpus": str(path), "text_column": "body", "n": 24, "cache_dir": str(tmp_path / "c")}
+    ]
+    config["student"]["init"] = "random"
+    report = gendistill.run(build_config(config), tmp_path / "run")
+    (source,) = report.transfer_set.sources
+    assert source.type == "retrieve" and source.kept == 24
+    assert report.train_examples >= 24
+    assert (tmp_path / "run" / "student").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"corpus": "missing.jsonl"}, ("missing.jsonl", "file not found")),
+        ({"text_column": "content"}, ("no text column 'content'", "transfer.sources[0].text_column")),
+        ({"encoder": "no_such_encoder_dir/x/y"}, ("transfer.sources[0].encoder", "no such folder")),
+    ],
+)
+def test_preflight_refuses_a_source_that_cannot_run(tmp_path, task_dir, tiny_teacher_dir, corpus, change, expected):
+    path, _ = corpus
+    config = base_config(task_dir, tiny_teacher_dir)
+    source = {"type": "retrieve", "corpus": str(path), "text_column": "body", "n": 10, **change}
+    if change.get("corpus"):
+        source["corpus"] = str(tmp_path / change["corpus"])
+    config["transfer"] = {"sources": [source]}
+    assert_user_error(run_cli(tmp_path, config), *expected)
+
+
+def test_without_faiss_the_preflight_names_the_extra(tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ModuleNotFoundError
+    path, _ = corpus
+    config = base_config(task_dir, tiny_teacher_dir)
+    config["transfer"] = {"sources": [{"type": "retrieve", "corpus": str(path), "text_column": "body"}]}
+    assert_user_error(run_cli(tmp_path, config), "pip install 'gendistill[retrieve]'")
