@@ -16,6 +16,7 @@ from gendistill.data.task import LabeledSet, TaskData
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import SourceContext, TextFilter, list_shards, normalize, read_shard
 from gendistill.sources.retrieve import RetrieveSource
+from gendistill.stages.transfer import transfer_key
 
 pytest.importorskip("faiss")
 
@@ -157,3 +158,21 @@ def test_without_faiss_the_preflight_names_the_extra(tmp_path, task_dir, tiny_te
     config = base_config(task_dir, tiny_teacher_dir)
     config["transfer"] = {"sources": [{"type": "retrieve", "corpus": str(path), "text_column": "body"}]}
     assert_user_error(run_cli(tmp_path, config), "pip install 'gendistill[retrieve]'")
+
+
+def test_the_default_encoder_is_keyed_so_a_new_teacher_model_rebuilds_the_transfer_set(task_dir, tiny_teacher_dir):
+    """With `encoder` left out the teacher's model embeds the corpus: changing `teacher.model` must rebuild the
+    retrieved set, and a run without a retrieve source keeps the transfer key it had."""
+
+    def key(teacher_model, **source):
+        raw = {
+            "data": {"train": str(task_dir / "train.jsonl")},
+            "teacher": {"model": teacher_model},
+            "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
+        }
+        return transfer_key(build_config(raw))
+
+    assert key(str(tiny_teacher_dir)) != key("another/encoder")
+    assert key(str(tiny_teacher_dir), encoder="e") == key("another/encoder", encoder="e")
+    plain = build_config({"data": {"train": str(task_dir / "train.jsonl")}, "teacher": {"model": "m"}})
+    assert set(transfer_key(plain)) == {"transfer", "seed"}

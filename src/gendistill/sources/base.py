@@ -169,9 +169,14 @@ class SourceConfig(Section):
     needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
     parallel: ClassVar[bool] = False  # True: every process builds it together (fill_by_sampling splits the shards)
 
-    def inputs(self) -> list[str]:
+    def inputs(self, config: RunConfig) -> list[str]:
         """User files this source reads: their content hashes enter the transfer stage's key."""
         return []
+
+    def key_fields(self, config: RunConfig) -> dict[str, Any]:
+        """What this source's texts depend on outside its own fields (e.g. a default taken from another section):
+        it enters the transfer stage's key, so changing it rebuilds the transfer set."""
+        return {}
 
     def check(self, config: RunConfig, index: int) -> None:
         """Preflight: fail in seconds, with a message naming `transfer.sources[index]`, before any training."""

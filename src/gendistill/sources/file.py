@@ -34,7 +34,7 @@ class FileSource(SourceConfig):
     text_column: str | None = Field(default=None, description="default: data.text_column")
     exclude_labeled: bool = Field(default=True, description="drop texts that are in the labeled training set")
 
-    def inputs(self) -> list[str]:
+    def inputs(self, config: RunConfig) -> list[str]:
         return [self.path]
 
     def column(self, config: RunConfig) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -50,8 +50,15 @@ class RetrieveSource(SourceConfig):
 
     needs_labeled_texts = True
 
-    def inputs(self) -> list[str]:
-        return [self.corpus] + ([self.encoder] if self.encoder and Path(self.encoder).exists() else [])
+    def inputs(self, config: RunConfig) -> list[str]:
+        """The corpus and, when it is a local folder, the encoder (the teacher's by default): its weights decide
+        which texts are nearest."""
+        encoder = self.encoder_name(config)
+        return [self.corpus] + ([encoder] if encoder and Path(encoder).exists() else [])
+
+    def key_fields(self, config: RunConfig) -> dict[str, Any]:
+        """The default encoder is the teacher's model: changing `teacher.model` changes the retrieved texts."""
+        return {} if self.encoder else {"encoder": self.encoder_name(config)}
 
     def column(self, config: RunConfig) -> str:
         if self.text_column:

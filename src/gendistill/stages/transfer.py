@@ -43,7 +43,21 @@ def run_transfer(ctx: StageContext) -> dict[str, Any]:
 
 
 def _inputs(config: RunConfig) -> list[str]:
-    return [spec for source in config.transfer.sources for spec in source.inputs()]
+    return [spec for source in config.transfer.sources for spec in source.inputs(config)]
+
+
+def transfer_key(config: RunConfig) -> dict[str, Any]:
+    """The transfer section and seed, plus what a source depends on outside its own fields (only when some source
+    does, so the keys of runs without such a source stay as they were)."""
+    key: dict[str, Any] = {"transfer": config.transfer, "seed": config.seed}
+    outside = {
+        str(index): fields
+        for index, source in enumerate(config.transfer.sources)
+        if (fields := source.key_fields(config))
+    }
+    if outside:
+        key["sources_outside_fields"] = outside
+    return key
 
 
 def _check(config: RunConfig) -> None:
@@ -56,7 +70,7 @@ STAGE = register(
         name="transfer",
         body=run_transfer,
         upstream=("data", "generator"),
-        key_fields=lambda config: {"transfer": config.transfer, "seed": config.seed},
+        key_fields=transfer_key,
         inputs=_inputs,
         check=_check,
         outputs=lambda layout: (layout.transfer,),
