@@ -250,8 +250,8 @@ def _require_usable(
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelLoadError(
-                f"{directory / WEIGHTS_FILE}: weight {name!r} holds NaN or infinite values (did training diverge?); "
-                "retrain the student, e.g. with a lower learning rate"
+                f"{directory / WEIGHTS_FILE}: the weights are NaN or infinite (first: {name!r}; did training "
+                "diverge?); retrain the student, e.g. with a lower learning rate"
             )
     if id_map is not None and id_map.size and (int(id_map.min()) < 0 or int(id_map.max()) >= vocab_size):
         raise ModelLoadError(
