@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from gendistill.errors import DataError
+from gendistill.io import chunked
 
 if TYPE_CHECKING:
     pass
@@ -191,23 +192,8 @@ def iter_unlabeled(
         elif fmt == "text":
             if text_column != TEXT_FILE_COLUMN:
                 read_column(pd.DataFrame(columns=[TEXT_FILE_COLUMN]), text_column, spec, "text", column_key)
-            lines: list[object] = []
             with open(path, "rb") as handle:
-                for line_no, raw in enumerate(handle, start=1):
-                    try:
-                        line = raw.decode("utf-8").rstrip("\r\n")
-                    except UnicodeDecodeError:
-                        raise DataError(
-                            f"{path}: line {line_no} is not valid UTF-8; re-save the file as UTF-8"
-                        ) from None
-                    if not line.strip():
-                        continue
-                    lines.append(line)
-                    if len(lines) == rows:
-                        yield lines
-                        lines = []
-            if lines:
-                yield lines
+                yield from chunked(_text_lines(handle, path), rows)
         elif fmt == "jsonl":
             batch: list[object] = []
             with open(path, "rb") as handle:
@@ -238,3 +224,14 @@ def iter_unlabeled(
         raise
     except Exception as error:  # noqa: BLE001 - parser errors from pandas/pyarrow vary by format
         raise DataError(f"{path}: cannot read as {fmt} ({type(error).__name__}: {str(error)[:200]})") from None
+
+
+def _text_lines(handle: Any, path: Path) -> Iterator[object]:
+    """The non-blank lines of a plain-text corpus (one text per line), decoded as UTF-8 with a one-line error."""
+    for line_no, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: line {line_no} is not valid UTF-8; re-save the file as UTF-8") from None
+        if line.strip():
+            yield line

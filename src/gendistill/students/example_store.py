@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +83,3 @@ def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
     if int(np.prod(shape)) == 0:
         return np.zeros(shape, dtype)
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
