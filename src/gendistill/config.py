@@ -101,6 +101,59 @@ class TransferConfig(_Section):
     shard_size: Annotated[int, Field(ge=1)] = 256
 
 
+class Selection(str, Enum):
+    """How a round picks the texts the teacher labels next, from the student's view of the candidates."""
+
+    margin = "margin"  # smallest gap between the student's two most likely classes
+    entropy = "entropy"  # highest entropy of the student's class distribution
+    disagreement = "disagreement"  # dropout committee of the student disagrees most (BALD mutual information)
+
+
+class RoundsConfig(_Section):
+    """Agreement rounds after the one-shot student: each round the student scores a pool of new candidates, the
+    teacher labels only the `per_round` it is least sure of, and the student continues from its weights on
+    everything labeled so far. Rounds stop when the student's agreement with the teacher on `holdout`
+    teacher-labeled pool texts stops rising (never the test set)."""
+
+    count: Annotated[int, Field(ge=0, le=100)] = Field(default=0, description="rounds at most (0: no rounds)")
+    per_round: Annotated[int, Field(ge=1)] = Field(default=500, description="texts the teacher labels per round")
+    candidates: Annotated[int, Field(ge=1)] = Field(
+        default=5000,
+        description="new pool texts drawn per round; the student scores them with earlier rounds' unpicked ones",
+    )
+    pool: source_union() | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="where candidates come from (any transfer source; default: transfer.sources[0]); each round "
+        "after the first shows it the texts the last round picked, as the labeled examples of their teacher class",
+    )
+    select: Selection = Selection.margin
+    balance: bool = Field(default=True, description="pick per class of the student's prediction, in turns")
+    committee: Annotated[int, Field(ge=2, le=64)] = Field(
+        default=8, description="select: disagreement: dropout passes of the student that vote"
+    )
+    holdout: Annotated[int, Field(ge=20)] = Field(
+        default=500, description="pool texts the teacher labels once, to measure agreement (counted as spent)"
+    )
+    epochs: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="student epochs per round, over everything labeled so far"
+    )
+    patience: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="stop after this many rounds without a rise in held-out agreement"
+    )
+    min_gain: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.002, description="a rise in held-out agreement smaller than this does not count"
+    )
+
+    def active(self) -> bool:
+        return self.count > 0
+
+    def pool_source(self, transfer: TransferConfig) -> Any:
+        """The configured pool, or the first transfer source (None when there is neither)."""
+        if self.pool is not None:
+            return self.pool
+        return transfer.sources[0] if transfer.sources else None
+
+
 class EmbeddingInit(str, Enum):
     teacher = "teacher"
     random = "random"
@@ -264,6 +317,7 @@ class RunConfig(_Section):
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     label: LabelConfig = Field(default_factory=LabelConfig)
     student: StudentConfig = Field(default_factory=StudentConfig)
+    rounds: RoundsConfig = Field(default_factory=RoundsConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     seed: int = 0
     device: Device = Device.auto

@@ -49,8 +49,8 @@ class Artifact:
 def identify(folder: Path) -> Artifact | None:
     """What the local `folder` holds, or None when it is none of the three (or does not exist)."""
     run = RunLayout(folder)
-    if (run.student / CONFIG_FILE).is_file():
-        return Artifact("run", run.student, folder)
+    if (run.final_student / CONFIG_FILE).is_file():
+        return Artifact("run", run.final_student, folder)
     if (folder / MODEL_FILE).is_file():
         return Artifact("export", folder, None)
     if (folder / CONFIG_FILE).is_file():

@@ -171,6 +171,28 @@ def _transfer(report: Report) -> str:
     return _table(header, rows, "transfer") + notes
 
 
+def _rounds(report: Report) -> str:
+    rounds = report.rounds
+    if rounds is None:
+        return ""
+    rows = [
+        [
+            f"{row.round}" + (" (kept)" if row.round == rounds.chosen_round else ""),
+            _int(row.labels),
+            _int(row.picked),
+            f"{100 * row.agreement:.2f}%",
+            "–" if row.accuracy is None else f"{100 * row.accuracy:.2f}%",
+        ]
+        for row in rounds.history
+    ]
+    header = ["round", "labels spent", "picked", "held-out agreement", "test accuracy"]
+    note = (
+        f"<p>Selection: {escape(rounds.select)}; the student's agreement with the teacher on {rounds.holdout:,} "
+        f"held-out teacher labels chose the round kept (test accuracy is only reported). {escape(rounds.stopped)}.</p>"
+    )
+    return _table(header, rows, "rounds") + note
+
+
 def _stages(report: Report) -> str:
     if not report.stages:
         return ""
@@ -230,6 +252,10 @@ def render_html(report: Report, root: Path) -> str:
     transfer = _transfer(report)
     if transfer:
         parts += ["<h2>Transfer set</h2>", transfer]
+    rounds = _rounds(report)
+    if rounds:
+        parts += ["<h2>Agreement rounds</h2>", rounds]
+        parts.append(_image(root, report, "rounds", "held-out agreement and test accuracy against labels spent"))
     stages = _stages(report)
     if stages:
         parts += ["<h2>Stages</h2>", stages]

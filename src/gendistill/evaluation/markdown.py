@@ -97,6 +97,19 @@ def render_markdown(report: Report) -> str:
         if transfer.classes:
             classes = ", ".join(f"{name} {count:,}" for name, count in transfer.classes.items())
             lines.append(f"By the teacher's label: {classes}.")
+    if report.rounds is not None:
+        rounds = report.rounds
+        lines += _table("Agreement rounds", "| round | labels spent | picked | held-out agreement | test accuracy |", 5)
+        for row in rounds.history:
+            accuracy = "–" if row.accuracy is None else f"{100 * row.accuracy:.2f}%"
+            mark = " (kept)" if row.round == rounds.chosen_round else ""
+            lines.append(
+                f"| {row.round}{mark} | {row.labels:,} | {row.picked:,} | {100 * row.agreement:.2f}% | {accuracy} |"
+            )
+        lines.append(
+            f"\nSelection: {rounds.select}; agreement on {rounds.holdout:,} held-out teacher labels decided. "
+            f"{rounds.stopped}."
+        )
     if report.stages:
         lines += _table("Stages", "| stage | this run | seconds |", 3)
         for name, stage in report.stages.items():

@@ -164,11 +164,38 @@ def accuracy_size_speed_figure(report: Report) -> Figure | None:
     return figure
 
 
+def rounds_figure(report: Report) -> Figure | None:
+    """Agreement rounds: held-out agreement with the teacher (what the rounds stop and choose on) and, when there
+    is a test set, test accuracy, against teacher labels spent; the chosen round circled."""
+    if report.rounds is None or not report.rounds.history:
+        return None
+    history = report.rounds.history
+    figure = _figure(6.0, 3.8)
+    axis = figure.subplots()
+    labels = [row.labels for row in history]
+    agreement = [100 * row.agreement for row in history]
+    axis.plot(labels, agreement, marker="o", label="agreement with the teacher (held out)")
+    if all(row.accuracy is not None for row in history):
+        axis.plot(labels, [100 * (row.accuracy or 0) for row in history], marker="s", label="test accuracy")
+    chosen = next((row for row in history if row.round == report.rounds.chosen_round), None)
+    if chosen is not None:
+        axis.scatter([chosen.labels], [100 * chosen.agreement], s=220, facecolors="none", edgecolors="black")
+    for row in history:
+        axis.annotate(f"r{row.round}", (row.labels, 100 * row.agreement), textcoords="offset points", xytext=(4, 4))
+    axis.set_xlabel("teacher labels spent (transfer set, held-out slice, picks)")
+    axis.set_ylabel("%")
+    axis.set_title(f"agreement rounds ({report.rounds.select}); circled: the round kept")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure
+
+
 PLOTS = {
     "accuracy_size_speed": accuracy_size_speed_figure,
     "confusion": confusion_figure,
     "per_class_f1": per_class_f1_figure,
     "training_loss": training_loss_figure,
+    "rounds": rounds_figure,
 }
 
 

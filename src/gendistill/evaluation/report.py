@@ -147,6 +147,31 @@ class SpeedSettings(_Part):
         return self.load_average - (self.threads or 1) > self.cpus / 2
 
 
+class RoundRow(_Part):
+    """One agreement round (round 0: the one-shot student)."""
+
+    round: int
+    labels: int  # teacher labels spent on unlabeled texts so far: transfer set, held-out slice, picks
+    picked: int = 0
+    agreement: float  # with the teacher on the held-out slice: what the rounds stop and choose on
+    accuracy: float | None = None  # on the test set: reported, never used to choose
+    picked_agreement: float | None = None  # the picking student with the teacher on its picks
+    candidates: int | None = None
+    teacher_usage: dict[str, float] = Field(default_factory=dict)  # a served teacher's requests and tokens
+    pool_usage: dict[str, float] = Field(default_factory=dict)  # an llm pool's requests and tokens
+
+
+class Rounds(_Part):
+    select: str
+    holdout: int
+    chosen_round: int
+    stopped: str
+    labels: int
+    teacher_usage: dict[str, float] = Field(default_factory=dict)
+    pool_usage: dict[str, float] = Field(default_factory=dict)
+    history: list[RoundRow] = Field(default_factory=list)
+
+
 class StageRow(_Part):
     status: str  # ran: in this invocation; reused: finished earlier; skipped: does not apply to this config
     seconds: float | None = None
@@ -162,6 +187,7 @@ class Report(_Part):
     baseline_student: ModelRow | None = None
     ratios: dict[str, float] = Field(default_factory=dict)
     transfer_set: TransferSet = Field(default_factory=TransferSet)
+    rounds: Rounds | None = None
     speed: SpeedSettings = Field(default_factory=SpeedSettings)
     training: dict[str, TrainingCurve] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)

@@ -70,6 +70,25 @@ class RunLayout:
         return self.root / "student"
 
     @property
+    def rounds(self) -> Path:
+        return self.root / "rounds"
+
+    @property
+    def rounds_student(self) -> Path:
+        """The student of the round the agreement rounds chose (stage `rounds`)."""
+        return self.rounds / "student"
+
+    @property
+    def rounds_ledger(self) -> Path:
+        return self.rounds / "rounds.json"
+
+    @property
+    def final_student(self) -> Path:
+        """The run's student: the one agreement rounds chose when they ran (their folder appears whole, renamed
+        into place), else the one-shot student of stage `distill`."""
+        return self.rounds_student if self.rounds_student.is_dir() else self.student
+
+    @property
     def baseline_student(self) -> Path:
         return self.root / "baseline_student"
 

@@ -82,7 +82,7 @@ def validation_set(ctx: StageContext) -> tuple[list[str], list[int]] | None:
     return (task.validation.texts, task.validation.labels) if task.validation else None
 
 
-class _Texts:
+class ChunkTexts:
     """The texts of `chunks()`, re-iterable (vocabulary building reads them once per pass)."""
 
     def __init__(self, chunks: Callable[[], Iterable[Chunk]]):
@@ -109,7 +109,7 @@ def fit_student(
     count by cross-validation within its budget when `student.labeled_only_budget` is cv."""
     task = ctx.task()
     config = ctx.config.student
-    student = make_student(config, _Texts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
+    student = make_student(config, ChunkTexts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
     selection = None
     if labeled_only and config.labeled_only_budget == "cv":
         texts, logits, gold = [], [], []

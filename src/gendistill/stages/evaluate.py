@@ -20,6 +20,8 @@ from gendistill.evaluation.report import (
     LossPoint,
     ModelRow,
     Report,
+    RoundRow,
+    Rounds,
     SpeedSettings,
     StageRow,
     Throughput,
@@ -29,6 +31,7 @@ from gendistill.evaluation.report import (
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
+from gendistill.stages.rounds import round_student
 from gendistill.students.classifier import StudentClassifier
 from gendistill.training.budget import steps_per_epoch
 
@@ -80,7 +83,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     if "examples_per_s" not in described:  # a served LLM reports its own (timing it would ask the server again)
         predictors["teacher"] = lambda batch: teacher.logits(batch, config.batch_size)
 
-    for name, directory in (("student", layout.student), ("baseline_student", layout.baseline_student)):
+    for name, directory in (("student", layout.final_student), ("baseline_student", layout.baseline_student)):
         if not directory.exists():
             continue
         student = StudentClassifier.from_pretrained(directory)
@@ -128,6 +131,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         transfer.curated = labeled.get("transfer_dropped", {})
         transfer.trained_on = labeled.get("transfer_kept")
         report.transfer_set = transfer
+    report.rounds = rounds_report(ctx, test, config.batch_size)
     student_row, teacher_row = report.student, report.teacher
     if student_row is not None and teacher_row.params and student_row.params and "teacher" in passes:
         # the speed ratio pass by pass (both timed back to back), so load that changes between passes cancels out
@@ -157,6 +161,23 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     return {name: row.accuracy for name, row in report.models()}
 
 
+def rounds_report(ctx: StageContext, test: Any, batch_size: int) -> Rounds | None:
+    """The agreement rounds' ledger, each round's student scored on the test set for the report only (the rounds
+    chose on held-out teacher labels)."""
+    if ctx.records.get("rounds", {}).get("applies") is False or not ctx.layout.rounds_ledger.exists():
+        return None
+    ledger = read_json(ctx.layout.rounds_ledger)
+    rounds = Rounds.model_validate({key: value for key, value in ledger.items() if key != "history"})
+    for record in ledger["history"]:
+        row = RoundRow.model_validate(record)
+        folder = round_student(ctx.layout, row.round)
+        if test and folder.is_dir():
+            predictions = StudentClassifier.from_pretrained(folder).logits(test.texts, batch_size).argmax(axis=1)
+            row.accuracy = float(np.mean(predictions == np.asarray(test.labels)))
+        rounds.history.append(row)
+    return rounds
+
+
 def write_plots(report: Report, ctx: StageContext) -> None:
     """The report's PNGs into plots/ (listed in `report.plots`, inlined by report.html); without matplotlib, a
     note instead."""
@@ -182,7 +203,7 @@ def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
     kind = getattr(student.loss, "value", student.loss)  # an Enum member when the config was built in Python
     distill_loss = f"{kind} to the teacher's logits (+ {student.alpha:g} x cross-entropy on labeled texts)"
     students = (
-        ("student", ctx.layout.student, "distill", distill_loss),
+        ("student", ctx.layout.final_student, "distill", distill_loss),
         ("baseline_student", ctx.layout.baseline_student, "baseline", "cross-entropy"),
     )
     for name, directory, stage, loss in students:
@@ -231,7 +252,7 @@ STAGE = register(
     Stage(
         name="evaluate",
         body=run_evaluate,
-        upstream=("data", "teacher", "distill", "baseline"),
+        upstream=("data", "teacher", "distill", "rounds", "baseline"),
         outputs=lambda layout: (layout.report_json, layout.report_md, layout.report_html, layout.plots),
         help="Evaluate teacher and students; write report.json, report.md and report.html (with plots/).",
     )

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from gendistill.config import StudentConfig, UnseenTokens
+from gendistill.io import chunked
 from gendistill.students.architectures import ARCHITECTURES, StudentSpec
 from gendistill.students.classifier import StudentClassifier
 from gendistill.students.static import teacher_embedding_matrix, unseen_candidates
@@ -20,6 +22,7 @@ from gendistill.students.vocab import (
     StudentTokenizer,
     prune_teacher_vocab,
     student_vocab_size,
+    teacher_token_ids,
     train_word_tokenizer,
 )
 
@@ -143,3 +146,68 @@ def _teacher_vocabulary(
         "unseen_mapped": len(unseen),
     }
     return _Vocabulary(tokenizer, id_map, embeddings, info)
+
+
+def grow_student(
+    previous: StudentClassifier, config: StudentConfig, texts: Iterable[str], **make: Any
+) -> StudentClassifier:
+    """A student whose vocabulary covers `texts` and that starts from `previous`'s weights: every layer as it was,
+    and each token `previous` had a row for keeps that row. A token new to the vocabulary starts as `make_student`
+    starts it (its static teacher embedding, or random). So a round's student continues from the last one instead
+    of starting over, and still reads the words only the new texts contain."""
+    student = make_student(config, texts, previous.label_names, **make)
+    owned = None
+    if student.tokenizer.id_map is not None:  # the teacher tokens the texts contain: each has a row of its own
+        seen: set[int] = set()
+        for batch in chunked(texts, 4096):
+            for ids in teacher_token_ids(student.tokenizer.tokenizer, batch, config.max_length):
+                seen.update(ids)
+        owned = np.fromiter(sorted(seen), dtype=np.int64)
+    carry_weights(previous, student, owned)
+    student.info.update({key: value for key, value in previous.info.items() if key not in student.info})
+    return student
+
+
+def carry_weights(old: StudentClassifier, new: StudentClassifier, owned: np.ndarray | None = None) -> None:
+    """Copy `old`'s network into `new` (the same architecture over a grown vocabulary), embedding rows matched by
+    token (`owned`: see `shared_rows`)."""
+    old_state, new_state = old.model.state_dict(), new.model.state_dict()
+    for name, value in new_state.items():
+        if name == "embedding.weight":
+            continue
+        if name not in old_state or old_state[name].shape != value.shape:
+            raise ValueError(f"cannot continue from the previous student: its {name} does not match the new network")
+        value.copy_(old_state[name])
+    old_rows, new_rows = shared_rows(old.tokenizer, new.tokenizer, owned)
+    new_state["embedding.weight"][torch.from_numpy(new_rows)] = old_state["embedding.weight"][
+        torch.from_numpy(old_rows)
+    ]
+    new.model.load_state_dict(new_state)
+
+
+def shared_rows(
+    old: StudentTokenizer, new: StudentTokenizer, owned: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(old rows, new rows) of the tokens both vocabularies have a row for, [PAD] and [UNK] included. A pruned
+    teacher vocabulary matches by teacher token id, over the ids `owned` by a row of the new vocabulary (the
+    tokens of its texts; an unseen id only borrows its nearest token's row): each such row takes the old row its
+    token read, its own or the nearest one it borrowed, so every text reads as before. A word vocabulary matches
+    by word."""
+    if (old.id_map is None) != (new.id_map is None):
+        raise ValueError("cannot continue from the previous student: one vocabulary is pruned, the other is not")
+    if old.id_map is not None and new.id_map is not None:
+        if len(old.id_map) != len(new.id_map):
+            raise ValueError("cannot continue from the previous student: its teacher tokenizer differs")
+        ids = np.arange(len(new.id_map)) if owned is None else owned[owned < len(new.id_map)]
+        ids = ids[(old.id_map[ids] > UNK_ID) & (new.id_map[ids] > UNK_ID)]
+        new_rows, first = np.unique(new.id_map[ids], return_index=True)  # a row twice (no `owned`): its first id
+        old_rows = old.id_map[ids][first]
+    else:
+        old_vocab, new_vocab = old.tokenizer.get_vocab(), new.tokenizer.get_vocab()
+        common = sorted(set(old_vocab) & set(new_vocab))
+        old_rows = np.asarray([old_vocab[word] for word in common], dtype=np.int64)
+        new_rows = np.asarray([new_vocab[word] for word in common], dtype=np.int64)
+        keep = (old_rows > UNK_ID) & (new_rows > UNK_ID)
+        old_rows, new_rows = old_rows[keep], new_rows[keep]
+    special = np.arange(UNK_ID + 1, dtype=np.int64)
+    return np.concatenate([special, old_rows]).astype(np.int64), np.concatenate([special, new_rows]).astype(np.int64)

@@ -1,0 +1,156 @@
+"""Agreement rounds: the student picks the candidates it is least sure of, the teacher labels only those, the
+student continues from its weights; held-out teacher labels decide when to stop and which round is kept; a kill
+mid-round loses nothing."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import TOPICS, cli_env, labeled, make_rows, make_tiny_config, train_tiny_student, write_jsonl
+
+import gendistill
+from gendistill.artifacts.resolve import identify
+from gendistill.config import StudentConfig, build_config
+from gendistill.io import read_json
+from gendistill.pipeline.layout import RunLayout
+from gendistill.students.building import grow_student
+from gendistill.students.selection import pick, uncertainty
+
+
+def test_pick_takes_the_highest_scores_and_lets_each_predicted_class_take_turns():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1])
+    predicted = np.array([0, 0, 0, 1, 1, 2])
+    assert pick(scores, predicted, 3, balance=False) == [0, 1, 2]
+    # turn 1: each class's most uncertain (0, 3, 5); turn 2: the next of classes 0 and 1, surest cut last
+    assert pick(scores, predicted, 3) == [0, 3, 5]
+    assert pick(scores, predicted, 4) == [0, 3, 5, 1]
+    assert sorted(pick(scores, predicted, 10)) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("select", ["margin", "entropy", "disagreement"])
+def test_uncertainty_scores_a_coin_flip_above_a_clear_text(tiny_teacher_dir, select):
+    student, _ = train_tiny_student("bilstm", "teacher", tiny_teacher_dir, epochs=40, learning_rate=1e-2)
+    clear = labeled(20, 0)[0]  # the texts it learnt
+    rng = np.random.default_rng(0)
+    mixed = [  # two topics' words, half and half: a coin flip between two classes
+        " ".join(rng.permutation([*rng.choice(TOPICS[a], 2, replace=False), *rng.choice(TOPICS[b], 2, replace=False)]))
+        for a, b in [("weather", "cooking"), ("sports", "weather"), ("cooking", "sports")] * 4
+    ]
+    scores, predicted = uncertainty(student, clear + mixed, select, committee=6, seed=0)
+    assert predicted.shape == (len(clear) + len(mixed),)
+    assert np.median(scores[len(clear) :]) > np.median(scores[: len(clear)])
+    again, _ = uncertainty(student, clear + mixed, select, committee=6, seed=0)
+    np.testing.assert_allclose(scores, again)  # seeded: the same picks on a resumed run
+
+
+@pytest.mark.parametrize("init", ["teacher", "random"])
+def test_a_grown_student_continues_exactly_where_the_last_one_stopped(tiny_teacher_dir, init):
+    student, _ = train_tiny_student("bilstm", init, tiny_teacher_dir)
+    old_texts = labeled(20, 0)[0]
+    new_texts = ["blizzard hailstorm typhoon monsoon", *labeled(5, 9)[0]]
+    config = StudentConfig(arch="bilstm", init=init, embedding_dim=16, hidden_dim=16)
+    grown = grow_student(
+        student, config, old_texts + new_texts, seed=1, teacher_dir=tiny_teacher_dir, teacher_base=str(tiny_teacher_dir)
+    )
+    assert grown.spec.vocab_size >= student.spec.vocab_size
+    # every text the old student could read gives the same logits: the same weights, row by row
+    np.testing.assert_allclose(grown.logits(old_texts), student.logits(old_texts), rtol=1e-5, atol=1e-5)
+
+
+def texts_of(path):
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist()
+
+
+def pool_file(tmp_path):
+    return write_jsonl(tmp_path / "pool.jsonl", [{"text": row["text"]} for row in make_rows(60, 5)])
+
+
+def rounds_config(task_dir, teacher_dir, tmp_path, **rounds):
+    config = make_tiny_config(task_dir, teacher_dir)
+    config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl"), "n": 30}]
+    config["student"]["baseline"] = False
+    config["rounds"] = {
+        "count": 2,
+        "per_round": 12,
+        "candidates": 40,
+        "holdout": 24,
+        "patience": 2,
+        "min_gain": 0.0,
+        "epochs": 2,
+        "pool": {"type": "file", "path": str(pool_file(tmp_path))},
+        **rounds,
+    }
+    return config
+
+
+def test_rounds_end_to_end(tmp_path, task_dir, tiny_teacher_dir):
+    config = build_config(rounds_config(task_dir, tiny_teacher_dir, tmp_path))
+    run_dir = tmp_path / "run"
+    report = gendistill.run(config, run_dir)
+    layout = RunLayout(run_dir)
+    ledger = read_json(layout.rounds_ledger)
+    history = ledger["history"]
+    assert [r["round"] for r in history] == [0, 1, 2]
+    # labels: the 30 transfer texts + the 24 held-out ones, then 12 per round
+    assert [r["labels"] for r in history] == [54, 66, 78] and ledger["labels"] == 78
+    assert [r["picked"] for r in history] == [0, 12, 12]
+    holdout = set(pq.read_table(layout.rounds / "holdout.parquet").column("text").to_pylist())
+    transfer = {text for path in layout.transfer.rglob("shard-*.parquet") for text in texts_of(path)}
+    picks = [set(texts_of(layout.rounds / f"round-0{r}" / "labels.parquet")) for r in (1, 2)]
+    assert len(holdout) == 24 and all(len(p) == 12 for p in picks)
+    assert not (holdout & transfer) and not (picks[0] & picks[1]) and not ((picks[0] | picks[1]) & (holdout | transfer))
+    chosen = ledger["chosen_round"]
+    assert history[chosen]["agreement"] == max(r["agreement"] for r in history)
+    # the run's student is the kept round's: the report, the resolver and the export all read it
+    assert layout.final_student == layout.rounds_student and layout.rounds_student.is_dir()
+    assert identify(run_dir).folder == layout.rounds_student
+    assert report.rounds is not None and [row.round for row in report.rounds.history] == [0, 1, 2]
+    assert all(row.accuracy is not None for row in report.rounds.history)
+    assert report.student.accuracy == pytest.approx(report.rounds.history[chosen].accuracy)
+    assert "rounds" in report.plots
+    assert "Agreement rounds" in layout.report_html.read_text() and "Agreement rounds" in layout.report_md.read_text()
+    # a second run does nothing again; rounds.count: 0 retires the rounds and the one-shot student is the run's
+    again = gendistill.run(config, run_dir)
+    assert again.rounds == report.rounds
+    off = build_config({**rounds_config(task_dir, tiny_teacher_dir, tmp_path), "rounds": {"count": 0}})
+    plain = gendistill.run(off, run_dir, force=["changed"])
+    assert plain.rounds is None and not layout.rounds.exists() and layout.final_student == layout.student
+
+
+def test_rounds_stop_when_held_out_agreement_stops_rising(tmp_path, task_dir, tiny_teacher_dir):
+    config = build_config(rounds_config(task_dir, tiny_teacher_dir, tmp_path, count=5, patience=1, min_gain=1.0))
+    gendistill.run(config, tmp_path / "run")
+    ledger = read_json(RunLayout(tmp_path / "run").rounds_ledger)
+    # a rise of 1.0 (from any agreement to above 100%) never happens: one round, then the stop
+    assert ledger["rounds"] == 1 and ledger["chosen_round"] == 0 and "stopped after round 1" in ledger["stopped"]
+
+
+def test_a_kill_mid_round_resumes_without_labeling_anything_twice(tmp_path, task_dir, tiny_teacher_dir):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(rounds_config(task_dir, tiny_teacher_dir, tmp_path)))
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "gendistill.cli", "run", str(config_path), "--run-dir", str(run_dir)]
+    killed = subprocess.run(command, env=cli_env("rounds.labeled:2"), capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    layout = RunLayout(run_dir)
+    first = layout.rounds / "round-01"
+    second = layout.rounds / "round-02"
+    assert (first / "round.json").exists() and (second / "labels.parquet").exists()
+    assert not (second / "round.json").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in [*first.rglob("*.parquet"), second / "labels.parquet"]}
+    resumed = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # picks and labels of before the kill: untouched
+    # the same result as a run never killed
+    clean_dir = tmp_path / "clean"
+    gendistill.run(build_config(yaml.safe_load(config_path.read_text())), clean_dir)
+    resumed_history = read_json(layout.rounds_ledger)["history"]
+    clean_history = read_json(RunLayout(clean_dir).rounds_ledger)["history"]
+    assert [r["agreement"] for r in resumed_history] == [r["agreement"] for r in clean_history]
+    for r in (1, 2):
+        picked = pq.read_table(layout.rounds / f"round-0{r}" / "picked.parquet").column("text").to_pylist()
+        clean = pq.read_table(clean_dir / "rounds" / f"round-0{r}" / "picked.parquet").column("text").to_pylist()
+        assert picked == clean
