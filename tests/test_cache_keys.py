@@ -12,7 +12,7 @@ from gendistill import Run
 from gendistill.cli import app
 from gendistill.config import build_config
 
-STAGES = ["data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate"]
+STAGES = ["data", "teacher", "generator", "transfer", "label", "distill", "rounds", "baseline", "evaluate"]
 
 
 @pytest.fixture()

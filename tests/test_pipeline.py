@@ -75,8 +75,9 @@ def test_report_has_the_promised_fields(finished):
     assert source["n"] == 40 and source["kept"] == 40 and source["generated"] >= 40
     assert set(source["drops"]) == {"empty", "too_short", "too_long", "duplicate", "training_copy"}
     assert source["generated"] == source["kept"] + sum(source["drops"].values()) + source["surplus"]
-    stages = ("data", "teacher", "generator", "transfer", "label", "distill", "baseline", "evaluate")
+    stages = ("data", "teacher", "generator", "transfer", "label", "distill", "rounds", "baseline", "evaluate")
     assert list(report["stages"]) == list(stages)
+    assert report["stages"].pop("rounds") == {"status": "skipped", "seconds": None}  # rounds.count is 0
     assert all(row["status"] == "ran" and row["seconds"] >= 0 for row in report["stages"].values())
     assert "| evaluate | ran |" in (run_dir / "report.md").read_text()
     assert report["student"]["params"] < report["teacher"]["params"]

@@ -4,6 +4,7 @@ mid-round loses nothing."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ from conftest import TOPICS, cli_env, labeled, make_rows, make_tiny_config, trai
 import gendistill
 from gendistill.artifacts.resolve import identify
 from gendistill.config import StudentConfig, build_config
+from gendistill.errors import ConfigError
 from gendistill.io import read_json
 from gendistill.pipeline.layout import RunLayout
 from gendistill.students.building import grow_student
@@ -154,3 +156,20 @@ def test_a_kill_mid_round_resumes_without_labeling_anything_twice(tmp_path, task
         picked = pq.read_table(layout.rounds / f"round-0{r}" / "picked.parquet").column("text").to_pylist()
         clean = pq.read_table(clean_dir / "rounds" / f"round-0{r}" / "picked.parquet").column("text").to_pylist()
         assert picked == clean
+
+
+def test_the_quickstart_retrieve_example_is_a_valid_config():
+    root = Path(__file__).resolve().parents[1]
+    config = gendistill.load_config(root / "examples" / "quickstart_retrieve.yaml")
+    assert [source.type for source in config.transfer.sources] == ["generate", "retrieve"]
+    assert config.transfer.sources[1].n == 500 and config.rounds.active()
+    assert config.rounds.pool_source(config.transfer) is config.transfer.sources[0]
+
+
+def test_rounds_without_any_pool_are_refused_at_preflight(tmp_path, task_dir, tiny_teacher_dir):
+    config = rounds_config(task_dir, tiny_teacher_dir, tmp_path)
+    config["transfer"]["sources"] = []
+    del config["rounds"]["pool"]
+    with pytest.raises(ConfigError, match=r"^rounds.pool: rounds need a source of candidate texts"):
+        gendistill.run(build_config(config), tmp_path / "run")
+    assert not (tmp_path / "run" / "teacher").exists()  # refused before any training
