@@ -173,3 +173,43 @@ def test_rounds_without_any_pool_are_refused_at_preflight(tmp_path, task_dir, ti
     with pytest.raises(ConfigError, match=r"^rounds.pool: rounds need a source of candidate texts"):
         gendistill.run(build_config(config), tmp_path / "run")
     assert not (tmp_path / "run" / "teacher").exists()  # refused before any training
+
+
+def test_an_llm_pool_is_prompted_with_the_texts_the_last_round_picked(
+    tmp_path, task_dir, tiny_teacher_dir, tiny_chat_lm_dir, served_lm
+):
+    """Against `transformers serve`: round 2's requests show round 1's picks as the examples of their class, and
+    the ledger counts the pool's requests and tokens."""
+    import json
+    import sqlite3
+
+    config = rounds_config(task_dir, tiny_teacher_dir, tmp_path, per_round=4, candidates=8, holdout=20)
+    config["rounds"]["pool"] = {
+        "type": "llm",
+        "endpoint": served_lm,
+        "model": str(tiny_chat_lm_dir),
+        "api": "chat",
+        "texts_per_request": 2,
+        "examples_per_request": 2,
+        "max_tokens": 16,
+        "max_concurrency": 4,
+        "timeout": 60,
+    }
+    run_dir = tmp_path / "run"
+    gendistill.run(build_config(config), run_dir)
+    layout = RunLayout(run_dir)
+    ledger = read_json(layout.rounds_ledger)
+    assert [r["picked"] for r in ledger["history"]] == [0, 4, 4]
+    assert ledger["pool_usage"]["requests"] > 0 and ledger["pool_usage"]["completion_tokens"] > 0
+    picked = set(texts_of(layout.rounds / "round-01" / "labels.parquet"))
+    with sqlite3.connect(layout.llm_cache) as db:
+        bodies = [json.loads(row[0]) for row in db.execute("SELECT request FROM answers")]
+    examples = [  # the "- text" lines of each request's prompt: the examples it showed
+        {line[2:] for message in body["messages"] for line in message["content"].splitlines() if line.startswith("- ")}
+        for body in bodies
+    ]
+    showing_picks = [shown for shown in examples if shown & picked]
+    assert showing_picks, "no request showed a text round 1 picked"
+    assert all(shown <= picked for shown in showing_picks)  # a class's examples: its picks only
+    labeled = set(texts_of(layout.split("train")))
+    assert any(shown and shown <= labeled for shown in examples)  # the holdout and round 1: the labeled texts

@@ -144,6 +144,15 @@ class RoundsConfig(_Section):
         default=0.002, description="a rise in held-out agreement smaller than this does not count"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_n(cls, raw: Any) -> Any:
+        """A pool source draws `candidates` texts a round: a source kind that requires `n` gets it from there."""
+        if isinstance(raw, dict) and isinstance(raw.get("pool"), dict) and "n" not in raw["pool"]:
+            candidates = raw.get("candidates", cls.model_fields["candidates"].default)
+            return {**raw, "pool": {**raw["pool"], "n": candidates}}
+        return raw
+
     def active(self) -> bool:
         return self.count > 0
 

@@ -1,0 +1,184 @@
+"""Agreement rounds against one-shot distillation at an equal teacher-label budget (issue 21).
+
+For each dataset x seed, one labeled sample (N per class) and one teacher, shared by every arm (`Run.adopt`); the
+unlabeled pool is the dataset's train file minus the labeled sample (a `file` source):
+
+  one_shot@S   the student distilled on S pool texts, for each S of --sizes (the one-shot learning curve)
+  rounds       the student distilled on --start pool texts, then up to --count rounds of --per-round picks from
+               --candidates new pool texts each; the teacher also labels --holdout pool texts once (the held-out
+               agreement that stops the rounds). Its labels: start + holdout + picks, at most --budget.
+
+Test accuracy is only reported: the rounds stop and choose their student on held-out teacher labels, and one-shot
+has nothing to choose. `labels_to_within_1pt` is the fewest teacher labels (mean over seeds) after which the
+student's mean test accuracy is within 1 point of the teacher's: over the one-shot sizes, and over the rounds
+(round r's labels and accuracy, from each run's report).
+
+    python benchmarks/rounds.py --data-dir ../shared/data --datasets sst2 ag_news --seeds 0 1 2 \\
+        --teacher models/all-MiniLM-L6-v2
+
+Outputs under --out (benchmarks/results/rounds): runs/<dataset>-n<N>-s<seed>.json per cell, summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gendistill
+from gendistill.config import build_config
+from gendistill.io import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lowdata  # noqa: E402 - benchmarks/lowdata.py: the same labeled sample and teacher recipe
+
+SHARED_STAGES = ("data", "teacher")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="folder of <name>/{train,test}.jsonl + labels.json"
+    )
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "ag_news"])
+    parser.add_argument("--per-class", type=int, default=64)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
+    parser.add_argument("--teacher-kind", default="hf_encoder", choices=lowdata.TEACHER_KINDS)
+    parser.add_argument("--budget", type=int, default=2000, help="teacher labels of unlabeled texts, at most")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[500, 1000, 2000, 4000], help="one-shot sizes")
+    parser.add_argument("--start", type=int, default=1000, help="the rounds arm's one-shot transfer set")
+    parser.add_argument("--holdout", type=int, default=200)
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--per-round", type=int, default=200)
+    parser.add_argument("--candidates", type=int, default=2000)
+    parser.add_argument("--select", default="margin", choices=["margin", "entropy", "disagreement"])
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rounds"))
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
+    parser.add_argument("--summary-only", action="store_true", help="run nothing: rebuild summary.json from runs/")
+    args = parser.parse_args(argv)
+    if args.start + args.holdout + args.count * args.per_round > args.budget:
+        parser.error("--start + --holdout + --count x --per-round exceeds --budget")
+    args.generator, args.arch, args.quick = "scratch", "bilstm", False  # what lowdata.base_config reads
+    return args
+
+
+def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any]:
+    base = lowdata.base_config(args, dataset, args.per_class, seed)
+    kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
+    cell = args.cache / dataset / f"n{args.per_class}-s{seed}{kind}" / "rounds"
+    shared_dir = cell / "shared"
+    shared = gendistill.Run(build_config(base, args.overrides), shared_dir)
+    donor = args.cache / dataset / f"n{args.per_class}-s{seed}{kind}" / "shared"  # lowdata.py's cell, when it ran
+    if (donor / "manifest.json").exists():
+        shared.adopt(donor, SHARED_STAGES)
+    shared.run(until="teacher")
+    pool = {"type": "file", "path": base["data"]["train"], "exclude_labeled": True}
+    student = {**base["student"], "baseline": False}
+    result: dict[str, Any] = {"dataset": dataset, "per_class": args.per_class, "seed": seed, "one_shot": {}}
+    for size in args.sizes:
+        raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": size}]}}
+        report = _run(args, cell / f"one_shot-{size}", raw, shared_dir, f"{dataset} seed {seed} one_shot@{size}")
+        result["teacher"] = report.teacher.accuracy
+        result["one_shot"][str(size)] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
+    rounds = {
+        "count": args.count,
+        "per_round": args.per_round,
+        "candidates": args.candidates,
+        "holdout": args.holdout,
+        "select": args.select,
+    }
+    raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
+    report = _run(args, cell / f"rounds-{args.select}", raw, shared_dir, f"{dataset} seed {seed} rounds")
+    assert report.rounds is not None
+    result["rounds"] = {
+        "accuracy": report.student.accuracy,
+        "labels": report.rounds.labels,
+        "chosen_round": report.rounds.chosen_round,
+        "stopped": report.rounds.stopped,
+        "history": [
+            {"round": r.round, "labels": r.labels, "agreement": r.agreement, "accuracy": r.accuracy}
+            for r in report.rounds.history
+        ],
+    }
+    return result
+
+
+def _run(args: argparse.Namespace, run_dir: Path, raw: dict[str, Any], shared: Path, name: str) -> Any:
+    run = gendistill.Run(build_config(raw, args.overrides), run_dir)
+    run.adopt(shared, SHARED_STAGES)
+    started = time.perf_counter()
+    report = run.run(force=["changed"])
+    print(f"[{name}] student {report.student.accuracy:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return report
+
+
+def within_1pt(points: list[tuple[float, float]], teacher: float) -> float | None:
+    """The fewest labels whose accuracy is within 1 point of `teacher` ((labels, accuracy) points)."""
+    good = [labels for labels, accuracy in sorted(points) if accuracy >= teacher - 0.01]
+    return good[0] if good else None
+
+
+def summarize(cells: list[dict[str, Any]], budget: int) -> dict[str, Any]:
+    """Per dataset, means over seeds (see the module doc)."""
+    out: dict[str, Any] = {}
+    for dataset in dict.fromkeys(cell["dataset"] for cell in cells):
+        mine = [cell for cell in cells if cell["dataset"] == dataset]
+        teacher = statistics.mean(cell["teacher"] for cell in mine)
+        sizes = sorted({int(size) for cell in mine for size in cell["one_shot"]})
+        one_shot_curve = [
+            (
+                statistics.mean(cell["one_shot"][str(size)]["labels"] for cell in mine),
+                statistics.mean(cell["one_shot"][str(size)]["accuracy"] for cell in mine),
+            )
+            for size in sizes
+            if all(str(size) in cell["one_shot"] for cell in mine)
+        ]
+        at_budget = [accuracy for labels, accuracy in one_shot_curve if labels <= budget]
+        depth = min(len(cell["rounds"]["history"]) for cell in mine)
+        rounds_curve = [
+            (
+                statistics.mean(cell["rounds"]["history"][r]["labels"] for cell in mine),
+                statistics.mean(cell["rounds"]["history"][r]["accuracy"] for cell in mine),
+            )
+            for r in range(depth)
+        ]
+        out[dataset] = {
+            "teacher": teacher,
+            "budget": budget,
+            "one_shot": at_budget[-1] if at_budget else None,
+            "rounds": statistics.mean(cell["rounds"]["accuracy"] for cell in mine),
+            "rounds_labels_spent": statistics.mean(cell["rounds"]["labels"] for cell in mine),
+            "labels_to_within_1pt": {
+                "one_shot": within_1pt(one_shot_curve, teacher),
+                "rounds": within_1pt(rounds_curve, teacher),
+            },
+            "seeds": [cell["seed"] for cell in mine],
+            "one_shot_curve": one_shot_curve,
+            "rounds_curve": rounds_curve,
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    runs = args.out / "runs"
+    if not args.summary_only:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                cell = run_cell(args, dataset, seed)
+                write_json(runs / f"{dataset}-n{args.per_class}-s{seed}.json", cell)
+    cells = [json.loads(path.read_text()) for path in sorted(runs.glob("*.json"))]
+    summary = summarize(cells, args.budget)
+    summary["command"] = "python " + " ".join(sys.argv)
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
