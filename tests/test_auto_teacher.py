@@ -14,7 +14,7 @@ from conftest import LABELS, labeled, make_rows, make_tiny_config, write_jsonl
 from gendistill import Run
 from gendistill.config import build_config
 from gendistill.data.task import LabeledSet
-from gendistill.errors import ConfigError
+from gendistill.errors import ConfigError, ModelLoadError
 from gendistill.runtime import make_accelerator
 from gendistill.teachers import FitContext, TeacherConfig
 from gendistill.teachers.auto import AutoTeacher, softmax
@@ -202,6 +202,18 @@ def test_candidate_settings_are_their_kinds_fields_with_the_shared_encoder(tiny_
         build_config({**raw, "teacher": {**raw["teacher"], "setfit": {"num_iterations": 0}}})
     with pytest.raises(ConfigError, match="two or more distinct teacher kinds"):
         build_config({**raw, "teacher": {**raw["teacher"], "candidates": ["setfit"]}})
+
+
+def test_a_missing_setfit_package_is_one_clear_line(monkeypatch, tiny_teacher_dir):
+    import importlib.util
+
+    from gendistill.teachers import auto as module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(module.importlib.util, "find_spec", lambda name: None if name == "setfit" else real(name))
+    teacher = build_config({"data": {"train": "x.jsonl"}, "teacher": {"kind": "auto", "model": str(tiny_teacher_dir)}})
+    with pytest.raises(ModelLoadError, match=r"auto's setfit candidate needs .*pip install 'gendistill\[setfit\]'"):
+        teacher.teacher.check()
 
 
 def test_too_few_texts_per_class_for_the_folds_is_one_line_at_preflight(task_dir, tiny_teacher_dir, tmp_path):
