@@ -132,15 +132,11 @@ class AutoTeacher(EncoderTeacherConfig):
         fewest = int(counts.argmin())
         if counts[fewest] >= self.folds:
             return
-        fix = (
-            f"set teacher.folds to at most {counts[fewest]}"
-            if counts[fewest] >= 2
-            else "label at least 2 texts per class"
-        )
+        fix = f"set teacher.folds to at most {counts[fewest]}, label more" if counts[fewest] >= 2 else "label more"
         raise ConfigError(
             f"teacher.folds={self.folds} but class {label_names[fewest]!r} has only {counts[fewest]} labeled "
             f"text{'s' if counts[fewest] != 1 else ''}: teacher.kind auto cross-validates on the labeled texts and "
-            f"every class needs teacher.folds of them; {fix}, label more, or pick teacher.kind hf_encoder or setfit"
+            f"every class needs teacher.folds of them; {fix}, or pick teacher.kind hf_encoder or setfit"
         )
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
@@ -150,7 +146,6 @@ class AutoTeacher(EncoderTeacherConfig):
                 "first; the later stages then run on every process"
             )
         self.check_labeled(ctx.train, ctx.label_names)
-        started = time.perf_counter()
         cv = cross_validate(self, ctx)
         choice = choose(self, cv, len(ctx.train))
         fitted = list(self.candidates) if choice["chosen"] == ENSEMBLE else [choice["chosen"]]
@@ -159,10 +154,11 @@ class AutoTeacher(EncoderTeacherConfig):
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         stats: dict[str, Any] = {}
+        started = time.perf_counter()
         for kind in fitted:
             final = replace(ctx, out_dir=tmp / kind, checkpoint_dir=ctx.checkpoint_dir / f"final-{kind}")
             stats[kind] = self.candidate(kind).fit(final)
-        choice.update(fitted=fitted, fit_seconds=round(time.perf_counter() - started - cv["seconds"], 2))
+        choice.update(fitted=fitted, fit_seconds=round(time.perf_counter() - started, 2))
         write_json(tmp / CHOICE_FILE, choice)
         shutil.rmtree(ctx.out_dir, ignore_errors=True)
         tmp.rename(ctx.out_dir)
