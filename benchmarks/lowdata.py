@@ -55,7 +55,7 @@ SHARED_STAGES = ("data", "teacher")
 COMMENTARY = "## Commentary"  # a hand-written section of RESULTS.md that a rerun keeps
 PEER_ARMS = ("setfit", "model2vec")
 # --teacher-kind: the hf_encoder teacher's row is `teacher`, the others' teacher_KIND
-TEACHER_KINDS = ("hf_encoder", "setfit")
+TEACHER_KINDS = ("hf_encoder", "setfit", "auto")
 ARMS = (
     "teacher",
     "student_ce",
@@ -80,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--teacher-kind",
         default="hf_encoder",
         choices=TEACHER_KINDS,
-        help="setfit: SetFit's contrastive teacher (its cells live apart in the cache; its row is teacher_setfit and "
-        "its students are the variant 'setfit' unless --variant names one)",
+        help="setfit: SetFit's contrastive teacher; auto: the better of the two by cross-validation on the labeled "
+        "sample (teacher/choice.json says which). Their cells live apart in the cache; the row is teacher_KIND and "
+        "the students are the variant KIND unless --variant names one",
     )
     parser.add_argument("--generator", default="scratch", help="'scratch' or a causal LM id/folder (e.g. gpt2)")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
@@ -147,7 +148,8 @@ def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: in
         "evaluate": {"speed_examples": 256},
     }
     if args.quick:
-        config["teacher"]["epochs"] = 5
+        teacher = config["teacher"]
+        (teacher["hf_encoder"] if teacher.get("kind") == "auto" else teacher)["epochs"] = 5
         config["generator"].update(epochs=10)
         config["student"]["epochs"] = 5
     return config
@@ -156,7 +158,20 @@ def base_config(args: argparse.Namespace, dataset: str, per_class: int, seed: in
 def teacher_config(args: argparse.Namespace, per_class: int) -> dict[str, Any]:
     if args.teacher_kind == "setfit":  # SetFit's few-shot defaults, as the setfit peer arm trains it
         return {"kind": "setfit", "model": args.teacher}
-    return {"model": args.teacher, "epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4}
+    fine_tuned = {"epochs": 10 if per_class >= 32 else 20, "learning_rate": 1e-4}
+    if args.teacher_kind == "auto":  # each candidate as its own --teacher-kind row trains it
+        return {"kind": "auto", "model": args.teacher, "hf_encoder": fine_tuned}
+    return {"model": args.teacher, **fine_tuned}
+
+
+def auto_choice(run_dir: Path) -> dict[str, Any]:
+    """What an `auto` teacher chose and the CV accuracy of each candidate (nothing for the other kinds)."""
+    path = run_dir / "teacher" / "choice.json"
+    if not path.exists():
+        return {}
+    choice = json.loads(path.read_text())
+    cv = {kind: row.get("accuracy_mean") for kind, row in choice["scores"].items()}
+    return {"teacher_choice": choice["chosen"], "teacher_cv_accuracy": cv, "teacher_cv_folds": choice["folds_done"]}
 
 
 def teacher_arm(args: argparse.Namespace) -> str:
@@ -253,6 +268,7 @@ def run_cell(args: argparse.Namespace, dataset: str, per_class: int, seed: int) 
                     "transfer_size": 0,
                     **_metrics(report["teacher"]),
                     "train_seconds": teacher_seconds,
+                    **auto_choice(first),
                 },
             )
         elif "teacher" not in args.arms:

@@ -48,9 +48,11 @@ def data_inputs(config: RunConfig) -> list[str]:
 
 
 def check_data(config: RunConfig) -> None:
-    """The data load, and in a zero-label start, that every plugin can do without labeled texts."""
-    load_task_from_config(config.data)
+    """The data load, that the teacher can fit on the labeled set, and in a zero-label start, that every plugin
+    can do without labeled texts."""
+    task = load_task_from_config(config.data)
     if not config.data.zero_label:
+        config.teacher.check_labeled(task.train, task.label_names)
         return
     hint = "give data.train, or use plugins that need no labeled texts (sources llm and file, teacher kind llm)"
     if config.teacher.needs_labeled_texts:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gendistill.registry import Registry, register_by_tag, tagged_union
+from gendistill.teachers.auto import AutoTeacher
 from gendistill.teachers.base import FitContext, LoadedTeacher, TeacherConfig
 from gendistill.teachers.hf_encoder import HFEncoderTeacher
 from gendistill.teachers.llm import LLMTeacher
@@ -13,7 +14,7 @@ from gendistill.teachers.setfit import SetFitTeacher
 
 DEFAULT_KIND = "hf_encoder"
 TEACHERS: Registry[type[TeacherConfig]] = Registry("teacher kind")
-register_by_tag(TEACHERS, "kind", HFEncoderTeacher, LLMTeacher, SetFitTeacher)
+register_by_tag(TEACHERS, "kind", HFEncoderTeacher, LLMTeacher, SetFitTeacher, AutoTeacher)
 
 
 def teacher_union() -> Any:

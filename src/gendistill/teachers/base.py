@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from gendistill.data.task import LabeledSet
+
 
 class LoadedTeacher(Protocol):
     def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -43,6 +45,10 @@ class TeacherConfig(Section):
 
     def check(self) -> None:
         """Preflight: fail in seconds when the teacher cannot be loaded."""
+
+    def check_labeled(self, train: LabeledSet, label_names: list[str]) -> None:
+        """Preflight with the labeled set loaded (the data stage's check): fail in one line when the teacher
+        cannot fit on it (e.g. too few texts per class to cross-validate)."""
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         """Train (or prepare) the teacher and save it to `ctx.out_dir`; returns stats for the manifest."""
