@@ -123,8 +123,8 @@ def test_rounds_end_to_end(tmp_path, task_dir, tiny_teacher_dir):
 
 
 def test_rounds_stop_when_held_out_agreement_stops_rising(tmp_path, task_dir, tiny_teacher_dir):
-    config = build_config(rounds_config(task_dir, tiny_teacher_dir, tmp_path, count=5, patience=1, min_gain=1.0))
-    gendistill.run(config, tmp_path / "run")
+    raw = rounds_config(task_dir, tiny_teacher_dir, tmp_path, count=5, patience=1, min_gain=1.0, select="entropy")
+    gendistill.run(build_config(raw), tmp_path / "run")  # select as YAML gives it: a string
     ledger = read_json(RunLayout(tmp_path / "run").rounds_ledger)
     # a rise of 1.0 (from any agreement to above 100%) never happens: one round, then the stop
     assert ledger["rounds"] == 1 and ledger["chosen_round"] == 0 and "stopped after round 1" in ledger["stopped"]

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gendistill import progress
-from gendistill.config import RunConfig
+from gendistill.config import RunConfig, Selection
 from gendistill.data.task import LabeledSet, TaskData
 from gendistill.errors import ConfigError
 from gendistill.io import read_json, remove_path, write_json, write_parquet
@@ -100,7 +100,7 @@ def run_rounds(ctx: StageContext) -> dict[str, Any]:
         "chosen_round": best["round"],
         "agreement": best["agreement"],
         "stopped": stopped,
-        "select": settings.select.value,
+        "select": Selection(settings.select).value,
         "holdout": len(holdout_texts),
         **totals,
     }
@@ -175,8 +175,9 @@ def _round(
     picked_path = folder / "picked.parquet"
     if not picked_path.exists():
         candidates = _unpicked(layout, number)
+        select = Selection(settings.select).value  # an Enum by default, a string when read from YAML
         scores, predicted = uncertainty(
-            previous, candidates, settings.select.value, committee=settings.committee, seed=ctx.config.seed + number
+            previous, candidates, select, committee=settings.committee, seed=ctx.config.seed + number
         )
         chosen = pick(scores, predicted, settings.per_round, balance=settings.balance)
         columns = {
