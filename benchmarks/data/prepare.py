@@ -8,7 +8,7 @@ column `text`. Only the standard library and pyarrow are used, and the output is
     python benchmarks/data/prepare.py banking77 SRC/banking_data/train.csv SRC/banking_data/test.csv
     python benchmarks/data/prepare.py clinc150 SRC/data/data_full.json
     python benchmarks/data/prepare.py goemotions SRC/train.tsv SRC/dev.tsv SRC/test.tsv SRC/labels.txt
-    python benchmarks/data/prepare.py offtask-corpus FILE [FILE ...]
+    python benchmarks/data/prepare.py offtask-corpus SRC/data/data_original/TXT [--rows 250000]
 
 Cleaning, as for the shared ag_news/sst2 copies: surrounding whitespace is stripped, runs of spaces and tabs
 become one space, and rows whose text is then empty are dropped (each README says how many were).
@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import re
 import sys
 import tempfile
@@ -159,10 +160,91 @@ def goemotions(args: argparse.Namespace) -> None:
 
 # --- off-task corpus ------------------------------------------------------------------------------------
 
+# Tokens after which a full stop does not end a sentence (titles, "No. 5", "U.S.", single initials).
+# fmt: off
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "st", "sr", "jr", "prof", "gen", "col", "lt", "capt", "sgt", "rev", "hon", "messrs",
+    "no", "nos", "art", "arts", "para", "paras", "vol", "vols", "p", "pp", "ch", "cf", "viz", "vs", "etc", "e.g",
+    "i.e", "u.s", "u.k", "u.n", "u.s.a", "u.s.s.r", "inc", "ltd", "co", "corp", "jan", "feb", "mar", "apr", "jun",
+    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "fig", "op", "res", "sess", "suppl", "rep", "doc",
+}
+# fmt: on
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d\u2019')\]]*\s+(?=[\"\u201c\u2018(\[]*[A-Z0-9])")
+CORPUS_MIN_WORDS = 3
+CORPUS_MAX_WORDS = 80
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split one paragraph into sentences at `.`, `!` or `?` followed by space and a capital letter or digit,
+    except after a known abbreviation or a single-letter initial. A rule, not a model: some splits are wrong."""
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(paragraph):
+        before = paragraph[start : match.start()].rstrip("\"\u201d\u2019')]")
+        last_word = before.rsplit(None, 1)[-1].lower().rstrip(".") if before.split() else ""
+        if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+            continue
+        pieces.append(paragraph[start : match.start()] + match.group(0).strip())
+        start = match.end()
+    pieces.append(paragraph[start:])
+    return [piece.strip() for piece in pieces if piece.strip()]
+
+
+def offtask_corpus(args: argparse.Namespace) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(args.txt_dir)
+    # AppleDouble files (`._X.txt`) that some copies carry are not speeches.
+    paths = sorted(path for path in root.rglob("*.txt") if not path.name.startswith("._"))
+    if not paths:
+        raise SystemExit(f"offtask-corpus: no .txt files under {root}")
+    seen: set[str] = set()
+    sentences: list[str] = []
+    total = short = long = 0
+    for path in paths:
+        # Some sessions are one paragraph a line, others are wrapped at about 50 characters with line breaks
+        # inside sentences, so the whole speech is joined into one line before it is split into sentences.
+        speech = " ".join(path.read_text(encoding="utf-8-sig").split())
+        for sentence in split_sentences(speech):
+            total += 1
+            words = len(sentence.split())
+            if words < CORPUS_MIN_WORDS:
+                short += 1
+            elif words > CORPUS_MAX_WORDS:
+                long += 1
+            elif sentence not in seen:
+                seen.add(sentence)
+                sentences.append(sentence)
+    print(
+        f"offtask_corpus: {len(paths)} files, {total} sentences, {short} under {CORPUS_MIN_WORDS} words, "
+        f"{long} over {CORPUS_MAX_WORDS} words, {len(sentences)} distinct kept",
+        file=sys.stderr,
+    )
+    if args.rows > len(sentences):
+        raise SystemExit(f"offtask-corpus: asked for {args.rows} rows but only {len(sentences)} distinct sentences")
+    # A seeded sample, written in source order (speech files sorted by path, sentences in reading order).
+    chosen = sorted(random.Random(0).sample(range(len(sentences)), args.rows))
+    table = pa.table({"text": pa.array([sentences[index] for index in chosen], type=pa.string())})
+    out = Path(args.out) / "offtask_corpus" / "corpus.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    # Row groups of 25,000 rows, so that readers that stream by row group (gendistill's iter_unlabeled) do.
+    pq.write_table(table, tmp, compression="zstd", compression_level=19, row_group_size=25_000)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    words = [len(text.split()) for text in table.column("text").to_pylist()]
+    print(
+        f"offtask_corpus/corpus.parquet: {table.num_rows} rows, {out.stat().st_size} bytes, "
+        f"words per text min {min(words)} median {sorted(words)[len(words) // 2]} max {max(words)}"
+    )
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(HERE), help="the folder that gets the data set folders (default: beside this script)")
+    parser.add_argument(
+        "--out", default=str(HERE), help="the folder that gets the data set folders (default: beside this script)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     command = commands.add_parser("banking77", help="PolyAI banking_data/train.csv and test.csv")
@@ -174,12 +256,17 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("data_full_json")
     command.set_defaults(run=clinc150)
 
-    command = commands.add_parser("goemotions", help="GoEmotions train/dev/test.tsv and the 28 names, single-label rows")
+    command = commands.add_parser("goemotions", help="GoEmotions train/dev/test.tsv and the 28 names (single-label)")
     command.add_argument("train_tsv")
     command.add_argument("dev_tsv")
     command.add_argument("test_tsv")
     command.add_argument("labels_txt", help="emotions.txt: the 28 class names, one a line, in id order")
     command.set_defaults(run=goemotions)
+
+    command = commands.add_parser("offtask-corpus", help="UN General Debate Corpus TXT folder -> sentence sample")
+    command.add_argument("txt_dir", help="the corpus's TXT folder (Session NN - YYYY/CCC_NN_YYYY.txt)")
+    command.add_argument("--rows", type=int, default=250_000, help="how many distinct sentences to sample")
+    command.set_defaults(run=offtask_corpus)
 
     args = parser.parse_args(argv)
     args.run(args)
