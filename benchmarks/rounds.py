@@ -57,6 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--candidates", type=int, default=2000)
     parser.add_argument("--select", default="margin", choices=["margin", "entropy", "disagreement"])
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="rounds.patience (default: --count, i.e. every round runs and the budget is spent; the student kept "
+        "is still the round with the best held-out agreement)",
+    )
+    parser.add_argument("--min-gain", type=float, default=0.0)
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rounds"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
@@ -92,6 +100,8 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         "candidates": args.candidates,
         "holdout": args.holdout,
         "select": args.select,
+        "patience": args.patience or args.count,
+        "min_gain": args.min_gain,
     }
     raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
     report = _run(args, cell / f"rounds-{args.select}", raw, shared_dir, f"{dataset} seed {seed} rounds")
