@@ -1,0 +1,260 @@
+"""The `retrieve` source on real data (issue 21): does retrieval find a task's texts in a mostly off-task corpus,
+and does the pipeline's memory stay flat as the corpus grows?
+
+quality: for each dataset x seed, one labeled sample (N per class) and one teacher (the cells of
+benchmarks/rounds.py, adopted when they exist), and two students distilled on n texts each:
+  in_domain_pool   n texts drawn from the dataset's own unlabeled pool (a `file` source; rounds.py's one_shot@n)
+  retrieved        the n texts of a mixed corpus nearest the labeled texts (a `retrieve` source, the teacher's
+                   pretrained encoder, all-MiniLM-L6-v2). The mixed corpus is the off-task corpus (250k UN General
+                   Debate sentences) plus the unlabeled pools of banking77, clinc150 and 20,000 GoEmotions texts: every
+                   dataset's own pool is hidden among at least 10x texts of other tasks. Built once, embedded once.
+  `from_own_pool` says what share of the retrieved texts came from the dataset's own pool.
+
+    python benchmarks/retrieval.py quality --data-dir benchmarks/data --datasets banking77 --seeds 0 1 2 \\
+        --teacher models/all-MiniLM-L6-v2 --cache /work/bench-cache
+
+scale: peak RSS and seconds of embed + index + query (1,000 queries, 50 neighbours) for corpora of each size, each
+in a fresh process; the texts are synthesized and the encoder is a random-init 2-layer BERT with 384-dim outputs
+(MiniLM's width), so the figures measure the data path (streaming, the float16 memory-mapped cache, the faiss
+index), not a model.
+
+    python benchmarks/retrieval.py scale --sizes 100000 1000000
+
+Outputs: benchmarks/results/retrieval/{summary.json, runs/*.json, scale.json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+HIDDEN = ("banking77", "clinc150", "goemotions")  # whose pools hide in the mixed corpus
+GOEMOTIONS_IN_MIX = 20_000
+
+
+def mixed_corpus(data_dir: Path, corpus: Path, out: Path) -> Path:
+    """The off-task corpus and the hidden datasets' train pools, shuffled, as one Parquet file (built once)."""
+    path = out / "mixed_corpus.parquet"
+    if path.exists():
+        return path
+    texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()
+    for name in HIDDEN:
+        pool = [json.loads(line)["text"] for line in (data_dir / name / "train.jsonl").read_text().splitlines()]
+        if name == "goemotions":
+            pool = random.Random(0).sample(pool, GOEMOTIONS_IN_MIX)
+        texts += pool
+    texts = list(dict.fromkeys(texts))
+    random.Random(0).shuffle(texts)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"text": texts}), path, compression="zstd", row_group_size=25_000)
+    return path
+
+
+def quality(args: argparse.Namespace) -> None:
+    import lowdata
+
+    import gendistill
+    from gendistill.config import build_config
+    from gendistill.io import write_json
+
+    corpus = mixed_corpus(args.data_dir, args.corpus, args.cache / "retrieval")
+    corpus_size = pq.read_metadata(corpus).num_rows
+    runs = args.out / "runs"
+    for dataset in args.datasets:
+        own = {json.loads(line)["text"] for line in (args.data_dir / dataset / "train.jsonl").read_text().splitlines()}
+        own = {" ".join(text.split()) for text in own}
+        for seed in args.seeds:
+            base = lowdata.base_config(args, dataset, args.per_class, seed)
+            cell = args.cache / dataset / f"n{args.per_class}-s{seed}" / "rounds"  # benchmarks/rounds.py's cell
+            shared = gendistill.Run(build_config(base), cell / "shared")
+            shared.run(until="teacher")
+            student = {**base["student"], "baseline": False}
+            pool = {"type": "file", "path": base["data"]["train"], "exclude_labeled": True, "n": args.n}
+            retrieve = {
+                "type": "retrieve",
+                "corpus": str(corpus),
+                "n": args.n,
+                "per_query": args.per_query,
+                "cache_dir": str(args.cache / "retrieve-embeddings"),
+            }
+            row: dict[str, Any] = {"dataset": dataset, "seed": seed, "n": args.n, "corpus_size": corpus_size}
+            for arm, source, folder in (
+                ("in_domain_pool", pool, cell / f"one_shot-{args.n}"),
+                ("retrieved", retrieve, cell.parent / "retrieval" / f"retrieve-{args.n}"),
+            ):
+                raw = {**base, "student": student, "transfer": {"sources": [source]}}
+                run = gendistill.Run(build_config(raw), folder)
+                run.adopt(cell / "shared", ("data", "teacher"))
+                started = time.perf_counter()
+                report = run.run(force=["changed"])
+                row["teacher"] = report.teacher.accuracy
+                row[arm] = report.student.accuracy
+                row[f"{arm}_seconds"] = round(time.perf_counter() - started, 1)
+                if arm == "retrieved":
+                    texts = [t for p in sorted(run.layout.transfer.rglob("shard-*.parquet")) for t in _texts(p)]
+                    row["from_own_pool"] = sum(t in own for t in texts) / max(len(texts), 1)
+                    row["retrieve_details"] = report.transfer_set.sources[0].details
+                print(f"[{dataset} seed {seed}] {arm}: {report.student.accuracy:.4f}", flush=True)
+            write_json(runs / f"{dataset}-n{args.per_class}-s{seed}-{args.n}.json", row)
+    cells = [json.loads(path.read_text()) for path in sorted(runs.glob("*.json"))]
+    summary: dict[str, Any] = {}
+    for dataset in dict.fromkeys(cell["dataset"] for cell in cells):
+        mine = [cell for cell in cells if cell["dataset"] == dataset and cell["n"] == args.n]
+        summary[dataset] = {
+            key: statistics.mean(cell[key] for cell in mine)
+            for key in ("teacher", "in_domain_pool", "retrieved", "from_own_pool")
+        } | {"corpus_size": mine[0]["corpus_size"], "n": args.n, "seeds": [cell["seed"] for cell in mine]}
+    summary["command"] = "python " + " ".join(sys.argv)
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps(summary, indent=1))
+
+
+def _texts(path: Path) -> list[str]:
+    return pq.read_table(path, columns=["text"]).column("text").to_pylist()
+
+
+# ---- scale ----------------------------------------------------------------------------------------------------
+WORDS = [f"w{i}" for i in range(20000)]
+
+
+def _synthetic_corpus(path: Path, size: int) -> None:
+    rng = random.Random(size)
+    writer = None
+    for start in range(0, size, 50_000):
+        texts = [" ".join(rng.choices(WORDS, k=rng.randint(6, 24))) for _ in range(min(50_000, size - start))]
+        table = pa.table({"text": texts})
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=25_000)
+    assert writer is not None
+    writer.close()
+
+
+def _tiny_encoder(folder: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    if (folder / "config.json").exists():
+        return
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, **{w: i + 5 for i, w in enumerate(WORDS)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    fast.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=384, num_hidden_layers=2, num_attention_heads=6,
+                        intermediate_size=512, max_position_embeddings=64)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+
+
+def scale_one(size: int, work: Path) -> dict[str, Any]:
+    """Runs in its own process: embed, index and query a synthetic corpus of `size` rows."""
+    import numpy as np
+
+    from gendistill.data.ann_index import CorpusIndex
+    from gendistill.data.corpus_embeddings import TextEncoder, embed_corpus
+
+    corpus, encoder_dir = work / f"corpus-{size}.parquet", work / "encoder"
+    if not corpus.exists():
+        _synthetic_corpus(corpus, size)
+    _tiny_encoder(encoder_dir)
+    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    loaded: list[TextEncoder] = []
+
+    def load() -> TextEncoder:
+        if not loaded:
+            loaded.append(TextEncoder(str(encoder_dir), device="cpu", max_length=32))
+        return loaded[0]
+
+    cache = work / f"cache-{size}"
+    embeddings = embed_corpus(
+        str(corpus), "text", max_chars=2000, encoder_name=str(encoder_dir), max_length=32, load_encoder=load,
+        cache_dir=cache, batch_size=256,
+    )  # fmt: skip
+    embedded = time.perf_counter()
+    index, _ = CorpusIndex.build_or_load(embeddings.vectors, embeddings.folder)
+    indexed = time.perf_counter()
+    queries = load()([" ".join(random.Random(i).choices(WORDS, k=12)) for i in range(1000)], 256)
+    neighbours = index.search(np.asarray(queries), 50)
+    done = time.perf_counter()
+    assert len(neighbours) == 1000
+    return {
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_imports_mb": round(baseline_mb, 1),
+        "seconds": round(done - started, 1),
+        "embed_seconds": round(embedded - started, 1),
+        "index_seconds": round(indexed - embedded, 1),
+        "query_seconds": round(done - indexed, 1),
+        "rows": len(embeddings.vectors),
+    }
+
+
+def scale(args: argparse.Namespace) -> None:
+    from gendistill.io import write_json
+
+    results: dict[str, Any] = {}
+    for size in args.sizes:
+        command = [sys.executable, __file__, "scale-one", str(size), "--work", str(args.cache / "retrieval-scale")]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        results[str(size)] = json.loads(output.strip().splitlines()[-1])
+        print(size, results[str(size)], flush=True)
+    sizes = [str(size) for size in args.sizes]
+    results["peak_rss_ratio_largest_over_smallest"] = round(
+        results[sizes[-1]]["peak_rss_mb"] / results[sizes[0]]["peak_rss_mb"], 3
+    )
+    results["setup"] = (
+        "synthetic texts (6-24 words over 20,000 words); random-init 2-layer BERT, 384-dim outputs, max_length 32; "
+        "float16 memory-mapped embeddings, faiss HNSW (the retrieve source's); 1,000 queries x 50 neighbours; "
+        "each size in a fresh process; one run"
+    )
+    results["command"] = "python " + " ".join(sys.argv)
+    write_json(args.out / "scale.json", results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--data-dir", type=Path, default=Path("benchmarks/data"))
+    q.add_argument("--corpus", type=Path, default=Path("benchmarks/data/offtask_corpus/corpus.parquet"))
+    q.add_argument("--datasets", nargs="+", default=list(HIDDEN))
+    q.add_argument("--per-class", type=int, default=16)
+    q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    q.add_argument("--teacher", required=True)
+    q.add_argument("--n", type=int, default=1000)
+    q.add_argument("--per-query", type=int, default=50)
+    s = sub.add_parser("scale")
+    s.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
+    one = sub.add_parser("scale-one")
+    one.add_argument("size", type=int)
+    one.add_argument("--work", type=Path, required=True)
+    for p in (q, s):
+        p.add_argument("--out", type=Path, default=Path("benchmarks/results/retrieval"))
+        p.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
+    args = parser.parse_args()
+    if args.command == "quality":
+        args.teacher_kind, args.generator, args.arch, args.quick = "hf_encoder", "scratch", "bilstm", False
+        quality(args)
+    elif args.command == "scale":
+        scale(args)
+    else:
+        args.work.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(scale_one(args.size, args.work)))
+
+
+if __name__ == "__main__":
+    main()
