@@ -201,6 +201,7 @@ def test_an_llm_pool_is_prompted_with_the_texts_the_last_round_picked(
     ledger = read_json(layout.rounds_ledger)
     assert [r["picked"] for r in ledger["history"]] == [0, 4, 4]
     assert ledger["pool_usage"]["requests"] > 0 and ledger["pool_usage"]["completion_tokens"] > 0
+    assert f"the llm pool: {ledger['pool_usage']['requests']:,} requests" in layout.report_html.read_text()
     picked = set(texts_of(layout.rounds / "round-01" / "labels.parquet"))
     with sqlite3.connect(layout.llm_cache) as db:
         bodies = [json.loads(row[0]) for row in db.execute("SELECT request FROM answers")]

@@ -64,7 +64,8 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Run every stage that is not done: data, teacher, generator, transfer, label, distill, rounds, baseline, evaluate."""
+    """Run every stage that is not done: data, teacher, generator, transfer, label, distill, rounds, baseline,
+    evaluate."""
 
     def action() -> None:
         choices = force_choices()

@@ -7,7 +7,14 @@ import base64
 from html import escape
 from pathlib import Path
 
-from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, ModelRow, Report, speed_sentence, throughput_range
+from gendistill.evaluation.report import (
+    CONFUSION_TABLE_LIMIT,
+    ModelRow,
+    Report,
+    speed_sentence,
+    throughput_range,
+    usage_sentence,
+)
 from gendistill.evaluation.report import count as _int
 from gendistill.evaluation.report import pct as _pct
 
@@ -188,7 +195,8 @@ def _rounds(report: Report) -> str:
     header = ["round", "labels spent", "picked", "held-out agreement", "test accuracy"]
     note = (
         f"<p>Selection: {escape(rounds.select)}; the student's agreement with the teacher on {rounds.holdout:,} "
-        f"held-out teacher labels chose the round kept (test accuracy is only reported). {escape(rounds.stopped)}.</p>"
+        f"held-out teacher labels chose the round kept (test accuracy is only reported). {escape(rounds.stopped)}. "
+        f"{escape(usage_sentence(rounds))}</p>"
     )
     return _table(header, rows, "rounds") + note
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, Report, speed_sentence, throughput_range
+from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, Report, speed_sentence, throughput_range, usage_sentence
 from gendistill.evaluation.report import count as _int
 from gendistill.evaluation.report import pct as _pct
 
@@ -108,7 +108,7 @@ def render_markdown(report: Report) -> str:
             )
         lines.append(
             f"\nSelection: {rounds.select}; agreement on {rounds.holdout:,} held-out teacher labels decided. "
-            f"{rounds.stopped}."
+            f"{rounds.stopped}. {usage_sentence(rounds)}".rstrip()
         )
     if report.stages:
         lines += _table("Stages", "| stage | this run | seconds |", 3)

@@ -172,6 +172,17 @@ class Rounds(_Part):
     history: list[RoundRow] = Field(default_factory=list)
 
 
+def usage_sentence(rounds: Rounds) -> str:
+    """What the rounds cost a served LLM, e.g. "the teacher: 1,200 requests, 96,000 prompt tokens; the llm pool:
+    ..."; empty for local models."""
+    parts = []
+    for who, usage in (("the teacher", rounds.teacher_usage), ("the llm pool", rounds.pool_usage)):
+        spent = [f"{int(value):,} {key.replace('_', ' ')}" for key, value in usage.items() if value]
+        if spent:
+            parts.append(f"{who}: {', '.join(spent)}")
+    return f"Served-LLM usage of the rounds, {'; '.join(parts)}." if parts else ""
+
+
 class StageRow(_Part):
     status: str  # ran: in this invocation; reused: finished earlier; skipped: does not apply to this config
     seconds: float | None = None
