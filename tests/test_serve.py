@@ -375,11 +375,42 @@ def test_idle_connections_are_bounded_and_timed_out(served_export):
             assert client.get("/health").status_code == 200
 
 
+def test_a_request_body_trickled_past_the_request_timeout_is_closed(served_export):
+    """The defect: once a request head was in, nothing timed the request, so a client announcing a large body and
+    sending a byte now and then held a connection and a request in flight for ever. The whole request now has
+    `request_timeout` seconds; a normal request on the same server is answered as before."""
+    _, export_dir = served_export
+    request_timeout = 1.0
+    app = create_app(export_dir, threads=1)
+    with serving(app, idle_timeout=5.0, request_timeout=request_timeout) as url:
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        slow = socket.create_connection(address)
+        try:
+            head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+            slow.sendall(head + b'{"text": "')
+            started, closed = time.monotonic(), False
+            while not closed and time.monotonic() - started < request_timeout + 3.0:
+                try:
+                    slow.sendall(b"a")
+                except OSError:
+                    closed = True
+                    break
+                closed = _closed_by_peer(slow, 0.2)
+            elapsed = time.monotonic() - started
+            assert closed, "a body trickled past the request timeout kept its connection"
+            assert request_timeout * 0.9 <= elapsed < request_timeout + 3.0
+        finally:
+            slow.close()
+        with httpx.Client(base_url=url, timeout=5.0) as client:
+            answer = client.post("/predict", json={"text": "a plain request"})
+            assert answer.status_code == 200 and "label" in answer.json()
+
+
 def test_server_config_checks_its_limits(served_export):
     _, export_dir = served_export
     app = create_app(export_dir, threads=1)
-    for limits in ({"idle_timeout": 0}, {"max_connections": 0}):
-        with pytest.raises(ValueError, match="idle_timeout must be > 0 and max_connections >= 1"):
+    for limits in ({"idle_timeout": 0}, {"max_connections": 0}, {"request_timeout": 0}):
+        with pytest.raises(ValueError, match="idle_timeout and request_timeout must be > 0 and max_connections >= 1"):
             server_config(app, **limits)
 
 

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gendistill.artifacts.inference import Predictor
-from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
 ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
@@ -353,7 +353,10 @@ class BoundedH11Protocol(H11Protocol):
     accepted, so idle sockets still pile up until the process runs out of file descriptors. Here:
 
     - a connection must complete a request head within `idle_timeout` seconds of opening or of its last answer,
-      however many bytes it trickles, or it is closed; a request body, once its head is in, is not timed;
+      however many bytes it trickles, or it is closed;
+    - once a head is in, the request (its body, trickled or not, and its answer) must be done within
+      `request_timeout` seconds, or the connection is closed: a client that sends a head announcing a large body
+      and then one byte a second would otherwise hold a connection, and a request in flight, for ever;
     - past `max_connections` open connections, a new one closes the connection idle the longest (no request in
       flight) to make room, so a fresh client such as a health check is answered at once; if none is idle, the
       new one is closed.
@@ -362,12 +365,14 @@ class BoundedH11Protocol(H11Protocol):
     """
 
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_cycle: Any = None
+        self._request_deadline: asyncio.TimerHandle | None = None
         self._idle_since = self.loop.time()
         self._arm_deadline()
         open_connections = [c for c in self.connections if not c.transport.is_closing()]
@@ -377,17 +382,22 @@ class BoundedH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.cycle is not self._deadline_cycle:  # a request head came in: its handling is not timed here
+        if self.cycle is not self._deadline_cycle:  # a request head came in: from now on the request is timed
             self._cancel_deadline()
+            self._deadline_cycle = self.cycle
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._request_deadline = self.loop.call_later(self.request_timeout, self._on_request_deadline)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._cancel_request_deadline()
         self._idle_since = self.loop.time()
         if not self.transport.is_closing() and self._idle():  # not if a pipelined request started already
             self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
+        self._cancel_request_deadline()
         super().connection_lost(exc)
 
     def _idle(self) -> bool:
@@ -409,12 +419,27 @@ class BoundedH11Protocol(H11Protocol):
         if self.cycle is self._deadline_cycle and not self.transport.is_closing():
             self.transport.close()
 
+    def _cancel_request_deadline(self) -> None:
+        if getattr(self, "_request_deadline", None) is not None:
+            self._request_deadline.cancel()  # type: ignore[union-attr]
+            self._request_deadline = None
 
-def bounded_protocol(idle_timeout: float, max_connections: int) -> type[BoundedH11Protocol]:
+    def _on_request_deadline(self) -> None:
+        self._request_deadline = None
+        if self.cycle is not None and not self.cycle.response_complete and not self.transport.is_closing():
+            self.transport.close()  # the app reading the body gets a disconnect and stops
+
+
+def bounded_protocol(
+    idle_timeout: float, max_connections: int, request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+) -> type[BoundedH11Protocol]:
     """The BoundedH11Protocol class with these limits, for uvicorn.Config(http=...)."""
-    if idle_timeout <= 0 or max_connections < 1:
-        raise ValueError(f"idle_timeout must be > 0 and max_connections >= 1, got {idle_timeout=}, {max_connections=}")
-    limits = {"idle_timeout": idle_timeout, "max_connections": max_connections}
+    if idle_timeout <= 0 or request_timeout <= 0 or max_connections < 1:
+        raise ValueError(
+            "idle_timeout and request_timeout must be > 0 and max_connections >= 1, got "
+            f"{idle_timeout=}, {request_timeout=}, {max_connections=}"
+        )
+    limits = {"idle_timeout": idle_timeout, "request_timeout": request_timeout, "max_connections": max_connections}
     return type("BoundedH11Protocol", (BoundedH11Protocol,), limits)
 
 
@@ -424,16 +449,17 @@ def server_config(
     port: int = 8000,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     **uvicorn_options: Any,
 ) -> uvicorn.Config:
     """How `gendistill serve` runs the app: uvicorn with the h11 protocol bounded by BoundedH11Protocol (idle
-    timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and request heads are
+    timeout, request timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and request heads are
     capped by h11 (uvicorn's default, 16 KiB) before the app sees them."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=bounded_protocol(idle_timeout, max_connections),
+        http=bounded_protocol(idle_timeout, max_connections, request_timeout),
         timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # used as a float by call_later
         **uvicorn_options,
     )

@@ -10,7 +10,7 @@ import typer
 
 from gendistill.artifacts import extras
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.resolve import MODEL_FILE
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.cli.app import app, guard
@@ -68,6 +68,14 @@ def serve(
             help="seconds a connection may take to send a request head, after opening or after its last answer",
         ),
     ] = DEFAULT_IDLE_TIMEOUT,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.001,
+            help="seconds a request may take, from its head to its answer (a slow body included)",
+        ),
+    ] = DEFAULT_REQUEST_TIMEOUT,
     max_connections: Annotated[
         int,
         typer.Option(
@@ -91,7 +99,12 @@ def serve(
         except ExportDirError as error:
             raise ModelLoadError(str(error)) from None
         config = server.server_config(
-            app, host=host, port=port, idle_timeout=idle_timeout, max_connections=max_connections
+            app,
+            host=host,
+            port=port,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            request_timeout=request_timeout,
         )
         uvicorn.Server(config).run()
 
