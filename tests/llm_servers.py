@@ -173,10 +173,20 @@ class FakeOpenAI(_Background):
     "Class:") get the topic of the text, or with `logprobs`, `fake_top_logprobs` in the format of the API used.
     `logprobs=False` ignores the field (as transformers serve does); `reject_logprobs=True` answers 422 (as stricter
     servers do); `n=False` ignores `n`. `echo_key=True` plays a careless server: the request's Authorization header
-    comes back in every answer (the id, each generated text) and in a 400 to every request for logprobs."""
+    comes back in every answer (the id, each generated text) and in a 400 to every request for logprobs.
+    `writes`, when set, is what every generation prompt gets instead of the list (a model whose answers are all
+    thrown away: "" for empty answers, "ok" for one-word lines)."""
 
-    def __init__(self, logprobs: bool = True, reject_logprobs: bool = False, n: bool = True, echo_key: bool = False):
+    def __init__(
+        self,
+        logprobs: bool = True,
+        reject_logprobs: bool = False,
+        n: bool = True,
+        echo_key: bool = False,
+        writes: str | None = None,
+    ):
         self.logprobs, self.reject_logprobs, self.n, self.echo_key = logprobs, reject_logprobs, n, echo_key
+        self.writes = writes
         self.requests: list[dict[str, Any]] = []
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -221,7 +231,7 @@ class FakeOpenAI(_Background):
                 f"{i + 1}. the {words[i % len(words)]} and {words[(i + 3) % len(words)]} story {digest[:8]}{i}{echo}"
                 for i in range(count)
             ]
-            contents = ["\n".join(lines)] * choices
+            contents = ["\n".join(lines) if self.writes is None else self.writes] * choices
             logprobs = None
         made = []
         for index, content in enumerate(contents):

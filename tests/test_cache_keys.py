@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from gendistill import Run
 from gendistill.cli import app
 from gendistill.config import build_config
+from gendistill.sections import key_payload
 
 STAGES = ["data", "teacher", "generator", "transfer", "label", "distill", "rounds", "baseline", "evaluate"]
 
@@ -53,6 +54,14 @@ def test_a_sampling_knob_reruns_only_the_transfer_stage_and_after(base, tmp_path
 )
 def test_an_inference_batch_size_or_thread_count_reruns_nothing(base, tmp_path, override):
     assert rerun_by(base, tmp_path, override) == set()
+
+
+@pytest.mark.parametrize("override", ["transfer.sources.0.min_yield=0", "transfer.sources.1.min_yield=0.5"])
+def test_min_yield_reruns_nothing_and_stays_out_of_every_key(base, tmp_path, override):
+    """min_yield decides whether a source finishes (it stops with an error), never what a finished one wrote: a
+    knob, so the keys of configs written before it existed are unchanged."""
+    assert rerun_by(base, tmp_path, override) == set()
+    assert all("min_yield" not in source for source in key_payload(build_config(base).transfer)["sources"])
 
 
 def test_a_teacher_learning_rate_reruns_the_teacher_and_after_but_not_the_generator(base, tmp_path):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from gendistill import Run
 from gendistill.cli import app
 from gendistill.config import build_config
-from gendistill.errors import ConfigError, DataError
+from gendistill.errors import ConfigError, DataError, YieldError
 from gendistill.pipeline.preflight import preflight
 
 
@@ -121,3 +121,70 @@ def test_a_key_pasted_into_a_set_override_is_not_echoed(task_dir, tmp_path):
     for override in (f"teacher.api_key_env={key}", f"teacher.nope.api_key_env={key}"):
         result = CliRunner().invoke(app, ["run", str(config_path), "--set", override])
         assert result.exit_code == 2 and key not in result.output, result.output
+
+
+def generation_requests(server):
+    """The requests that asked for texts (not the teacher's annotations, whose prompts end with "Class:")."""
+    return [r for r in server.requests if not r["body"]["messages"][-1]["content"].rstrip().endswith("Class:")]
+
+
+def test_an_llm_source_whose_lines_all_fail_the_filters_stops_early_with_one_line(task_dir, tmp_path):
+    """The case of issue 21: a model whose lines all fail the filters used to spend the whole sample budget. It stops
+    after 200 texts asked, with one line and exit code 2; a rerun pays nothing again; with min_yield 0 it resumes
+    from what it drew, spends the budget, and the empty transfer set is one line naming the source."""
+    with FakeOpenAI() as server:
+        raw = llm_config(task_dir, server.url, init="random")
+        raw["transfer"] = {
+            "sources": [{"type": "llm", "endpoint": server.url, "model": "fake", "n": 120, "texts_per_request": 5}],
+            "shard_size": 40,
+            "filters": {"max_words": 3},  # the fake writes 6-word lines: every one is too long
+        }
+        config_path = tmp_path / "c.yaml"
+        config_path.write_text(yaml.safe_dump(raw))
+        command = ["run", str(config_path), "--run-dir", str(tmp_path / "run")]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert len(generation_requests(server)) == 40  # 200 texts asked; the budget was 1,200 (240 requests)
+        line = (
+            "error: transfer.sources[0] (llm): stopped early: kept 0 of the 200 texts drawn toward n=120 (0.0%, under "
+            "its min_yield 0.05); thrown away by transfer.filters: too_long 200; fake was asked for 200 texts"
+        )
+        assert line in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output and "lower min_yield (0 never stops)" in result.output
+        result = CliRunner().invoke(app, command)  # the same command again: stops at once, asks nothing
+        assert result.exit_code == 2 and "stopped early: kept 0 of the 200" in result.output, result.output
+        assert len(generation_requests(server)) == 40
+        result = CliRunner().invoke(app, [*command, "--set", "transfer.sources.0.min_yield=0"])
+        assert result.exit_code == 2, result.output
+        assert len(generation_requests(server)) == 240  # resumed after the 5 shards kept: 200 more requests
+        empty = (
+            "error: the transfer set is empty: transfer.sources[0] (llm) kept 0 of 1,200 (too_long 1,200); nothing "
+            "to label or distill"
+        )
+        assert empty in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("zero_label", [False, True])
+def test_an_empty_transfer_set_is_one_line_naming_every_source(task_dir, fake, tmp_path, zero_label):
+    """Before: with labeled texts the run finished as if nothing were wrong (a student of the labeled texts alone);
+    in a zero-label start the distill stage crashed on an empty array."""
+    raw = llm_config(task_dir, fake.url, init="random")
+    if zero_label:
+        raw["data"] = {"label_names": LABELS, "test": str(task_dir / "test.jsonl")}
+        raw["teacher"]["shots"] = 0
+    raw["transfer"] = {
+        "sources": [
+            {"type": "file", "path": str(task_dir / "unlabeled.jsonl")},
+            {"type": "llm", "endpoint": fake.url, "model": "fake", "n": 8, "texts_per_request": 4},
+        ],
+        "shard_size": 8,
+        "filters": {"min_words": 50},
+    }
+    with pytest.raises(YieldError) as error:
+        Run(build_config(raw), tmp_path / "run").run()
+    message = str(error.value)
+    assert message.startswith(
+        "the transfer set is empty: transfer.sources[0] (file) kept 0 of 60 (too_short 60); transfer.sources[1] (llm) "
+        "kept 0 of "
+    )
+    assert "nothing to label or distill" in message and "\n" not in message

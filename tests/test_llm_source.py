@@ -3,16 +3,17 @@ round the classes, every labeled text is shown as an example, attributes are dra
 and counted, each text keeps the class it was requested for, and a resumed build sends nothing already answered.
 The same against the real `transformers serve` is in test_llm_e2e.py."""
 
+import threading
 from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-from llm_servers import TOPICS, FakeOpenAI
+from llm_servers import TOPICS, FakeOpenAI, FaultProxy
 
 from gendistill.config import FilterConfig, build_config
 from gendistill.data.task import LabeledSet, TaskData
-from gendistill.errors import ConfigError
+from gendistill.errors import ConfigError, YieldError
 from gendistill.llm.client import LLMServerError
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import SourceContext, TextFilter, list_shards, read_shard
@@ -151,3 +152,81 @@ def test_shards_keep_their_drops_and_requested_class_through_the_filter(tmp_path
     source.build(ctx)
     texts, generated, drops = read_shard(list_shards(ctx.directory)[0])
     assert generated == 4 and len(texts) == 4 and drops.get("surplus", 0) == 0
+
+
+def build_within(source, ctx, seconds=120):
+    """`source.build(ctx)`'s summary or error, failing (not hanging) if it is still drawing after `seconds`."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["summary"] = source.build(ctx)
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"the source was still drawing after {seconds} s"
+    return outcome.get("summary"), outcome.get("error")
+
+
+def test_a_model_whose_answers_hold_no_text_stops_after_200_texts_asked(tmp_path):
+    """Empty answers parse to no text at all: counted by the texts asked, the source still stops (it used to draw
+    forever: its budget counted the texts it got)."""
+    with FakeOpenAI(writes="") as server:
+        spec = {"type": "llm", "endpoint": server.url, "model": "fake", "n": 120, "texts_per_request": 5}
+        source, ctx = context(tmp_path, spec, shard_size=40)
+        summary, error = build_within(source, ctx)
+        assert summary is None and isinstance(error, YieldError)
+        assert len(server.requests) == 40  # 5 shards of 8 requests: 200 texts asked, not the budget's 1,200
+    message = str(error)
+    assert message.startswith("transfer.sources[0] (llm): stopped early: kept 0 of the 200 texts drawn toward n=120")
+    assert "fake was asked for 200 texts in 40 tries (0 of them retries) and 0 cached answers, and wrote 0" in message
+    assert "40 answers were empty" in message and "\n" not in message
+
+
+def test_min_yield_0_spends_the_budget_and_ends_even_when_no_answer_holds_a_text(tmp_path):
+    with FakeOpenAI(writes="") as server:
+        spec = {"type": "llm", "endpoint": server.url, "model": "fake", "n": 20, "texts_per_request": 4}
+        source, ctx = context(tmp_path, {**spec, "min_yield": 0}, shard_size=8)
+        summary, error = build_within(source, ctx)
+        assert error is None and summary.kept == 0 and summary.note
+        assert len(server.requests) == 50  # max(10 n, n + 10 shards) = 200 texts asked, 4 per request
+        assert summary.details["texts_asked"] == 200 and summary.details["empty_answers"] == 50
+
+
+def test_the_texts_asked_count_every_try_of_a_request(tmp_path, fake):
+    with FaultProxy(fake.url, schedule=("500", "500")) as proxy:
+        spec = {"type": "llm", "endpoint": proxy.url, "model": "fake", "n": 8, "texts_per_request": 4}
+        source, ctx = context(tmp_path, {**spec, "retry_backoff": 0}, shard_size=8)
+        details = source.build(ctx).details
+    assert (details["requests"], details["retries"], details["attempts"]) == (2, 2, 4)
+    assert details["texts_asked"] == 16 and details["texts_parsed"] == 8  # 2 requests of 4 texts, each sent twice
+    assert read_shard_asked(ctx.directory) == [16]
+
+
+def read_shard_asked(directory):
+    from gendistill.sources.base import shard_asked
+
+    return [shard_asked(path) for path in list_shards(directory)]
+
+
+def test_a_rerun_after_a_low_yield_stop_sends_nothing_and_min_yield_0_resumes_from_the_cache(tmp_path):
+    with FakeOpenAI(writes="\n".join(["great"] * 5)) as server:  # one-word lines: kept once, then a duplicate
+        spec = {"type": "llm", "endpoint": server.url, "model": "fake", "n": 30, "texts_per_request": 5}
+        source, ctx = context(tmp_path, spec, shard_size=50)
+        with pytest.raises(YieldError, match=r"kept 1 of the 200 texts drawn .* duplicate 199; .* and wrote 200\."):
+            source.build(ctx)
+        assert len(server.requests) == 40
+        source, ctx = context(tmp_path, spec, shard_size=50)
+        with pytest.raises(YieldError, match="kept 1 of the 200 texts drawn"):
+            source.build(ctx)
+        assert len(server.requests) == 40  # the shards kept say it all: nothing is asked again
+        source, ctx = context(tmp_path, {**spec, "min_yield": 0}, shard_size=50)
+        summary = source.build(ctx)  # resumes after the 4 shards: only the rest of the budget is asked
+        assert summary.kept == 1 and summary.note and len(server.requests) == 110  # 550 texts asked: 11 shards
+        for path in list_shards(ctx.directory):
+            path.unlink()
+        source, ctx = context(tmp_path, {**spec, "min_yield": 0}, shard_size=50)
+        assert source.build(ctx).details["cached"] == 110 and len(server.requests) == 110  # all from the cache

@@ -5,6 +5,7 @@ import torch
 
 from gendistill.config import FilterConfig, build_config
 from gendistill.data.task import LabeledSet, TaskData
+from gendistill.errors import YieldError
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.augment import AugmentSource
 from gendistill.sources.base import SourceContext, TextFilter, fill_by_sampling, list_shards, read_shard
@@ -60,6 +61,61 @@ def test_generated_source_reaches_exactly_n_and_resumes_identically(tmp_path):
 def test_generated_source_stops_when_filters_reject_everything(tmp_path):
     summary = fill_by_sampling(context(tmp_path, training={"same"}), GenerateSource(n=5), lambda n, s: ["same"] * n)
     assert summary.kept == 0 and summary.note and summary.drops["training_copy"] == summary.generated
+
+
+def yield_sampler(calls, new_every):
+    """A sampler whose texts pass the filter once in `new_every` (the rest repeat one text: duplicates)."""
+
+    def sample(n, seed):
+        calls.append(seed)
+        return [f"fresh text {seed} {i}" if i % new_every == 0 else "the same text" for i in range(n)]
+
+    return sample
+
+
+def test_a_source_at_a_normal_yield_reaches_n_and_min_yield_stops_one_under_it(tmp_path):
+    calls = []  # 1 in 5 passes: 20% is far above the default min_yield 0.05
+
+    def fill(directory, **fields):
+        source = GenerateSource(n=60, **fields)
+        return fill_by_sampling(context(directory, shard_size=50), source, yield_sampler(calls, 5))
+
+    summary = fill(tmp_path / "a")
+    assert summary.kept == 60 and summary.note is None and len(calls) == 6
+    calls.clear()  # the same source asked for 30%: stopped once 200 texts are drawn (4 shards), with one line
+    with pytest.raises(YieldError) as stop:
+        fill(tmp_path / "b", min_yield=0.3)
+    message = str(stop.value)
+    assert len(calls) == 4 and "\n" not in message
+    assert message.startswith("transfer.sources[0] (generate): stopped early: kept 41 of the 200 texts drawn toward")
+    assert "(20.5%, under its min_yield 0.3)" in message and "duplicate 159" in message and "min_yield (0" in message
+    # what it drew is kept: a rerun replays the 4 shards and stops at once, drawing nothing; min_yield 0 resumes
+    calls.clear()
+    with pytest.raises(YieldError):
+        fill(tmp_path / "b", min_yield=0.3)
+    assert calls == []
+    resumed = fill(tmp_path / "b", min_yield=0)
+    assert len(calls) == 2 and resumed.kept == 60
+    assert [t for p in list_shards(tmp_path / "b") for t in read_shard(p)[0]] == [
+        t for p in list_shards(tmp_path / "a") for t in read_shard(p)[0]
+    ]
+
+
+def test_a_source_under_its_min_yield_stops_after_200_drawn_and_min_yield_0_spends_the_budget(tmp_path):
+    calls = []  # 1 in 100 passes
+    with pytest.raises(YieldError, match=r"kept 3 of the 200 texts drawn toward n=100 \(1.5%"):
+        fill_by_sampling(context(tmp_path / "a", shard_size=100), GenerateSource(n=100), yield_sampler(calls, 100))
+    assert len(calls) == 2  # of the 10 shards (1,000 texts) the budget allows
+    calls.clear()
+    summary = fill_by_sampling(
+        context(tmp_path / "b", shard_size=100), GenerateSource(n=100, min_yield=0), yield_sampler(calls, 100)
+    )
+    assert len(calls) == 11 and summary.kept == 12 and summary.note  # max(10 n, n + 10 shards) = 1,100 drawn
+
+
+def test_a_sampler_that_returns_nothing_ends(tmp_path):
+    summary = fill_by_sampling(context(tmp_path), GenerateSource(n=5, min_yield=0), lambda n, seed: [])
+    assert summary.kept == 0 and summary.generated == 0 and summary.note
 
 
 def test_augment_source_makes_filtered_variants_of_the_labeled_texts(tmp_path):

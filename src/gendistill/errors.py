@@ -25,6 +25,10 @@ class HubError(GendistillError):
     """The Hugging Face Hub refused or could not be reached for an upload."""
 
 
+class YieldError(GendistillError):
+    """A transfer source kept too few of the texts it drew (its `min_yield`), or no source kept any text."""
+
+
 class MissingExtra(GendistillError):
     """An optional package is not installed; the message names the pip extra that brings it."""
 

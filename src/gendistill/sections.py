@@ -1,7 +1,8 @@
 """The base of every config section and plugin config, and the one rule that decides what enters a cache key.
 
 A field marked with `knob(...)` changes how fast or how a stage runs (batch sizes of inference, thread counts,
-concurrency, timeouts), never what it writes: it is left out of every stage key, so changing it reruns nothing.
+concurrency, timeouts) or whether it finishes (retries, a source's `min_yield`), never what a finished stage wrote:
+it is left out of every stage key, so changing it reruns nothing.
 Every other field of a section a stage depends on is part of that stage's key.
 """
 

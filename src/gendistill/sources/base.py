@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from gendistill import progress
+from gendistill.errors import YieldError
 from gendistill.io import write_parquet
-from gendistill.sections import Section
+from gendistill.sections import Section, knob
 from gendistill.training.checkpoint import kill_point
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from gendistill.pipeline.layout import RunLayout
 
 FILTERS = ("empty", "too_short", "too_long", "duplicate", "training_copy")
+YIELD_AFTER = 200  # texts drawn before a source's `min_yield` is checked: fewer say too little about its yield
 
 
 def normalize(text: str) -> str:
@@ -164,6 +166,15 @@ class SourceConfig(Section):
 
     type: str
     n: Annotated[int, Field(ge=1)] | None = Field(default=None, description="texts to keep (default: all it has)")
+    # A knob, as max_retries is: it decides whether the stage finishes, never what a finished stage wrote (a source
+    # under it stops with an error, not with a smaller set), so existing keys stay as they were and lowering it
+    # after a stop resumes from the shards already kept instead of starting over.
+    min_yield: Annotated[float, Field(ge=0, le=1)] = knob(
+        0.05,
+        description="sources that sample (generate, llm): stop with one line, before spending the rest of the "
+        "sample budget, when fewer than this fraction of the texts drawn (an llm source: asked for, retries "
+        f"included) pass the filters; checked once {YIELD_AFTER} texts are drawn; 0: never stop",
+    )
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
     needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
@@ -186,6 +197,11 @@ class SourceConfig(Section):
 
     def where(self, index: int) -> str:
         return f"transfer.sources[{index}] ({self.type})"
+
+    def explain_yield(self, stats: dict[str, Any]) -> str:
+        """What the source itself threw away before the filters saw it (from its summed `Sample.stats`), for the
+        low-yield error; "" when nothing."""
+        return ""
 
     def report(self, layout: RunLayout, index: int, row: Any) -> list[str]:
         """Called by the evaluate stage with this source's report row (a `SourceRow`, whose `details` it may
@@ -213,10 +229,13 @@ def write_shard(
     drops: Counter[str],
     extra: dict[str, list[Any]] | None = None,
     stats: dict[str, Any] | None = None,
+    asked: int | None = None,
 ) -> None:
     metadata = {"generated": str(generated), "drops": json.dumps(dict(drops))}
     if stats:
         metadata["stats"] = json.dumps(stats)
+    if asked is not None:
+        metadata["asked"] = str(asked)
     columns: dict[str, Any] = {"text": pa.array(texts, type=pa.string()), **(extra or {})}
     write_parquet(path, pa.table(columns).replace_schema_metadata(metadata))
 
@@ -248,6 +267,12 @@ class Sample:
     texts: list[str]
     columns: dict[str, list[Any]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    asked: int | None = None  # texts the draw asked for, when not len(texts) (an llm source: retries included)
+
+    @property
+    def drawn(self) -> int:
+        """What the draw counts against the sample budget and the yield: the texts asked for or got, the more."""
+        return max(len(self.texts), self.asked or 0)
 
 
 ShardSampler = Callable[[int, int, int], Sample]  # (shard_size, seed, shard number) -> the shard's draw
@@ -269,14 +294,20 @@ def shard_stats(path: Path) -> dict[str, Any]:
     return json.loads(metadata.get(b"stats", b"{}").decode())
 
 
+def shard_asked(path: Path) -> int | None:
+    """The texts a shard's draw asked for (`Sample.asked`); None for shards that did not record it."""
+    metadata = pq.read_schema(path).metadata or {}
+    return int(metadata[b"asked"]) if b"asked" in metadata else None
+
+
 def _write_sample(path: Path, sample: Sample) -> None:
-    write_shard(path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats)
+    write_shard(path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats, sample.asked)
 
 
 def _read_sample(path: Path) -> Sample:
     table = pq.read_table(path)
     columns = {name: table.column(name).to_pylist() for name in table.column_names if name != "text"}
-    return Sample(table.column("text").to_pylist(), columns, shard_stats(path))
+    return Sample(table.column("text").to_pylist(), columns, shard_stats(path), shard_asked(path))
 
 
 def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler) -> SourceSummary:
@@ -285,39 +316,63 @@ def fill_by_sampling(ctx: SourceContext, source: SourceConfig, sampler: Sampler)
 
 
 def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler) -> SourceSummary:
-    """Sample shard by shard until `source.n` texts survive the filters (or the attempt budget of 10x runs out).
+    """Sample shard by shard until `source.n` texts survive the filters, the sample budget (10x `n`, at least
+    10 shards) is drawn, or the source's yield falls under `source.min_yield`.
 
     Shard k is sampled with a seed derived from (run seed, source index, k) and filtered in shard order, so the set
     does not depend on interruptions nor on the number of processes: under `accelerate launch` each process samples
     every world-th shard into `raw/`, and the main process filters them in order after a barrier. A resumed run
     replays finished shards into the filter and samples exactly the shards it lost (raw shards already sampled are
     reused). Per-text columns of a `Sample` follow their texts through the filter; its stats are summed into the
-    summary's details."""
+    summary's details.
+
+    What a draw costs is `Sample.drawn`: the texts it asked for (an llm source: `texts_per_request` per request
+    sent, retries included, or answered from the request cache) or the texts it got, whichever is more. The budget
+    counts that, so a source whose answers hold no text at all still ends. The yield is kept / drawn; once
+    `YIELD_AFTER` texts are drawn, a yield under `min_yield` stops the source with a `YieldError` (one line: what
+    was drawn and kept, what threw the rest away, what to change). An error, not a smaller set: a set at a few
+    percent of `n` is far too small to distil, and finishing with it would go on to spend teacher labels (paid
+    too, for an llm teacher) and a training run on it; the user who asked for `n` texts wants to know now and stop
+    paying. Nothing drawn is lost: the shards written so far stay (a rerun replays them and stops at once without
+    drawing again; with a lower `min_yield` it resumes from them), and an llm source's answers stay in the request
+    cache. The last shard's overshoot does not count against the yield (`n` was reached), and the budget's end
+    still finishes with fewer texts and a note, as before."""
     assert source.n is not None
     n, directory = source.n, ctx.directory
     summary, drops = SourceSummary(type=source.type, n=n), Counter[str]()
     stats: dict[str, Any] = {}
+    drawn = 0
     existing = list_shards(directory)
     for path in existing:
         texts, generated, shard_drops = read_shard(path)
         ctx.text_filter.remember(texts)
         summary.generated += generated
+        drawn += max(generated, shard_asked(path) or 0)
         summary.kept += len(texts)
         summary.surplus += int(shard_drops.pop("surplus", 0))
         drops.update(shard_drops)
         add_stats(stats, shard_stats(path))
     number = len(existing)
-    max_generated = max(10 * n, n + 10 * ctx.shard_size)
+    max_drawn = max(10 * n, n + 10 * ctx.shard_size)
     raw_dir = directory / "raw"
+    stop: str | None = None  # why the source stopped early (a low yield)
+    exhausted = False  # a draw came back with nothing: the sampler has no more to give
 
     def wanted() -> bool:
-        return summary.kept < n and summary.generated < max_generated
+        nonlocal stop
+        if summary.kept >= n or exhausted:
+            return False
+        if stop is None:
+            stop = _low_yield(ctx, source, summary, drawn, drops, stats)
+        return stop is None and drawn < max_drawn
 
     def draw(k: int) -> Sample:
         raw_path = shard_path(raw_dir, k)
         return _read_sample(raw_path) if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, k), k)
 
     def consume(k: int, sample: Sample) -> None:
+        nonlocal drawn, exhausted
+        exhausted = sample.drawn == 0
         shard_drops: Counter[str] = Counter()
         passed = ctx.text_filter.select(sample.texts, shard_drops)
         chosen = passed[: n - summary.kept]
@@ -325,8 +380,10 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
         kept = [normalize(sample.texts[i]) for i in chosen]
         columns = {name: [values[i] for i in chosen] for name, values in sample.columns.items()}
         counts = shard_drops + Counter(surplus=surplus)
-        write_shard(shard_path(directory, k), kept, len(sample.texts), counts, columns, sample.stats)
+        path = shard_path(directory, k)
+        write_shard(path, kept, len(sample.texts), counts, columns, sample.stats, sample.asked)
         summary.generated += len(sample.texts)
+        drawn += sample.drawn
         summary.kept += len(kept)
         summary.surplus += surplus
         drops.update(shard_drops)
@@ -341,7 +398,7 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
                 consume(number, draw(number))
                 number += 1
         else:
-            running = ctx.stage.broadcast(wanted())
+            running, stop = ctx.stage.broadcast((wanted(), stop) if ctx.is_main else None)
             while running:
                 mine = shard_path(raw_dir, number + ctx.rank)
                 if not mine.exists():
@@ -352,17 +409,45 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
                         if not wanted():
                             break
                         consume(k, _read_sample(shard_path(raw_dir, k)))
-                number, running = ctx.stage.broadcast((number + ctx.world, wanted()) if ctx.is_main else None)
+                number, running, stop = ctx.stage.broadcast(
+                    (number + ctx.world, wanted(), stop) if ctx.is_main else None
+                )
+    if stop is not None:  # raw shards already sampled stay for the rerun
+        raise YieldError(stop)
     if ctx.is_main:
         number = len(list_shards(directory))
         if raw_dir.exists():
             shutil.rmtree(raw_dir)
     if summary.kept < n:
-        summary.note = f"stopped after {summary.generated} samples with {summary.kept} kept (filters dropped the rest)"
+        summary.note = f"stopped after {drawn} samples with {summary.kept} kept (filters dropped the rest)"
     summary.drops, summary.shards = dict(drops), number
     if stats:
         summary.details = stats
     return summary
+
+
+def _low_yield(
+    ctx: SourceContext,
+    source: SourceConfig,
+    summary: SourceSummary,
+    drawn: int,
+    drops: Counter[str],
+    stats: dict[str, Any],
+) -> str | None:
+    """The one line a source stops with when its yield is under its `min_yield` (None while it is not, or while
+    fewer than `YIELD_AFTER` texts are drawn)."""
+    if source.min_yield <= 0 or drawn < YIELD_AFTER or summary.kept >= source.min_yield * drawn:
+        return None
+    filtered = ", ".join(f"{name} {count:,}" for name, count in drops.most_common() if count) or "none"
+    own = source.explain_yield(stats)
+    return (
+        f"{source.where(ctx.index)}: stopped early: kept {summary.kept:,} of the {drawn:,} texts drawn toward "
+        f"n={source.n:,} ({100 * summary.kept / drawn:.1f}%, under its min_yield {source.min_yield:g}); thrown away "
+        f"by transfer.filters: {filtered}"
+        f"{'; ' + own if own else ''}. Change what it draws (the prompt or messages, the model, its sampling "
+        "settings) or loosen transfer.filters, or lower min_yield (0 never stops); what it drew is kept, so a rerun "
+        "resumes without paying for it again"
+    )
 
 
 def _seed(ctx: SourceContext, shard: int) -> int:

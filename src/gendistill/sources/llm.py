@@ -93,6 +93,19 @@ class LLMSource(ServedModel, SourceConfig):
         summary.details = {"model": self.model, "api": self.api, **(summary.details or {})}
         return summary
 
+    def explain_yield(self, stats: dict[str, Any]) -> str:
+        lines = Counter({k: v for k, v in (stats.get("lines_dropped") or {}).items() if v})
+        parts = [
+            f"{self.model} was asked for {stats.get('texts_asked', 0):,} texts in {stats.get('attempts', 0):,} "
+            f"tries ({stats.get('retries', 0):,} of them retries) and {stats.get('cached', 0):,} cached answers, "
+            f"and wrote {stats.get('texts_parsed', 0):,}"
+        ]
+        if stats.get("empty_answers"):
+            parts.append(f"{stats['empty_answers']:,} answers were empty")
+        if lines:
+            parts.append("lines that held no text: " + ", ".join(f"{k} {v:,}" for k, v in lines.most_common()))
+        return "; ".join(parts)
+
     def report(self, layout: RunLayout, index: int, row: Any) -> list[str]:
         details = row.details if isinstance(row.details, dict) else {}
         agreement = requested_label_agreement(layout, source_dir(layout.transfer, index, self).name)
@@ -201,9 +214,12 @@ class _Writer:
         order = list(range(len(texts)))
         random.Random(seed).shuffle(order)
         texts, requested = [texts[i] for i in order], [requested[i] for i in order]
-        stats = {**self.client.usage.since(before), "texts_parsed": len(texts), "empty_answers": empty}
+        usage = self.client.usage.since(before)
+        # what the shard paid for: every text asked, in every try of a request (retries too) or from the cache
+        asked = source.texts_per_request * (usage["attempts"] + usage["cached"])
+        stats = {**usage, "texts_asked": asked, "texts_parsed": len(texts), "empty_answers": empty}
         stats["lines_dropped"] = dict(dropped)
-        return Sample(texts, {REQUESTED: requested}, stats)
+        return Sample(texts, {REQUESTED: requested}, stats, asked=asked)
 
 
 def requested_label_agreement(layout: RunLayout, folder: str) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from gendistill import progress
 from gendistill.config import RunConfig, Selection
 from gendistill.data.task import LabeledSet, TaskData
-from gendistill.errors import ConfigError
+from gendistill.errors import ConfigError, YieldError
 from gendistill.io import read_json, remove_path, write_json, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
@@ -261,7 +261,11 @@ def _draw(
     source_ctx = SourceContext(
         ctx.config, ctx.layout, task, POOL_INDEX + number, directory, text_filter, ctx.device, ctx
     )
-    summary: SourceSummary = source.build(source_ctx)
+    try:
+        summary: SourceSummary = source.build(source_ctx)
+    except YieldError as error:  # its `min_yield`: named as the pool it is, not by its index in the shards' seeds
+        where = f"rounds.pool ({source.type}) in round {number}"
+        raise YieldError(str(error).replace(source.where(source_ctx.index), where, 1)) from None
     if summary.note:
         progress.warning(f"rounds.pool ({source.type}), round {number}: {summary.note}")
     result = summary.to_dict()
