@@ -6,12 +6,13 @@ benchmarks/rounds.py, adopted when they exist), and two students distilled on n 
   in_domain_pool   n texts drawn from the dataset's own unlabeled pool (a `file` source; rounds.py's one_shot@n)
   retrieved        the n texts of a mixed corpus nearest the labeled texts (a `retrieve` source, the teacher's
                    pretrained encoder, all-MiniLM-L6-v2). The mixed corpus is the off-task corpus (250k UN General
-                   Debate sentences) plus the unlabeled pools of banking77, clinc150 and 20,000 GoEmotions texts: every
-                   dataset's own pool is hidden among at least 10x texts of other tasks. Built once, embedded once.
+                   Debate sentences, or its first --offtask-rows) plus the unlabeled pools of the --hide datasets
+                   (default banking77, clinc150 and 20,000 GoEmotions texts): every dataset's own pool is hidden
+                   among at least 10x texts of other tasks (checked). Built once, embedded once.
   `from_own_pool` says what share of the retrieved texts came from the dataset's own pool.
 
     python benchmarks/retrieval.py quality --data-dir benchmarks/data --datasets banking77 --seeds 0 1 2 \\
-        --teacher models/all-MiniLM-L6-v2 --cache /work/bench-cache
+        --teacher models/all-MiniLM-L6-v2 --cache /work/bench-cache [--hide banking77 --offtask-rows 110000]
 
 scale: peak RSS and seconds of embed + index + query (1,000 queries, 50 neighbours) for corpora of each size, each
 in a fresh process; the texts are synthesized and the encoder is a random-init 2-layer BERT with 384-dim outputs
@@ -45,21 +46,31 @@ HIDDEN = ("banking77", "clinc150", "goemotions")  # whose pools hide in the mixe
 GOEMOTIONS_IN_MIX = 20_000
 
 
-def mixed_corpus(data_dir: Path, corpus: Path, out: Path) -> Path:
-    """The off-task corpus and the hidden datasets' train pools, shuffled, as one Parquet file (built once)."""
-    path = out / "mixed_corpus.parquet"
+def mixed_corpus(data_dir: Path, corpus: Path, out: Path, hide: list[str], offtask_rows: int | None) -> Path:
+    """The off-task corpus (its first `offtask_rows` rows, or all) and the train pools of the `hide` datasets,
+    shuffled, as one Parquet file (built once per composition). Every hidden pool is at most a tenth of the rest."""
+    name = "-".join(["mixed", *hide, f"offtask{offtask_rows or 'all'}"])
+    path = out / f"{name}.parquet"
     if path.exists():
         return path
-    texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()
-    for name in HIDDEN:
-        pool = [json.loads(line)["text"] for line in (data_dir / name / "train.jsonl").read_text().splitlines()]
-        if name == "goemotions":
+    texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()[:offtask_rows]
+    pools = {}
+    for dataset in hide:
+        pool = [json.loads(line)["text"] for line in (data_dir / dataset / "train.jsonl").read_text().splitlines()]
+        if dataset == "goemotions":
             pool = random.Random(0).sample(pool, GOEMOTIONS_IN_MIX)
+        pools[dataset] = pool
         texts += pool
     texts = list(dict.fromkeys(texts))
+    for dataset, pool in pools.items():
+        if 10 * len(pool) > len(texts) - len(pool):
+            others = len(texts) - len(pool)
+            sys.exit(f"error: {dataset}'s pool ({len(pool)}) is more than a tenth of the other {others} texts")
     random.Random(0).shuffle(texts)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"text": texts}), path, compression="zstd", row_group_size=25_000)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.table({"text": texts}), tmp, compression="zstd", row_group_size=25_000)
+    tmp.replace(path)
     return path
 
 
@@ -70,7 +81,7 @@ def quality(args: argparse.Namespace) -> None:
     from gendistill.config import build_config
     from gendistill.io import write_json
 
-    corpus = mixed_corpus(args.data_dir, args.corpus, args.cache / "retrieval")
+    corpus = mixed_corpus(args.data_dir, args.corpus, args.cache / "retrieval", args.hide, args.offtask_rows)
     corpus_size = pq.read_metadata(corpus).num_rows
     runs = args.out / "runs"
     for dataset in args.datasets:
@@ -232,6 +243,8 @@ def main() -> None:
     q.add_argument("--data-dir", type=Path, default=Path("benchmarks/data"))
     q.add_argument("--corpus", type=Path, default=Path("benchmarks/data/offtask_corpus/corpus.parquet"))
     q.add_argument("--datasets", nargs="+", default=list(HIDDEN))
+    q.add_argument("--hide", nargs="+", default=list(HIDDEN), help="datasets whose train pools hide in the corpus")
+    q.add_argument("--offtask-rows", type=int, default=None, help="off-task rows in the mix (default: all)")
     q.add_argument("--per-class", type=int, default=16)
     q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     q.add_argument("--teacher", required=True)
