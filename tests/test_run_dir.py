@@ -239,6 +239,11 @@ def test_nan_logits_in_a_label_file_name_the_file_not_the_learning_rate(run_copy
     import pyarrow.parquet as pq
 
     path = transfer_label_files(run_copy)[0] if which == "transfer" else run_copy / "labels" / "train.parquet"
+    # an index of row counts only (a run dir labeled before checksums): what catches the NaN is the logits check,
+    # not the file's sha256
+    index_path = run_copy / "labels" / "shards.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({name: record["rows"] for name, record in index.items()}))
     table = pq.read_table(path)
     logits = table.column("logits").to_pylist()
     logits[1] = [float("nan")] * len(logits[1])

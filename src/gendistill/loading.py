@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ def _is_weights_error(error: Exception) -> bool:
 def _is_pickle_error(error: Exception) -> bool:
     """torch.load on a file that is no (weights-only) pickle: an UnpicklingError, or a RuntimeError of its zip
     reader for a truncated archive."""
-    return isinstance(error, pickle.UnpicklingError) or (
+    return type(error).__name__ == "UnpicklingError" or (  # by name: the package never imports pickle
         isinstance(error, RuntimeError) and "PytorchStreamReader" in str(error)
     )
 
