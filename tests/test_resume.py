@@ -1,6 +1,7 @@
 """Crash safety: the real CLI in a subprocess, killed (SIGKILL) at a chosen point, then rerun with the same command."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,10 @@ def cli(*args, kill_at=None, cwd=None):
 
 @pytest.fixture()
 def config_path(tmp_path, task_dir, tiny_teacher_dir):
+    return write_config(tmp_path, task_dir, tiny_teacher_dir)
+
+
+def write_config(tmp_path, task_dir, tiny_teacher_dir):
     config = {
         "data": {"train": str(task_dir / "train.jsonl"), "test": str(task_dir / "test.jsonl")},
         "teacher": {"model": str(tiny_teacher_dir), "epochs": 2, "max_length": 32},
@@ -130,3 +135,86 @@ def test_ctrl_c_stops_cleanly_with_a_resume_hint(config_path, tmp_path):
     assert interrupted.returncode == 130
     assert "rerun the same command to resume" in interrupted.stderr
     assert "Traceback" not in interrupted.stderr
+
+
+@pytest.fixture(scope="module")
+def killed_in_distill(tmp_path_factory, task_dir, tiny_teacher_dir):
+    """(config, a finished run's student weights, a copy of that run killed after epoch 2 of distill with its
+    checkpoint): the run each damaged-checkpoint test copies, damages and resumes."""
+    root = tmp_path_factory.mktemp("killed_in_distill")
+    config_path = write_config(root, task_dir, tiny_teacher_dir)
+    run_dir = root / "run"
+    assert cli("run", config_path, "--run-dir", run_dir).returncode == 0
+    reference = load_file(str(run_dir / "student" / "model.safetensors"))
+    assert cli("distill", run_dir, kill_at="student.epoch:2").returncode == -9
+    assert (run_dir / "checkpoints" / "distill" / "state.json").exists()
+    return config_path, reference, run_dir
+
+
+def damage_checkpoint(checkpoint, damage):
+    """Damage one file of a checkpoint as a full disk, a copy or a hand edit would; returns the file."""
+    state = checkpoint / "state.json"
+    if damage == "truncated_optimizer":
+        target = checkpoint / "optimizer.pt"
+        target.write_bytes(target.read_bytes()[:200])
+    elif damage == "truncated_optimizer_unchecked":  # a checkpoint written before checksums: torch.load fails
+        target = checkpoint / "optimizer.pt"
+        recorded = json.loads(state.read_text())
+        recorded.pop("sha256", None)
+        state.write_text(json.dumps(recorded))
+        target.write_bytes(target.read_bytes()[:200])
+    elif damage == "malformed_state":
+        target = state
+        target.write_text("{epoch: 2,")
+    elif damage == "truncated_state":
+        target = state
+        target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])
+    elif damage == "edited_weights":  # still valid safetensors: only the checksum tells
+        from safetensors.torch import load_file as load_torch
+        from safetensors.torch import save_file as save_torch
+
+        target = checkpoint / "model.safetensors"
+        weights = load_torch(str(target))
+        name = next(iter(weights))
+        weights[name] = weights[name] + 1.0
+        save_torch(weights, str(target))
+    else:
+        target = checkpoint / "optimizer.pt"
+        target.unlink()
+    return target
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated_optimizer",
+        "truncated_optimizer_unchecked",
+        "malformed_state",
+        "truncated_state",
+        "edited_weights",
+        "missing_optimizer",
+    ],
+)
+def test_a_damaged_checkpoint_is_named_and_the_stage_restarts_from_its_last_good_state(
+    killed_in_distill, tmp_path, damage
+):
+    """It was a traceback (or, for edited weights, a silently different student), and the run could not resume
+    without deleting the checkpoint by hand. Now one warning names the file, distill trains again from its start
+    (the one checkpoint kept was its only saved state), and the student is the uninterrupted run's, bit for bit."""
+    config_path, reference, killed = killed_in_distill
+    run_dir = tmp_path / "run"
+    shutil.copytree(killed, run_dir)
+    target = damage_checkpoint(run_dir / "checkpoints" / "distill", damage)
+    resumed = cli("run", config_path, "--run-dir", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "is damaged" in line]
+    assert len(warnings) == 1 and str(target) in warnings[0], resumed.stderr
+    assert "restarts from its last good state" in warnings[0]
+    assert "resumed after epoch" not in resumed.stderr
+    final = load_file(str(run_dir / "student" / "model.safetensors"))
+    assert final.keys() == reference.keys()
+    for name in final:
+        assert (final[name] == reference[name]).all(), name
+    valid_manifest(run_dir)
+    assert not (run_dir / "checkpoints" / "distill").exists()

@@ -234,3 +234,80 @@ def test_a_teacher_folder_without_its_vocabulary_files_is_refused(tmp_path, task
     for name in ("vocab.txt", "tokenizer.json"):
         (teacher_copy / name).unlink()
     one_line_error(run(tmp_path, base_config(task_dir, teacher_copy)), "its tokenizer has 5 tokens", "vocab_size")
+
+
+# ---- issue 25, item I: one line instead of a traceback ---------------------------------------------------------
+def rewrite_config(folder, **changes):
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_a_teacher_config_whose_hidden_size_disagrees_with_its_weights(tmp_path, task_dir, teacher_copy):
+    rewrite_config(teacher_copy, hidden_size=48, intermediate_size=96)
+    one_line_error(
+        run(tmp_path, base_config(task_dir, teacher_copy)),
+        str(teacher_copy),
+        "embeddings.word_embeddings.weight",
+        "config.json",
+        "disagree",
+    )
+
+
+def test_teacher_weights_without_position_embeddings(tmp_path, task_dir, teacher_copy):
+    weights = load_torch(str(teacher_copy / "model.safetensors"))
+    name = next(key for key in weights if "position_embeddings" in key)
+    del weights[name]
+    save_torch(weights, str(teacher_copy / "model.safetensors"))
+    one_line_error(run(tmp_path, base_config(task_dir, teacher_copy)), str(teacher_copy), name, "missing")
+
+
+def test_a_teacher_vocab_size_smaller_than_its_tokenizer(tmp_path, task_dir, teacher_copy):
+    """Config and weights agree on 50 rows, but the tokenizer makes ids up to ~200: indexing would fail mid-run."""
+    weights = load_torch(str(teacher_copy / "model.safetensors"))
+    name = next(key for key in weights if "word_embeddings" in key)
+    weights[name] = weights[name][:50].clone()
+    save_torch(weights, str(teacher_copy / "model.safetensors"))
+    rewrite_config(teacher_copy, vocab_size=50)
+    one_line_error(run(tmp_path, base_config(task_dir, teacher_copy)), str(teacher_copy), "vocab_size is 50")
+
+
+def test_a_student_without_its_id_map(tmp_path, tiny_teacher_dir):
+    student, _ = train_tiny_student("bag", "teacher", tiny_teacher_dir, epochs=1)
+    folder = tmp_path / "student"
+    student.save_pretrained(folder)
+    (folder / "id_map.safetensors").unlink()
+    for command in (["predict", str(folder), "a goal"], ["export", str(folder), "--out", str(tmp_path / "x")]):
+        one_line_error(runner.invoke(app, command), str(folder / "id_map.safetensors"), "missing")
+
+
+def test_a_damaged_pickle_with_the_opt_in_names_the_file(tmp_path, task_dir, teacher_copy):
+    (teacher_copy / "model.safetensors").unlink()
+    (teacher_copy / "pytorch_model.bin").write_bytes(b"\x80\x04not a pickle at all")
+    config = base_config(task_dir, teacher_copy)
+    config["teacher"]["allow_pickle_weights"] = True
+    one_line_error(run(tmp_path, config), str(teacher_copy / "pytorch_model.bin"))
+
+
+def test_a_full_disk_without_a_file_name_names_the_run_directory(tmp_path, task_dir, tiny_teacher_dir, monkeypatch):
+    """The error of a library that writes for us may carry no file name: the free space must be that of the run
+    directory's file system, not that of wherever the command was started."""
+    import shutil as shutil_module
+
+    import gendistill.data.stored as data_stage
+
+    def no_space(path, table):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    asked = []
+    real_usage = shutil_module.disk_usage
+    monkeypatch.setattr(data_stage, "write_parquet", no_space)
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: asked.append(path) or real_usage(path))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run(tmp_path, base_config(task_dir, tiny_teacher_dir))
+    one_line_error(result, "the disk is full while writing into the run directory", str(tmp_path / "run"), "MB free")
+    assert asked and all(str(path).startswith(str(tmp_path / "run")) for path in asked), asked

@@ -239,6 +239,11 @@ def test_nan_logits_in_a_label_file_name_the_file_not_the_learning_rate(run_copy
     import pyarrow.parquet as pq
 
     path = transfer_label_files(run_copy)[0] if which == "transfer" else run_copy / "labels" / "train.parquet"
+    # an index of row counts only (a run dir labeled before checksums): what catches the NaN is the logits check,
+    # not the file's sha256
+    index_path = run_copy / "labels" / "shards.json"
+    index = json.loads(index_path.read_text())
+    index_path.write_text(json.dumps({name: record["rows"] for name, record in index.items()}))
     table = pq.read_table(path)
     logits = table.column("logits").to_pylist()
     logits[1] = [float("nan")] * len(logits[1])
@@ -258,3 +263,54 @@ def test_a_deleted_test_split_is_a_damaged_run_dir_not_no_test_set(run_copy):
     assert command[0] == "gendistill"
     assert runner.invoke(app, command[1:]).exit_code == 0  # the command the message names mends it
     assert test_split.exists()
+
+
+def test_a_truncated_transfer_shard_stops_label_with_one_line(run_copy):
+    """It was a pyarrow traceback; the message names the shard and the command that rebuilds the set."""
+    shard = sorted((run_copy / "transfer").glob("*/shard-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
+    message = one_line(runner.invoke(app, ["label", str(run_copy)]), str(shard), "--force transfer")
+    command = message.split("`")[1].split()
+    assert command[0] == "gendistill"
+    assert runner.invoke(app, command[1:]).exit_code == 0  # the command the message names mends it
+    assert len(transfer_label_files(run_copy)) >= 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "rewritten"])
+def test_a_damaged_label_shard_stops_distill_with_one_line(run_copy, damage):
+    """Truncated: a pyarrow traceback. Rewritten with other (finite) logits and the same rows: only its sha256 in
+    labels/shards.json tells, and the student trained on them silently."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = transfer_label_files(run_copy)[0]
+    if damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[:100])
+    else:
+        table = pq.read_table(shard)
+        logits = [[value + 1.0 for value in row] for row in table.column("logits").to_pylist()]
+        column = table.schema.get_field_index("logits")
+        pq.write_table(table.set_column(column, "logits", pa.array(logits, pa.list_(pa.float32()))), shard)
+    one_line(runner.invoke(app, ["distill", str(run_copy)]), str(shard), f"gendistill label {run_copy}")
+    assert runner.invoke(app, ["label", str(run_copy)]).exit_code == 0
+    assert runner.invoke(app, ["distill", str(run_copy)]).exit_code == 0
+
+
+def test_a_damaged_label_file_met_by_a_resumed_label_stage_is_labeled_again(run_copy):
+    """The label stage resumes (as after a kill) and finds a truncated label file: one warning naming it, the
+    file is labeled again, and the run finishes."""
+    import pyarrow.parquet as pq
+
+    manifest_path = run_copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["label"]["status"] = "running"
+    manifest_path.write_text(json.dumps(manifest))
+    shard = transfer_label_files(run_copy)[0]
+    rows = pq.read_table(shard).to_pylist()
+    shard.write_bytes(shard.read_bytes()[:100])
+    result = runner.invoke(app, ["run", str(run_copy / "config.yaml"), "--run-dir", str(run_copy)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warnings = [line for line in result.output.splitlines() if "is damaged" in line or "not readable" in line]
+    assert len(warnings) == 1 and str(shard) in " ".join(result.output.split()), result.output
+    assert pq.read_table(shard).to_pylist() == rows

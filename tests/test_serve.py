@@ -386,7 +386,8 @@ def test_a_request_body_trickled_past_the_request_timeout_is_closed(served_expor
         address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
         slow = socket.create_connection(address)
         try:
-            head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+            head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            head += b"Content-Length: 4000\r\n\r\n"
             slow.sendall(head + b'{"text": "')
             started, closed = time.monotonic(), False
             while not closed and time.monotonic() - started < request_timeout + 3.0:

@@ -58,6 +58,35 @@ def test_generated_source_reaches_exactly_n_and_resumes_identically(tmp_path):
     assert resumed.to_dict() == full.to_dict()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "replaced", "deleted"])
+def test_a_damaged_shard_is_sampled_again_from_there_when_a_source_resumes(tmp_path, caplog, damage):
+    """Resuming replays finished shards into the filter: a truncated one was a pyarrow traceback, a replaced one
+    (valid Parquet, other texts: only its sha256 in shards.json tells) or a deleted one silently changed the set.
+    Now the source warns once, naming the shard, and samples again from it: the set an undamaged run makes."""
+    source = GenerateSource(n=30)
+    full = fill_by_sampling(context(tmp_path / "a"), source, fake_sampler([]))
+    texts = [t for p in list_shards(tmp_path / "a") for t in read_shard(p)[0]]
+    partial = tmp_path / "b"
+    fill_by_sampling(context(partial), source, fake_sampler([]))
+    shards = list_shards(partial)
+    for path in shards[3:]:  # interrupted after three shards
+        path.unlink()
+    victim = shards[1]
+    if damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[:100])
+    elif damage == "replaced":
+        victim.write_bytes(shards[2].read_bytes())
+    else:
+        victim.unlink()
+    calls = []
+    resumed = fill_by_sampling(context(partial), source, fake_sampler(calls))
+    assert len(calls) == full.shards - 1
+    assert [t for p in list_shards(partial) for t in read_shard(p)[0]] == texts
+    assert resumed.to_dict() == full.to_dict()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(victim) in warnings[0], warnings
+
+
 def test_generated_source_stops_when_filters_reject_everything(tmp_path):
     summary = fill_by_sampling(context(tmp_path, training={"same"}), GenerateSource(n=5), lambda n, s: ["same"] * n)
     assert summary.kept == 0 and summary.note and summary.drops["training_copy"] == summary.generated

@@ -90,6 +90,30 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_record(path: str | Path, rows: int) -> dict[str, Any]:
+    """What an index of shards records of a Parquet file just written: its rows and sha256."""
+    return {"rows": rows, "sha256": file_sha256(path)}
+
+
+def parquet_damage(path: Path, record: Any = None) -> str | None:
+    """Why the Parquet file at `path` is not the one its index recorded (`record`: a `parquet_record`, a bare row
+    count from an older index, or None for a file that predates indexes), or None when it is. The checksum comes
+    first: pyarrow does not notice every damage, and the one it notices ends in a traceback far from the file."""
+    if not path.is_file():
+        return "is missing"
+    sha256 = record.get("sha256") if isinstance(record, dict) else None
+    if sha256 is not None and file_sha256(path) != sha256:
+        return "is not the file that was written (its sha256 differs from the recorded one)"
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (pa.ArrowException, OSError) as error:
+        return f"is not readable as Parquet ({str(error)[:80]})"
+    expected = record.get("rows") if isinstance(record, dict) else record
+    if isinstance(expected, int) and rows != expected:
+        return f"has {rows} rows, not the {expected} that were written"
+    return None
+
+
 def tree_sha256(path: str | Path) -> str:
     """Hash of a file, or of every file in a directory (names and contents), for manifest input hashes."""
     path = Path(path)

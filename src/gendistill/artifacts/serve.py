@@ -453,8 +453,8 @@ def server_config(
     **uvicorn_options: Any,
 ) -> uvicorn.Config:
     """How `gendistill serve` runs the app: uvicorn with the h11 protocol bounded by BoundedH11Protocol (idle
-    timeout, request timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and request heads are
-    capped by h11 (uvicorn's default, 16 KiB) before the app sees them."""
+    timeout, request timeout, most open connections); uvicorn's keep-alive timeout is the same idle timeout, and
+    request heads are capped by h11 (uvicorn's default, 16 KiB) before the app sees them."""
     return uvicorn.Config(
         app,
         host=host,

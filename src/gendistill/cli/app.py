@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,7 @@ app = typer.Typer(
     help="Generation-distillation: a small labeled set in, a tiny fast classifier out.",
 )
 err = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "output": None}
 
 
 def _version(value: bool) -> None:
@@ -84,6 +85,7 @@ def main(
 
 def guard(action: Callable[[], Any]) -> Any:
     """Run `action`; user errors become one line on stderr and exit 2, Ctrl-C exits 130 with how to resume."""
+    _state["output"] = None
     try:
         return action()
     except GendistillError as error:
@@ -112,15 +114,35 @@ def _disk_full(error: BaseException) -> bool:
     )
 
 
+def writing_into(folder: Path, what: str) -> None:
+    """Name the folder the running command writes into (`what`: "the run directory", "the export folder"). A full
+    disk whose error carries no file name (a library writing for us) is then reported for that folder's file
+    system: the working directory, the only other guess, may well be on another one."""
+    _state["output"] = (Path(folder), what)
+
+
 def _disk_full_message(error: BaseException) -> str:
-    """Which file could not be written and how much room is left where it was going."""
+    """Which file (or else which output folder) could not be written and how much room is left where it was
+    going."""
     target = getattr(error, "filename", None)
-    where = Path(target).parent if target else Path.cwd()
+    output = _state["output"]
+    if target:
+        where, about = Path(target).parent, f" while writing {target}"
+    elif output is not None:
+        where, about = output[0], f" while writing into {output[1]} {output[0]}"
+    else:
+        where, about = Path.cwd(), ""
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free
-    about = f" while writing {target}" if target else ""
     return (
-        f"the disk is full{about} ({free / 1e6:,.1f} MB free on the file system of {where}); free some space and "
-        "rerun the same command: finished work is kept"
+        f"the disk is full{about} ({free / 1e6:,.1f} MB free on the file system of {where}, mounted at "
+        f"{_mount_point(where)}); free some space and rerun the same command: finished work is kept"
     )
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path

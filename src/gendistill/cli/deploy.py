@@ -13,7 +13,7 @@ from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.resolve import MODEL_FILE
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
-from gendistill.cli.app import app, guard
+from gendistill.cli.app import app, guard, writing_into
 from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
 
 FORMATS = ("onnx",)
@@ -39,6 +39,7 @@ def export(
         if format_ not in FORMATS:
             raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
         target = out or run_dir / "export" / ("onnx" if quantize is None else f"onnx-{quantize}")
+        writing_into(target, "the export folder")
         path = export_onnx(run_dir, target, quantize)
         size = (path / MODEL_FILE).stat().st_size
         typer.echo(f"exported: {path} ({MODEL_FILE} {size / 1e6:.2f} MB, {quantize or 'fp32'})")

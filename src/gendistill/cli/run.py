@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import gendistill.stages  # noqa: F401 - the CLI assembles the pipeline: registers every stage, in order
-from gendistill.cli.app import app, guard
+from gendistill.cli.app import app, guard, writing_into
 from gendistill.config import load_config
 from gendistill.errors import GendistillError, RunDirError
 from gendistill.evaluation.report import throughput_range
@@ -75,6 +75,7 @@ def run(
         trackers = [f"report_to=[{', '.join(report_to)}]"] if report_to else []
         cfg = load_config(config, [*(set_ or []), *_device_override(device), *trackers])
         target = run_dir or run_dir_for(name or config.stem)
+        writing_into(target, "the run directory")
         report = Run(cfg, target).run(force=force)
         if report is not None:
             print_report(report)
@@ -88,6 +89,7 @@ def _stage_command(stage_name: str, command_name: str, help_text: str, hidden: b
         device: DeviceOpt = None,
     ) -> None:
         def action() -> None:
+            writing_into(run_dir, "the run directory")
             saved = RunLayout(run_dir).config
             if not saved.exists():
                 raise RunDirError(

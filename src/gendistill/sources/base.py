@@ -5,6 +5,10 @@ A source is a `SourceConfig` subclass registered in `gendistill.sources` with a 
 config (YAML `transfer.sources[i]`), `build(ctx)` writes its shards. Shards are written atomically while a source
 runs, each with its own seed, so an interrupted run keeps every finished shard and redoes exactly the one it lost:
 the final set is the same with or without a crash.
+
+Each source folder's shards.json records every finished shard's rows and sha256. A resumed source samples again
+from the first damaged shard (its last good state); the label stage refuses a damaged shard of a finished transfer
+set with one line naming the file and the command that rebuilds it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from gendistill import progress
-from gendistill.errors import YieldError
-from gendistill.io import write_parquet
+from gendistill.errors import RunDirError, YieldError
+from gendistill.io import parquet_damage, parquet_record, read_json, write_json, write_parquet
 from gendistill.sections import Section, knob
 from gendistill.training.checkpoint import kill_point
 
@@ -222,6 +226,73 @@ def list_shards(directory: Path) -> list[Path]:
     return sorted(directory.glob("shard-*.parquet")) if directory.exists() else []
 
 
+SHARD_INDEX = "shards.json"  # in each source folder: every finished shard's rows and sha256, by file name
+
+
+def read_shard_index(directory: Path) -> dict[str, Any]:
+    """The folder's shard index; {} when there is none (shards written before indexes) or it is unreadable (its
+    shards are then checked for readability only)."""
+    try:
+        index = read_json(directory / SHARD_INDEX)
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def clear_shards(directory: Path) -> None:
+    """Remove a folder's shards and their index, before a source writes its set anew."""
+    for old in list_shards(directory):
+        old.unlink()
+    (directory / SHARD_INDEX).unlink(missing_ok=True)
+
+
+def good_shards(directory: Path) -> list[Path]:
+    """The folder's shards up to the first damaged or missing one, which is removed with every shard after it
+    (one warning line): a source samples again from there, so the set is the one an undamaged run makes."""
+    index = read_shard_index(directory)
+    shards = list_shards(directory)
+    unrecorded = False
+    for number, path in enumerate(shards):
+        expected = shard_path(directory, number)
+        problem = parquet_damage(path, index.get(path.name)) if path == expected else None
+        if path != expected:
+            path, problem = expected, "is missing"
+        elif problem is None and path.name not in index:  # written just before a kill, intact: record it now
+            index[path.name] = parquet_record(path, pq.read_metadata(path).num_rows)
+            unrecorded = True
+        if problem is not None:
+            later = [shard for shard in shards if shard.name >= path.name]
+            progress.warning(
+                f"transfer shard {path} {problem}: the source samples it again, and the {len(later) - 1} after it "
+                "(from its last good state)"
+            )
+            for shard in later:
+                shard.unlink(missing_ok=True)
+            kept = {shard.name for shard in shards[:number]}
+            write_json(directory / SHARD_INDEX, {name: entry for name, entry in index.items() if name in kept})
+            return shards[:number]
+    if unrecorded:
+        write_json(directory / SHARD_INDEX, index)
+    return shards
+
+
+def check_transfer_shards(layout: RunLayout) -> None:
+    """Every shard the transfer stage recorded is there, intact: one line naming a damaged one and the command that
+    rebuilds the set, never a pyarrow traceback while labeling."""
+    if not layout.transfer.exists():
+        return
+    for directory in sorted(p for p in layout.transfer.iterdir() if p.is_dir()):
+        index = read_shard_index(directory)
+        for name in sorted(set(index) | {path.name for path in list_shards(directory)}):
+            problem = parquet_damage(directory / name, index.get(name))
+            if problem is not None:
+                raise RunDirError(
+                    f"{directory / name} {problem} (a shard of the finished transfer set); the run directory is "
+                    f"damaged: rebuild the set with `gendistill run {layout.config} --run-dir {layout.root} --force "
+                    "transfer`"
+                )
+
+
 def write_shard(
     path: Path,
     texts: list[str],
@@ -230,7 +301,10 @@ def write_shard(
     extra: dict[str, list[Any]] | None = None,
     stats: dict[str, Any] | None = None,
     asked: int | None = None,
+    record: bool = True,
 ) -> None:
+    """Write a shard atomically, then (with `record`) add it to its folder's index. A kill in between leaves a
+    complete shard the index lacks: it is checked for readability only."""
     metadata = {"generated": str(generated), "drops": json.dumps(dict(drops))}
     if stats:
         metadata["stats"] = json.dumps(stats)
@@ -238,6 +312,10 @@ def write_shard(
         metadata["asked"] = str(asked)
     columns: dict[str, Any] = {"text": pa.array(texts, type=pa.string()), **(extra or {})}
     write_parquet(path, pa.table(columns).replace_schema_metadata(metadata))
+    if record:
+        index = read_shard_index(path.parent)
+        index[path.name] = parquet_record(path, len(texts))
+        write_json(path.parent / SHARD_INDEX, index)
 
 
 def read_shard(path: Path) -> tuple[list[str], int, Counter[str]]:
@@ -301,7 +379,10 @@ def shard_asked(path: Path) -> int | None:
 
 
 def _write_sample(path: Path, sample: Sample) -> None:
-    write_shard(path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats, sample.asked)
+    """A raw draw (under `accelerate launch`): each process writes its own, so none is indexed (see `draw`)."""
+    write_shard(
+        path, sample.texts, len(sample.texts), Counter(), sample.columns, sample.stats, sample.asked, record=False
+    )
 
 
 def _read_sample(path: Path) -> Sample:
@@ -342,7 +423,7 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
     summary, drops = SourceSummary(type=source.type, n=n), Counter[str]()
     stats: dict[str, Any] = {}
     drawn = 0
-    existing = list_shards(directory)
+    existing = good_shards(directory)
     for path in existing:
         texts, generated, shard_drops = read_shard(path)
         ctx.text_filter.remember(texts)
@@ -368,7 +449,9 @@ def fill_shards(ctx: SourceContext, source: SourceConfig, sampler: ShardSampler)
 
     def draw(k: int) -> Sample:
         raw_path = shard_path(raw_dir, k)
-        return _read_sample(raw_path) if raw_path.exists() else sampler(ctx.shard_size, _seed(ctx, k), k)
+        if raw_path.exists() and parquet_damage(raw_path) is None:  # a damaged raw draw is drawn again
+            return _read_sample(raw_path)
+        return sampler(ctx.shard_size, _seed(ctx, k), k)
 
     def consume(k: int, sample: Sample) -> None:
         nonlocal drawn, exhausted
@@ -456,8 +539,7 @@ def _seed(ctx: SourceContext, shard: int) -> int:
 
 def write_all(directory: Path, texts: list[str], shard_size: int) -> int:
     """Write a source that has all its texts at once (file, augment) as shards; returns the shard count."""
-    for old in list_shards(directory):
-        old.unlink()
+    clear_shards(directory)
     count = max(1, -(-len(texts) // shard_size))
     for number in range(count):
         chunk = texts[number * shard_size : (number + 1) * shard_size]

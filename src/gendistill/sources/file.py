@@ -15,7 +15,7 @@ from gendistill.sources.base import (
     SourceConfig,
     SourceContext,
     SourceSummary,
-    list_shards,
+    clear_shards,
     normalize,
     shard_path,
     text_key,
@@ -109,8 +109,7 @@ class _ShardWriter:
     empty source, so the source folder always has a shard)."""
 
     def __init__(self, directory: Path, shard_size: int):
-        for old in list_shards(directory):
-            old.unlink()
+        clear_shards(directory)
         self.directory, self.shard_size = directory, shard_size
         self.pending: list[str] = []
         self.shards = self.count = 0

@@ -12,7 +12,12 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.io import write_json
-from gendistill.loading import check_model, check_model_folder, check_tokenizer_vocabulary
+from gendistill.loading import (
+    check_model,
+    check_model_folder,
+    check_tokenizer_vocabulary,
+    check_weights_match_config,
+)
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.stages.label import check_label_files, soft_label_chunks
@@ -44,6 +49,7 @@ def check_student_init(config: RunConfig) -> None:
         check_model_folder(named, config.student.allow_pickle_weights, "student")
         trust_remote_code = getattr(config.teacher, "trust_remote_code", False)
         check_model(named, "student.init_from encoder", trust_remote_code)
+        check_weights_match_config(named, "student", trust_remote_code)
         check_tokenizer_vocabulary(named, "student", trust_remote_code)
     elif config.teacher.student_init(Path("teacher")) is None:
         raise ConfigError(_NO_ENCODER.format(kind=config.teacher.kind))

@@ -6,7 +6,12 @@ from typing import Any
 
 from gendistill.config import RunConfig
 from gendistill.generation.causal_lm import train_generator
-from gendistill.loading import check_model, check_model_folder, check_tokenizer_vocabulary
+from gendistill.loading import (
+    check_model,
+    check_model_folder,
+    check_tokenizer_vocabulary,
+    check_weights_match_config,
+)
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 
@@ -23,6 +28,7 @@ def _check(config: RunConfig) -> None:
     for model in _pretrained(config):
         check_model_folder(model, config.generator.allow_pickle_weights, "generator")
         check_model(model, "generator model", config.generator.trust_remote_code)
+        check_weights_match_config(model, "generator", config.generator.trust_remote_code)
         check_tokenizer_vocabulary(model, "generator", config.generator.trust_remote_code)
 
 

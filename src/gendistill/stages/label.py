@@ -1,5 +1,6 @@
 """Stage `label`: the teacher's logits for the labeled texts and for every transfer shard, shard by shard (a shard
-labeled before an interruption is kept: the teacher is deterministic)."""
+labeled before an interruption is kept: the teacher is deterministic; one found damaged is labeled again).
+labels/shards.json records every label file's rows and sha256, checked by the stages that read them."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pyarrow.parquet as pq
 from gendistill import progress
 from gendistill.data import curation
 from gendistill.errors import GendistillError, RunDirError
-from gendistill.io import read_json, texts_sha256, write_json, write_parquet
+from gendistill.io import parquet_damage, parquet_record, read_json, texts_sha256, write_json, write_parquet
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
 from gendistill.pipeline.layout import RunLayout
-from gendistill.sources.base import read_shard, transfer_shards
+from gendistill.sources.base import check_transfer_shards, read_shard, transfer_shards
 from gendistill.students.example_store import Chunk
 from gendistill.training.checkpoint import kill_point
 
@@ -30,13 +31,18 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
     teacher = teacher_config.load(ctx.layout.teacher, ctx.device)
     task = ctx.task()
     out = ctx.layout.labels
+    check_transfer_shards(ctx.layout)
 
     def label(texts: list[str], path: Path, extra: dict[str, list] | None = None) -> bool:
         digest = texts_sha256(texts)
         if path.exists():
-            metadata = pq.read_schema(path).metadata or {}
-            if metadata.get(b"texts_sha256", b"").decode() == digest:
-                return False
+            damage = parquet_damage(path)
+            if damage is None:
+                metadata = pq.read_schema(path).metadata or {}
+                if metadata.get(b"texts_sha256", b"").decode() == digest:
+                    return False
+            else:
+                progress.warning(f"label file {path} {damage}: labeling its texts again")
         logits = teacher.logits(texts, teacher_config.label_batch_size)
         if not np.isfinite(logits).all():
             raise GendistillError(
@@ -81,26 +87,35 @@ def run_label(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
-SHARD_INDEX = "shards.json"  # in layout.labels: every file the label stage wrote, with its row count
+SHARD_INDEX = "shards.json"  # in layout.labels: every file the label stage wrote, with its rows and sha256
 
 
 def _write_shard_index(layout: RunLayout, files: list[Path]) -> None:
-    index = {str(path.relative_to(layout.labels)): pq.read_metadata(path).num_rows for path in files}
+    index = {
+        str(path.relative_to(layout.labels)): parquet_record(path, pq.read_metadata(path).num_rows) for path in files
+    }
     write_json(layout.labels / SHARD_INDEX, index)
 
 
 def check_label_files(layout: RunLayout) -> None:
-    """Every file the label stage recorded is there with its rows: a deleted shard would otherwise make the
-    student train on fewer texts and the run say done. (A run dir labeled before the index existed is trusted.)"""
+    """Every file the label stage recorded is there, with its rows and checksum: a deleted shard would otherwise
+    make the student train on fewer texts and the run say done, a truncated one end in a pyarrow traceback. (A run
+    dir labeled before the index existed is trusted; one whose index has row counts only is checked for those.)"""
     index_path = layout.labels / SHARD_INDEX
     if not index_path.exists():
         return
-    index: dict[str, int] = read_json(index_path)
-    for name, rows in index.items():
+    try:
+        index: dict[str, Any] = read_json(index_path)
+        if not isinstance(index, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise RunDirError(
+            f"{index_path}: cannot be read ({str(error)[:80]}); the run directory is damaged: relabel with "
+            f"`gendistill label {layout.root}`"
+        ) from None
+    for name, record in index.items():
         path = layout.labels / name
-        problem = "is missing" if not path.exists() else None
-        if problem is None and pq.read_metadata(path).num_rows != rows:
-            problem = f"has {pq.read_metadata(path).num_rows} rows, not the {rows} the label stage wrote"
+        problem = parquet_damage(path, record)
         if problem is not None:
             raise RunDirError(
                 f"{path} {problem} (one of the {len(index)} label files the label stage recorded); the run directory "

@@ -42,6 +42,7 @@ from gendistill.sources.base import (
     SourceContext,
     SourceSummary,
     TextFilter,
+    check_transfer_shards,
     list_shards,
     normalize,
     read_shard,
@@ -66,6 +67,7 @@ def run_rounds(ctx: StageContext) -> dict[str, Any]:
     config, layout = ctx.config, ctx.layout
     settings = config.rounds
     check_label_files(layout)
+    check_transfer_shards(layout)
     task = ctx.task()
     teacher = config.teacher.load(layout.teacher, ctx.device)
     root = layout.rounds

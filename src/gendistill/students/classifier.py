@@ -177,13 +177,28 @@ class StudentClassifier:
         try:
             config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             spec = spec_from_dict(config["spec"])
-            tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-            id_map = load_numpy(str(directory / ID_MAP_FILE))["id_map"] if config["pruned_teacher_vocab"] else None
-            state = load_file(str(directory / WEIGHTS_FILE))
-        except FileNotFoundError as error:
-            raise _not_a_student(where, Path(error.filename).name, local) from None
+            pruned = bool(config["pruned_teacher_vocab"])
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{where}: invalid student config.json ({error})") from None
+        # checked by name first: the loaders' FileNotFoundError carries no file name (safetensors, tokenizers)
+        for name in (TOKENIZER_FILE, WEIGHTS_FILE, *([ID_MAP_FILE] if pruned else [])):
+            if (directory / name).is_file():
+                continue
+            if name == ID_MAP_FILE:
+                raise ModelLoadError(
+                    f"{directory / ID_MAP_FILE} is missing: config.json says this student maps the teacher's "
+                    "vocabulary to its rows through that file; copy it back from where the student was saved, or "
+                    "re-save or retrain the student"
+                )
+            raise _not_a_student(where, name, local)
+        try:
+            tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+            id_map = load_numpy(str(directory / ID_MAP_FILE))["id_map"] if pruned else None
+            state = load_file(str(directory / WEIGHTS_FILE))
+        except FileNotFoundError as error:  # removed while loading
+            raise _not_a_student(where, Path(error.filename or str(error)).name, local) from None
+        except (KeyError, TypeError) as error:
+            raise ModelLoadError(f"{where}: invalid student file ({error})") from None
         except Exception as error:  # noqa: BLE001 - safetensors/tokenizers raise their own types on damaged files
             raise ModelLoadError(
                 f"{where}: a student file is damaged ({type(error).__name__}: {str(error)[:200]}); re-export or "

@@ -6,6 +6,10 @@ the size of the transfer set; training reads rows by index (random access for th
 operating system pages in what it needs. Hand-written rather than `datasets.Dataset.from_generator` because the
 rows are ragged int32 sequences plus a float matrix read thousands of times per second by index: three flat
 numpy memmaps are the smallest and fastest structure for that, with no Arrow conversion per row.
+
+meta.json, written last, records each file's sha256. The store is derived data (of the label files), so a damaged
+one (a truncated or edited file, a malformed meta.json) is rebuilt with one warning instead of being memory-mapped
+into wrong examples or a traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from gendistill.io import write_json
+from gendistill import progress
+from gendistill.io import file_sha256, write_json
 
 Chunk = tuple[list[str], np.ndarray | None, list[int]]  # texts, teacher logits (or None), gold labels
+FILES = ("ids", "offsets", "logits", "gold")
 
 
 class ExampleStore:
@@ -48,12 +54,16 @@ class ExampleStore:
         store in `directory` is reused (meta.json is written last)."""
         directory = Path(directory)
         if (directory / "meta.json").exists():
-            return cls(directory)
+            damage = _damage(directory)
+            if damage is None:
+                return cls(directory)
+            path, why = damage
+            progress.warning(f"example store file {path} is damaged ({why}): rebuilding the store (it is derived data)")
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         size = tokens = 0
         has_logits = True
-        files = {name: open(directory / f"{name}.bin", "wb") for name in ("ids", "offsets", "logits", "gold")}  # noqa: SIM115
+        files = {name: open(directory / f"{name}.bin", "wb") for name in FILES}  # noqa: SIM115
         try:
             files["offsets"].write(np.zeros(1, np.int64).tobytes())
             for texts, logits, gold in chunks:
@@ -74,9 +84,37 @@ class ExampleStore:
                 handle.close()
         write_json(
             directory / "meta.json",
-            {"size": size, "tokens": tokens, "num_labels": num_labels, "has_logits": has_logits},
+            {
+                "size": size,
+                "tokens": tokens,
+                "num_labels": num_labels,
+                "has_logits": has_logits,
+                "sha256": {f"{name}.bin": file_sha256(directory / f"{name}.bin") for name in FILES},
+            },
         )
         return cls(directory)
+
+
+def _damage(directory: Path) -> tuple[Path, str] | None:
+    """What is wrong with a store that has its meta.json (the file, why), or None when every file has the size
+    and checksum meta.json records (a store written before checksums: the sizes only)."""
+    meta_path = directory / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        size, tokens, width = int(meta["size"]), int(meta["tokens"]), int(meta["num_labels"])
+        checksums = dict(meta.get("sha256", {}))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        return meta_path, f"{type(error).__name__}: {str(error)[:80]}"
+    sizes = {"ids": tokens * 4, "offsets": (size + 1) * 8, "logits": size * width * 4, "gold": size * 4}
+    for name, expected in sizes.items():
+        path = directory / f"{name}.bin"
+        if not path.is_file():
+            return path, "missing"
+        if path.stat().st_size != expected:
+            return path, f"{path.stat().st_size} bytes, meta.json implies {expected}"
+        if path.name in checksums and file_sha256(path) != checksums[path.name]:
+            return path, "its sha256 differs from the one meta.json recorded"
+    return None
 
 
 def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:

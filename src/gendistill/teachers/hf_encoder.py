@@ -12,7 +12,12 @@ from pydantic import Field
 
 from gendistill.errors import ModelLoadError
 from gendistill.evaluation.measure import weights_size
-from gendistill.loading import check_model_folder, check_tokenizer_vocabulary, from_pretrained
+from gendistill.loading import (
+    check_model_folder,
+    check_tokenizer_vocabulary,
+    check_weights_match_config,
+    from_pretrained,
+)
 from gendistill.teachers.base import FitContext, TeacherConfig
 from gendistill.training.budget import steps_for_epochs
 from gendistill.training.finetune import fine_tune
@@ -34,6 +39,7 @@ class EncoderTeacherConfig(TeacherConfig):
 
     def check(self) -> None:
         check_model_folder(self.model, self.allow_pickle_weights, "teacher")
+        check_weights_match_config(self.model, "teacher", self.trust_remote_code)
         check_positions(self.model, self.max_length, self.trust_remote_code)
         check_tokenizer_vocabulary(self.model, "teacher", self.trust_remote_code)
 

@@ -25,7 +25,7 @@ from gendistill import progress
 from gendistill.errors import GendistillError
 from gendistill.training import tracking
 from gendistill.training.budget import epochs_for_steps
-from gendistill.training.checkpoint import epoch_seed, kill_point, load_checkpoint, load_extra, save_checkpoint
+from gendistill.training.checkpoint import epoch_seed, kill_point, load_checkpoint, save_checkpoint
 
 
 class TrainingDiverged(GendistillError):
@@ -95,11 +95,12 @@ def fit(
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch = 0
     if checkpoint_dir is not None:
-        state = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler)
-        if state is not None:
+        restored = load_checkpoint(checkpoint_dir, accelerator.unwrap_model(model), optimizer, scheduler, description)
+        if restored is not None:
+            state, extras = restored
             start_epoch, result.steps, result.history = state["epoch"], state["step"], state["history"]
             result.best_metric, result.resumed_from_epoch = state.get("best_metric"), state["epoch"]
-            best_state = load_extra(checkpoint_dir, "best")
+            best_state = extras.get("best")
             progress.log(f"{description}: resumed after epoch {start_epoch}")
     with (
         tracking.run(accelerator, name, hparams),
