@@ -90,7 +90,8 @@ def test_interrupted_embedding_resumes_where_it_stopped(tmp_path, task_dir, tiny
     (folder,) = (tmp_path / "c").iterdir()
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "done": 200}))  # as if killed after 200 rows
-    (folder / "index.faiss").unlink()
+    for index in folder.glob("index*.faiss"):
+        index.unlink()
     again = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
     assert again.details["embedded_reused"] == 200 and again.details["embedded_now"] == 112
     assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
