@@ -209,6 +209,7 @@ def test_the_ivf_index_returns_exact_searchs_top_k(tmp_path, monkeypatch):
     vectors file: the same top k as exact search, empty rows never among them."""
     monkeypatch.setattr(ann_index, "IVF_MIN_ROWS", 300)
     monkeypatch.setattr(ann_index, "NPROBE", 3)
+    monkeypatch.setattr(ann_index, "RERANK", 4)
     monkeypatch.setattr(ann_index, "RERANK_MIN", 16)
     vectors, queries = clustered_vectors(800, 32, 40, 0)
     vectors.tofile(tmp_path / "embeddings.f16")
