@@ -28,7 +28,7 @@ candidates), 1,000 queries, one thread (benchmarks/retrieval_recall.py, results/
 
 Recall is what real embeddings, which cluster, get; vectors without near neighbours (the last two rows: the tiny
 BERT's 1st and 50th nearest scores differ by 0.005) are hard for any ANN index (HNSW had recall@10 0.175 on the random
-ones). Memory: embed + index + query peaks at about the same RSS at 100k and 1M rows (results/retrieval/scale.json).
+ones). Memory: embed + index + query peaked at 843 MB RSS at 100k rows, 871 MB at 1M (results/retrieval/scale.json).
 
 The index file's name carries its kind and format version (`index-ivfpq-v1.faiss`, `index-flat-v1.faiss`): an
 index of another kind or version in the folder (the HNSW `index.faiss` of earlier releases) is never read, and
