@@ -5,6 +5,7 @@ import json
 import random
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import LABELS, labeled, make_rows, make_tiny_config, write_jsonl
@@ -12,6 +13,8 @@ from test_errors import assert_user_error, base_config, run_cli
 
 import gendistill
 from gendistill.config import FilterConfig, build_config
+from gendistill.data import ann_index
+from gendistill.data.corpus_embeddings import EmbeddingsFile
 from gendistill.data.task import LabeledSet, TaskData
 from gendistill.pipeline.layout import RunLayout
 from gendistill.sources.base import SourceContext, TextFilter, list_shards, normalize, read_shard
@@ -90,7 +93,8 @@ def test_interrupted_embedding_resumes_where_it_stopped(tmp_path, task_dir, tiny
     (folder,) = (tmp_path / "c").iterdir()
     meta = json.loads((folder / "meta.json").read_text())
     (folder / "meta.json").write_text(json.dumps({**meta, "done": 200}))  # as if killed after 200 rows
-    (folder / "index.faiss").unlink()
+    for index in folder.glob("index*.faiss"):
+        index.unlink()
     again = source.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir))
     assert again.details["embedded_reused"] == 200 and again.details["embedded_now"] == 112
     assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
@@ -176,3 +180,59 @@ def test_the_default_encoder_is_keyed_so_a_new_teacher_model_rebuilds_the_transf
     assert key(str(tiny_teacher_dir), encoder="e") == key("another/encoder", encoder="e")
     plain = build_config({"data": {"train": str(task_dir / "train.jsonl")}, "teacher": {"model": "m"}})
     assert set(transfer_key(plain)) == {"transfer", "seed"}
+
+
+def clustered_vectors(rows: int, dim: int, centres: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(`rows` unit vectors around `centres` random centres, float16, with two zero rows for empty texts;
+    20 queries drawn around the same centres)."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centres, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+
+    def draw(count):
+        points = means[rng.integers(0, centres, count)] + 0.3 * rng.standard_normal((count, dim)) / np.sqrt(dim)
+        return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+    vectors = draw(rows).astype(np.float16)
+    vectors[[5, 77]] = 0
+    return vectors, draw(20).astype(np.float32)
+
+
+def exact_top_k(vectors, queries, k):
+    scores = queries @ vectors.astype(np.float32).T
+    scores[:, ~vectors.any(axis=1)] = -np.inf
+    return [[int(i) for i in np.lexsort((np.arange(len(row)), -row))[:k]] for row in scores]
+
+
+def test_the_ivf_index_returns_exact_searchs_top_k(tmp_path, monkeypatch):
+    """Above IVF_MIN_ROWS the index is IVF-PQ (few lists probed, few candidates here), re-ranked exactly from the
+    vectors file: the same top k as exact search, empty rows never among them."""
+    monkeypatch.setattr(ann_index, "IVF_MIN_ROWS", 300)
+    monkeypatch.setattr(ann_index, "NPROBE", 3)
+    monkeypatch.setattr(ann_index, "RERANK", 4)
+    monkeypatch.setattr(ann_index, "RERANK_MIN", 16)
+    vectors, queries = clustered_vectors(800, 32, 40, 0)
+    vectors.tofile(tmp_path / "embeddings.f16")
+    rows = EmbeddingsFile(tmp_path / "embeddings.f16", 800, 32)
+    index, reused = ann_index.CorpusIndex.build_or_load(rows, tmp_path)
+    assert index.kind == "ivfpq" and not reused and index._index.nlist == 20
+    assert index.search(queries, 10) == exact_top_k(vectors, queries, 10)
+    again, reused = ann_index.CorpusIndex.build_or_load(rows, tmp_path)
+    assert reused and again.kind == "ivfpq"
+    assert again.search(queries, 10) == exact_top_k(vectors, queries, 10)
+    assert sorted(p.name for p in tmp_path.glob("index*")) == ["index-ivfpq-v1.faiss"]
+
+
+def test_an_index_of_an_older_kind_in_the_cache_is_not_read(tmp_path):
+    """The HNSW `index.faiss` of earlier releases (here over other vectors) is neither loaded nor kept."""
+    import faiss
+
+    vectors, queries = clustered_vectors(300, 32, 10, 1)
+    old = faiss.IndexIDMap(faiss.IndexHNSWSQ(32, faiss.ScalarQuantizer.QT_fp16, 32, faiss.METRIC_INNER_PRODUCT))
+    other, _ = clustered_vectors(300, 32, 10, 2)
+    old.add_with_ids(other.astype(np.float32), np.arange(300, dtype=np.int64)[::-1].copy())
+    faiss.write_index(old, str(tmp_path / "index.faiss"))
+    index, reused = ann_index.CorpusIndex.build_or_load(vectors, tmp_path)
+    assert not reused and index.kind == "flat"
+    assert index.search(queries, 5) == exact_top_k(vectors, queries, 5)
+    assert sorted(p.name for p in tmp_path.glob("index*")) == ["index-flat-v1.faiss"]

@@ -6,6 +6,10 @@ written, float16, into a memory-mapped file in a shared cache folder keyed by th
 they would be embedded, whatever file or dataset they came from) and the encoder's identity (a hash of its
 files), so a second run, or another run on the same corpus and encoder, embeds nothing. Embedding is resumable:
 the rows done so far are recorded after every block, and an interrupted run continues from there.
+
+The vectors file is written and read with plain file I/O at row offsets, never memory-mapped: the dirty and the
+touched pages of a mapping count in the process's resident memory, which would then grow with the corpus (768 MB
+at 1M rows x 384 dimensions); pages written or read with write()/pread() stay in the kernel's page cache instead.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from filelock import FileLock
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "GENDISTILL_RETRIEVE_CACHE"
 BLOCK_ROWS = 4096  # rows embedded between two progress records (and two kill points)
+READ_ROWS = 8192  # rows read at a time when the vectors are streamed (indexing)
 
 
 def default_cache_dir() -> Path:
@@ -106,14 +111,72 @@ class TextEncoder:
         return out
 
 
+@dataclass(frozen=True)
+class EmbeddingsFile:
+    """A float16 [rows, dim] vectors file (row-major, no header), read by row offsets: `blocks` streams it
+    through one reusable buffer, `take` reads only the rows asked for. Nothing is memory-mapped."""
+
+    path: Path
+    rows: int
+    dim: int
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dim * 2
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def blocks(self, block_rows: int = READ_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float16 [<= block_rows, dim]) in order; the array is a view of a buffer reused by the
+        next block (copy what must outlive it)."""
+        buffer = np.empty((min(block_rows, max(self.rows, 1)), self.dim), dtype=np.float16)
+        with open(self.path, "rb", buffering=0) as handle:
+            for start in range(0, self.rows, block_rows):
+                count = min(block_rows, self.rows - start)
+                _read_into(handle.fileno(), buffer[:count], start * self.row_bytes)
+                yield start, buffer[:count]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """float16 [len(rows), dim]: the vectors of `rows` (any order, repeats allowed), read run by run of
+        consecutive rows."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        unique, inverse = np.unique(rows, return_inverse=True)
+        out = np.empty((len(unique), self.dim), dtype=np.float16)
+        if len(unique):
+            breaks = np.flatnonzero(np.diff(unique) != 1) + 1
+            starts = np.concatenate(([0], breaks))
+            stops = np.concatenate((breaks, [len(unique)]))
+            with open(self.path, "rb", buffering=0) as handle:
+                for first, last in zip(starts.tolist(), stops.tolist(), strict=True):
+                    _read_into(handle.fileno(), out[first:last], int(unique[first]) * self.row_bytes)
+        return out[inverse]
+
+
+def _read_into(fd: int, target: np.ndarray, offset: int) -> None:
+    """Fill the contiguous array `target` with the file's bytes from `offset` (pread, short reads retried)."""
+    view = memoryview(target.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise EOFError(f"embeddings file ends at byte {offset + done}, {len(view) - done} bytes short")
+        done += got
+
+
 @dataclass
 class CorpusEmbeddings:
-    """The corpus's vectors, memory-mapped read-only, where they live, and how many rows this call embedded."""
+    """The corpus's vectors file (read by offsets, float16, unit rows; zero rows for empty texts), its cache
+    folder, and how many rows this call embedded."""
 
     folder: Path
-    vectors: np.ndarray  # [rows, dim] float16, unit length (zero for empty rows)
+    file: EmbeddingsFile
     embedded_now: int
     reused: int
+
+    @property
+    def rows(self) -> int:
+        return self.file.rows
 
 
 def embed_corpus(
@@ -153,14 +216,16 @@ def _embed_missing(
     done = int(meta.get("done", 0)) if meta.get("rows") == rows and data_path.exists() else 0
     if done < rows:
         encoder = load_encoder()
-        if done == 0:
-            np.memmap(data_path, dtype=np.float16, mode="w+", shape=(max(rows, 1), encoder.dim)).flush()
+        size = max(rows, 1) * encoder.dim * 2
+        if done == 0 or os.path.getsize(data_path) != size:
+            done = 0
+            with open(data_path, "wb") as handle:
+                handle.truncate(size)  # sparse: the blocks fill it in
         meta = {"rows": rows, "dim": encoder.dim, "done": done, "corpus": spec, "encoder": encoder_name}
-        vectors = np.memmap(data_path, dtype=np.float16, mode="r+", shape=(max(rows, 1), encoder.dim))
-        _embed_rows(spec, text_column, max_chars, encoder, vectors, meta, meta_path, batch_size)
-        del vectors
-    view = np.memmap(data_path, dtype=np.float16, mode="r", shape=(max(rows, 1), int(meta["dim"])))[:rows]
-    return CorpusEmbeddings(folder, view, embedded_now=rows - done, reused=done)
+        with open(data_path, "r+b", buffering=0) as handle:
+            _embed_rows(spec, text_column, max_chars, encoder, handle, meta, meta_path, batch_size)
+    embeddings = EmbeddingsFile(data_path, rows, int(meta["dim"]))
+    return CorpusEmbeddings(folder, embeddings, embedded_now=rows - done, reused=done)
 
 
 def _embed_rows(
@@ -168,18 +233,23 @@ def _embed_rows(
     text_column: str,
     max_chars: int,
     encoder: TextEncoder,
-    vectors: np.memmap,
+    handle: BinaryIO,
     meta: dict,
     meta_path: Path,
     batch_size: int,
 ) -> None:
-    """Embed rows `meta["done"]`.. in blocks, flushing the vectors and recording the count after each block."""
+    """Embed rows `meta["done"]`.. in blocks: each block is written at its offset and made durable (fsync)
+    before the count that includes it is recorded, so a kill at any point loses at most the block under way."""
     position, block, block_start = 0, [], meta["done"]
 
     def flush() -> None:
         nonlocal block, block_start
-        vectors[block_start : block_start + len(block)] = encoder(block, batch_size).astype(np.float16)
-        vectors.flush()
+        data = np.ascontiguousarray(encoder(block, batch_size), dtype=np.float16).tobytes()
+        handle.seek(block_start * encoder.dim * 2)
+        view = memoryview(data)
+        while view:
+            view = view[handle.write(view) :]
+        os.fsync(handle.fileno())
         meta["done"] = block_start + len(block)
         write_json(meta_path, meta)
         bar.advance(len(block))

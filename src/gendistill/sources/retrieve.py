@@ -114,7 +114,7 @@ class RetrieveSource(SourceConfig):
             batch_size=self.batch_size,
         )
         corpus_calls = loaded[0].calls if loaded else 0
-        index, index_reused = CorpusIndex.build_or_load(embeddings.vectors, embeddings.folder)
+        index, index_reused = CorpusIndex.build_or_load(embeddings.file, embeddings.folder)
         labeled, labels = ctx.task.train.texts, ctx.task.train.labels
         neighbours = index.search(load_encoder()(labeled, self.batch_size), self.per_query)
         queues = _class_queues(neighbours, labels)
@@ -155,7 +155,7 @@ class RetrieveSource(SourceConfig):
             note=note,
             details={
                 "corpus": self.corpus if self.corpus.startswith("hf:") else Path(self.corpus).name,
-                "corpus_rows": len(embeddings.vectors),
+                "corpus_rows": embeddings.rows,
                 "embedded_now": embeddings.embedded_now,
                 "embedded_reused": embeddings.reused,
                 "index_reused": index_reused,
