@@ -330,6 +330,19 @@ def _closed_by_peer(sock: socket.socket, within: float) -> bool:
         return False
 
 
+def _trickle_until_closed(sock: socket.socket, chunk: bytes, within: float) -> tuple[bool, float]:
+    """Send `chunk` every 0.2 s until the server closes `sock` or `within` seconds pass: (closed, seconds taken)."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        try:
+            sock.sendall(chunk)
+        except OSError:
+            return True, time.monotonic() - started
+        if _closed_by_peer(sock, 0.2):
+            return True, time.monotonic() - started
+    return False, time.monotonic() - started
+
+
 def test_idle_connections_are_bounded_and_timed_out(served_export):
     """The defect: sockets that never send a byte were held for ever, until the file descriptors ran out and /health
     hung. Past max_connections a new connection evicts the one idle longest, so /health answers at once; idle
@@ -359,16 +372,8 @@ def test_idle_connections_are_bounded_and_timed_out(served_export):
         trickler = socket.create_connection(address)
         try:
             trickler.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            started = time.monotonic()
-            closed = False
-            while not closed and time.monotonic() - started < idle_timeout + 2.0:
-                try:
-                    trickler.sendall(b"X-Slow: y\r\n")
-                except OSError:
-                    closed = True
-                    break
-                closed = _closed_by_peer(trickler, 0.2)
-            assert closed and time.monotonic() - started >= idle_timeout * 0.9
+            closed, elapsed = _trickle_until_closed(trickler, b"X-Slow: y\r\n", idle_timeout + 2.0)
+            assert closed and elapsed >= idle_timeout * 0.9
         finally:
             trickler.close()
         with httpx.Client(base_url=url, timeout=1.0) as client:  # still serving
@@ -389,15 +394,7 @@ def test_a_request_body_trickled_past_the_request_timeout_is_closed(served_expor
             head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             head += b"Content-Length: 4000\r\n\r\n"
             slow.sendall(head + b'{"text": "')
-            started, closed = time.monotonic(), False
-            while not closed and time.monotonic() - started < request_timeout + 3.0:
-                try:
-                    slow.sendall(b"a")
-                except OSError:
-                    closed = True
-                    break
-                closed = _closed_by_peer(slow, 0.2)
-            elapsed = time.monotonic() - started
+            closed, elapsed = _trickle_until_closed(slow, b"a", request_timeout + 3.0)
             assert closed, "a body trickled past the request timeout kept its connection"
             assert request_timeout * 0.9 <= elapsed < request_timeout + 3.0
         finally:

@@ -410,9 +410,7 @@ class BoundedH11Protocol(H11Protocol):
         self._deadline = self.loop.call_later(self.idle_timeout, self._on_deadline)
 
     def _cancel_deadline(self) -> None:
-        if getattr(self, "_deadline", None) is not None:
-            self._deadline.cancel()  # type: ignore[union-attr]
-            self._deadline = None
+        self._deadline = _cancelled(getattr(self, "_deadline", None))
 
     def _on_deadline(self) -> None:
         self._deadline = None
@@ -420,14 +418,18 @@ class BoundedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _cancel_request_deadline(self) -> None:
-        if getattr(self, "_request_deadline", None) is not None:
-            self._request_deadline.cancel()  # type: ignore[union-attr]
-            self._request_deadline = None
+        self._request_deadline = _cancelled(getattr(self, "_request_deadline", None))
 
     def _on_request_deadline(self) -> None:
         self._request_deadline = None
         if self.cycle is not None and not self.cycle.response_complete and not self.transport.is_closing():
             self.transport.close()  # the app reading the body gets a disconnect and stops
+
+
+def _cancelled(timer: asyncio.TimerHandle | None) -> None:
+    """Cancel `timer` if one is armed; None, to store in its place."""
+    if timer is not None:
+        timer.cancel()
 
 
 def bounded_protocol(
