@@ -141,3 +141,14 @@ def test_file_only_run_skips_the_generator_and_keeps_the_baseline_when_its_budge
     assert report["stages"]["distill"]["status"] == "ran" and report["transfer_set"]["kept"] == 26
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| baseline | reused |" in md and "| evaluate | ran |" in md and "| generator | skipped | – |" in md
+
+
+def test_a_field_added_later_stays_out_of_the_key_at_its_default_and_enters_it_when_set(base, tmp_path):
+    """Upgrading gendistill must not rerun a run dir's stages because a section gained an option (data.multi_label
+    and its forms came after runs were made); setting the option is a change like any other."""
+    from gendistill.sections import key_payload
+
+    payload = key_payload(build_config(base).data)
+    assert not {"multi_label", "label_delimiter", "label_columns"} & set(payload)
+    assert "per_class" in payload  # a field that was always there stays in, at its default too
+    assert "data" in rerun_by(base, tmp_path, "data.multi_label=false")

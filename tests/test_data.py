@@ -197,10 +197,10 @@ def test_boolean_labels_are_an_error(tmp_path):
         load_task(train)
 
 
-def test_list_labels_from_a_parquet_list_column_are_an_error(tmp_path):
+def test_list_labels_in_a_task_declared_single_label_are_an_error(tmp_path):
     train = write(tmp_path / "train.parquet", labeled_rows([[0], [1], [0]]), "parquet")
-    with pytest.raises(DataError, match=r"train\.parquet: column 'label', row 1: label \[0\] is a list \(type ndarray"):
-        load_task(train)
+    with pytest.raises(DataError, match=r"column 'label', row 1: label \[0\] is a list but data\.multi_label is false"):
+        load_task(train, multi_label=False)
 
 
 def test_mapping_labels_are_an_error(tmp_path):

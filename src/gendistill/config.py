@@ -27,7 +27,7 @@ from gendistill.errors import ConfigError
 from gendistill.generation.generator_config import GeneratorConfig
 from gendistill.io import register_secret
 from gendistill.sections import Section as _Section
-from gendistill.sections import knob
+from gendistill.sections import added, knob
 from gendistill.sources import SOURCES, source_union
 from gendistill.sources.generate import migrate_generator_sampling
 from gendistill.students.architectures import ARCHITECTURES, StudentSpec
@@ -66,6 +66,30 @@ class DataConfig(_Section):
     seed: int = 0
     max_chars: Annotated[int, Field(ge=1)] = Field(default=2000, description="longer texts are truncated")
     skip_invalid_rows: bool = Field(default=False, description="skip empty/null/non-string texts with a warning")
+    multi_label: bool | None = added(
+        None,
+        description="each text may carry several labels (or none: an empty list); default: detected (lists in the "
+        "label column, label_delimiter or label_columns set)",
+    )
+    label_delimiter: Annotated[str, Field(min_length=1)] | None = added(
+        None, description="multi-label: the labels of a row in one string split on this (e.g. '|' in CSV)"
+    )
+    label_columns: Annotated[list[str], Field(min_length=2)] | None = added(
+        None, description="multi-label: one 0/1 column per label, named by the label (replaces label_column)"
+    )
+
+    @model_validator(mode="after")
+    def _multi_label_forms_agree(self) -> DataConfig:
+        if self.multi_label is False and (self.label_delimiter or self.label_columns):
+            key = "label_delimiter" if self.label_delimiter else "label_columns"
+            raise ValueError(f"data.{key} is a multi-label form but data.multi_label is false; remove one of them")
+        if self.label_delimiter and self.label_columns:
+            raise ValueError("data.label_delimiter and data.label_columns are two forms of the labels; give one")
+        if self.label_columns and self.label_names is not None:
+            raise ValueError("data.label_columns names the labels already; remove data.label_names")
+        if self.train is None and (self.multi_label or self.label_delimiter or self.label_columns):
+            raise ValueError("a multi-label task needs labeled data in data.train (no zero-label start yet)")
+        return self
 
     @model_validator(mode="after")
     def _zero_label_start_names_the_classes(self) -> DataConfig:

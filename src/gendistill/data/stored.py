@@ -17,13 +17,15 @@ if TYPE_CHECKING:
 
 
 def write_task(layout: RunLayout, task: TaskData) -> None:
-    """The splits as Parquet (a missing split's file removed) and the class names in label-id order."""
+    """The splits as Parquet (a missing split's file removed) and the class names in label-id order. A multi-label
+    task's label column is a list of ids per row: the column's type is what tells a reader the task is multi-label."""
+    label_type = pa.list_(pa.int64()) if task.multi_label else pa.int64()
     for name, split in (("train", task.train), ("test", task.test), ("validation", task.validation)):
         path = layout.split(name)
         if split is None:
             path.unlink(missing_ok=True)
             continue
-        columns = {"text": pa.array(split.texts, pa.string()), "label": pa.array(split.labels, pa.int64())}
+        columns = {"text": pa.array(split.texts, pa.string()), "label": pa.array(split.labels, label_type)}
         write_parquet(path, pa.table(columns))
     write_json(layout.label_names, task.label_names)
 
@@ -35,7 +37,10 @@ def read_task(layout: RunLayout) -> TaskData:
     stats = read_json(layout.data_stats) if layout.data_stats.exists() else {}
     reload = f"reload the data with `gendistill run {layout.config} --run-dir {layout.root} --force data`"
 
+    multi_label = False
+
     def split(name: str) -> LabeledSet | None:
+        nonlocal multi_label
         path = layout.split(name)
         if not path.exists():
             written = stats.get(name) if isinstance(stats, dict) else None
@@ -44,6 +49,8 @@ def read_task(layout: RunLayout) -> TaskData:
                 raise RunDirError(f"{path} is missing, but {rows}; the run directory is damaged: {reload}")
             return None
         table = pq.read_table(path)
+        multi_label = multi_label or pa.types.is_list(table.schema.field("label").type)
         return LabeledSet(table.column("text").to_pylist(), table.column("label").to_pylist())
 
-    return TaskData(split("train"), split("test"), split("validation"), read_json(layout.label_names))
+    train, test, validation = split("train"), split("test"), split("validation")
+    return TaskData(train, test, validation, read_json(layout.label_names), multi_label=multi_label)

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gendistill.data import multilabel
 from gendistill.data.labels import LabelMap, is_blank, label_names_from, preview, where
 from gendistill.data.tables import clean_texts, read_column, read_table
 from gendistill.errors import DataError
@@ -16,8 +17,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class LabeledSet:
+    """Texts and their class ids: one id per text, or in a multi-label task a sorted list of ids per text (an
+    empty list: no label applies)."""
+
     texts: list[str]
-    labels: list[int]
+    labels: list[int] | list[list[int]]
     truncated: int = 0
 
     def __len__(self) -> int:
@@ -34,6 +38,7 @@ class TaskData:
     label_names: list[str]
     pool_size: int = 0
     notes: list[str] = field(default_factory=list)
+    multi_label: bool = False
 
 
 def _drop_duplicates(
@@ -92,6 +97,9 @@ class SplitReader:
     label_column: str
     max_chars: int
     skip_invalid_rows: bool
+    multi_label: bool = False
+    label_delimiter: str | None = None
+    label_columns: list[str] | None = None
 
     def read(self, spec: str | None, role: str, label_map: LabelMap) -> LabeledSet | None:
         """The labeled `role` split (test, validation) at `spec`, its labels mapped by `label_map`; None without
@@ -103,9 +111,26 @@ class SplitReader:
             raise DataError(f"{spec}: the {role} set is empty")
         column = read_column(frame, self.text_column, spec, "text")
         texts, rows, truncated = clean_texts(column, spec, self.max_chars, self.skip_invalid_rows)
+        if self.label_columns:
+            every = multilabel.indicator_rows(frame, self.label_columns, spec)
+            raw_sets = [every[r] for r in rows]
+            return LabeledSet(texts, _encode_sets(label_map, raw_sets, spec, rows, "data.label_columns"), truncated)
         labels = read_column(frame, self.label_column, spec, "label")
-        encoded = label_map.encode([labels.iloc[r] for r in rows], spec, rows, self.label_column)
-        return LabeledSet(texts, encoded, truncated)
+        raw = [labels.iloc[r] for r in rows]
+        why = f"the training labels are {'lists' if self.multi_label else 'single labels'}"
+        multilabel.detect(raw, rows, spec, self.label_column, self.multi_label, self.label_delimiter, why)
+        if not self.multi_label:
+            return LabeledSet(texts, label_map.encode(raw, spec, rows, self.label_column), truncated)
+        raw_sets = multilabel.split_rows(raw, rows, spec, self.label_column, self.label_delimiter)
+        return LabeledSet(texts, _encode_sets(label_map, raw_sets, spec, rows, self.label_column), truncated)
+
+
+def _encode_sets(label_map: LabelMap, raw_sets: list[list], spec: str, rows: list[int], column: str) -> list[list[int]]:
+    """Each row's raw labels as sorted class ids (the map's `encode`, which names a row with an unknown label)."""
+    flat = [member for members in raw_sets for member in members]
+    flat_rows = [row for row, members in zip(rows, raw_sets, strict=True) for _ in members]
+    ids = iter(label_map.encode(flat, spec, flat_rows, column))
+    return [sorted(next(ids) for _ in members) for members in raw_sets]
 
 
 def load_task(
@@ -119,51 +144,88 @@ def load_task(
     seed: int = 0,
     max_chars: int = 2000,
     skip_invalid_rows: bool = False,
+    *,
+    multi_label: bool | None = None,
+    label_delimiter: str | None = None,
+    label_columns: list[str] | None = None,
 ) -> TaskData:
-    """Load and validate the labeled splits of a task."""
+    """Load and validate the labeled splits of a task: single-label, or multi-label (declared by `multi_label`,
+    or detected: lists in the label column, a `label_delimiter`, or `label_columns`; see `data.multilabel`)."""
     notes: list[str] = []
     frame = read_table(train, "train")
     if len(frame) == 0:
         raise DataError(f"{train}: the training set is empty")
     texts_col = read_column(frame, text_column, train, "text")
-    labels_col = read_column(frame, label_column, train, "label")
     texts, rows, truncated = clean_texts(texts_col, train, max_chars, skip_invalid_rows)
     if len(texts) < len(frame):
         notes.append(f"skipped {len(frame) - len(texts)} invalid training row(s)")
-    raw = [labels_col.iloc[row] for row in rows]
-    missing = [row for row, value in zip(rows, raw, strict=True) if is_blank(value)]
-    if missing:
-        raise DataError(
-            f"{where(train, label_column, missing[0])}: no label ({len(missing)} row(s) without one); fill them in "
-            "or remove those rows"
-        )
-    class_names = frame.attrs.get("class_names", {}).get(label_column)
     declared = label_names_from(label_names, train)
+    if label_columns:
+        if multi_label is False:
+            raise DataError(
+                "data.label_columns names one 0/1 column per label, a multi-label form, but "
+                "data.multi_label is false; remove one of them"
+            )
+        every = multilabel.indicator_rows(frame, label_columns, train)
+        raw_sets: list[list] | None = [every[row] for row in rows]
+        column, class_names = "data.label_columns", None
+        declared = declared or (list(label_columns), "data.label_columns")
+    else:
+        labels_col = read_column(frame, label_column, train, "label")
+        raw = [labels_col.iloc[row] for row in rows]
+        column, class_names = label_column, frame.attrs.get("class_names", {}).get(label_column)
+        if multilabel.detect(raw, rows, train, label_column, multi_label, label_delimiter):
+            raw_sets = multilabel.split_rows(raw, rows, train, label_column, label_delimiter)
+        else:
+            raw_sets = None
+            missing = [row for row, value in zip(rows, raw, strict=True) if is_blank(value)]
+            if missing:
+                raise DataError(
+                    f"{where(train, label_column, missing[0])}: no label ({len(missing)} row(s) without one); fill "
+                    "them in or remove those rows"
+                )
+    if raw_sets is not None:
+        flat = [member for members in raw_sets for member in members]
+        flat_rows = [row for row, members in zip(rows, raw_sets, strict=True) for _ in members]
+    else:
+        flat, flat_rows = raw, rows
     label_map = LabelMap(
-        raw,
+        flat,
         declared[0] if declared else None,
         train,
         class_names,
-        rows=rows,
-        column=label_column,
+        rows=flat_rows,
+        column=column,
         names_source=declared[1] if declared else None,
     )
-    labels = label_map.train_ids
-    if len(set(labels)) < 2:
+    if raw_sets is not None:
+        ids = iter(label_map.train_ids)
+        labels: list = [sorted(next(ids) for _ in members) for members in raw_sets]
+        used = {label for members in labels for label in members}
+    else:
+        labels = label_map.train_ids
+        used = set(labels)
+    if len(used) < 2:
+        kind = "label" if raw_sets is not None else "class"
         raise DataError(
-            f"{train}: only one class ({label_map.names[labels[0]]!r}) in the training labels; "
-            "a classifier needs at least two"
+            f"{train}: only one {kind} ({label_map.names[min(used)]!r}) in the training labels; a classifier needs "
+            "at least two"
         )
     texts, labels, duplicate_notes = _drop_duplicates(texts, labels, rows, train)
     notes += duplicate_notes
     pool_size = len(texts)
     if per_class is not None:
-        keep = stratified_sample(labels, per_class, seed, label_map.names, train)
+        if raw_sets is not None:
+            keep = multilabel.sample_per_label(labels, per_class, seed, label_map.names, train)
+        else:
+            keep = stratified_sample(labels, per_class, seed, label_map.names, train)
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     train_set = LabeledSet(texts, labels, truncated)
     if test is None and train.startswith("hf:") and "@" not in train:
         test = train
-    splits = SplitReader(text_column, label_column, max_chars, skip_invalid_rows)
+    splits = SplitReader(
+        text_column, label_column, max_chars, skip_invalid_rows, raw_sets is not None, label_delimiter, label_columns
+    )
     return TaskData(
         train=train_set,
         test=splits.read(test, "test", label_map),
@@ -171,6 +233,7 @@ def load_task(
         label_names=label_map.names,
         pool_size=pool_size,
         notes=notes,
+        multi_label=raw_sets is not None,
     )
 
 
@@ -237,4 +300,7 @@ def _load_task_from(data: DataConfig) -> TaskData:
         data.seed,
         data.max_chars,
         data.skip_invalid_rows,
+        multi_label=data.multi_label,
+        label_delimiter=data.label_delimiter,
+        label_columns=data.label_columns,
     )

@@ -29,6 +29,8 @@ def run_data(ctx: StageContext) -> dict[str, Any]:
         "truncated": task.train.truncated + sum(s.truncated for s in (task.test, task.validation) if s),
         "notes": task.notes,
     }
+    if task.multi_label:
+        stats["multi_label"] = True
     write_json(ctx.layout.data_stats, stats)
     for note in task.notes:
         progress.warning(note)
@@ -51,6 +53,12 @@ def check_data(config: RunConfig) -> None:
     """The data load, that the teacher can fit on the labeled set, and in a zero-label start, that every plugin
     can do without labeled texts."""
     task = load_task_from_config(config.data)
+    if task.multi_label:
+        raise ConfigError(
+            f"data: {config.data.train} is multi-label ({len(task.label_names)} labels, lists of labels per row); it "
+            "loads and validates (gendistill.data.task.load_task), but the teachers and students of a run train on one "
+            "label per text so far; give one label per row"
+        )
     if not config.data.zero_label:
         config.teacher.check_labeled(task.train, task.label_names)
         return
