@@ -39,3 +39,24 @@ def distillation_loss(
     cross_entropy = F.cross_entropy(student_logits, gold_labels.clamp(min=0), reduction="none")
     per_example = torch.where(labeled, alpha * cross_entropy + (1 - alpha) * distill, distill)
     return per_example.sum() if reduction == "sum" else per_example.mean()
+
+
+def multi_label_distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    gold: torch.Tensor,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Multi-label batch loss: each label is its own yes/no question, so the soft target of a label is the
+    teacher's sigmoid at temperature T and the loss is binary cross-entropy against it, summed over labels and
+    scaled by T^2 as the single-label KL is. Rows with gold labels (a 0/1 row; unlabeled rows carry -1 in every
+    column) mix in BCE on the gold as alpha * BCE + (1 - alpha) * distill."""
+    targets = torch.sigmoid(teacher_logits / temperature)
+    distill = F.binary_cross_entropy_with_logits(student_logits / temperature, targets, reduction="none").sum(-1)
+    distill = distill * temperature**2
+    labeled = (gold >= 0).all(dim=-1)
+    gold_bce = F.binary_cross_entropy_with_logits(student_logits, gold.clamp(min=0).float(), reduction="none").sum(-1)
+    per_example = torch.where(labeled, alpha * gold_bce + (1 - alpha) * distill, distill)
+    return per_example.sum() if reduction == "sum" else per_example.mean()
