@@ -91,4 +91,5 @@ class StageContext:
             accelerator=self.accelerator,
             seed=self.config.seed,
             label_descriptions=dict(self.config.data.label_descriptions or {}),
+            multi_label=task.multi_label,
         )

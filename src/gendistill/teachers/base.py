@@ -38,6 +38,8 @@ class TeacherConfig(Section):
 
     needs_labeled_texts: ClassVar[bool] = True  # False: can label without gold examples (a zero-label start)
     how_trained: ClassVar[str] = "fine-tuned on the labeled examples"  # the model card's line about the teacher
+    # trains on texts with several labels each and gives one independent logit per label (a sigmoid, not a softmax)
+    supports_multi_label: ClassVar[bool] = False
 
     def inputs(self) -> list[str]:
         """User files or model folders the teacher reads: their hashes enter the teacher stage's key."""

@@ -4,7 +4,7 @@ then soft-label texts with its logits (the paper's teacher)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -48,9 +48,11 @@ class EncoderTeacherConfig(TeacherConfig):
 
 
 class HFEncoderTeacher(EncoderTeacherConfig):
-    """A pretrained encoder with a fresh classification head, fine-tuned on the labeled texts."""
+    """A pretrained encoder with a fresh classification head, fine-tuned on the labeled texts (multi-label: one
+    sigmoid output per label, trained with binary cross-entropy, as transformers' `multi_label_classification`)."""
 
     kind: Literal["hf_encoder"] = "hf_encoder"
+    supports_multi_label: ClassVar[bool] = True
     model: str = Field(description="Hugging Face model id or local folder (AutoModelForSequenceClassification)")
     epochs: Annotated[float, Field(gt=0)] = 10
     learning_rate: Annotated[float, Field(gt=0)] = 5e-5
@@ -106,8 +108,10 @@ def load_teacher(
     label_names: list[str] | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    multi_label: bool = False,
 ):
-    """(model, tokenizer); with `num_labels`, a fresh classification head sized for the task."""
+    """(model, tokenizer); with `num_labels`, a fresh classification head sized for the task (`multi_label`: its
+    config says `multi_label_classification`, so the saved folder says what its logits mean)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = from_pretrained(
@@ -122,6 +126,8 @@ def load_teacher(
             label2id={n: i for i, n in enumerate(names)},
             ignore_mismatched_sizes=True,
         )
+        if multi_label:
+            kwargs["problem_type"] = "multi_label_classification"
     model = from_pretrained(AutoModelForSequenceClassification.from_pretrained, path, "teacher model", **kwargs)
     return model, tokenizer
 
@@ -134,12 +140,18 @@ def train_teacher(config: HFEncoderTeacher, ctx: FitContext) -> dict:
 
     set_seed(ctx.seed)  # the new head's init must not depend on what ran before (e.g. starting the process group)
     model, tokenizer = load_teacher(
-        config.model, len(ctx.label_names), ctx.label_names, config.trust_remote_code, config.allow_pickle_weights
+        config.model,
+        len(ctx.label_names),
+        ctx.label_names,
+        config.trust_remote_code,
+        config.allow_pickle_weights,
+        multi_label=ctx.multi_label,
     )
     features = tokenizer(ctx.train.texts, truncation=True, max_length=config.max_length)
+    targets = multi_hot(ctx.train.labels, len(ctx.label_names)) if ctx.multi_label else ctx.train.labels
     examples = [
         {"input_ids": ids, "attention_mask": mask, "labels": label}
-        for ids, mask, label in zip(features["input_ids"], features["attention_mask"], ctx.train.labels, strict=True)
+        for ids, mask, label in zip(features["input_ids"], features["attention_mask"], targets, strict=True)
     ]
     steps = steps_for_epochs(config.epochs, len(examples), config.batch_size)
     result = fine_tune(
@@ -149,7 +161,7 @@ def train_teacher(config: HFEncoderTeacher, ctx: FitContext) -> dict:
         name="teacher",
         examples=examples,
         collate=DataCollatorWithPadding(tokenizer),
-        loss_fn=classification_loss_sum,
+        loss_fn=multi_label_loss_sum if ctx.multi_label else classification_loss_sum,
         batch_size=config.batch_size,
         steps=steps,
         recipe={
@@ -173,6 +185,19 @@ def classification_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple
     labels = batch.pop("labels")
     logits = model(**batch).logits
     return torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum"), len(labels)
+
+
+def multi_hot(label_sets: list[list[int]], num_labels: int) -> list[list[float]]:
+    """Each row's class ids as a 0/1 float row (the targets of binary cross-entropy)."""
+    return [[float(label in labels) for label in range(num_labels)] for labels in label_sets]
+
+
+def multi_label_loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Binary cross-entropy summed over labels and texts, and the text count (as `classification_loss_sum`)."""
+    labels = batch.pop("labels").float()
+    logits = model(**batch).logits.float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+    return loss, len(labels)
 
 
 @torch.inference_mode()

@@ -31,6 +31,7 @@ class FitContext:
     accelerator: Accelerator
     seed: int
     label_descriptions: dict[str, str] = field(default_factory=dict)  # data.label_descriptions (for LLM prompts)
+    multi_label: bool = False  # train.labels holds a list of class ids per text
 
 
 def fine_tune(
