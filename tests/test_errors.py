@@ -112,7 +112,7 @@ def test_bad_data(case, tmp_path, task_dir, tiny_teacher_dir):
         expected = ("frac.jsonl", "column 'label', row 7", "label 0.5 has a fraction")
     elif case == "label_list":
         data["train"] = write_jsonl(tmp_path / "list.jsonl", [{"text": "x y", "label": ["a"]}] + ROWS)
-        expected = ("list.jsonl", "column 'label', row 1", "is a list")
+        expected = ("list.jsonl", "column 'label', row 2", "is a single label but row 1 holds a list")
     elif case == "label_names_unused":
         data["label_names"] = ["cooking", "sports", "weather", "politics"]
         expected = ("data.label_names", "'politics' (id 3)", "cannot learn a class without examples")
