@@ -6,6 +6,10 @@ set sees mostly the common cues, the test set meets rare ones a pretrained teach
 from scratch on the labeled texts does not. Some messages also mention a second topic in passing.
 
     python examples/make_support_data.py  # rewrites examples/support/{train,test,unlabeled}.jsonl
+                                          # and examples/support_tags/ (the multi-label variant)
+
+The multi-label variant (examples/support_tags, for quickstart_multilabel.yaml) tags each message with every topic
+it raises: one, two joined ("... and also ..."), or none (a thank-you note: an empty list, "no label applies").
 """
 
 from __future__ import annotations
@@ -171,6 +175,39 @@ def message(rng: random.Random, label: str, exponent: float) -> str:
     return text[0].upper() + text[1:]
 
 
+THANKS = [
+    "thanks for the quick help last week",
+    "just wanted to say the team was great",
+    "no problem anymore, all good now",
+    "thank you, that solved it",
+]
+
+
+def tagged_message(rng: random.Random, exponent: float) -> dict:
+    """A message about one topic, two topics, or none (a thank-you note), with every topic it raises as labels."""
+    draw = rng.random()
+    if draw < 0.08:
+        return {"text": rng.choice(THANKS).capitalize() + ".", "label": []}
+    topics = rng.sample(LABELS, 2 if draw < 0.45 else 1)
+    parts = [rng.choice(OPENERS), zipf_choice(rng, CUES[topics[0]], exponent), rng.choice(DETAILS)]
+    if len(topics) == 2:
+        parts += ["and also", zipf_choice(rng, CUES[topics[1]], exponent)]
+    parts.append(rng.choice(CLOSERS))
+    text = " ".join(part for part in parts if part)
+    return {"text": text[0].upper() + text[1:], "label": sorted(topics)}
+
+
+def main_tags(out: Path = Path(__file__).parent / "support_tags") -> None:
+    rng = random.Random(11)
+    train = [tagged_message(rng, 1.6) for _ in range(200)]
+    validation = [tagged_message(rng, 0.6) for _ in range(200)]
+    test = [tagged_message(rng, 0.6) for _ in range(400)]
+    unlabeled = [{"text": tagged_message(rng, 0.6)["text"]} for _ in range(1000)]
+    for name, rows in (("train", train), ("validation", validation), ("test", test), ("unlabeled", unlabeled)):
+        write(out / f"{name}.jsonl", rows)
+    print(f"wrote {len(train)} train, {len(validation)} validation, {len(test)} test, {len(unlabeled)} unlabeled to {out}")
+
+
 def write(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
@@ -192,3 +229,4 @@ def main(out: Path = Path(__file__).parent / "support") -> None:
 
 if __name__ == "__main__":
     main()
+    main_tags()

@@ -115,11 +115,17 @@ def test_the_run_dir_keeps_the_label_sets(tmp_path):
     assert again.multi_label and again.train.labels == task.train.labels and again.test.labels == [[0], [0, 2], [1]]
 
 
-def test_config_refuses_contradicting_forms_and_a_run_refuses_multi_label_at_preflight(tmp_path):
+def test_config_refuses_contradicting_forms_and_plugins_that_answer_one_label(tmp_path):
     train = jsonl(tmp_path / "train.jsonl", rows(TAGS))
     contradicting = {"train": train, "multi_label": False, "label_delimiter": "|"}
     with pytest.raises(ConfigError, match=r"data\.label_delimiter is a multi-label form but data\.multi_label is f"):
         build_config({"data": contradicting, "teacher": {"model": "m"}})
-    config = build_config({"data": {"train": train}, "teacher": {"model": "m"}})
-    with pytest.raises(ConfigError, match=r"is multi-label \(3 labels"):
-        check_data(config)
+    check_data(build_config({"data": {"train": train}, "teacher": {"model": "m"}}))  # hf_encoder answers per label
+    single_label = {
+        "teacher.kind 'setfit' gives one label per text": {"teacher": {"kind": "setfit", "model": "m"}},
+        "rounds.count works on one label per text": {"teacher": {"model": "m"}, "rounds": {"count": 2}},
+        "label.rebalance works on one label per text": {"teacher": {"model": "m"}, "label": {"rebalance": 2}},
+    }
+    for message, sections in single_label.items():
+        with pytest.raises(ConfigError, match=r"is multi-label \(3 labels.*" + message):
+            check_data(build_config({"data": {"train": train}, **sections}))

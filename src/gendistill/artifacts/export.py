@@ -417,6 +417,11 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
     extras.require("export")
     student_dir, run_dir, key = artifact.folder, artifact.run_dir, artifact.report_key
     student = StudentClassifier.from_pretrained(student_dir)
+    if student.multi_label:  # the ONNX Predictor and server answer one label per text (softmax) so far
+        raise GendistillError(
+            f"{student_dir}: a multi-label student; its ONNX export is not supported yet (the exported Predictor "
+            "would answer one label per text): use gendistill.students.classifier.StudentClassifier.predict"
+        )
     wrapper, raw_vocab, empty_id = wrap_student(student)
     tmp = _prepare_target(out_dir)
     try:

@@ -61,18 +61,24 @@ def _image(root: Path, report: Report, name: str, alt: str) -> str:
 
 
 def _summary(report: Report) -> str:
-    header = ["model", "accuracy", "macro-F1", "agreement with teacher", "params", "size (bytes)"]
+    multi = report.multi_label
+    scores = ["micro-F1", "macro-F1", "subset accuracy", "Hamming loss"] if multi else ["accuracy", "macro-F1"]
+    header = ["model", *scores, "agreement with teacher", "params", "size (bytes)"]
     header += ["examples/s (median)", "p10–p90", "fastest / slowest pass"]
     rows = []
     for name, row in report.models():
+        values = (
+            [_pct(row.micro_f1), _pct(row.macro_f1), _pct(row.subset_accuracy), _pct(row.hamming_loss)]
+            if multi
+            else [_pct(row.accuracy), _pct(row.macro_f1)]
+        )
         spread = "–" if row.throughput is None else f"{row.throughput.spread:.2f}x"
         if row.throughput is not None and row.throughput.wide:
             spread = f'<b style="color:#b35c00">{spread}</b>'
         rows.append(
             [
                 escape(name),
-                _pct(row.accuracy),
-                _pct(row.macro_f1),
+                *values,
                 _pct(row.teacher_agreement),
                 _int(row.params),
                 _int(row.size_bytes),

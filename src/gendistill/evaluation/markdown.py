@@ -29,13 +29,20 @@ def render_markdown(report: Report) -> str:
         else "No test set: accuracy not measured.",
         "",
     ]
+    multi = report.multi_label
+    scores = "micro-F1 | macro-F1 | subset accuracy | Hamming loss" if multi else "accuracy | macro-F1"
     lines += [
-        "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU, median) | p10–p90 |",
-        "|---|---|---|---|---|---|---|",
+        f"| model | {scores} | params | size (bytes) | examples/s (CPU, median) | p10–p90 |",
+        "|---|" + "---|" * (scores.count("|") + 5),
     ]
     for name, row in report.models():
+        values = (
+            f"{_pct(row.micro_f1)} | {_pct(row.macro_f1)} | {_pct(row.subset_accuracy)} | {_pct(row.hamming_loss)}"
+            if multi
+            else f"{_pct(row.accuracy)} | {_pct(row.macro_f1)}"
+        )
         lines.append(
-            f"| {name} | {_pct(row.accuracy)} | {_pct(row.macro_f1)} | {_int(row.params)} "
+            f"| {name} | {values} | {_int(row.params)} "
             f"| {_int(row.size_bytes)} | {_int(row.examples_per_s)} | {throughput_range(row)} |"
         )
     ratios = report.ratios
@@ -52,7 +59,8 @@ def render_markdown(report: Report) -> str:
     rows = [(name, row) for name, row in report.models() if row.per_class]
     if rows:
         header = " | ".join(f"{name} P / R / F1" for name, _ in rows)
-        lines += _table("Per class", f"| class | support | {header} |", 2 + len(rows))
+        kind = "label" if report.multi_label else "class"
+        lines += _table(f"Per {kind}", f"| {kind} | support | {header} |", 2 + len(rows))
         for label in report.label_names:
             cells = []
             for _, row in rows:
@@ -73,6 +81,19 @@ def render_markdown(report: Report) -> str:
             lines += _table(title, f"| | {' | '.join(names)} |", 1 + len(names))
             for label, counts in zip(names, row.confusion_matrix, strict=True):
                 lines.append(f"| **{label}** | {' | '.join(str(count) for count in counts)} |")
+    thresholds = [(name, row) for name, row in report.models() if row.thresholds]
+    if thresholds:
+        header = " | ".join(name for name, _ in thresholds)
+        lines += _table("Decision thresholds per label", f"| label | {header} |", 1 + len(thresholds))
+        for index, label in enumerate(report.label_names):
+            cells = " | ".join(f"{row.thresholds[index]:.2f}" for _, row in thresholds if row.thresholds)
+            lines.append(f"| {_cell(label)} | {cells} |")
+        fitted = {row.thresholds_fitted_on for _, row in thresholds}
+        lines.append(
+            "\nTuned per label for the best F1 on the validation split."
+            if fitted == {"validation"}
+            else "\n0.5 where no validation split was given to tune them on."
+        )
     if report.training:
         lines += _table("Training", "| model | loss | steps | epochs | final loss |", 5)
         for name, curve in report.training.items():

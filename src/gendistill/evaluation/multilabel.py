@@ -16,15 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    hamming_loss,
-    precision_recall_curve,
-    precision_recall_fscore_support,
-)
 
 DEFAULT_THRESHOLD = 0.5
+THRESHOLD_FLOOR = 1e-4
 
 
 def indicator(label_sets: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
@@ -42,6 +36,9 @@ def decide(probabilities: np.ndarray, thresholds: Sequence[float] | float = DEFA
 
 def scores(truth: np.ndarray, predicted: np.ndarray, label_names: Sequence[str]) -> dict[str, Any]:
     """The headline scores and the per-label table of 0/1 matrices `truth` and `predicted`."""
+    # scikit-learn loads in ~0.7 s: imported on use, so the CLI and a loaded student start fast
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss, precision_recall_fscore_support
+
     precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
     return {
         "micro_f1": float(f1_score(truth, predicted, average="micro", zero_division=0)),
@@ -63,6 +60,8 @@ def scores(truth: np.ndarray, predicted: np.ndarray, label_names: Sequence[str])
 def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray) -> list[float]:
     """Per label, the threshold with the best F1 on these held-out rows (ties: nearest 0.5); a label with no
     positive row keeps 0.5, since no threshold can be chosen for it."""
+    from sklearn.metrics import precision_recall_curve
+
     thresholds = []
     for label in range(truth.shape[1]):
         positives = truth[:, label]
@@ -75,7 +74,9 @@ def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray) -> list[float]
             f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         best = f1.max()
         tied = candidates[np.isclose(f1, best)]
-        thresholds.append(float(tied[np.argmin(np.abs(tied - DEFAULT_THRESHOLD))]))
+        chosen = float(tied[np.argmin(np.abs(tied - DEFAULT_THRESHOLD))])
+        # a saturated sigmoid can be exactly 0 or 1 in float32; a stored threshold stays strictly inside (0, 1)
+        thresholds.append(min(max(chosen, THRESHOLD_FLOOR), 1.0 - THRESHOLD_FLOOR))
     return thresholds
 
 

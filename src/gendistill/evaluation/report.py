@@ -79,6 +79,16 @@ class ModelRow(_Part):
     throughput: Throughput | None = None
     per_class: dict[str, ClassMetrics] | None = None
     confusion_matrix: list[list[int]] | None = None
+    # a multi-label task (`Report.multi_label`): accuracy stays unset, per_class holds the per-label scores
+    micro_f1: float | None = None
+    subset_accuracy: float | None = None  # every label of a text right
+    hamming_loss: float | None = None  # the share of wrong label decisions
+    thresholds: list[float] | None = None  # per label, as the model decided with them
+    thresholds_fitted_on: str | None = None  # "validation", or None: 0.5 for every label
+
+    def score(self, multi_label: bool) -> float | None:
+        """The headline figure: micro-F1 in a multi-label task, accuracy otherwise."""
+        return self.micro_f1 if multi_label else self.accuracy
 
 
 # `n` is the source's config key all the way through; report.json files and transfer summaries written before that
@@ -193,6 +203,7 @@ class Report(_Part):
     label_names: list[str] = Field(default_factory=list)
     train_examples: int = 0
     test_examples: int = 0
+    multi_label: bool = False  # each text any number of labels: scored by micro-F1 and per label, not accuracy
     teacher: ModelRow | None = None
     student: ModelRow | None = None
     baseline_student: ModelRow | None = None
@@ -232,11 +243,13 @@ class Report(_Part):
         student, teacher, baseline = self.student, self.teacher, self.baseline_student
         if student is None:
             return None
-        if student.accuracy is not None and teacher is not None and teacher.accuracy is not None:
-            others = [f"teacher {pct(teacher.accuracy)}%"]
-            if baseline is not None and baseline.accuracy is not None:
-                others.append(f"labeled-only baseline {pct(baseline.accuracy)}%")
-            line = f"student {pct(student.accuracy)}% ({', '.join(others)})"
+        multi = self.multi_label
+        score = student.score(multi)
+        if score is not None and teacher is not None and teacher.score(multi) is not None:
+            others = [f"teacher {pct(teacher.score(multi))}%"]
+            if baseline is not None and baseline.score(multi) is not None:
+                others.append(f"labeled-only baseline {pct(baseline.score(multi))}%")
+            line = f"student {'micro-F1 ' if multi else ''}{pct(score)}% ({', '.join(others)})"
         else:
             line = "student (no test set)"
         tail = []

@@ -182,6 +182,7 @@ class SourceConfig(Section):
 
     needs_generator: ClassVar[bool] = False  # True: the generator stage must run before this source
     needs_labeled_texts: ClassVar[bool] = False  # True: refused in a zero-label start (no data.train)
+    supports_multi_label: ClassVar[bool] = True  # False: picks texts per single class, refused in a multi-label task
     parallel: ClassVar[bool] = False  # True: every process builds it together (fill_by_sampling splits the shards)
 
     def inputs(self, config: RunConfig) -> list[str]:

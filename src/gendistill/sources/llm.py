@@ -16,7 +16,7 @@ import math
 import random
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -52,6 +52,7 @@ class LLMSource(ServedModel, SourceConfig):
     """Ask a served LLM for `n` texts (after cleaning), class by class."""
 
     type: Literal["llm"] = "llm"
+    supports_multi_label: ClassVar[bool] = False  # prompts class by class, with labeled texts of one class
     n: Annotated[int, Field(ge=1)] = Field(description="texts to keep after the filters")
     texts_per_request: Annotated[int, Field(ge=1, le=100)] = Field(default=5, description="texts asked per request")
     examples_per_request: Annotated[int, Field(ge=0, le=100)] = Field(

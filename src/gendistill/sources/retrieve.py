@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -49,6 +49,7 @@ class RetrieveSource(SourceConfig):
     )
 
     needs_labeled_texts = True
+    supports_multi_label: ClassVar[bool] = False  # balances its picks per single class of the labeled texts
 
     def inputs(self, config: RunConfig) -> list[str]:
         """The corpus and, when it is a local folder, the encoder (the teacher's by default): its weights decide

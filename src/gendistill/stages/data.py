@@ -54,11 +54,7 @@ def check_data(config: RunConfig) -> None:
     can do without labeled texts."""
     task = load_task_from_config(config.data)
     if task.multi_label:
-        raise ConfigError(
-            f"data: {config.data.train} is multi-label ({len(task.label_names)} labels, lists of labels per row); it "
-            "loads and validates (gendistill.data.task.load_task), but the teachers and students of a run train on one "
-            "label per text so far; give one label per row"
-        )
+        check_multi_label_plugins(config, len(task.label_names))
     if not config.data.zero_label:
         config.teacher.check_labeled(task.train, task.label_names)
         return
@@ -79,6 +75,33 @@ def check_data(config: RunConfig) -> None:
             "data.train is not set (a zero-label start) and transfer.sources is empty: nothing to distill; add an "
             "llm source"
         )
+
+
+def check_multi_label_plugins(config: RunConfig, labels: int) -> None:
+    """A multi-label task (each text any number of labels) runs only through plugins that answer per label; every
+    other one is refused here, naming it, before anything trains (a softmax teacher would silently force one
+    label per text)."""
+    where = f"data: {config.data.train} is multi-label ({labels} labels, a list of labels per row)"
+    if not type(config.teacher).supports_multi_label:
+        raise ConfigError(
+            f"{where}, and teacher.kind {config.teacher.kind!r} gives one label per text; use teacher.kind hf_encoder "
+            "(independent sigmoid outputs)"
+        )
+    refused = {
+        "rounds.count": config.rounds.count > 0,
+        "label.rebalance": config.label.rebalance is not None,
+        "label.drop_uncertain": config.label.drop_uncertain > 0,
+        "generator.conditional": config.generator.conditional and config.uses_generator(),
+    }
+    for key, used in refused.items():
+        if used:
+            raise ConfigError(f"{where}, and {key} works on one label per text; unset it for this task")
+    for index, source in enumerate(config.transfer.sources):
+        if not source.supports_multi_label:
+            raise ConfigError(
+                f"{where}, and {source.where(index)} picks texts per single class; use a file, generate or augment "
+                "source for this task"
+            )
 
 
 STAGE = register(

@@ -11,6 +11,7 @@ import numpy as np
 from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
+from gendistill.evaluation.multilabel import indicator, tune_thresholds
 from gendistill.io import write_json
 from gendistill.loading import (
     check_model,
@@ -83,7 +84,7 @@ def student_init(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-def validation_set(ctx: StageContext) -> tuple[list[str], list[int]] | None:
+def validation_set(ctx: StageContext) -> tuple[list[str], list] | None:
     task = ctx.task()
     return (task.validation.texts, task.validation.labels) if task.validation else None
 
@@ -116,8 +117,14 @@ def fit_student(
     task = ctx.task()
     config = ctx.config.student
     student = make_student(config, ChunkTexts(chunks), task.label_names, ctx.config.seed, **student_init(ctx))
+    student.multi_label = task.multi_label
     selection = None
-    if labeled_only and config.labeled_only_budget == "cv":
+    if labeled_only and config.labeled_only_budget == "cv" and task.multi_label:
+        progress.log(
+            f"{kind.replace('_', ' ')}: multi-label: no cross-validated epoch choice (it scores accuracy); it trains "
+            "its full budget"
+        )
+    elif labeled_only and config.labeled_only_budget == "cv":
         texts, logits, gold = [], [], []
         for chunk_texts, chunk_logits, chunk_gold in chunks():
             texts += chunk_texts
@@ -143,7 +150,9 @@ def fit_student(
         )
     store_dir = ctx.layout.checkpoints(f"{ctx.stage}-examples")
     if ctx.is_main:
-        ExampleStore.build(store_dir, chunks(), student.tokenizer.encode, len(task.label_names))
+        ExampleStore.build(
+            store_dir, chunks(), student.tokenizer.encode, len(task.label_names), multi_label=task.multi_label
+        )
     ctx.barrier()
     examples = ExampleStore(store_dir)
     stats = train_student(
@@ -158,6 +167,8 @@ def fit_student(
         checkpoint_dir=ctx.layout.checkpoints(ctx.stage),
     )
     student.info.update(kind=kind)
+    if task.multi_label:
+        stats["thresholds"] = tune_student_thresholds(student, validation_set(ctx))
     if selection is not None:
         stats["epochs_by_cv"] = selection
     if ctx.is_main:
@@ -173,6 +184,18 @@ def fit_student(
         **summary,
         "vocab_size": student.spec.vocab_size,
     }
+
+
+def tune_student_thresholds(student: Any, validation: tuple[list[str], list] | None) -> dict[str, Any]:
+    """A multi-label student's per-label decision thresholds: the F1-best ones on the validation split (held out
+    from training and from the test file); without one, every label keeps 0.5 and the record says so."""
+    if validation is None:
+        student.thresholds = None
+        return {"fitted_on": None, "values": student.decision_thresholds}
+    texts, label_sets = validation
+    truth = indicator(label_sets, len(student.label_names))
+    student.thresholds = tune_thresholds(truth, student.predict_proba(texts))
+    return {"fitted_on": "validation", "rows": len(texts), "values": student.thresholds}
 
 
 def run_distill(ctx: StageContext) -> dict[str, Any]:

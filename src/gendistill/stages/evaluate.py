@@ -15,8 +15,11 @@ from safetensors.numpy import load_file, save_file
 
 from gendistill.evaluation import plots
 from gendistill.evaluation.measure import classification_metrics, per_class_metrics, timed_passes, weights_size
+from gendistill.evaluation.multilabel import DEFAULT_THRESHOLD, decide, indicator, tune_thresholds
+from gendistill.evaluation.multilabel import scores as multilabel_scores
 from gendistill.evaluation.pages import write_report
 from gendistill.evaluation.report import (
+    ClassMetrics,
     LossPoint,
     ModelRow,
     Report,
@@ -64,21 +67,34 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     )
     speed_texts = (test.texts if test else task.train.texts)[: config.speed_examples]
 
+    report.multi_label = task.multi_label
+
     def scored(row: ModelRow, predictions: np.ndarray) -> ModelRow:
         assert test is not None
+        if task.multi_label:
+            return multi_label_row(row, indicator(test.labels, num_labels), predictions, task.label_names)
         row = row.model_copy(update=classification_metrics(test.labels, predictions, num_labels))
         row.per_class, row.confusion_matrix = per_class_metrics(test.labels, predictions, task.label_names)
         return row
 
     teacher = ctx.config.teacher.load(layout.teacher, torch.device("cpu"))
     teacher_predictions = None
-    if test:
+    teacher_thresholds: dict[str, Any] = {}
+    if task.multi_label:
+        teacher_thresholds = teacher_decision_thresholds(ctx, teacher, num_labels)
+    if test and task.multi_label:
+        probabilities = sigmoid(teacher_test_logits(ctx, teacher, test.texts))
+        teacher_predictions = decide(probabilities, teacher_thresholds["values"])
+    elif test:
         teacher_predictions = teacher_test_logits(ctx, teacher, test.texts).argmax(axis=1)
     described = teacher.describe()  # after the test pass: a served LLM counts what its labeling cost
     report.notes += described.pop("notes", [])
     report.teacher = ModelRow(kind=ctx.config.teacher.kind, **described)
     if test:
         report.teacher = scored(report.teacher, teacher_predictions)
+    if task.multi_label:
+        report.teacher.thresholds = teacher_thresholds["values"]
+        report.teacher.thresholds_fitted_on = teacher_thresholds["fitted_on"]
     predictors = {}
     if "examples_per_s" not in described:  # a served LLM reports its own (timing it would ask the server again)
         predictors["teacher"] = lambda batch: teacher.logits(batch, config.batch_size)
@@ -95,10 +111,18 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             vocab_size=student.spec.vocab_size,
             size_bytes=weights_size(directory),
         )
-        if test:
+        if test and task.multi_label:
+            predictions = decide(student.predict_proba(test.texts, config.batch_size), student.decision_thresholds)
+            row = scored(row, predictions)
+            # a text agrees when the student gives exactly the teacher's set of labels
+            row.teacher_agreement = float(np.mean((predictions == teacher_predictions).all(axis=1)))
+        elif test:
             predictions = student.logits(test.texts, config.batch_size).argmax(axis=1)
             row = scored(row, predictions)
             row.teacher_agreement = float(np.mean(predictions == teacher_predictions))
+        if task.multi_label:
+            row.thresholds = student.decision_thresholds
+            row.thresholds_fitted_on = "validation" if student.thresholds is not None else None
         predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
         setattr(report, name, row)
 
@@ -149,6 +173,11 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.stages = stage_rows(ctx)
     if not test:
         report.notes.append("no test set: accuracy and macro-F1 were not measured")
+    if task.multi_label and not task.validation:
+        report.notes.append(
+            "multi-label: no validation split (data.validation), so every label decides at probability 0.5; give "
+            "one to tune each label's threshold on it"
+        )
     if ctx.config.data.zero_label:
         report.data["gold_labels"] = 0
         report.notes.append(
@@ -158,7 +187,34 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     write_plots(report, ctx)
     write_report(report, layout.report_json)
-    return {name: row.accuracy for name, row in report.models()}
+    return {name: row.score(task.multi_label) for name, row in report.models()}
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def teacher_decision_thresholds(ctx: StageContext, teacher: Any, num_labels: int) -> dict[str, Any]:
+    """A multi-label teacher's per-label thresholds, tuned on the validation split as the student's are (so the
+    two are compared on equal terms); 0.5 for every label without one."""
+    validation = ctx.task().validation
+    if not validation:
+        return {"fitted_on": None, "values": [DEFAULT_THRESHOLD] * num_labels}
+    probabilities = sigmoid(teacher.logits(validation.texts, ctx.config.evaluate.batch_size))
+    return {
+        "fitted_on": "validation",
+        "values": tune_thresholds(indicator(validation.labels, num_labels), probabilities),
+    }
+
+
+def multi_label_row(row: ModelRow, truth: np.ndarray, predicted: np.ndarray, label_names: list[str]) -> ModelRow:
+    """A model's multi-label test scores on its row: micro/macro-F1, subset accuracy, Hamming loss, per label."""
+    result = multilabel_scores(truth, predicted, label_names)
+    row = row.model_copy(
+        update={key: result[key] for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")}
+    )
+    row.per_class = {name: ClassMetrics(**metrics) for name, metrics in result["per_label"].items()}
+    return row
 
 
 def rounds_report(ctx: StageContext, test: Any, batch_size: int) -> Rounds | None:
@@ -193,7 +249,9 @@ def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
     """Every training loop's losses: per epoch for the students (their training.json), the final loss for the
     teacher and the generator (the only loss their stage records keep)."""
     curves = {}
-    finals = (("teacher", "teacher", "cross-entropy"), ("generator", "generator", "next-token cross-entropy"))
+    multi = ctx.task().multi_label
+    cross_entropy = "binary cross-entropy per label" if multi else "cross-entropy"
+    finals = (("teacher", "teacher", cross_entropy), ("generator", "generator", "next-token cross-entropy"))
     for stage, name, loss in finals:
         record = ctx.records.get(stage, {})
         summary = record.get("summary") or {}
@@ -202,9 +260,11 @@ def training_curves(ctx: StageContext) -> dict[str, TrainingCurve]:
     student = ctx.config.student
     kind = getattr(student.loss, "value", student.loss)  # an Enum member when the config was built in Python
     distill_loss = f"{kind} to the teacher's logits (+ {student.alpha:g} x cross-entropy on labeled texts)"
+    if multi:  # each label a yes/no question: BCE against the teacher's tempered sigmoid (student.loss unused)
+        distill_loss = f"BCE to the teacher's per-label probabilities (+ {student.alpha:g} x BCE on labeled texts)"
     students = (
         ("student", ctx.layout.final_student, "distill", distill_loss),
-        ("baseline_student", ctx.layout.baseline_student, "baseline", "cross-entropy"),
+        ("baseline_student", ctx.layout.baseline_student, "baseline", cross_entropy),
     )
     for name, directory, stage, loss in students:
         path = directory / "training.json"

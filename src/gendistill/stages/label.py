@@ -170,7 +170,10 @@ def curate(ctx: StageContext) -> dict[str, Any]:
         write_parquet(mask_path, pa.table(rows))
     elif mask_path.exists():
         mask_path.unlink()
-    counts = np.bincount(labels[keep], minlength=len(names))
+    if ctx.task().multi_label:  # texts per label the teacher says applies (sigmoid >= 0.5: logit >= 0)
+        counts = (logits[keep] >= 0).sum(axis=0)
+    else:
+        counts = np.bincount(labels[keep], minlength=len(names))
     return {
         "transfer_kept": int(keep.sum()),
         "transfer_dropped": dropped,

@@ -36,6 +36,7 @@ from gendistill.artifacts.resolve import (
 )
 from gendistill.data.texts import as_texts
 from gendistill.errors import ModelLoadError
+from gendistill.evaluation.multilabel import DEFAULT_THRESHOLD, check_thresholds, decide
 from gendistill.evaluation.report import Report
 from gendistill.io import atomic_path, write_json
 from gendistill.students.architectures import StudentNetwork, StudentSpec, build_network, spec_from_dict
@@ -56,12 +57,19 @@ class StudentClassifier:
         label_names: list[str],
         model: StudentNetwork | None = None,
         info: dict | None = None,
+        *,
+        multi_label: bool = False,
+        thresholds: list[float] | None = None,
     ):
         self.spec = spec
         self.tokenizer = tokenizer
         self.label_names = list(label_names)
         self.model = model if model is not None else build_network(spec)
         self.info = dict(info or {})
+        # a multi-label student answers each label as a yes/no question (a sigmoid per label), deciding "yes" where
+        # the probability reaches that label's threshold (tuned on a held-out split; 0.5 until then)
+        self.multi_label = multi_label
+        self.thresholds = list(thresholds) if thresholds is not None else None
         self.run_dir: Path | None = None  # the run it was loaded from (its report feeds the model card)
 
     @property
@@ -98,6 +106,7 @@ class StudentClassifier:
                 "min_length": self.tokenizer.min_length,
                 "pruned_teacher_vocab": self.tokenizer.id_map is not None,
                 "info": self.info,
+                **({"multi_label": True, "thresholds": self.decision_thresholds} if self.multi_label else {}),
             },
         )
         self.write_card(directory, report=report, config=config, repo_id=repo_id)
@@ -178,8 +187,16 @@ class StudentClassifier:
             config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
             spec = spec_from_dict(config["spec"])
             pruned = bool(config["pruned_teacher_vocab"])
+            multi_label = bool(config.get("multi_label", False))
+            thresholds = (
+                check_thresholds(config["thresholds"], spec.num_labels, f"{directory / CONFIG_FILE} thresholds")
+                if multi_label
+                else None
+            )
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise ModelLoadError(f"{where}: invalid student config.json ({error})") from None
+        except ValueError as error:  # thresholds outside (0, 1) or not one per label
+            raise ModelLoadError(str(error)) from None
         # checked by name first: the loaders' FileNotFoundError carries no file name (safetensors, tokenizers)
         for name in (TOKENIZER_FILE, WEIGHTS_FILE, *([ID_MAP_FILE] if pruned else [])):
             if (directory / name).is_file():
@@ -211,7 +228,14 @@ class StudentClassifier:
                 f"{spec.num_labels} outputs; the folder is inconsistent: retrain or re-save it"
             )
         student_tokenizer = StudentTokenizer(tokenizer, config["max_length"], id_map, config.get("min_length", 1))
-        student = cls(spec, student_tokenizer, config["label_names"], info=config.get("info"))
+        student = cls(
+            spec,
+            student_tokenizer,
+            config["label_names"],
+            info=config.get("info"),
+            multi_label=multi_label,
+            thresholds=thresholds,
+        )
         try:
             student.model.load_state_dict(state)
         except RuntimeError as error:
@@ -243,10 +267,22 @@ class StudentClassifier:
             out[chunk] = self.model(ids, lengths).float().cpu().numpy()
         return out
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return torch.softmax(torch.from_numpy(self.logits(texts, batch_size)), dim=-1).numpy()
+    @property
+    def decision_thresholds(self) -> list[float]:
+        """A multi-label student's per-label thresholds (0.5 for each label until tuned)."""
+        return self.thresholds if self.thresholds is not None else [DEFAULT_THRESHOLD] * self.spec.num_labels
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (softmax); in a multi-label student one independent probability per label
+        (sigmoid), so a row need not sum to 1."""
+        logits = torch.from_numpy(self.logits(texts, batch_size))
+        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)).numpy()
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str] | list[list[str]]:
+        """A label per text; in a multi-label student the list of labels that apply to each text (possibly empty)."""
+        if self.multi_label:
+            decisions = decide(self.predict_proba(texts, batch_size), self.decision_thresholds)
+            return [[self.label_names[i] for i in np.flatnonzero(row)] for row in decisions]
         return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
 
 

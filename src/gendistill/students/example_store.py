@@ -1,5 +1,6 @@
 """Training examples of a student on disk, memory-mapped: token ids (flat int32 with offsets), teacher logits
-(float32 [n, labels]) and gold labels (int32, -1 for transfer texts).
+(float32 [n, labels]) and gold labels (int32, -1 for transfer texts; in a multi-label task a 0/1 row per text,
+[n, labels], all -1 for a transfer text).
 
 Built chunk by chunk from an iterator of (texts, logits, gold), so peak memory depends on the chunk size, not on
 the size of the transfer set; training reads rows by index (random access for the shuffled DataLoader), and the
@@ -25,7 +26,8 @@ import numpy as np
 from gendistill import progress
 from gendistill.io import file_sha256, write_json
 
-Chunk = tuple[list[str], np.ndarray | None, list[int]]  # texts, teacher logits (or None), gold labels
+# texts, teacher logits (or None), gold labels (an id, -1 for none; in a multi-label task a list of ids or -1)
+Chunk = tuple[list[str], np.ndarray | None, list]
 FILES = ("ids", "offsets", "logits", "gold")
 
 
@@ -36,22 +38,33 @@ class ExampleStore:
         self.directory = Path(directory)
         meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
         self.size, self.num_labels, self.has_logits = meta["size"], meta["num_labels"], meta["has_logits"]
+        self.multi_label = bool(meta.get("multi_label", False))
         self.ids = _memmap(self.directory / "ids.bin", np.int32, (meta["tokens"],))
         self.offsets = _memmap(self.directory / "offsets.bin", np.int64, (self.size + 1,))
         self.logits = _memmap(self.directory / "logits.bin", np.float32, (self.size, self.num_labels))
-        self.gold = _memmap(self.directory / "gold.bin", np.int32, (self.size,))
+        self.gold = _memmap(self.directory / "gold.bin", np.int32, _gold_shape(self.size, self.num_labels, meta))
 
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> tuple[list[int], np.ndarray, int]:
+    def __getitem__(self, index: int) -> tuple[list[int], np.ndarray, int | np.ndarray]:
         start, end = self.offsets[index], self.offsets[index + 1]
-        return self.ids[start:end].tolist(), np.asarray(self.logits[index]), int(self.gold[index])
+        gold = np.asarray(self.gold[index]) if self.multi_label else int(self.gold[index])
+        return self.ids[start:end].tolist(), np.asarray(self.logits[index]), gold
 
     @classmethod
-    def build(cls, directory: str | Path, chunks: Iterable[Chunk], encode: Any, num_labels: int) -> ExampleStore:
+    def build(
+        cls,
+        directory: str | Path,
+        chunks: Iterable[Chunk],
+        encode: Any,
+        num_labels: int,
+        *,
+        multi_label: bool = False,
+    ) -> ExampleStore:
         """Tokenize every chunk with `encode(texts) -> (ids matrix, lengths)` and append it; an existing complete
-        store in `directory` is reused (meta.json is written last)."""
+        store in `directory` is reused (meta.json is written last). In a `multi_label` store each gold entry (a
+        list of label ids, or -1 for a transfer text) is written as a 0/1 row (all -1 for a transfer text)."""
         directory = Path(directory)
         if (directory / "meta.json").exists():
             damage = _damage(directory)
@@ -77,7 +90,8 @@ class ExampleStore:
                     has_logits = False
                     logits = np.zeros((len(texts), num_labels), np.float32)
                 files["logits"].write(np.ascontiguousarray(logits, dtype=np.float32).tobytes())
-                files["gold"].write(np.asarray(gold, dtype=np.int32).tobytes())
+                gold_rows = _multi_hot(gold, num_labels) if multi_label else np.asarray(gold, dtype=np.int32)
+                files["gold"].write(gold_rows.tobytes())
                 size, tokens = size + len(texts), tokens + int(lengths.sum())
         finally:
             for handle in files.values():
@@ -89,6 +103,7 @@ class ExampleStore:
                 "tokens": tokens,
                 "num_labels": num_labels,
                 "has_logits": has_logits,
+                **({"multi_label": True} if multi_label else {}),
                 "sha256": {f"{name}.bin": file_sha256(directory / f"{name}.bin") for name in FILES},
             },
         )
@@ -105,7 +120,8 @@ def _damage(directory: Path) -> tuple[Path, str] | None:
         checksums = dict(meta.get("sha256", {}))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         return meta_path, f"{type(error).__name__}: {str(error)[:80]}"
-    sizes = {"ids": tokens * 4, "offsets": (size + 1) * 8, "logits": size * width * 4, "gold": size * 4}
+    gold = int(np.prod(_gold_shape(size, width, meta)))
+    sizes = {"ids": tokens * 4, "offsets": (size + 1) * 8, "logits": size * width * 4, "gold": gold * 4}
     for name, expected in sizes.items():
         path = directory / f"{name}.bin"
         if not path.is_file():
@@ -115,6 +131,23 @@ def _damage(directory: Path) -> tuple[Path, str] | None:
         if path.name in checksums and file_sha256(path) != checksums[path.name]:
             return path, "its sha256 differs from the one meta.json recorded"
     return None
+
+
+def _gold_shape(size: int, num_labels: int, meta: dict) -> tuple[int, ...]:
+    return (size, num_labels) if meta.get("multi_label") else (size,)
+
+
+def _multi_hot(gold: list, num_labels: int) -> np.ndarray:
+    """Gold entries of a multi-label chunk as int32 rows: 0/1 for a list of label ids, all -1 for -1 (no gold)."""
+    rows = np.zeros((len(gold), num_labels), dtype=np.int32)
+    for row, labels in enumerate(gold):
+        if isinstance(labels, (int, np.integer)):
+            if labels != -1:
+                raise ValueError(f"a multi-label gold entry is a list of label ids or -1, not {labels!r}")
+            rows[row] = -1
+        else:
+            rows[row, list(labels)] = 1
+    return rows
 
 
 def _memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Train a student on one sequence of examples: distillation on the teacher's logits (plus cross-entropy on gold
-labels) when the examples carry them, plain cross-entropy on gold labels when they do not."""
+labels) when the examples carry them, plain cross-entropy on gold labels when they do not. A multi-label student
+(each label its own yes/no question) uses the binary counterparts: BCE against the teacher's tempered sigmoids,
+BCE on the 0/1 gold rows."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from gendistill.config import StudentConfig
+from gendistill.evaluation.multilabel import decide, indicator
 from gendistill.students.classifier import StudentClassifier
 from gendistill.students.examples import Example, Examples
-from gendistill.students.losses import distillation_loss
+from gendistill.students.losses import distillation_loss, multi_label_distillation_loss
 from gendistill.training.budget import steps_for_epochs
 from gendistill.training.loop import StopTraining, fit
 from gendistill.training.recipes import student_recipe
@@ -30,7 +33,7 @@ def train_student(
     *,
     seed: int,
     steps: int | None = None,
-    validation: tuple[list[str], list[int]] | None = None,
+    validation: tuple[list[str], list] | None = None,
     description: str = "student",
     checkpoint_dir: Path | None = None,
     stop_after: int | None = None,
@@ -38,8 +41,10 @@ def train_student(
     """Train in place for `steps` (default: `config.epochs` over the examples). With teacher logits in the examples,
     distill (MSE or KL, plus alpha * CE where gold >= 0); without, plain cross-entropy on gold labels. With
     `validation`, keep the epoch with the best validation accuracy, and with `stop_after` too, stop once it has not
-    improved for that many epochs."""
+    improved for that many epochs. A multi-label student keeps the epoch with the best validation micro-F1 (at
+    thresholds 0.5: the per-label thresholds are tuned after training)."""
     distilling = examples.has_logits
+    multi_label = student.multi_label
     steps = steps or steps_for_epochs(config.epochs, len(examples), config.batch_size)
     optimizer, scheduler = student_recipe(
         student.model.parameter_groups(), learning_rate=config.learning_rate, steps=steps
@@ -47,6 +52,14 @@ def train_student(
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         logits = model(batch["ids"], batch["lengths"])
+        if multi_label:
+            if not distilling:
+                gold = batch["gold"].float()
+                return F.binary_cross_entropy_with_logits(logits, gold, reduction="none").sum(), len(logits)
+            loss = multi_label_distillation_loss(
+                logits, batch["teacher"], batch["gold"], config.temperature, config.alpha, reduction="sum"
+            )
+            return loss, len(logits)
         if not distilling:
             return F.cross_entropy(logits, batch["gold"], reduction="sum"), len(logits)
         loss = distillation_loss(
@@ -57,7 +70,14 @@ def train_student(
     def validation_accuracy(model: torch.nn.Module) -> float:
         assert validation is not None
         student.model = model
-        accuracy = float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
+        if multi_label:
+            from sklearn.metrics import f1_score
+
+            truth = indicator(validation[1], len(student.label_names))
+            predicted = decide(student.predict_proba(validation[0]))
+            accuracy = float(f1_score(truth, predicted, average="micro", zero_division=0))
+        else:
+            accuracy = float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
         if stop_after is not None:
             seen.append(accuracy)
             if len(seen) - 1 - int(np.argmax(seen)) >= stop_after:  # no new best for `stop_after` epochs
@@ -94,7 +114,8 @@ def train_student(
 
 
 def collate(batch: list[Example]) -> dict[str, torch.Tensor]:
-    """Right-pad the ids of a batch with [PAD]=0 to its longest text; stack logits and gold labels."""
+    """Right-pad the ids of a batch with [PAD]=0 to its longest text; stack logits and gold labels (ids, or 0/1
+    rows in a multi-label task)."""
     width = max(len(ids) for ids, _, _ in batch)
     ids = torch.zeros((len(batch), width), dtype=torch.long)
     for row, (seq, _, _) in enumerate(batch):
@@ -103,5 +124,5 @@ def collate(batch: list[Example]) -> dict[str, torch.Tensor]:
         "ids": ids,
         "lengths": torch.tensor([len(seq) for seq, _, _ in batch]),
         "teacher": torch.from_numpy(np.stack([logits for _, logits, _ in batch])),
-        "gold": torch.tensor([gold for _, _, gold in batch]),
+        "gold": torch.from_numpy(np.asarray([gold for _, _, gold in batch], dtype=np.int64)),
     }

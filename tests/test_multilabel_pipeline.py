@@ -1,0 +1,98 @@
+"""A multi-label task through the whole CLI on tiny models: teacher with one sigmoid per label, a student distilled
+on per-label soft targets, thresholds tuned on the validation split and stored with the student, multi-label scores
+in every report file."""
+
+import json
+import random
+
+import pytest
+import yaml
+from conftest import TOPICS, make_tiny_config, write_jsonl
+from typer.testing import CliRunner
+
+from gendistill.cli import app
+from gendistill.errors import ModelLoadError
+from gendistill.students.classifier import StudentClassifier
+
+NAMES = sorted(TOPICS)
+FILLER = ["the", "we", "saw", "today", "and", "then"]
+
+
+def tagged_rows(n: int, seed: int) -> list[dict]:
+    """Texts with the words of one or two topics, or none (an empty list: no label applies)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        chosen = sorted(rng.sample(NAMES, rng.choice([0, 1, 1, 2, 2])))
+        words = [word for name in chosen for word in rng.sample(TOPICS[name], 2)] + rng.sample(FILLER, 3)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": chosen})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def multi_label_run(tmp_path_factory, tiny_teacher_dir):
+    root = tmp_path_factory.mktemp("multi_label")
+    data = {
+        "train": str(write_jsonl(root / "train.jsonl", tagged_rows(120, 0))),
+        "validation": str(write_jsonl(root / "validation.jsonl", tagged_rows(60, 1))),
+        "test": str(write_jsonl(root / "test.jsonl", tagged_rows(60, 2))),
+    }
+    unlabeled = write_jsonl(root / "unlabeled.jsonl", [{"text": row["text"]} for row in tagged_rows(300, 3)])
+    config = make_tiny_config(root, tiny_teacher_dir)
+    config["data"] = data
+    config["teacher"].update(epochs=60, learning_rate=3e-3, batch_size=8)  # learns the task (test_multilabel_teacher)
+    config.pop("generator")
+    config["transfer"] = {"sources": [{"type": "file", "path": str(unlabeled)}], "shard_size": 128}
+    config["student"].update(epochs=15, batch_size=16, learning_rate=5e-3)
+    path = root / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["run", str(path), "--run-dir", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def test_the_report_scores_every_model_per_label_against_its_teacher(multi_label_run):
+    report = json.loads((multi_label_run / "report.json").read_text())
+    assert report["multi_label"] is True
+    teacher, student, baseline = report["teacher"], report["student"], report["baseline_student"]
+    for row in (teacher, student, baseline):
+        assert row["accuracy"] is None  # accuracy means little with several labels per text
+        assert 0.0 <= row["hamming_loss"] <= 1.0 and 0.0 <= row["subset_accuracy"] <= 1.0
+        assert set(row["per_class"]) == set(NAMES)
+        assert row["thresholds_fitted_on"] == "validation" and len(row["thresholds"]) == len(NAMES)
+        assert all(0 < value < 1 for value in row["thresholds"])
+    assert teacher["micro_f1"] >= 0.8
+    # the student learns the labels from the teacher's per-label soft targets on unlabeled texts
+    assert student["micro_f1"] >= 0.7
+    assert student["micro_f1"] >= teacher["micro_f1"] - 0.2
+    supports = sum(metrics["support"] for metrics in student["per_class"].values())
+    test_rows = [json.loads(line) for line in (multi_label_run.parent / "test.jsonl").read_text().splitlines()]
+    assert supports == sum(len(row["label"]) for row in test_rows)  # a label per text it applies to, not one per text
+    markdown = (multi_label_run / "report.md").read_text()
+    assert "| model | micro-F1 | macro-F1 | subset accuracy | Hamming loss |" in markdown
+    assert "## Per label" in markdown and "## Decision thresholds per label" in markdown
+    assert "Confusion matrix" not in markdown
+    assert "micro-F1" in (multi_label_run / "report.html").read_text()
+
+
+def test_the_student_answers_a_list_of_labels_with_its_stored_thresholds(multi_label_run):
+    student = StudentClassifier.from_pretrained(multi_label_run / "student")
+    stored = json.loads((multi_label_run / "student" / "config.json").read_text())
+    assert stored["multi_label"] is True and student.thresholds == stored["thresholds"]
+    two_topics = "goal team recipe oven the we saw"
+    probabilities = student.predict_proba([two_topics])
+    assert probabilities.shape == (1, len(NAMES))
+    assert probabilities.sum() > 1.2  # independent sigmoids: two labels near 1 at once, not a softmax
+    assert student.predict([two_topics, "the we saw today"]) == [["cooking", "sports"], []]
+
+
+def test_thresholds_outside_the_open_interval_are_refused_at_load(multi_label_run, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(multi_label_run / "student", tmp_path / "student")
+    config = json.loads((folder / "config.json").read_text())
+    config["thresholds"][1] = 1.0
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"config.json thresholds: threshold 1.0 of label 1 is outside \(0, 1\)"):
+        StudentClassifier.from_pretrained(folder)
