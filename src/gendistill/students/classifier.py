@@ -24,6 +24,14 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    CalibrationError,
+    check_min_confidence,
+    read_calibration,
+    write_calibration,
+)
 from gendistill.artifacts.card import card_text, read_run, student_facts, write_card
 from gendistill.artifacts.hub import push_folder
 from gendistill.artifacts.resolve import (
@@ -63,6 +71,8 @@ class StudentClassifier:
         self.model = model if model is not None else build_network(spec)
         self.info = dict(info or {})
         self.run_dir: Path | None = None  # the run it was loaded from (its report feeds the model card)
+        # fitted by the evaluate stage on a held-out split (calibration.json); None: probabilities as trained
+        self.calibration: Calibration | None = None
 
     @property
     def num_parameters(self) -> int:
@@ -78,7 +88,8 @@ class StudentClassifier:
     ) -> None:
         """Write the student folder: config.json, model.safetensors, tokenizer.json (+ id_map.safetensors) and a
         model card (README.md) with the test metrics of `report` (default: the report of the run it was loaded
-        from, if any). Any folder written here loads with `from_pretrained` and is a valid Hub model repo."""
+        from, if any), and calibration.json when the student has a calibration (a stale one is removed: it was fitted
+        to other weights). Any folder written here loads with `from_pretrained` and is a valid Hub model repo."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
@@ -100,6 +111,10 @@ class StudentClassifier:
                 "info": self.info,
             },
         )
+        if self.calibration is not None:
+            write_calibration(directory, self.calibration)
+        else:
+            (directory / CALIBRATION_FILE).unlink(missing_ok=True)
         self.write_card(directory, report=report, config=config, repo_id=repo_id)
 
     def write_card(
@@ -220,6 +235,10 @@ class StudentClassifier:
             ) from None
         student.model.eval()
         student.run_dir = artifact.run_dir
+        try:
+            student.calibration = read_calibration(directory)
+        except CalibrationError as error:
+            raise ModelLoadError(f"{error}; delete it (or rerun `gendistill evaluate RUN_DIR`)") from None
         return student
 
     def tensors(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,11 +262,26 @@ class StudentClassifier:
             out[chunk] = self.model(ids, lengths).float().cpu().numpy()
         return out
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return torch.softmax(torch.from_numpy(self.logits(texts, batch_size)), dim=-1).numpy()
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature the probabilities are divided by (1.0 without a calibration)."""
+        return self.calibration.temperature if self.calibration is not None else 1.0
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
-        return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
+        """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1)."""
+        temperature = self.temperature if calibrated else 1.0
+        return torch.softmax(torch.from_numpy(self.logits(texts, batch_size)) / temperature, dim=-1).numpy()
+
+    def predict(
+        self, texts: Sequence[str], batch_size: int = 64, min_confidence: float | None = None
+    ) -> list[str | None]:
+        """Labels; with `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
+        probability is below it: selective prediction, the caller defers those texts (to a person, the teacher)."""
+        if min_confidence is None:
+            return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+        threshold = check_min_confidence(min_confidence)
+        probabilities = self.predict_proba(texts, batch_size)
+        return [self.label_names[int(row.argmax())] if row.max() >= threshold else None for row in probabilities]
 
 
 def _not_a_student(where: str | Path, missing: str, local: bool) -> ModelLoadError:
