@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config
+from conftest import make_rows, make_tiny_config, write_jsonl
 from sklearn.metrics import classification_report, confusion_matrix
 
 import gendistill
@@ -39,11 +39,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, task_dir, tiny_teacher_dir) -> Report:
-    """One tiny run (file source: no generator to train) with 3 timed passes per model."""
+    """One tiny run (file source: no generator to train) with 3 timed passes per model and a validation set (15
+    texts: what calibration and the confidence threshold are fitted on)."""
+    root = tmp_path_factory.mktemp("report")
     config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["data"]["validation"] = str(write_jsonl(root / "validation.jsonl", make_rows(5, 3)))
     config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl")}]
-    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3, "speed_min_seconds": 0.01}
-    return gendistill.run(build_config(config), tmp_path_factory.mktemp("report") / "run")
+    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3, "speed_min_seconds": 0.01, "target_accuracy": 0.5}
+    return gendistill.run(build_config(config), root / "run")
 
 
 def assert_matches_scikit_learn(row_per_class: dict, gold: list[int], predicted: np.ndarray, names: list[str]):
@@ -192,7 +195,14 @@ def parse(html: str) -> _Page:
 
 def test_a_run_writes_report_html_with_its_plots_inlined_and_beside_it(tiny_run):
     run_dir = tiny_run.path.parent
-    assert set(tiny_run.plots) == {"accuracy_size_speed", "confusion", "per_class_f1", "training_loss"}
+    assert set(tiny_run.plots) == {
+        "accuracy_size_speed",
+        "confusion",
+        "per_class_f1",
+        "training_loss",
+        "reliability",
+        "risk_coverage",
+    }
     for relative in tiny_run.plots.values():
         assert (run_dir / relative).read_bytes().startswith(PNG_MAGIC) and relative.startswith("plots/")
     assert set(tiny_run.training) == {"teacher", "student", "baseline_student"}  # no generator: a file source
@@ -201,13 +211,14 @@ def test_a_run_writes_report_html_with_its_plots_inlined_and_beside_it(tiny_run)
     assert tiny_run.training["student"].history[-1].step == tiny_run.training["student"].steps
     page = parse(tiny_run.html_path.read_text())
     images = [attrs for tag, attrs in page.tags if tag == "img"]
-    assert len(images) == 4
+    assert len(images) == 6
     for attrs in images:
         prefix, data = attrs["src"].split(",", 1)
         assert prefix == "data:image/png;base64"
         assert base64.b64decode(data) == (run_dir / tiny_run.plots[attrs["id"].removeprefix("plot-")]).read_bytes()
     tables = {attrs.get("id") for tag, attrs in page.tags if tag == "table"}
     assert {"summary", "per-class", "confusion-teacher", "confusion-student", "training", "stages"} <= tables
+    assert {"calibration", "selective"} <= tables
     # self-contained: no script, no stylesheet link, nothing that points outside the file
     assert not [tag for tag, _ in page.tags if tag in {"script", "link", "iframe", "object"}]
     for _, attrs in page.tags:
@@ -281,7 +292,7 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
     found = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert found, dom.stdout[:2000]
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(probe["images"]) == 4
+    assert len(probe["images"]) == 6
     assert all(image["complete"] and image["width"] > 100 for image in probe["images"]), probe["images"]
     tables = {table["id"]: table["rows"] for table in probe["tables"]}
     assert tables["summary"] == 4 and tables["per-class"] == 1 + len(tiny_run.label_names)
@@ -316,3 +327,74 @@ def test_a_report_without_a_test_set_still_plots_size_vs_speed_and_losses(tmp_pa
     page = parse(report.html_path.read_text())
     assert len([tag for tag, _ in page.tags if tag == "img"]) == 2
     assert report.headline().startswith("student (no test set) at 1/138 of the teacher's params")
+
+
+CALIBRATION_KEYS = {"ece_before", "ece_after", "brier_before", "brier_after", "method", "temperature", "fitted_on"}
+
+
+def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_json(tiny_run):
+    from gendistill.artifacts.calibration import read_calibration
+    from gendistill.evaluation.calibration import (
+        brier_score,
+        expected_calibration_error,
+        fit_temperature,
+        selective_scores,
+        softmax,
+        threshold_for_accuracy,
+    )
+    from gendistill.students.classifier import StudentClassifier
+
+    run_dir = tiny_run.path.parent
+    layout = RunLayout(run_dir)
+    task = read_task(layout)
+    validation, test = task.validation, task.test
+    stored = json.loads((run_dir / "report.json").read_text())
+    for name in ("teacher", "student", "baseline_student"):
+        block = stored[name]["calibration"]
+        assert set(block) >= CALIBRATION_KEYS, name
+        assert block["method"] == "temperature" and block["fitted_on"] == "validation: 15 gold-labeled texts"
+        assert all(block[key] is not None for key in CALIBRATION_KEYS), (name, block)
+        selective = stored[name]["selective"]
+        assert selective["target_accuracy"] == 0.5 and selective["curve"]["split"] == "test"
+        assert selective["curve"]["coverage"][-1] == 1.0
+    for name, folder in (("student", layout.final_student), ("baseline_student", layout.baseline_student)):
+        student = StudentClassifier.from_pretrained(folder)
+        row = getattr(tiny_run, name)
+        # fitted on the validation split, measured on test: recomputed here from the student's own logits
+        held = student.logits(validation.texts)
+        temperature = fit_temperature(held, np.asarray(validation.labels))
+        assert row.calibration.temperature == pytest.approx(temperature, rel=1e-6)
+        test_logits = student.logits(test.texts)
+        gold = np.asarray(test.labels)
+        assert row.calibration.ece_before == pytest.approx(expected_calibration_error(softmax(test_logits), gold))
+        after = softmax(test_logits, temperature)
+        assert row.calibration.ece_after == pytest.approx(expected_calibration_error(after, gold))
+        assert row.calibration.brier_after == pytest.approx(brier_score(after, gold))
+        threshold = threshold_for_accuracy(softmax(held, temperature), np.asarray(validation.labels), 0.5)
+        assert row.selective.threshold == pytest.approx(threshold)
+        assert row.selective.coverage_test == pytest.approx(selective_scores(after, gold, threshold)[0])
+        calibration = read_calibration(folder)
+        assert calibration is not None and student.calibration == calibration
+        assert calibration.temperature == row.calibration.temperature
+        assert calibration.min_confidence == row.selective.threshold and calibration.target_accuracy == 0.5
+        assert calibration.fitted_on == "validation: 15 gold-labeled texts"
+    markdown = tiny_run.markdown_path.read_text()
+    assert "## Calibration" in markdown and "## Selective prediction" in markdown and " → " in markdown
+    # the model card's numbers: the temperature, ECE and threshold of the report (the card is rewritten from it)
+    card = StudentClassifier.from_pretrained(layout.final_student).write_card(run_dir / "card").read_text()
+    assert f"T={tiny_run.student.calibration.temperature:.3f}" in card
+    assert f"temperature: {tiny_run.student.calibration.temperature}" in card
+
+
+def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():
+    from gendistill.evaluation.measure import calibrate_and_select
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    row, selective = calibrate_and_select(
+        held_out=None, test=(logits, labels), target_accuracy=0.9, fitted_on=None, not_fitted="no held-out split"
+    )
+    assert row.method is None and row.temperature is None and row.ece_after is None and row.brier_after is None
+    assert row.ece_before is not None and row.brier_before is not None and row.note == "no held-out split"
+    assert selective.threshold is None and selective.coverage_test is None and selective.curve is not None
+    assert row.reliability.before and not row.reliability.after
