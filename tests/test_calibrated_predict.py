@@ -117,3 +117,86 @@ def test_a_damaged_calibration_file_is_one_line_naming_it(calibrated, tmp_path, 
             (loader or StudentClassifier.from_pretrained)(copy)
         message = str(raised.value)
         assert fragment in message and str(copy / CALIBRATION_FILE) in message and "\n" not in message
+
+
+def test_the_server_answers_a_text_below_min_confidence_as_deferred(calibrated):
+    from starlette.testclient import TestClient
+
+    from gendistill.artifacts.serve import create_app
+
+    _, export_dir = calibrated
+    predictor = Predictor(export_dir, threads=1)
+    probabilities = predictor.predict_proba(texts())
+    threshold = float(np.median(probabilities.max(axis=1)))
+    client = TestClient(create_app(export_dir, threads=1, min_confidence=threshold))
+    assert client.get("/info").json()["min_confidence"] == threshold
+    batch = client.post("/predict/batch", json={"texts": texts()}).json()["predictions"]
+    for answer, row, label in zip(batch, probabilities, predictor.predict(texts())):
+        assert answer["score"] == pytest.approx(float(row.max()), abs=1e-6)
+        assert answer["probabilities"] == pytest.approx(dict(zip(predictor.label_names, row.tolist())), abs=1e-6)
+        if row.max() < threshold:
+            assert answer["label"] is None and answer["deferred"] is True
+        else:
+            assert answer["label"] == label and answer["deferred"] is False
+    assert {answer["deferred"] for answer in batch} == {True, False}
+    low = texts()[int(probabilities.max(axis=1).argmin())]
+    single = client.post("/predict", json={"text": low}).json()
+    assert set(single) == {"label", "deferred", "score", "probabilities"}
+    assert single["label"] is None and single["deferred"] is True and single["score"] < threshold
+    plain = TestClient(create_app(export_dir, threads=1)).post("/predict", json={"text": low}).json()
+    assert plain["label"] == predictor.predict([low])[0] and plain["deferred"] is False
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        create_app(export_dir, threads=1, min_confidence=1.0)
+
+
+def _cli():
+    from typer.testing import CliRunner
+
+    from gendistill.cli import app
+
+    return CliRunner(), app
+
+
+def test_cli_serve_min_confidence_flags(calibrated, tmp_path, monkeypatch):
+    import uvicorn
+
+    runner, app = _cli()
+    _, export_dir = calibrated
+    served = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: served.update(app=server.config.app))
+    result = runner.invoke(app, ["serve", str(export_dir), "--min-confidence", "stored", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert TestClient_info(served["app"])["min_confidence"] == 0.6
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for path in export_dir.iterdir():
+        if path.name != CALIBRATION_FILE:
+            (bare / path.name).write_bytes(path.read_bytes())
+    for args, fragment in (
+        ([str(export_dir), "--min-confidence", "1.5"], "--min-confidence 1.5: expected a number strictly between"),
+        ([str(export_dir), "--min-confidence", "0"], "strictly between 0 and 1"),
+        ([str(export_dir), "--min-confidence", "often"], "expected a number in (0, 1) or 'stored'"),
+        ([str(bare), "--min-confidence", "stored"], f"{bare} has no calibration.json"),
+    ):
+        result = runner.invoke(app, ["serve", *args])
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and fragment in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
+
+
+def TestClient_info(app) -> dict:  # noqa: N802 - reads like the client it wraps
+    from starlette.testclient import TestClient
+
+    return TestClient(app).get("/info").json()
+
+
+@pytest.mark.parametrize("value", ["1.5", "0", "1", "nan"])
+def test_cli_run_refuses_a_target_accuracy_outside_0_1(tmp_path, value):
+    runner, app = _cli()
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {train: x.jsonl}\nteacher: {model: t}\n")
+    result = runner.invoke(app, ["run", str(config), "--target-accuracy", value, "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "--target-accuracy" in result.output and "between 0 and 1" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
