@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -85,11 +87,12 @@ def read_calibration(directory: str | Path) -> Calibration | None:
 
 
 def write_calibration(directory: str | Path, calibration: Calibration) -> Path:
-    """calibration.json into `directory` (atomic)."""
-    from gendistill.io import write_json  # pyarrow-backed module: kept out of the torch-free import path
-
+    """calibration.json into `directory`, atomically (a temporary file renamed into place; stdlib only, since
+    gendistill.io pulls in pyarrow, which a deployment that imports this module may not have)."""
     path = Path(directory) / CALIBRATION_FILE
-    write_json(path, calibration.to_dict())
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    os.replace(tmp.name, path)
     return path
 
 
