@@ -200,3 +200,14 @@ def test_cli_run_refuses_a_target_accuracy_outside_0_1(tmp_path, value):
     assert result.exit_code == 2, result.output
     assert "--target-accuracy" in result.output and "between 0 and 1" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.2", "-0.5"])
+def test_config_refuses_a_target_accuracy_outside_0_1_naming_the_key(value):
+    from gendistill.config import build_config
+    from gendistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'evaluate\.target_accuracy'") as raised:
+        build_config({"data": {"train": "x"}, "teacher": {"model": "t"}}, [f"evaluate.target_accuracy={value}"])
+    assert "\n" not in str(raised.value)
+    assert build_config({"data": {"train": "x"}, "teacher": {"model": "t"}}).evaluate.target_accuracy == 0.95

@@ -398,3 +398,55 @@ def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():
     assert row.ece_before is not None and row.brier_before is not None and row.note == "no held-out split"
     assert selective.threshold is None and selective.coverage_test is None and selective.curve is not None
     assert row.reliability.before and not row.reliability.after
+
+
+def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_no_split_is_a_note(tmp_path):
+    """The fallbacks of the held-out split: the agreement rounds' teacher-labeled slice calibrates the students (to
+    agree with the teacher) but not the teacher; a run with neither says in the report why nothing was fitted."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gendistill.artifacts.calibration import read_calibration
+    from gendistill.evaluation.calibration import fit_temperature
+    from gendistill.stages.evaluate import calibrate, held_out_split
+
+    rng = np.random.default_rng(0)
+    layout = RunLayout(tmp_path)
+    layout.rounds.mkdir(parents=True)
+    layout.student.mkdir()
+    teacher_logits = rng.normal(0, 2, size=(60, 3)).astype(np.float32)
+    pq.write_table(
+        pa.table({"text": [f"text {i}" for i in range(60)], "logits": teacher_logits.tolist()}),
+        layout.rounds / "holdout.parquet",
+    )
+    config = build_config({"data": {"train": "x.jsonl"}, "teacher": {"model": "t"}})
+    ctx = SimpleNamespace(layout=layout, records={"rounds": {"applies": True}}, config=config)
+    task = SimpleNamespace(validation=None)
+    held_out = held_out_split(ctx, task)
+    assert held_out is not None and not held_out.gold and len(held_out.texts) == 60
+    assert held_out.description == "rounds holdout: 60 held-out pool texts labeled by the teacher"
+    assert held_out.labels.tolist() == teacher_logits.argmax(axis=1).tolist()
+
+    student_logits = {text: rng.normal(0, 4, size=3) for text in held_out.texts}
+    logits_of = {
+        "teacher": lambda texts: pytest.fail("the teacher is never run on its own labels"),
+        "student": lambda texts: np.stack([student_logits[text] for text in texts]),
+    }
+    report = Report(teacher=ModelRow(), student=ModelRow())
+    notes = calibrate(ctx, report, held_out, logits_of, {}, None)
+    assert report.teacher.calibration.method is None
+    assert report.teacher.calibration.note == "not fitted: the held-out labels are the teacher's own"
+    expected = fit_temperature(logits_of["student"](held_out.texts), held_out.labels)
+    assert report.student.calibration.temperature == pytest.approx(expected)
+    assert read_calibration(layout.student).fitted_on == held_out.description
+    assert any("calibrated to agree with the teacher" in note for note in notes)
+
+    ctx.records = {"rounds": {"applies": False}}
+    assert held_out_split(ctx, task) is None
+    report = Report(teacher=ModelRow(), student=ModelRow())
+    notes = calibrate(ctx, report, None, logits_of, {}, None)
+    assert read_calibration(layout.student) is None  # the stale file of the earlier fit is gone
+    assert report.student.calibration.method is None and "data.validation" in report.student.calibration.note
+    assert any(note.startswith("calibration not fitted: the run has no held-out split") for note in notes)
