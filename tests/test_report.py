@@ -450,3 +450,24 @@ def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_
     assert read_calibration(layout.student) is None  # the stale file of the earlier fit is gone
     assert report.student.calibration.method is None and "data.validation" in report.student.calibration.note
     assert any(note.startswith("calibration not fitted: the run has no held-out split") for note in notes)
+
+
+def test_a_temperature_fitted_on_a_perfectly_predicted_split_is_flagged(tmp_path):
+    """Held-out logits that are all right drive T down (sharper is always better there): the report says the fit
+    is unreliable instead of presenting it as a calibration."""
+    from types import SimpleNamespace
+
+    from gendistill.stages.evaluate import HeldOut, calibrate
+
+    layout = RunLayout(tmp_path)
+    layout.student.mkdir(parents=True)
+    labels = np.array([0, 1, 2] * 10)
+    logits = np.eye(3)[labels] * 5.0  # always right, with a margin
+    config = build_config({"data": {"train": "x.jsonl"}, "teacher": {"model": "t"}})
+    ctx = SimpleNamespace(layout=layout, records={}, config=config)
+    held_out = HeldOut([f"t{i}" for i in range(30)], labels, "validation: 30 gold-labeled texts", gold=True)
+    report = Report(student=ModelRow())
+    notes = calibrate(ctx, report, held_out, {"student": lambda texts: logits}, {}, None)
+    assert report.student.calibration.temperature < 0.5  # sharpened: lower NLL all the way down
+    flagged = [note for note in notes if note.startswith("student: the fitted temperature")]
+    assert flagged and "every held-out text is predicted right" in flagged[0]

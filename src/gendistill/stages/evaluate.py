@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from gendistill.artifacts.calibration import CALIBRATION_FILE, Calibration, write_calibration
 from gendistill.evaluation import plots
+from gendistill.evaluation.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from gendistill.evaluation.measure import (
     calibrate_and_select,
     classification_metrics,
@@ -255,6 +256,16 @@ def calibrate(
                     target_accuracy=target,
                     coverage=row.selective.coverage_heldout,
                 ),
+            )
+        temperature = row.calibration.temperature
+        at_bound = temperature is not None and not MIN_TEMPERATURE * 1.01 < temperature < MAX_TEMPERATURE / 1.01
+        # every held-out text right: a lower T always lowers the NLL, so the fit only says "sharpen"
+        perfect = held is not None and bool((held[0].argmax(axis=1) == held[1]).all())
+        if at_bound or perfect:
+            notes.append(
+                f"{name}: the fitted temperature {temperature:.3g} is unreliable: "
+                + ("every held-out text is predicted right" if perfect else "it is at the end of its search range")
+                + "; a larger held-out split (data.validation) gives a meaningful fit"
             )
         if held is not None and row.selective.threshold is None:
             notes.append(f"{name}: no confidence threshold reaches {target:g} accuracy on the held-out split")
