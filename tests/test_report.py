@@ -471,3 +471,24 @@ def test_a_temperature_fitted_on_a_perfectly_predicted_split_is_flagged(tmp_path
     assert report.student.calibration.temperature < 0.5  # sharpened: lower NLL all the way down
     flagged = [note for note in notes if note.startswith("student: the fitted temperature")]
     assert flagged and "every held-out text is predicted right" in flagged[0]
+
+
+def test_an_export_of_the_run_carries_its_calibration_and_serves_the_stored_threshold(tiny_run, tmp_path):
+    from gendistill.artifacts.calibration import read_calibration, resolve_min_confidence
+    from gendistill.artifacts.export import export_onnx
+    from gendistill.artifacts.inference import Predictor
+    from gendistill.evaluation.calibration import softmax
+
+    run_dir = tiny_run.path.parent
+    stored = read_calibration(RunLayout(run_dir).final_student)
+    export_dir = export_onnx(run_dir, tmp_path / "onnx")
+    assert read_calibration(export_dir) == stored
+    assert json.loads((export_dir / "metadata.json").read_text())["calibration"] == stored.to_dict()
+    assert resolve_min_confidence("stored", export_dir) == tiny_run.student.selective.threshold
+    predictor = Predictor(export_dir, threads=1)
+    texts = read_task(RunLayout(run_dir)).test.texts
+    np.testing.assert_allclose(
+        predictor.predict_proba(texts), softmax(predictor.logits(texts), stored.temperature), atol=1e-6
+    )
+    card = (export_dir / "README.md").read_text()
+    assert f"T={stored.temperature:.3f}" in card
