@@ -152,3 +152,12 @@ def test_a_field_added_later_stays_out_of_the_key_at_its_default_and_enters_it_w
     assert not {"multi_label", "label_delimiter", "label_columns"} & set(payload)
     assert "per_class" in payload  # a field that was always there stays in, at its default too
     assert "data" in rerun_by(base, tmp_path, "data.multi_label=false")
+
+
+def test_a_target_accuracy_reruns_only_evaluate_and_its_default_keeps_older_keys(base, tmp_path):
+    """evaluate.target_accuracy decides the threshold stored with the students: a change reruns evaluate alone;
+    at its default it is in no key, so run dirs made before it existed keep every key."""
+    assert rerun_by(base, tmp_path, "evaluate.target_accuracy=0.9") == {"evaluate"}
+    assert rerun_by(base, tmp_path, "evaluate.target_accuracy=0.95") == set()
+    assert "target_accuracy" not in key_payload(build_config(base).evaluate)
+    assert Run(build_config(base), tmp_path / "a").keys()["evaluate"]["fields"] is None  # as before the field

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_config
+from conftest import make_rows, make_tiny_config, write_jsonl
 from sklearn.metrics import classification_report, confusion_matrix
 
 import gendistill
@@ -39,11 +39,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, task_dir, tiny_teacher_dir) -> Report:
-    """One tiny run (file source: no generator to train) with 3 timed passes per model."""
+    """One tiny run (file source: no generator to train) with 3 timed passes per model and a validation set (15
+    texts: what calibration and the confidence threshold are fitted on)."""
+    root = tmp_path_factory.mktemp("report")
     config = make_tiny_config(task_dir, tiny_teacher_dir)
+    config["data"]["validation"] = str(write_jsonl(root / "validation.jsonl", make_rows(5, 3)))
     config["transfer"]["sources"] = [{"type": "file", "path": str(task_dir / "unlabeled.jsonl")}]
-    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3, "speed_min_seconds": 0.01}
-    return gendistill.run(build_config(config), tmp_path_factory.mktemp("report") / "run")
+    config["evaluate"] = {"speed_examples": 16, "speed_passes": 3, "speed_min_seconds": 0.01, "target_accuracy": 0.5}
+    return gendistill.run(build_config(config), root / "run")
 
 
 def assert_matches_scikit_learn(row_per_class: dict, gold: list[int], predicted: np.ndarray, names: list[str]):
@@ -192,7 +195,14 @@ def parse(html: str) -> _Page:
 
 def test_a_run_writes_report_html_with_its_plots_inlined_and_beside_it(tiny_run):
     run_dir = tiny_run.path.parent
-    assert set(tiny_run.plots) == {"accuracy_size_speed", "confusion", "per_class_f1", "training_loss"}
+    assert set(tiny_run.plots) == {
+        "accuracy_size_speed",
+        "confusion",
+        "per_class_f1",
+        "training_loss",
+        "reliability",
+        "risk_coverage",
+    }
     for relative in tiny_run.plots.values():
         assert (run_dir / relative).read_bytes().startswith(PNG_MAGIC) and relative.startswith("plots/")
     assert set(tiny_run.training) == {"teacher", "student", "baseline_student"}  # no generator: a file source
@@ -201,13 +211,14 @@ def test_a_run_writes_report_html_with_its_plots_inlined_and_beside_it(tiny_run)
     assert tiny_run.training["student"].history[-1].step == tiny_run.training["student"].steps
     page = parse(tiny_run.html_path.read_text())
     images = [attrs for tag, attrs in page.tags if tag == "img"]
-    assert len(images) == 4
+    assert len(images) == 6
     for attrs in images:
         prefix, data = attrs["src"].split(",", 1)
         assert prefix == "data:image/png;base64"
         assert base64.b64decode(data) == (run_dir / tiny_run.plots[attrs["id"].removeprefix("plot-")]).read_bytes()
     tables = {attrs.get("id") for tag, attrs in page.tags if tag == "table"}
     assert {"summary", "per-class", "confusion-teacher", "confusion-student", "training", "stages"} <= tables
+    assert {"calibration", "selective"} <= tables
     # self-contained: no script, no stylesheet link, nothing that points outside the file
     assert not [tag for tag, _ in page.tags if tag in {"script", "link", "iframe", "object"}]
     for _, attrs in page.tags:
@@ -281,7 +292,7 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
     found = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert found, dom.stdout[:2000]
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert len(probe["images"]) == 4
+    assert len(probe["images"]) == 6
     assert all(image["complete"] and image["width"] > 100 for image in probe["images"]), probe["images"]
     tables = {table["id"]: table["rows"] for table in probe["tables"]}
     assert tables["summary"] == 4 and tables["per-class"] == 1 + len(tiny_run.label_names)
@@ -316,3 +327,168 @@ def test_a_report_without_a_test_set_still_plots_size_vs_speed_and_losses(tmp_pa
     page = parse(report.html_path.read_text())
     assert len([tag for tag, _ in page.tags if tag == "img"]) == 2
     assert report.headline().startswith("student (no test set) at 1/138 of the teacher's params")
+
+
+CALIBRATION_KEYS = {"ece_before", "ece_after", "brier_before", "brier_after", "method", "temperature", "fitted_on"}
+
+
+def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_json(tiny_run):
+    from gendistill.artifacts.calibration import read_calibration
+    from gendistill.evaluation.calibration import (
+        brier_score,
+        expected_calibration_error,
+        fit_temperature,
+        selective_scores,
+        softmax,
+        threshold_for_accuracy,
+    )
+    from gendistill.students.classifier import StudentClassifier
+
+    run_dir = tiny_run.path.parent
+    layout = RunLayout(run_dir)
+    task = read_task(layout)
+    validation, test = task.validation, task.test
+    stored = json.loads((run_dir / "report.json").read_text())
+    for name in ("teacher", "student", "baseline_student"):
+        block = stored[name]["calibration"]
+        assert set(block) >= CALIBRATION_KEYS, name
+        assert block["method"] == "temperature" and block["fitted_on"] == "validation: 15 gold-labeled texts"
+        assert all(block[key] is not None for key in CALIBRATION_KEYS), (name, block)
+        selective = stored[name]["selective"]
+        assert selective["target_accuracy"] == 0.5 and selective["curve"]["split"] == "test"
+        assert selective["curve"]["coverage"][-1] == 1.0
+    for name, folder in (("student", layout.final_student), ("baseline_student", layout.baseline_student)):
+        student = StudentClassifier.from_pretrained(folder)
+        row = getattr(tiny_run, name)
+        # fitted on the validation split, measured on test: recomputed here from the student's own logits
+        held = student.logits(validation.texts)
+        temperature = fit_temperature(held, np.asarray(validation.labels))
+        assert row.calibration.temperature == pytest.approx(temperature, rel=1e-6)
+        test_logits = student.logits(test.texts)
+        gold = np.asarray(test.labels)
+        assert row.calibration.ece_before == pytest.approx(expected_calibration_error(softmax(test_logits), gold))
+        after = softmax(test_logits, temperature)
+        assert row.calibration.ece_after == pytest.approx(expected_calibration_error(after, gold))
+        assert row.calibration.brier_after == pytest.approx(brier_score(after, gold))
+        threshold = threshold_for_accuracy(softmax(held, temperature), np.asarray(validation.labels), 0.5)
+        assert row.selective.threshold == pytest.approx(threshold)
+        assert row.selective.coverage_test == pytest.approx(selective_scores(after, gold, threshold)[0])
+        calibration = read_calibration(folder)
+        assert calibration is not None and student.calibration == calibration
+        assert calibration.temperature == row.calibration.temperature
+        assert calibration.min_confidence == row.selective.threshold and calibration.target_accuracy == 0.5
+        assert calibration.fitted_on == "validation: 15 gold-labeled texts"
+    markdown = tiny_run.markdown_path.read_text()
+    assert "## Calibration" in markdown and "## Selective prediction" in markdown and " → " in markdown
+    # the model card's numbers: the temperature, ECE and threshold of the report (the card is rewritten from it)
+    card = StudentClassifier.from_pretrained(layout.final_student).write_card(run_dir / "card").read_text()
+    assert f"T={tiny_run.student.calibration.temperature:.3f}" in card
+    assert f"temperature: {tiny_run.student.calibration.temperature}" in card
+
+
+def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():
+    from gendistill.evaluation.measure import calibrate_and_select
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    row, selective = calibrate_and_select(
+        held_out=None, test=(logits, labels), target_accuracy=0.9, fitted_on=None, not_fitted="no held-out split"
+    )
+    assert row.method is None and row.temperature is None and row.ece_after is None and row.brier_after is None
+    assert row.ece_before is not None and row.brier_before is not None and row.note == "no held-out split"
+    assert selective.threshold is None and selective.coverage_test is None and selective.curve is not None
+    assert row.reliability.before and not row.reliability.after
+
+
+def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_no_split_is_a_note(tmp_path):
+    """The fallbacks of the held-out split: the agreement rounds' teacher-labeled slice calibrates the students (to
+    agree with the teacher) but not the teacher; a run with neither says in the report why nothing was fitted."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gendistill.artifacts.calibration import read_calibration
+    from gendistill.evaluation.calibration import fit_temperature
+    from gendistill.stages.evaluate import calibrate, held_out_split
+
+    rng = np.random.default_rng(0)
+    layout = RunLayout(tmp_path)
+    layout.rounds.mkdir(parents=True)
+    layout.student.mkdir()
+    teacher_logits = rng.normal(0, 2, size=(60, 3)).astype(np.float32)
+    pq.write_table(
+        pa.table({"text": [f"text {i}" for i in range(60)], "logits": teacher_logits.tolist()}),
+        layout.rounds / "holdout.parquet",
+    )
+    config = build_config({"data": {"train": "x.jsonl"}, "teacher": {"model": "t"}})
+    ctx = SimpleNamespace(layout=layout, records={"rounds": {"applies": True}}, config=config)
+    task = SimpleNamespace(validation=None)
+    held_out = held_out_split(ctx, task)
+    assert held_out is not None and not held_out.gold and len(held_out.texts) == 60
+    assert held_out.description == "rounds holdout: 60 held-out pool texts labeled by the teacher"
+    assert held_out.labels.tolist() == teacher_logits.argmax(axis=1).tolist()
+
+    student_logits = {text: rng.normal(0, 4, size=3) for text in held_out.texts}
+    logits_of = {
+        "teacher": lambda texts: pytest.fail("the teacher is never run on its own labels"),
+        "student": lambda texts: np.stack([student_logits[text] for text in texts]),
+    }
+    report = Report(teacher=ModelRow(), student=ModelRow())
+    notes = calibrate(ctx, report, held_out, logits_of, {}, None)
+    assert report.teacher.calibration.method is None
+    assert report.teacher.calibration.note == "not fitted: the held-out labels are the teacher's own"
+    expected = fit_temperature(logits_of["student"](held_out.texts), held_out.labels)
+    assert report.student.calibration.temperature == pytest.approx(expected)
+    assert read_calibration(layout.student).fitted_on == held_out.description
+    assert any("calibrated to agree with the teacher" in note for note in notes)
+
+    ctx.records = {"rounds": {"applies": False}}
+    assert held_out_split(ctx, task) is None
+    report = Report(teacher=ModelRow(), student=ModelRow())
+    notes = calibrate(ctx, report, None, logits_of, {}, None)
+    assert read_calibration(layout.student) is None  # the stale file of the earlier fit is gone
+    assert report.student.calibration.method is None and "data.validation" in report.student.calibration.note
+    assert any(note.startswith("calibration not fitted: the run has no held-out split") for note in notes)
+
+
+def test_a_temperature_fitted_on_a_perfectly_predicted_split_is_flagged(tmp_path):
+    """Held-out logits that are all right drive T down (sharper is always better there): the report says the fit
+    is unreliable instead of presenting it as a calibration."""
+    from types import SimpleNamespace
+
+    from gendistill.stages.evaluate import HeldOut, calibrate
+
+    layout = RunLayout(tmp_path)
+    layout.student.mkdir(parents=True)
+    labels = np.array([0, 1, 2] * 10)
+    logits = np.eye(3)[labels] * 5.0  # always right, with a margin
+    config = build_config({"data": {"train": "x.jsonl"}, "teacher": {"model": "t"}})
+    ctx = SimpleNamespace(layout=layout, records={}, config=config)
+    held_out = HeldOut([f"t{i}" for i in range(30)], labels, "validation: 30 gold-labeled texts", gold=True)
+    report = Report(student=ModelRow())
+    notes = calibrate(ctx, report, held_out, {"student": lambda texts: logits}, {}, None)
+    assert report.student.calibration.temperature < 0.5  # sharpened: lower NLL all the way down
+    flagged = [note for note in notes if note.startswith("student: the fitted temperature")]
+    assert flagged and "every held-out text is predicted right" in flagged[0]
+
+
+def test_an_export_of_the_run_carries_its_calibration_and_serves_the_stored_threshold(tiny_run, tmp_path):
+    from gendistill.artifacts.calibration import read_calibration, resolve_min_confidence
+    from gendistill.artifacts.export import export_onnx
+    from gendistill.artifacts.inference import Predictor
+    from gendistill.evaluation.calibration import softmax
+
+    run_dir = tiny_run.path.parent
+    stored = read_calibration(RunLayout(run_dir).final_student)
+    export_dir = export_onnx(run_dir, tmp_path / "onnx")
+    assert read_calibration(export_dir) == stored
+    assert json.loads((export_dir / "metadata.json").read_text())["calibration"] == stored.to_dict()
+    assert resolve_min_confidence("stored", export_dir) == tiny_run.student.selective.threshold
+    predictor = Predictor(export_dir, threads=1)
+    texts = read_task(RunLayout(run_dir)).test.texts
+    np.testing.assert_allclose(
+        predictor.predict_proba(texts), softmax(predictor.logits(texts), stored.temperature), atol=1e-6
+    )
+    card = (export_dir / "README.md").read_text()
+    assert f"T={stored.temperature:.3f}" in card

@@ -322,7 +322,9 @@ class LabelConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    """How the report measures: every field is a knob (it changes no model), so `--force evaluate` re-measures."""
+    """How the report measures: every field but `target_accuracy` is a knob (it changes no model), so `--force
+    evaluate` re-measures. `target_accuracy` decides the confidence threshold stored with the students, so it is
+    in the evaluate stage's key (only when changed from its default: older run dirs keep their keys)."""
 
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
@@ -333,6 +335,11 @@ class EvaluateConfig(_Section):
         "each model is timed speed_passes times, so a larger value only makes the report take hours)",
     )
     threads: Annotated[int, Field(ge=1)] | None = knob(None, description="CPU threads for speed (default: all)")
+    target_accuracy: Annotated[float, Field(gt=0, lt=1)] = added(
+        0.95,
+        description="selective prediction: the confidence threshold is the lowest whose answered held-out texts "
+        "reach this accuracy (stored in calibration.json; `gendistill serve --min-confidence stored`)",
+    )
 
 
 class Device(str, Enum):

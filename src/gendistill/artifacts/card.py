@@ -103,7 +103,8 @@ def _metrics(row: ModelRow | None) -> dict[str, Any] | None:
     if row is None:
         return None
     fields = ("accuracy", "macro_f1", "params", "size_bytes", "examples_per_s", "teacher_agreement")
-    return {name: getattr(row, name) for name in fields if getattr(row, name) is not None}
+    calibration = {"calibration": row.calibration_summary()} if row.calibration_summary() else {}
+    return {**{name: getattr(row, name) for name in fields if getattr(row, name) is not None}, **calibration}
 
 
 def metadata(
@@ -232,6 +233,7 @@ def card_text(
                 f" This file: {facts.quantization} ONNX, {_int(facts.size_bytes)} bytes." if facts.fmt == "onnx" else ""
             ),
         ]
+        lines += ["", row.calibration_sentence()] if row.calibration_sentence() else []
     else:
         lines.append(
             "Not evaluated: this card was written without the run's report.json. Push from the run directory "

@@ -28,6 +28,7 @@ from torch import nn
 
 from gendistill import __version__
 from gendistill.artifacts import extras
+from gendistill.artifacts.calibration import read_calibration, write_calibration
 from gendistill.artifacts.card import write_export_card
 from gendistill.artifacts.resolve import (
     FORMAT,
@@ -433,6 +434,9 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
             verify_int8(tmp / MODEL_FILE, raw_vocab)
             fp32.unlink()
         shutil.copyfile(student_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        calibration = read_calibration(student_dir)  # already checked when the student loaded
+        if calibration is not None:
+            write_calibration(tmp, calibration)
         (tmp / LABELS_FILE).write_text(json.dumps(student.label_names, indent=2) + "\n", encoding="utf-8")
         write_json(
             tmp / METADATA_FILE,
@@ -493,4 +497,7 @@ def _metadata(
             "lengths": "int64 [batch] token count per row (>= 1)",
         },
         "outputs": {"logits": "float32 [batch, labels]"},
+        # the temperature probabilities are divided by, and the confidence threshold chosen on held-out data
+        # (calibration.json beside model.onnx; None when the run fitted none)
+        "calibration": student.calibration.to_dict() if student.calibration is not None else None,
     }

@@ -2,7 +2,8 @@
 
 This module is what a deployment imports, so it must never pull in torch or transformers (nor any gendistill
 module that does). The export folder holds model.onnx (which takes the tokenizer's raw ids and applies the
-student's id map and padding rules inside the graph), tokenizer.json, labels.json and metadata.json.
+student's id map and padding rules inside the graph), tokenizer.json, labels.json and metadata.json, and
+calibration.json when the run fitted a temperature on a held-out split (applied to every probability here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.calibration import Calibration, CalibrationError, check_min_confidence, read_calibration
 from gendistill.artifacts.resolve import (
     EXPORT_FILES,
     FORMAT,
@@ -98,6 +100,10 @@ class Predictor:
             self.tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
         except Exception as error:  # tokenizers raises a bare Exception on bad files
             raise ExportDirError(f"{self.directory / TOKENIZER_FILE}: cannot load ({error})") from None
+        try:
+            self.calibration: Calibration | None = read_calibration(self.directory)
+        except CalibrationError as error:
+            raise ExportDirError(f"{error}; re-export the student") from None
         self.words = CachedWordTokenizer(self.tokenizer, self.max_length, word_cache_bytes)
         self.recurrent = bool(self.metadata.get("recurrent", self.metadata.get("arch") in RECURRENT_BEFORE_THE_KEY))
         self.threads = threads or default_threads()
@@ -198,10 +204,27 @@ class Predictor:
             ids, lengths = self._pad([sequences[i] for i in chunk])
             out[[start + i for i in chunk]] = session.run(["logits"], {"ids": ids, "lengths": lengths})[0]
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        logits = self.logits(texts, batch_size)
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature the probabilities are divided by (1.0 without calibration.json)."""
+        return self.calibration.temperature if self.calibration is not None else 1.0
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
+        """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1)."""
+        logits = self.logits(texts, batch_size) / (self.temperature if calibrated else 1.0)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
-        return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+    def predict(
+        self, texts: Sequence[str], batch_size: int = 64, min_confidence: float | None = None
+    ) -> list[str | None]:
+        """Labels; with `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
+        probability is below it (the caller defers it). `self.calibration.min_confidence` is the threshold the run
+        chose on held-out data for its target accuracy, when it stored one."""
+        if min_confidence is None:
+            return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+        threshold = check_min_confidence(min_confidence)
+        return [
+            self.label_names[int(row.argmax())] if row.max() >= threshold else None
+            for row in self.predict_proba(texts, batch_size)
+        ]

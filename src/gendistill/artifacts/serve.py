@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gendistill.artifacts.calibration import check_min_confidence
 from gendistill.artifacts.inference import Predictor
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
@@ -54,7 +55,12 @@ class BatchRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str
+    """One text's answer. `probabilities` are calibrated when the export has a calibration.json; `score` is the
+    largest of them. Below the server's min_confidence the text is deferred: `label` is null, `deferred` true."""
+
+    label: str | None
+    deferred: bool = False
+    score: float
     probabilities: dict[str, float]
 
 
@@ -474,10 +480,14 @@ def create_app(
     threads: int | None = None,
     max_body_bytes: int | None = None,
     word_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    min_confidence: float | None = None,
 ) -> FastAPI:
     """The service for the export in `predictor_dir`; loads the model once, at creation. `max_body_bytes`
     (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read;
-    `word_cache_bytes` caps the tokenizer's word cache, which lives as long as the server."""
+    `word_cache_bytes` caps the tokenizer's word cache, which lives as long as the server. With `min_confidence`
+    (in (0, 1)), a text whose top calibrated probability is below it is answered as deferred (label null)."""
+    if min_confidence is not None:
+        check_min_confidence(min_confidence)
     if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1) or word_cache_bytes < 0:
         raise ValueError(
             f"limits must be >= 1 (word_cache_bytes >= 0), got {max_texts=}, {max_chars=}, {max_body_bytes=}, "
@@ -549,13 +559,19 @@ def create_app(
 
     def predictions(texts: list[str]) -> list[Prediction]:
         probabilities = predictor.predict_proba(texts)
-        return [
-            Prediction(
-                label=labels[int(row.argmax())],
-                probabilities={name: float(p) for name, p in zip(labels, row, strict=True)},
+        answers = []
+        for row in probabilities:
+            score = float(row.max())
+            deferred = min_confidence is not None and score < min_confidence
+            answers.append(
+                Prediction(
+                    label=None if deferred else labels[int(row.argmax())],
+                    deferred=deferred,
+                    score=score,
+                    probabilities={name: float(p) for name, p in zip(labels, row, strict=True)},
+                )
             )
-            for row in probabilities
-        ]
+        return answers
 
     def answer_one(content_type: str | None, body: bytes) -> Prediction:
         request = read(PredictRequest, content_type, body)
@@ -580,6 +596,7 @@ def create_app(
             "max_body_bytes": max_body,
             "word_cache_bytes": word_cache_bytes,
         },
+        "min_confidence": min_confidence,  # null: every text is answered
     }
 
     @app.get("/info")

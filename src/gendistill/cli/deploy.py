@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gendistill.artifacts import extras
+from gendistill.artifacts.calibration import CalibrationError, resolve_min_confidence
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.resolve import MODEL_FILE
@@ -83,10 +84,25 @@ def serve(
             "--max-connections", min=1, help="open connections at most; past it the one idle longest is closed"
         ),
     ] = DEFAULT_MAX_CONNECTIONS,
+    min_confidence: Annotated[
+        str | None,
+        typer.Option(
+            "--min-confidence",
+            metavar="P|stored",
+            help="defer (label null, deferred true) a text whose calibrated top probability is below P, in (0, 1); "
+            "'stored': the threshold the run chose for evaluate.target_accuracy on held-out data",
+        ),
+    ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
 
     def action() -> None:
+        threshold = None
+        if min_confidence is not None:
+            try:
+                threshold = resolve_min_confidence(min_confidence, export_dir)
+            except CalibrationError as error:
+                raise GendistillError(str(error)) from None
         server = extras.load("gendistill.artifacts.serve", "serve")
         uvicorn = extras.load("uvicorn", "serve")
         try:
@@ -96,6 +112,7 @@ def serve(
                 max_chars=max_chars,
                 threads=threads,
                 word_cache_bytes=word_cache_bytes,
+                min_confidence=threshold,
             )
         except ExportDirError as error:
             raise ModelLoadError(str(error)) from None

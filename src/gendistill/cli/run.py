@@ -54,6 +54,15 @@ def run(
         ),
     ] = None,
     device: DeviceOpt = None,
+    target_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            "--target-accuracy",
+            metavar="A",
+            help="selective prediction: choose the confidence threshold reaching accuracy A, in (0, 1), on held-out "
+            "data (default 0.95); same as --set evaluate.target_accuracy=A",
+        ),
+    ] = None,
     report_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,7 +82,10 @@ def run(
             if value not in choices:
                 raise GendistillError(f"--force {value!r}: expected one of {', '.join(choices)}")
         trackers = [f"report_to=[{', '.join(report_to)}]"] if report_to else []
-        cfg = load_config(config, [*(set_ or []), *_device_override(device), *trackers])
+        if target_accuracy is not None and not 0 < target_accuracy < 1:  # NaN included
+            raise GendistillError(f"--target-accuracy {target_accuracy}: expected a number strictly between 0 and 1")
+        target = [f"evaluate.target_accuracy={target_accuracy!r}"] if target_accuracy is not None else []
+        cfg = load_config(config, [*(set_ or []), *_device_override(device), *trackers, *target])
         target = run_dir or run_dir_for(name or config.stem)
         writing_into(target, "the run directory")
         report = Run(cfg, target).run(force=force)

@@ -8,9 +8,13 @@ from html import escape
 from pathlib import Path
 
 from gendistill.evaluation.report import (
+    CALIBRATION_HEADER,
     CONFUSION_TABLE_LIMIT,
+    SELECTIVE_HEADER,
     ModelRow,
     Report,
+    calibration_cells,
+    selective_cells,
     speed_sentence,
     throughput_range,
     usage_sentence,
@@ -133,6 +137,28 @@ def _confusion_tables(report: Report) -> str:
             rows.append([f"<b>{escape(label)}</b>", *cells])
         parts.append(_table(header, rows, f"confusion-{name}"))
     return "".join(parts)
+
+
+def _calibration(report: Report) -> str:
+    rows = [[escape(name), *map(escape, cells)] for name, row in report.models() if (cells := calibration_cells(row))]
+    if not rows:
+        return ""
+    note = (
+        "<p>Temperature fitted on the held-out split (never the test set); ECE (15 equal-width bins) and multi-class "
+        "Brier score on the test set, before → after.</p>"
+    )
+    return _table(CALIBRATION_HEADER, rows, "calibration") + note
+
+
+def _selective(report: Report) -> str:
+    rows = [[escape(name), *map(escape, cells)] for name, row in report.models() if (cells := selective_cells(row))]
+    if not rows:
+        return ""
+    note = (
+        "<p>The lowest confidence threshold whose answered held-out texts reach the target accuracy; texts below it "
+        "are deferred. The curves' data is in report.json.</p>"
+    )
+    return _table(SELECTIVE_HEADER, rows, "selective") + note
 
 
 def _training(report: Report) -> str:
@@ -259,6 +285,14 @@ def render_html(report: Report, root: Path) -> str:
         parts += ["<h2>Confusion matrices</h2>"]
         parts.append(_image(root, report, "confusion", "confusion matrices"))
         parts.append(_confusion_tables(report))
+    calibration = _calibration(report)
+    if calibration:
+        parts += ["<h2>Calibration</h2>", calibration]
+        parts.append(_image(root, report, "reliability", "reliability diagrams before and after calibration"))
+    selective = _selective(report)
+    if selective:
+        parts += ["<h2>Selective prediction</h2>", selective]
+        parts.append(_image(root, report, "risk_coverage", "risk-coverage curves"))
     training = _training(report)
     if training:
         parts += ["<h2>Training</h2>", training]

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from gendistill.evaluation.report import CONFUSION_TABLE_LIMIT, Report, speed_sentence, throughput_range, usage_sentence
+from gendistill.evaluation.report import (
+    CALIBRATION_HEADER,
+    CONFUSION_TABLE_LIMIT,
+    SELECTIVE_HEADER,
+    Report,
+    calibration_cells,
+    selective_cells,
+    speed_sentence,
+    throughput_range,
+    usage_sentence,
+)
 from gendistill.evaluation.report import count as _int
 from gendistill.evaluation.report import pct as _pct
 
@@ -93,6 +103,22 @@ def render_markdown(report: Report) -> str:
             "\nTuned per label for the best F1 on the validation split."
             if fitted == {"validation"}
             else "\n0.5 where no validation split was given to tune them on."
+        )
+    calibrated = [(name, cells) for name, row in report.models() if (cells := calibration_cells(row))]
+    if calibrated:
+        lines += _table("Calibration", f"| {' | '.join(CALIBRATION_HEADER)} |", len(CALIBRATION_HEADER))
+        lines += [f"| {name} | {' | '.join(cells)} |" for name, cells in calibrated]
+        lines.append(
+            "\nTemperature fitted on the held-out split; ECE (15 equal-width bins) and multi-class Brier score on "
+            "the test set, before → after. Reliability diagrams: plots/reliability.png."
+        )
+    selective = [(name, cells) for name, row in report.models() if (cells := selective_cells(row))]
+    if selective:
+        lines += _table("Selective prediction", f"| {' | '.join(SELECTIVE_HEADER)} |", len(SELECTIVE_HEADER))
+        lines += [f"| {name} | {' | '.join(cells)} |" for name, cells in selective]
+        lines.append(
+            "\nThe lowest confidence threshold whose answered held-out texts reach the target accuracy; the rest are "
+            "deferred. Risk-coverage curves: plots/risk_coverage.png (data in report.json)."
         )
     if report.training:
         lines += _table("Training", "| model | loss | steps | epochs | final loss |", 5)

@@ -1,5 +1,6 @@
-"""Measurements for the report: accuracy, macro-F1, per-class scores, the confusion matrix, size on disk and CPU
-throughput (the report itself is evaluation.report; the stage that fills it is stages.evaluate)."""
+"""Measurements for the report: accuracy, macro-F1, per-class scores, the confusion matrix, calibration and
+selective prediction, size on disk and CPU throughput (the report itself is evaluation.report; the stage that fills
+it is stages.evaluate; the calibration math is evaluation.calibration)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gendistill.evaluation.report import ClassMetrics
+from gendistill.evaluation import calibration
+from gendistill.evaluation.report import (
+    CalibrationRow,
+    ClassMetrics,
+    Reliability,
+    ReliabilityPoint,
+    RiskCoverageCurve,
+    SelectiveRow,
+)
 
 
 def classification_metrics(gold: list[int], predicted: np.ndarray, num_labels: int) -> dict[str, float]:
@@ -49,6 +58,59 @@ def per_class_metrics(
     }
     matrix = confusion_matrix(gold, predicted, labels=labels)
     return per_class, matrix.astype(int).tolist()
+
+
+def _bins(probabilities: np.ndarray, labels: np.ndarray) -> list[ReliabilityPoint]:
+    return [ReliabilityPoint(**vars(row)) for row in calibration.reliability(probabilities, labels)]
+
+
+def calibrate_and_select(
+    *,
+    held_out: tuple[np.ndarray, np.ndarray] | None,
+    test: tuple[np.ndarray, np.ndarray] | None,
+    target_accuracy: float,
+    fitted_on: str | None,
+    not_fitted: str | None = None,
+) -> tuple[CalibrationRow, SelectiveRow]:
+    """One model's calibration and selective prediction from its (logits, labels) on the held-out split and on
+    test. The temperature and the threshold come from `held_out` alone; test is only measured. Without `held_out`,
+    the test figures are those of the uncalibrated model and `not_fitted` says why."""
+    temperature = calibration.fit_temperature(*held_out) if held_out is not None else None
+    row = CalibrationRow(
+        method="temperature" if temperature is not None else None,
+        temperature=temperature,
+        fitted_on=fitted_on if temperature is not None else None,
+        note=None if temperature is not None else not_fitted,
+    )
+    selective = SelectiveRow(target_accuracy=target_accuracy)
+    if held_out is not None:
+        held_probabilities = calibration.softmax(held_out[0], temperature or 1.0)
+        selective.threshold = calibration.threshold_for_accuracy(held_probabilities, held_out[1], target_accuracy)
+        if selective.threshold is not None:
+            selective.coverage_heldout, selective.accuracy_heldout = calibration.selective_scores(
+                held_probabilities, held_out[1], selective.threshold
+            )
+    if test is not None:
+        logits, labels = test
+        before = calibration.softmax(logits)
+        row.ece_before = calibration.expected_calibration_error(before, labels)
+        row.brier_before = calibration.brier_score(before, labels)
+        row.reliability = Reliability(before=_bins(before, labels))
+        after = before
+        if temperature is not None:
+            after = calibration.softmax(logits, temperature)
+            row.ece_after = calibration.expected_calibration_error(after, labels)
+            row.brier_after = calibration.brier_score(after, labels)
+            row.reliability.after = _bins(after, labels)
+        curve = calibration.risk_coverage(after, labels).thinned()
+        selective.curve = RiskCoverageCurve(
+            split="test", coverage=curve.coverage.tolist(), risk=curve.risk.tolist(), threshold=curve.threshold.tolist()
+        )
+        if selective.threshold is not None:
+            selective.coverage_test, selective.accuracy_test = calibration.selective_scores(
+                after, labels, selective.threshold
+            )
+    return row, selective
 
 
 def weights_size(directory: Path) -> int:

@@ -1,5 +1,6 @@
-"""The report's pictures as PNG files: confusion matrices, per-class F1 side by side, training loss curves, and
-accuracy against size and speed. report.html inlines them (gendistill.evaluation.html).
+"""The report's pictures as PNG files: confusion matrices, per-class F1 side by side, training loss curves,
+accuracy against size and speed, reliability diagrams (before and after calibration) and risk-coverage curves.
+report.html inlines them (gendistill.evaluation.html).
 
 Figures are drawn on matplotlib's Agg canvas through the object API, never through pyplot: no display is needed and
 the backend of a notebook that calls `gendistill.run` is left alone."""
@@ -190,12 +191,75 @@ def rounds_figure(report: Report) -> Figure | None:
     return figure
 
 
+def reliability_figure(report: Report) -> Figure | None:
+    """One panel per model: accuracy against mean confidence per confidence bin on the test set, before and after
+    calibration, beside the diagonal a calibrated model follows; marker area grows with the bin's texts."""
+    rows = [(name, row) for name, row in report.models() if row.calibration and row.calibration.reliability.before]
+    if not rows:
+        return None
+    figure = _figure(3.8 * len(rows), 3.9)
+    axes = figure.subplots(1, len(rows), squeeze=False)[0]
+    for axis, (name, row) in zip(axes, rows, strict=True):
+        calibration = row.calibration
+        assert calibration is not None
+        axis.plot([0, 1], [0, 1], linestyle=":", color="gray", label="perfectly calibrated")
+        after = f"after (T={calibration.temperature or 1:.2f})"
+        for points, style, label, ece in (
+            (calibration.reliability.before, "--", "before", calibration.ece_before),
+            (calibration.reliability.after, "-", after, calibration.ece_after),
+        ):
+            if not points:
+                continue
+            total = sum(point.count for point in points)
+            xs, ys = [point.confidence for point in points], [point.accuracy for point in points]
+            text = label if ece is None else f"{label}, ECE {100 * ece:.1f}%"
+            axis.plot(xs, ys, linestyle=style, marker="o", markersize=3, color=COLORS.get(name), label=text)
+            axis.scatter(xs, ys, s=[8 + 300 * point.count / total for point in points], color=COLORS.get(name))
+        axis.set_xlim(0, 1.02)
+        axis.set_ylim(0, 1.02)
+        axis.set_xlabel("confidence (top probability)")
+        axis.set_ylabel("accuracy")
+        axis.set_title(f"{name}\n{calibration.fitted_on or 'not calibrated'}", fontsize=8)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper left")
+    return figure
+
+
+def risk_coverage_figure(report: Report) -> Figure | None:
+    """Error rate of the answered texts against the share answered, most confident first, one line per model;
+    each model's chosen threshold marked where it lands on test."""
+    rows = [(name, row) for name, row in report.models() if row.selective and row.selective.curve]
+    if not rows:
+        return None
+    figure = _figure(6.0, 4.0)
+    axis = figure.subplots()
+    for name, row in rows:
+        selective = row.selective
+        assert selective is not None and selective.curve is not None
+        coverage, risk = selective.curve.coverage, selective.curve.risk
+        axis.plot([100 * c for c in coverage], [100 * r for r in risk], color=COLORS.get(name), label=name)
+        if selective.coverage_test is not None and selective.accuracy_test is not None:
+            axis.scatter([100 * selective.coverage_test], [100 * (1 - selective.accuracy_test)], color=COLORS.get(name))
+    target = rows[0][1].selective.target_accuracy if rows[0][1].selective else None
+    if target is not None:
+        axis.axhline(100 * (1 - target), linestyle=":", color="gray", label=f"target error {100 * (1 - target):g}%")
+    axis.set_xlabel("coverage: texts answered (%), most confident first")
+    axis.set_ylabel("error among the answered (%)")
+    axis.set_title("risk-coverage (test set); dots: the threshold chosen on held-out")
+    axis.set_xlim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure
+
+
 PLOTS = {
     "accuracy_size_speed": accuracy_size_speed_figure,
     "confusion": confusion_figure,
     "per_class_f1": per_class_f1_figure,
     "training_loss": training_loss_figure,
     "rounds": rounds_figure,
+    "reliability": reliability_figure,
+    "risk_coverage": risk_coverage_figure,
 }
 
 

@@ -62,6 +62,63 @@ class Throughput(_Part):
         return self.spread > WIDE_SPREAD
 
 
+class ReliabilityPoint(_Part):
+    """One non-empty bin of a reliability diagram (equal-width over (0, 1]): its bounds, texts, mean top-label
+    confidence and accuracy."""
+
+    low: float
+    high: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+class Reliability(_Part):
+    before: list[ReliabilityPoint] = Field(default_factory=list)
+    after: list[ReliabilityPoint] = Field(default_factory=list)  # empty when no temperature was fitted
+
+
+class CalibrationRow(_Part):
+    """A model's calibration: `temperature` fitted on `fitted_on` (a held-out split, never the test set), ECE (15
+    equal-width bins) and multi-class Brier score on the test set before and after. Not fitted: `method`,
+    `temperature` and the `_after` values are None and `note` says why."""
+
+    method: str | None = None
+    temperature: float | None = None
+    fitted_on: str | None = None
+    ece_before: float | None = None
+    ece_after: float | None = None
+    brier_before: float | None = None
+    brier_after: float | None = None
+    note: str | None = None
+    reliability: Reliability = Field(default_factory=Reliability)
+
+
+class RiskCoverageCurve(_Part):
+    """Answering the most confident texts first: the error rate among the answered (`risk`) against the share
+    answered (`coverage`), with the confidence threshold at each point; on the `split` named (the test set when
+    there is one), with calibrated probabilities."""
+
+    split: str
+    coverage: list[float] = Field(default_factory=list)
+    risk: list[float] = Field(default_factory=list)
+    threshold: list[float] = Field(default_factory=list)
+
+
+class SelectiveRow(_Part):
+    """Selective prediction: the lowest confidence threshold reaching `target_accuracy` on the held-out split
+    (None: none reached it, or there was no held-out split), and the share answered (coverage) and accuracy of the
+    answered texts at that threshold on held-out and on test."""
+
+    target_accuracy: float
+    threshold: float | None = None
+    coverage_heldout: float | None = None
+    accuracy_heldout: float | None = None
+    coverage_test: float | None = None
+    accuracy_test: float | None = None
+    curve: RiskCoverageCurve | None = None
+
+
 class ModelRow(_Part):
     """One model's measurements on the test set and on the CPU. `examples_per_s` is the median of `throughput`'s
     passes; `confusion_matrix` rows are the true classes, columns the predicted ones, both in `label_names` order."""
@@ -89,6 +146,41 @@ class ModelRow(_Part):
     def score(self, multi_label: bool) -> float | None:
         """The headline figure: micro-F1 in a multi-label task, accuracy otherwise."""
         return self.micro_f1 if multi_label else self.accuracy
+
+    calibration: CalibrationRow | None = None
+    selective: SelectiveRow | None = None
+
+    def calibration_summary(self) -> dict[str, float]:
+        """The calibration figures a model card carries: temperature, test ECE before/after, the stored threshold
+        and its test coverage (only those measured)."""
+        calibration, selective = self.calibration, self.selective
+        values = {
+            "temperature": calibration.temperature if calibration else None,
+            "ece_before": calibration.ece_before if calibration else None,
+            "ece_after": calibration.ece_after if calibration else None,
+            "min_confidence": selective.threshold if selective else None,
+            "target_accuracy": selective.target_accuracy if selective and selective.threshold is not None else None,
+            "coverage_test": selective.coverage_test if selective else None,
+        }
+        return {key: value for key, value in values.items() if value is not None}
+
+    def calibration_sentence(self) -> str | None:
+        """One sentence on calibration and selective prediction for a model card, or None when not fitted."""
+        calibration, selective = self.calibration, self.selective
+        if calibration is None or calibration.temperature is None:
+            return None
+        sentence = (
+            f"Probabilities are temperature-scaled (T={calibration.temperature:.3f}, fitted on the "
+            f"{calibration.fitted_on}): expected calibration error on test {pct(calibration.ece_before)}% → "
+            f"{pct(calibration.ece_after)}%."
+        )
+        if selective is not None and selective.threshold is not None:
+            sentence += (
+                f" Answering only above confidence {selective.threshold:.3f} (chosen for "
+                f"{pct(selective.target_accuracy)}% held-out accuracy) covers {pct(selective.coverage_test)}% of "
+                f"the test set at {pct(selective.accuracy_test)}% accuracy."
+            )
+        return sentence
 
 
 # `n` is the source's config key all the way through; report.json files and transfer summaries written before that
@@ -326,6 +418,60 @@ def speed_sentence(report: Report) -> str:
         f"thread(s) on {speed.cpus or '?'} CPU(s){load}. Figures from one run on a shared machine can move between "
         "runs; compare models within one report."
     )
+
+
+def calibration_cells(row: ModelRow) -> list[str] | None:
+    """A model's calibration as table cells (report.md, report.html): method and temperature, ECE and Brier on
+    test before -> after, what it was fitted on (or why not). None when the model has no calibration row."""
+    calibration = row.calibration
+    if calibration is None:
+        return None
+
+    def change(before: float | None, after: float | None, scale: float, digits: int) -> str:
+        shown = "–" if before is None else f"{scale * before:.{digits}f}"
+        return shown if after is None else f"{shown} → {scale * after:.{digits}f}"
+
+    method = "–" if calibration.temperature is None else f"{calibration.method}, T={calibration.temperature:.3f}"
+    return [
+        method,
+        change(calibration.ece_before, calibration.ece_after, 100, 2),
+        change(calibration.brier_before, calibration.brier_after, 1, 4),
+        calibration.fitted_on or calibration.note or "–",
+    ]
+
+
+CALIBRATION_HEADER = ["model", "calibration", "ECE % (test)", "Brier (test)", "fitted on"]
+
+
+def selective_cells(row: ModelRow) -> list[str] | None:
+    """A model's selective prediction as table cells: the threshold and, at it, coverage and accuracy on held-out
+    and on test. None when the model has no selective row."""
+    selective = row.selective
+    if selective is None:
+        return None
+    fitted = row.calibration is not None and row.calibration.method is not None
+    threshold = f"{selective.threshold:.4f}" if selective.threshold is not None else "none reached"
+    if selective.threshold is None and not fitted:
+        threshold = "not chosen (no held-out split)"
+    return [
+        pct(selective.target_accuracy),
+        threshold,
+        pct(selective.coverage_heldout),
+        pct(selective.accuracy_heldout),
+        pct(selective.coverage_test),
+        pct(selective.accuracy_test),
+    ]
+
+
+SELECTIVE_HEADER = [
+    "model",
+    "target accuracy %",
+    "threshold",
+    "coverage % (held-out)",
+    "accuracy % (held-out)",
+    "coverage % (test)",
+    "accuracy % (test)",
+]
 
 
 CONFUSION_TABLE_LIMIT = 20  # classes; larger matrices are only in report.json and the picture

@@ -1,20 +1,35 @@
 """Stage `evaluate`: teacher, student and baseline on the test set and on the CPU, measured in the same process;
 writes report.json, report.md, report.html and plots/ (evaluation.report, evaluation.plots). Every
-evaluate setting is a knob: `--force evaluate` re-measures without retraining anything."""
+evaluate setting but `target_accuracy` is a knob: `--force evaluate` re-measures without retraining anything.
+
+It also calibrates each model on a held-out split (the run's validation set; else, for the students, the agreement
+rounds' teacher-labeled held-out slice) and chooses its confidence threshold for `evaluate.target_accuracy` there,
+never on the test set; the students' calibration.json is written beside their weights (artifacts.calibration)."""
 
 from __future__ import annotations
 
 import math
 import os
 import statistics
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from safetensors.numpy import load_file, save_file
 
+from gendistill.artifacts.calibration import CALIBRATION_FILE, Calibration, write_calibration
 from gendistill.evaluation import plots
-from gendistill.evaluation.measure import classification_metrics, per_class_metrics, timed_passes, weights_size
+from gendistill.evaluation.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
+from gendistill.evaluation.measure import (
+    calibrate_and_select,
+    classification_metrics,
+    per_class_metrics,
+    timed_passes,
+    weights_size,
+)
 from gendistill.evaluation.multilabel import DEFAULT_THRESHOLD, decide, indicator, tune_thresholds
 from gendistill.evaluation.multilabel import scores as multilabel_scores
 from gendistill.evaluation.pages import write_report
@@ -34,16 +49,17 @@ from gendistill.evaluation.report import (
 from gendistill.io import atomic_path, read_json, stable_hash, texts_sha256
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, pipeline, register
+from gendistill.sections import key_payload
 from gendistill.stages.rounds import round_student
 from gendistill.students.classifier import StudentClassifier
 from gendistill.training.budget import steps_per_epoch
 
 
-def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str]) -> np.ndarray:
-    """The teacher's test logits, cached per (teacher, test texts) so that rerunning evaluate after a student
-    change does not pay for the teacher's pass again."""
+def teacher_test_logits(ctx: StageContext, teacher: Any, texts: list[str], split: str = "test") -> np.ndarray:
+    """The teacher's logits of a split's texts, cached per (teacher, texts) so that rerunning evaluate after a
+    student change does not pay for the teacher's pass again."""
     teacher_key = ctx.records.get("teacher", {}).get("key")
-    path = ctx.layout.teacher_cache / f"test_logits-{stable_hash([teacher_key, texts_sha256(texts)])}.safetensors"
+    path = ctx.layout.teacher_cache / f"{split}_logits-{stable_hash([teacher_key, texts_sha256(texts)])}.safetensors"
     if path.exists():
         return load_file(str(path))["logits"]
     logits = teacher.logits(texts, ctx.config.evaluate.batch_size)
@@ -80,13 +96,17 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     teacher = ctx.config.teacher.load(layout.teacher, torch.device("cpu"))
     teacher_predictions = None
     teacher_thresholds: dict[str, Any] = {}
+    test_logits: dict[str, np.ndarray] = {}  # per model, for calibration
+    held_out_logits: dict[str, Any] = {}  # per model: texts -> logits
     if task.multi_label:
         teacher_thresholds = teacher_decision_thresholds(ctx, teacher, num_labels)
     if test and task.multi_label:
         probabilities = sigmoid(teacher_test_logits(ctx, teacher, test.texts))
         teacher_predictions = decide(probabilities, teacher_thresholds["values"])
     elif test:
-        teacher_predictions = teacher_test_logits(ctx, teacher, test.texts).argmax(axis=1)
+        test_logits["teacher"] = teacher_test_logits(ctx, teacher, test.texts)
+        teacher_predictions = test_logits["teacher"].argmax(axis=1)
+    held_out_logits["teacher"] = lambda texts: teacher_test_logits(ctx, teacher, texts, "validation")
     described = teacher.describe()  # after the test pass: a served LLM counts what its labeling cost
     report.notes += described.pop("notes", [])
     report.teacher = ModelRow(kind=ctx.config.teacher.kind, **described)
@@ -117,14 +137,21 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             # a text agrees when the student gives exactly the teacher's set of labels
             row.teacher_agreement = float(np.mean((predictions == teacher_predictions).all(axis=1)))
         elif test:
-            predictions = student.logits(test.texts, config.batch_size).argmax(axis=1)
+            test_logits[name] = student.logits(test.texts, config.batch_size)
+            predictions = test_logits[name].argmax(axis=1)
             row = scored(row, predictions)
             row.teacher_agreement = float(np.mean(predictions == teacher_predictions))
         if task.multi_label:
             row.thresholds = student.decision_thresholds
             row.thresholds_fitted_on = "validation" if student.thresholds is not None else None
         predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
+        held_out_logits[name] = predictors[name]
         setattr(report, name, row)
+
+    if task.multi_label:
+        report.notes.append("calibration and selective prediction are for single-label tasks; not measured")
+    else:
+        report.notes += calibrate(ctx, report, held_out_split(ctx, task), held_out_logits, test_logits, test)
 
     passes = timed_passes(
         predictors, speed_texts, config.batch_size, config.threads, config.speed_passes, config.speed_min_seconds
@@ -200,7 +227,7 @@ def teacher_decision_thresholds(ctx: StageContext, teacher: Any, num_labels: int
     validation = ctx.task().validation
     if not validation:
         return {"fitted_on": None, "values": [DEFAULT_THRESHOLD] * num_labels}
-    probabilities = sigmoid(teacher.logits(validation.texts, ctx.config.evaluate.batch_size))
+    probabilities = sigmoid(teacher_test_logits(ctx, teacher, validation.texts, "validation"))
     return {
         "fitted_on": "validation",
         "values": tune_thresholds(indicator(validation.labels, num_labels), probabilities),
@@ -215,6 +242,102 @@ def multi_label_row(row: ModelRow, truth: np.ndarray, predicted: np.ndarray, lab
     )
     row.per_class = {name: ClassMetrics(**metrics) for name, metrics in result["per_label"].items()}
     return row
+
+
+@dataclass
+class HeldOut:
+    """The split calibration and thresholds are fitted on: texts, their labels, what they are, and whether the
+    labels are gold (else the teacher's, which cannot calibrate the teacher itself)."""
+
+    texts: list[str]
+    labels: np.ndarray
+    description: str
+    gold: bool
+
+
+def held_out_split(ctx: StageContext, task: Any) -> HeldOut | None:
+    """The run's validation set (gold labels); else the agreement rounds' held-out slice (pool texts the teacher
+    labeled once, never trained on); else None: after training, no labeled text is left that no model saw."""
+    if task.validation:
+        labels = np.asarray(task.validation.labels)
+        return HeldOut(task.validation.texts, labels, f"validation: {len(labels)} gold-labeled texts", gold=True)
+    holdout = ctx.layout.rounds / "holdout.parquet"
+    if ctx.records.get("rounds", {}).get("applies") is not False and holdout.is_file():
+        table = pq.read_table(holdout)
+        labels = np.stack(table.column("logits").to_numpy(zero_copy_only=False)).argmax(axis=1)
+        description = f"rounds holdout: {len(labels)} held-out pool texts labeled by the teacher"
+        return HeldOut(table.column("text").to_pylist(), labels, description, gold=False)
+    return None
+
+
+NOT_FITTED = (
+    "not fitted: the run has no held-out split (data.validation is not set and no agreement rounds ran); set "
+    "data.validation to calibrate and choose a confidence threshold"
+)
+
+
+def calibrate(
+    ctx: StageContext,
+    report: Report,
+    held_out: HeldOut | None,
+    held_out_logits: dict[str, Any],
+    test_logits: dict[str, np.ndarray],
+    test: Any,
+) -> list[str]:
+    """Each model's calibration and selective-prediction rows; the students' calibration.json (removed first, so a
+    student never keeps one fitted under other settings). Returns the report's notes about it."""
+    notes = []
+    target = ctx.config.evaluate.target_accuracy
+    gold = np.asarray(test.labels) if test else None
+    for name, row in report.models():
+        if name != "teacher":
+            (stored_dir(ctx, name) / CALIBRATION_FILE).unlink(missing_ok=True)
+        usable = held_out is not None and (held_out.gold or name != "teacher")
+        held = (held_out_logits[name](held_out.texts), held_out.labels) if usable and held_out else None
+        reason = NOT_FITTED if held_out is None else "not fitted: the held-out labels are the teacher's own"
+        row.calibration, row.selective = calibrate_and_select(
+            held_out=held,
+            test=(test_logits[name], gold) if name in test_logits and gold is not None else None,
+            target_accuracy=target,
+            fitted_on=held_out.description if held_out else None,
+            not_fitted=reason,
+        )
+        if held is not None and name != "teacher":
+            write_calibration(
+                stored_dir(ctx, name),
+                Calibration(
+                    temperature=row.calibration.temperature or 1.0,
+                    fitted_on=row.calibration.fitted_on,
+                    min_confidence=row.selective.threshold,
+                    target_accuracy=target,
+                    coverage=row.selective.coverage_heldout,
+                ),
+            )
+        temperature = row.calibration.temperature
+        at_bound = temperature is not None and not MIN_TEMPERATURE * 1.01 < temperature < MAX_TEMPERATURE / 1.01
+        # every held-out text right: a lower T always lowers the NLL, so the fit only says "sharpen"
+        perfect = held is not None and bool((held[0].argmax(axis=1) == held[1]).all())
+        if at_bound or perfect:
+            notes.append(
+                f"{name}: the fitted temperature {temperature:.3g} is unreliable: "
+                + ("every held-out text is predicted right" if perfect else "it is at the end of its search range")
+                + "; a larger held-out split (data.validation) gives a meaningful fit"
+            )
+        if held is not None and row.selective.threshold is None:
+            notes.append(f"{name}: no confidence threshold reaches {target:g} accuracy on the held-out split")
+    if held_out is None:
+        notes.append(f"calibration {NOT_FITTED}")
+    elif not held_out.gold:
+        notes.append(
+            f"calibration fitted on the {held_out.description}: the students' probabilities are calibrated to agree "
+            "with the teacher, and the teacher is not calibrated (its own labels cannot)"
+        )
+    return notes
+
+
+def stored_dir(ctx: StageContext, name: str) -> Path:
+    """The folder a student's calibration.json goes into: beside its weights."""
+    return ctx.layout.final_student if name == "student" else ctx.layout.baseline_student
 
 
 def rounds_report(ctx: StageContext, test: Any, batch_size: int) -> Rounds | None:
@@ -313,7 +436,15 @@ STAGE = register(
         name="evaluate",
         body=run_evaluate,
         upstream=("data", "teacher", "distill", "rounds", "baseline"),
-        outputs=lambda layout: (layout.report_json, layout.report_md, layout.report_html, layout.plots),
+        key_fields=lambda config: key_payload(config.evaluate) or None,  # None: the key runs had before it existed
+        outputs=lambda layout: (
+            layout.report_json,
+            layout.report_md,
+            layout.report_html,
+            layout.plots,
+            layout.final_student / CALIBRATION_FILE,
+            layout.baseline_student / CALIBRATION_FILE,
+        ),
         help="Evaluate teacher and students; write report.json, report.md and report.html (with plots/).",
     )
 )

@@ -24,6 +24,14 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from gendistill.artifacts.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    CalibrationError,
+    check_min_confidence,
+    read_calibration,
+    write_calibration,
+)
 from gendistill.artifacts.card import card_text, read_run, student_facts, write_card
 from gendistill.artifacts.hub import push_folder
 from gendistill.artifacts.resolve import (
@@ -71,6 +79,8 @@ class StudentClassifier:
         self.multi_label = multi_label
         self.thresholds = list(thresholds) if thresholds is not None else None
         self.run_dir: Path | None = None  # the run it was loaded from (its report feeds the model card)
+        # fitted by the evaluate stage on a held-out split (calibration.json); None: probabilities as trained
+        self.calibration: Calibration | None = None
 
     @property
     def num_parameters(self) -> int:
@@ -86,7 +96,8 @@ class StudentClassifier:
     ) -> None:
         """Write the student folder: config.json, model.safetensors, tokenizer.json (+ id_map.safetensors) and a
         model card (README.md) with the test metrics of `report` (default: the report of the run it was loaded
-        from, if any). Any folder written here loads with `from_pretrained` and is a valid Hub model repo."""
+        from, if any), and calibration.json when the student has a calibration (a stale one is removed: it was fitted
+        to other weights). Any folder written here loads with `from_pretrained` and is a valid Hub model repo."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
@@ -109,6 +120,10 @@ class StudentClassifier:
                 **({"multi_label": True, "thresholds": self.decision_thresholds} if self.multi_label else {}),
             },
         )
+        if self.calibration is not None:
+            write_calibration(directory, self.calibration)
+        else:
+            (directory / CALIBRATION_FILE).unlink(missing_ok=True)
         self.write_card(directory, report=report, config=config, repo_id=repo_id)
 
     def write_card(
@@ -244,6 +259,10 @@ class StudentClassifier:
             ) from None
         student.model.eval()
         student.run_dir = artifact.run_dir
+        try:
+            student.calibration = read_calibration(directory)
+        except CalibrationError as error:
+            raise ModelLoadError(f"{error}; delete it (or rerun `gendistill evaluate RUN_DIR`)") from None
         return student
 
     def tensors(self, texts: list[str], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,22 +287,43 @@ class StudentClassifier:
         return out
 
     @property
+    def temperature(self) -> float:
+        """The calibration temperature the probabilities are divided by (1.0 without a calibration)."""
+        return self.calibration.temperature if self.calibration is not None else 1.0
+
+    @property
     def decision_thresholds(self) -> list[float]:
         """A multi-label student's per-label thresholds (0.5 for each label until tuned)."""
         return self.thresholds if self.thresholds is not None else [DEFAULT_THRESHOLD] * self.spec.num_labels
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (softmax); in a multi-label student one independent probability per label
-        (sigmoid), so a row need not sum to 1."""
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
+        """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1). A
+        multi-label student gives one independent probability per label (sigmoid), so a row need not sum to 1."""
         logits = torch.from_numpy(self.logits(texts, batch_size))
-        return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)).numpy()
-
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str] | list[list[str]]:
-        """A label per text; in a multi-label student the list of labels that apply to each text (possibly empty)."""
         if self.multi_label:
+            return torch.sigmoid(logits).numpy()
+        temperature = self.temperature if calibrated else 1.0
+        return torch.softmax(logits / temperature, dim=-1).numpy()
+
+    def predict(
+        self, texts: Sequence[str], batch_size: int = 64, min_confidence: float | None = None
+    ) -> list[str | None] | list[list[str]]:
+        """Labels; with `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
+        probability is below it: selective prediction, the caller defers those texts (to a person, the teacher).
+        A multi-label student answers the list of labels that apply to each text (possibly empty), each label
+        deciding at its own threshold."""
+        if self.multi_label:
+            if min_confidence is not None:
+                raise ValueError(
+                    "min_confidence is for single-label students; a multi-label one has per-label thresholds"
+                )
             decisions = decide(self.predict_proba(texts, batch_size), self.decision_thresholds)
             return [[self.label_names[i] for i in np.flatnonzero(row)] for row in decisions]
-        return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+        if min_confidence is None:
+            return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+        threshold = check_min_confidence(min_confidence)
+        probabilities = self.predict_proba(texts, batch_size)
+        return [self.label_names[int(row.argmax())] if row.max() >= threshold else None for row in probabilities]
 
 
 def _not_a_student(where: str | Path, missing: str, local: bool) -> ModelLoadError:

@@ -1,0 +1,167 @@
+"""Calibration and selective prediction, as pure functions of logits, probabilities and labels.
+
+Temperature scaling (Guo et al., 2017) divides the logits by one fitted T > 0: it changes every probability but no
+argmax, so accuracy stays what it was and only the confidence moves. T is fitted on a held-out split, never the
+test set; ECE and the Brier score are then measured on test before and after, for the report.
+
+Selective prediction answers only above a confidence threshold: the risk-coverage curve shows the error rate of the
+answered texts against the share answered, and `threshold_for_accuracy` picks the lowest threshold that keeps a
+target accuracy on the held-out split (so the coverage it gives on test is an honest estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ECE_BINS = 15
+# T is searched on log T in this range: far outside it the probabilities are all 1/K or all one-hot, and a fit that
+# lands on a bound means the held-out split says nothing useful (too small, or perfectly separated)
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+CURVE_POINTS = 101  # a risk-coverage curve kept in report.json is cut to about this many points
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, in float64 (stable: the row maximum is subtracted first)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean cross-entropy of the tempered softmax against integer labels (log-sum-exp, no overflow)."""
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    peak = scaled.max(axis=1, keepdims=True)
+    log_norm = peak[:, 0] + np.log(np.exp(scaled - peak).sum(axis=1))
+    return float(np.mean(log_norm - scaled[np.arange(len(scaled)), np.asarray(labels)]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T that minimizes held-out NLL of softmax(logits / T): a bounded 1-D search on log T (scipy's Brent),
+    which needs no learning rate and gives the same T on every machine."""
+    from scipy.optimize import minimize_scalar  # scipy loads in ~0.3 s: imported on use
+
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise ValueError("cannot fit a temperature on no examples")
+    result = minimize_scalar(
+        lambda log_t: negative_log_likelihood(logits, labels, float(np.exp(log_t))),
+        bounds=(np.log(MIN_TEMPERATURE), np.log(MAX_TEMPERATURE)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE of the top-label confidence with `bins` equal-width bins over (0, 1]: sum over bins of
+    |bin| / n * |accuracy(bin) - mean confidence(bin)| (bin b holds confidences in ((b-1)/bins, b/bins])."""
+    return sum(row.count * abs(row.accuracy - row.confidence) for row in reliability(probabilities, labels, bins)) / (
+        max(len(labels), 1)
+    )
+
+
+def brier_score(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Multi-class Brier score: the mean over texts of sum_k (p_k - [k == label])^2, in [0, 2] (scikit-learn's
+    brier_score_loss without the binary halving, so two classes and twenty read on one scale)."""
+    from sklearn.metrics import brier_score_loss  # scikit-learn loads in ~0.7 s: imported on use
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return float(
+        brier_score_loss(labels, probabilities, labels=list(range(probabilities.shape[1])), scale_by_half=False)
+    )
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """One bin of a reliability diagram: its bounds, how many texts fell in it, their mean confidence, and the
+    share of them predicted right."""
+
+    low: float
+    high: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[ReliabilityBin]:
+    """The non-empty bins of the top-label confidence (equal width over (0, 1]), in order."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    # bin b holds (b/bins, (b+1)/bins]: ceil puts a confidence of exactly 1 in the last bin, 1/bins in the first
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        if count:
+            rows.append(
+                ReliabilityBin(
+                    low=b / bins,
+                    high=(b + 1) / bins,
+                    count=count,
+                    confidence=float(confidence[members].mean()),
+                    accuracy=float(correct[members].mean()),
+                )
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class RiskCoverage:
+    """Answering only the most confident texts first: after the i most confident, `coverage[i-1]` = i / n,
+    `risk[i-1]` the error rate among them and `threshold[i-1]` the i-th highest confidence."""
+
+    coverage: np.ndarray
+    risk: np.ndarray
+    threshold: np.ndarray
+
+    def thinned(self, points: int = CURVE_POINTS) -> RiskCoverage:
+        """About `points` evenly spaced points of the curve (its last point, full coverage, always kept)."""
+        if len(self.coverage) <= points:
+            return self
+        keep = np.unique(np.linspace(0, len(self.coverage) - 1, points).round().astype(int))
+        return RiskCoverage(self.coverage[keep], self.risk[keep], self.threshold[keep])
+
+
+def risk_coverage(probabilities: np.ndarray, labels: np.ndarray) -> RiskCoverage:
+    """The risk-coverage curve of the top-label confidence (ties broken by input order: a stable sort)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    order = np.argsort(-confidence, kind="stable")
+    answered = np.arange(1, len(order) + 1)
+    errors = np.cumsum(~correct[order])
+    return RiskCoverage(answered / len(order), errors / answered, confidence[order])
+
+
+def threshold_for_accuracy(probabilities: np.ndarray, labels: np.ndarray, target: float) -> float | None:
+    """The lowest confidence threshold t such that the texts with confidence >= t are right at least `target` of
+    the time: the largest coverage that meets the target. Texts tied at t are all in or all out, as they will be
+    when the threshold is applied. None when no threshold reaches the target (not even the most confident text)."""
+    if not 0 < target < 1:
+        raise ValueError(f"target accuracy must be in (0, 1), got {target}")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    if not len(correct):
+        return None
+    order = np.argsort(-confidence, kind="stable")
+    ordered = confidence[order]
+    accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    # a threshold can only fall between distinct confidences: the last position of each run of ties
+    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    meeting = ends[accuracy[ends] >= target]
+    return float(ordered[meeting[-1]]) if len(meeting) else None
+
+
+def selective_scores(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[float, float | None]:
+    """(coverage, accuracy of the answered texts) at `threshold`: a text is answered when its top probability is
+    >= threshold. Accuracy is None when nothing is answered."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    kept = probabilities.max(axis=1) >= threshold
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    coverage = float(kept.mean()) if len(kept) else 0.0
+    return coverage, (float(correct[kept].mean()) if kept.any() else None)
