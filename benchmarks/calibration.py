@@ -1,0 +1,152 @@
+"""Calibration and selective prediction on the harness datasets (issue 22): does the default student's test ECE
+fall to 0.05 or below after temperature scaling, and does the threshold chosen for 95% held-out accuracy keep
+test accuracy on the answered texts at 94% or above, and at what coverage?
+
+Each cell (dataset x seed) is the default pipeline at N labeled texts per class, with a validation split of V more
+labeled texts per class carved from the same training file (disjoint from the labeled sample and from the transfer
+pool: a user who calibrates labels N + V texts per class), the rest of the training file as unlabeled transfer
+texts (`--transfer` of them), and the dataset's test file, only reported. The temperature and the threshold are
+fitted on the validation split by the evaluate stage (`gendistill.evaluation.calibration`); nothing here looks at
+the test set except to report it.
+
+    python benchmarks/calibration.py --data-dir ../shared/data --datasets sst2 ag_news --seeds 0 1 2 \\
+        --teacher models/all-MiniLM-L6-v2
+
+Outputs under --out (default benchmarks/results/calibration): runs/<dataset>-s<seed>.json (every model's
+calibration and selective blocks and test accuracy) and summary.json (means over seeds per dataset and model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import gendistill
+from gendistill.config import build_config
+
+MODELS = ("teacher", "student", "baseline_student")
+FIGURES = ("accuracy", "ece_before", "ece_after", "brier_before", "brier_after", "temperature")
+SELECTIVE = ("threshold", "coverage_heldout", "accuracy_heldout", "coverage_test", "accuracy_test")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder with <dataset>/{train,test}.jsonl")
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "ag_news"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--per-class", type=int, default=64, help="labeled training texts per class (N)")
+    parser.add_argument("--validation-per-class", type=int, default=64, help="labeled validation texts per class")
+    parser.add_argument("--transfer", type=int, default=4000, help="unlabeled transfer texts from the train pool")
+    parser.add_argument("--target-accuracy", type=float, default=0.95)
+    parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/calibration"))
+    return parser.parse_args(argv)
+
+
+def carve(folder: Path, out: Path, per_class: int, seed: int) -> dict[str, Path]:
+    """train.jsonl split into validation (`per_class` rows of each class, seeded) and the rest, written under
+    `out`; the test file and labels.json are referenced where they are."""
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    by_class: dict[Any, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_class[row["label"]].append(index)
+    rng = random.Random(seed)
+    held = {index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices)))}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"train": out / "train.jsonl", "validation": out / "validation.jsonl"}
+    for name, keep in (("train", lambda i: i not in held), ("validation", lambda i: i in held)):
+        text = "".join(json.dumps(row) + "\n" for i, row in enumerate(rows) if keep(i))
+        paths[name].write_text(text, encoding="utf-8")
+    return {**paths, "test": folder / "test.jsonl", "labels": folder / "labels.json"}
+
+
+def cell_config(args: argparse.Namespace, files: dict[str, Path], seed: int) -> dict[str, Any]:
+    fine_tuned = {"epochs": 10 if args.per_class >= 32 else 20, "learning_rate": 1e-4}  # as benchmarks/lowdata.py
+    source = {"type": "file", "path": str(files["train"]), "exclude_labeled": True, "n": args.transfer}
+    return {
+        "data": {
+            "train": str(files["train"]),
+            "validation": str(files["validation"]),
+            "test": str(files["test"]),
+            "label_names": str(files["labels"]),
+            "per_class": args.per_class,
+            "seed": seed,
+        },
+        "teacher": {"model": args.teacher, **fine_tuned},
+        "transfer": {"sources": [source]},
+        "student": {"baseline": True},
+        "evaluate": {"speed_examples": 256, "target_accuracy": args.target_accuracy},
+        "seed": seed,
+    }
+
+
+def cell_row(report: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for model in MODELS:
+        entry = report.get(model) or {}
+        calibration, selective = entry.get("calibration") or {}, entry.get("selective") or {}
+        row[model] = {
+            "accuracy": entry.get("accuracy"),
+            **{key: calibration.get(key) for key in FIGURES if key != "accuracy"},
+            **{key: selective.get(key) for key in SELECTIVE},
+        }
+    return row
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        cells = [row for row in rows if row["dataset"] == dataset]
+        summary[dataset] = {"seeds": [row["seed"] for row in cells]}
+        for model in MODELS:
+            means = {}
+            for key in (*FIGURES, *SELECTIVE):
+                values = [row["models"][model][key] for row in cells if row["models"][model].get(key) is not None]
+                means[key] = statistics.mean(values) if values else None
+            summary[dataset][model] = means
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    runs = args.out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            path = runs / f"{dataset}-s{seed}.json"
+            if path.exists():  # resumable: a finished cell is read back
+                rows.append(json.loads(path.read_text()))
+                continue
+            cell = args.cache / f"{dataset}-n{args.per_class}-v{args.validation_per_class}-s{seed}"
+            files = carve(args.data_dir / dataset, cell / "data", args.validation_per_class, seed)
+            config = build_config(cell_config(args, files, seed))
+            print(f"[{dataset} seed={seed}] running", flush=True)
+            report = gendistill.Run(config, cell / "run").run().model_dump(mode="json")
+            row = {
+                "dataset": dataset,
+                "seed": seed,
+                "per_class": args.per_class,
+                "validation_per_class": args.validation_per_class,
+                "transfer": args.transfer,
+                "target_accuracy": args.target_accuracy,
+                "models": cell_row(report),
+            }
+            path.write_text(json.dumps(row, indent=2) + "\n")
+            rows.append(row)
+            student = row["models"]["student"]
+            print(f"[{dataset} seed={seed}] student {json.dumps(student)}", flush=True)
+    summary = summarize(rows)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({"command": " ".join(sys.argv), "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
