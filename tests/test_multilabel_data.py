@@ -122,7 +122,9 @@ def test_config_refuses_contradicting_forms_and_plugins_that_answer_one_label(tm
         build_config({"data": contradicting, "teacher": {"model": "m"}})
     check_data(build_config({"data": {"train": train}, "teacher": {"model": "m"}}))  # hf_encoder answers per label
     single_label = {
-        "teacher.kind 'setfit' gives one label per text": {"teacher": {"kind": "setfit", "model": "m"}},
+        "teacher.kind 'llm' gives one label per text": {
+            "teacher": {"kind": "llm", "model": "m", "endpoint": "http://127.0.0.1:9/v1"}
+        },
         "rounds.count works on one label per text": {"teacher": {"model": "m"}, "rounds": {"count": 2}},
         "label.rebalance works on one label per text": {"teacher": {"model": "m"}, "label": {"rebalance": 2}},
     }

@@ -11,7 +11,7 @@ from gendistill.data.task import LabeledSet
 from gendistill.errors import ConfigError, ModelLoadError
 from gendistill.runtime import make_accelerator
 from gendistill.teachers import FitContext
-from gendistill.teachers.setfit import head_weights
+from gendistill.teachers.setfit import head_weights, one_vs_rest_weights
 
 pytest.importorskip("setfit")
 
@@ -41,6 +41,68 @@ def test_a_class_without_labeled_examples_is_named():
     head = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 2, 0, 2])
     with pytest.raises(ConfigError, match="no example of class 'b'"):
         head_weights(head, 3, ["a", "b", "c"])
+
+
+def test_a_one_vs_rest_head_gives_each_labels_log_odds():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4)).astype(np.float32)
+    y = (rng.random((80, 3)) < 0.4).astype(int)
+    x[:, :3] += 2 * y  # each label learnable from its own feature
+    head = OneVsRestClassifier(LogisticRegression()).fit(x, y)
+    weight, bias = one_vs_rest_weights(head, ["a", "b", "c"])
+    assert weight.shape == (3, 4) and bias.shape == (3,)
+    np.testing.assert_allclose(1 / (1 + np.exp(-(x @ weight.T + bias))), head.predict_proba(x), atol=1e-5)
+    constant = OneVsRestClassifier(LogisticRegression()).fit(x, np.column_stack([y[:, :2], np.ones(80, int)]))
+    with pytest.raises(ConfigError, match="label 'c' is on every labeled text or on none"):
+        one_vs_rest_weights(constant, ["a", "b", "c"])
+
+
+def test_a_multi_label_setfit_teacher_answers_two_labels_and_none(tiny_teacher_dir, tmp_path):
+    import random
+
+    import torch
+    from conftest import TOPICS
+
+    names = sorted(TOPICS)
+    rng = random.Random(0)
+
+    def rows(n):
+        texts, sets = [], []
+        for _ in range(n):
+            chosen = sorted(rng.sample(range(3), rng.choice([0, 1, 1, 2])))
+            words = [w for i in chosen for w in rng.sample(TOPICS[names[i]], 2)] + ["the", "we", "saw"]
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+            sets.append(chosen)
+        return texts, sets
+
+    texts, sets = rows(60)
+    config = setfit_teacher(tiny_teacher_dir, body_learning_rate=1e-3, epochs=2)
+    ctx = FitContext(
+        LabeledSet(texts, sets),
+        names,
+        tmp_path / "t",
+        tmp_path / "c",
+        make_accelerator("cpu", "no", 0),
+        0,
+        multi_label=True,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config.fit(ctx)
+        test_texts, test_sets = rows(40)
+        logits = config.load(tmp_path / "t", "cpu").logits(test_texts, 16)
+    finally:
+        torch.set_num_threads(threads)
+    predicted = 1 / (1 + np.exp(-logits)) >= 0.5
+    truth = np.array([[i in row for i in range(3)] for row in test_sets])
+    assert (predicted == truth).mean() >= 0.85  # per-label decisions; a softmax head could not give two or none
+    two = [i for i, row in enumerate(test_sets) if len(row) == 2]
+    assert predicted[two].sum(axis=1).mean() >= 1.5
 
 
 def setfit_teacher(tiny_teacher_dir, **fields):

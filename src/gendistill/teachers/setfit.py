@@ -14,6 +14,10 @@ student's KL/MSE losses see the same scores the head decides by. The folder is a
 teacher's tokenizer: `student.init: teacher` works as with `hf_encoder` (and `student.init_from: finetuned` embeds
 tokens with the contrastively trained body).
 
+Multi-label tasks use SetFit's `one-vs-rest` strategy (`multi_target_strategy`): pairs are positive when the two texts
+share a label, and the head is one logistic regression per label. Its saved rows are then each label's log-odds,
+so the labeler's logits are what the student's per-label sigmoid targets need, with no softmax between.
+
 One process: SetFit's trainer is not run under `accelerate launch` here (it would start its own data-parallel run
 beside ours); fit the teacher with `gendistill train-teacher` in one process, the later stages can then use many.
 """
@@ -44,6 +48,7 @@ class SetFitTeacher(EncoderTeacherConfig):
     """A sentence encoder trained contrastively on pairs of the labeled texts, with a logistic-regression head."""
 
     kind: Literal["setfit"] = "setfit"
+    supports_multi_label: ClassVar[bool] = True  # SetFit's one-vs-rest strategy: a logistic regression per label
     how_trained: ClassVar[str] = (
         "trained with SetFit on the labeled examples (contrastive pairs, then a logistic-regression head)"
     )
@@ -71,7 +76,15 @@ class SetFitTeacher(EncoderTeacherConfig):
             )
         device = str(ctx.accelerator.device) if ctx.accelerator is not None else None  # the run's `device`
         return train_setfit(
-            self, ctx.train.texts, ctx.train.labels, ctx.label_names, ctx.out_dir, ctx.checkpoint_dir, ctx.seed, device
+            self,
+            ctx.train.texts,
+            ctx.train.labels,
+            ctx.label_names,
+            ctx.out_dir,
+            ctx.checkpoint_dir,
+            ctx.seed,
+            device,
+            multi_label=ctx.multi_label,
         )
 
     def load(self, directory: Path, device: torch.device | str) -> SetFitLabeler:
@@ -92,14 +105,18 @@ def train_setfit(
     work_dir: Path,
     seed: int,
     device: str | None = None,
+    *,
+    multi_label: bool = False,
 ) -> dict[str, Any]:
     """Train body and head with SetFit's trainer, then save both without pickle (atomically: a `.tmp` twin).
-    An interrupted fit starts again (minutes on a CPU): SetFit's trainer keeps no resumable state we could trust."""
+    An interrupted fit starts again (minutes on a CPU): SetFit's trainer keeps no resumable state we could trust.
+    `multi_label`: `labels` are lists of label ids, trained one-vs-rest."""
     require_setfit()
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from setfit import SetFitModel, Trainer, TrainingArguments
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
     from transformers import set_seed
 
     set_seed(seed)
@@ -112,8 +129,12 @@ def train_setfit(
         model_kwargs={"use_safetensors": None if config.allow_pickle_weights else True},
     )
     body.max_seq_length = config.max_length
-    head = LogisticRegression(C=config.head_c, max_iter=1000, random_state=seed)
-    model = SetFitModel(model_body=body, model_head=head)
+    head: Any = LogisticRegression(C=config.head_c, max_iter=1000, random_state=seed)
+    targets: list = labels
+    if multi_label:
+        head = OneVsRestClassifier(head)
+        targets = [[int(i in row) for i in range(len(label_names))] for row in labels]  # SetFit wants 0/1 rows
+    model = SetFitModel(model_body=body, model_head=head, multi_target_strategy="one-vs-rest" if multi_label else None)
     arguments = TrainingArguments(
         output_dir=str(work_dir),
         num_iterations=config.num_iterations,
@@ -126,10 +147,13 @@ def train_setfit(
         save_strategy="no",
         logging_strategy="no",
     )
-    trainer = Trainer(model=model, args=arguments, train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+    dataset = Dataset.from_dict({"text": texts, "label": targets})
+    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
     trainer.train()
     shutil.rmtree(arguments.output_dir, ignore_errors=True)
-    weight, bias = head_weights(head, len(label_names), label_names)
+    weight, bias = (
+        one_vs_rest_weights(head, label_names) if multi_label else head_weights(head, len(label_names), label_names)
+    )
 
     from safetensors.numpy import save_file
 
@@ -155,6 +179,22 @@ def head_weights(head: Any, n_classes: int, label_names: list[str]) -> tuple[np.
         coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     order = np.argsort(classes)  # rows in class-id order
     return np.ascontiguousarray(coef[order]), np.ascontiguousarray(intercept[order])
+
+
+def one_vs_rest_weights(head: Any, label_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted one-vs-rest head as (weight [labels, dim], bias [labels]): row i is label i's log-odds, so
+    sigmoid(logits) is each label's probability. A label with no positive (or no negative) labeled text has a
+    constant estimator without coefficients: refused, naming it (the teacher could never say yes, or no, to it)."""
+    weights, biases = [], []
+    for index, estimator in enumerate(head.estimators_):
+        if not hasattr(estimator, "coef_"):
+            raise ConfigError(
+                f"setfit teacher: label {label_names[index]!r} is on every labeled text or on none; a one-vs-rest "
+                "head cannot learn it: give it both examples and counter-examples"
+            )
+        weights.append(np.asarray(estimator.coef_, dtype=np.float32)[0])
+        biases.append(np.float32(np.asarray(estimator.intercept_).reshape(-1)[0]))
+    return np.ascontiguousarray(np.stack(weights)), np.asarray(biases, dtype=np.float32)
 
 
 class SetFitLabeler:
