@@ -110,6 +110,27 @@ def test_card_names_a_hub_dataset(run_dir):
     assert meta["datasets"] == ["ag_news"]
 
 
+def test_card_describes_only_what_ran(run_dir, tmp_path):
+    """No generator in the prose when no source generated; no enum reprs or file names; plain YAML."""
+    report = Report.read(run_dir / "report.json")
+    report.transfer_set = TransferSet(sources=[SourceRow(type="file", n=None, generated=50, kept=50)], kept=50)
+    config = build_config(make_tiny_config(run_dir.parent, run_dir.parent))  # enum-valued fields, a .jsonl train
+    student = StudentClassifier.from_pretrained(run_dir / "student")
+    student.info["init"] = config.student.init  # as make_student leaves it in memory: an Enum
+    student.save_pretrained(tmp_path / "out", report=report, config=config)
+    text = (tmp_path / "out" / "README.md").read_text()
+    header = yaml.safe_load(text.split("---\n", 2)[1])
+    assert header["gendistill"]["init"] == "teacher" and header["gendistill"]["transfer_set"]["kept"] == 50
+    assert "generator" not in text and "unlabeled texts from a file" in text
+    assert "EmbeddingInit" not in text and "LossKind" not in text and "train.jsonl" not in text
+    assert "init `teacher`, loss `kl`" in text and "60 labeled training examples" in text
+    # without a report nor a config, nothing is said about a transfer set
+    bare = StudentClassifier.from_pretrained(run_dir / "student")
+    bare.run_dir = None
+    bare.save_pretrained(tmp_path / "bare", report=None, config=None)
+    assert "transfer set" not in (tmp_path / "bare" / "README.md").read_text()
+
+
 @pytest.fixture()
 def mocked_hub(monkeypatch, tmp_path):
     """HfApi.create_repo/create_branch/upload_folder replaced: records the calls and copies what would be uploaded."""

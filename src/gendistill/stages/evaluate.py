@@ -80,6 +80,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     if test:
         report.teacher = scored(report.teacher, teacher_predictions)
     predictors = {}
+    students: dict[str, tuple[StudentClassifier, Any]] = {}  # their model cards are rewritten with the report
     if "examples_per_s" not in described:  # a served LLM reports its own (timing it would ask the server again)
         predictors["teacher"] = lambda batch: teacher.logits(batch, config.batch_size)
 
@@ -100,6 +101,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             row = scored(row, predictions)
             row.teacher_agreement = float(np.mean(predictions == teacher_predictions))
         predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
+        students[name] = (student, directory)
         setattr(report, name, row)
 
     passes = timed_passes(
@@ -158,6 +160,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     write_plots(report, ctx)
     write_report(report, layout.report_json)
+    # each student folder's README.md was written when it was trained, before there were metrics to show
+    for student, directory in students.values():
+        student.write_card(directory, report=report, config=ctx.config)
     return {name: row.accuracy for name, row in report.models()}
 
 
