@@ -309,7 +309,7 @@ def card_text(
         "- A tiny network: it is much faster and smaller than its teacher and usually somewhat less accurate; compare "
         "it with the teacher on the same test set before relying on it.",
         "- It learnt from the teacher"
-        + (" and its transfer texts" if _transfer_phrase(transfer, config).startswith(", on the teacher's soft") else "")
+        + (" and its transfer texts" if "transfer set of" in _transfer_phrase(transfer, config) else "")
         + ": it inherits the teacher's mistakes and any bias in its data. Check it on your own held-out data.",
         f"- Inputs are truncated to {facts.max_length} tokens." if facts.max_length else None,
         "- Not for decisions about people without human review.",
@@ -330,7 +330,7 @@ def card_text(
 
 
 def _teacher_phrase(teacher: str | None, config: RunConfig | None) -> str:
-    """"a `bert-base` teacher (fine-tuned on the labeled examples)": how it was trained only when the config says."""
+    """The teacher as the card names it, with how it was trained only when the config says."""
     name = f"a `{teacher}` teacher" if teacher else "a teacher"
     return f"{name} ({config.teacher.how_trained})" if config is not None else name
 
