@@ -276,3 +276,22 @@ def test_cli_push_local_dir_writes_the_repo_without_uploading(run_dir, tmp_path)
     assert again.exit_code == 2 and "not an empty folder" in again.output
     missing = CliRunner().invoke(app, ["push", str(tmp_path / "nothing"), "me/tiny"])
     assert missing.exit_code == 2 and "no such run directory" in missing.output
+
+
+def test_cli_push_without_a_reachable_hub_is_one_line(run_dir):
+    """A connection refused (HF_ENDPOINT on a closed local port, online mode, a fake token) is one error line and
+    exit 2, not the HTTP client's traceback. A subprocess: huggingface_hub reads HF_ENDPOINT once, at import."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_fake", "GENDISTILL_PROGRESS": "0"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # huggingface_hub reads either as offline mode
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "gendistill.cli", "push", str(run_dir), "me/never-sent"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert len(output.splitlines()) == 1, output
+    assert "cannot be reached" in output and "127.0.0.1:9" in output and "Traceback" not in output
