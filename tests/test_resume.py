@@ -218,3 +218,23 @@ def test_a_damaged_checkpoint_is_named_and_the_stage_restarts_from_its_last_good
         assert (final[name] == reference[name]).all(), name
     valid_manifest(run_dir)
     assert not (run_dir / "checkpoints" / "distill").exists()
+
+
+def test_the_resume_message_says_resuming_only_when_there_is_something_to_resume_from(tmp_path):
+    from gendistill.pipeline.runner import resume_message
+
+    student, checkpoints, examples = tmp_path / "student", tmp_path / "ck" / "distill", tmp_path / "ck" / "ex"
+    outputs = (student, checkpoints, examples)
+    examples.mkdir(parents=True)
+    (examples / "chunk-0.npy").write_bytes(b"x")  # the example store exists before the first checkpoint
+    before = resume_message("distill", outputs, checkpoints)
+    assert "resuming" not in before and "starting its training over" in before
+    (checkpoints / "sub").mkdir(parents=True)  # a checkpoint being written: no state.json yet
+    assert "resuming" not in resume_message("distill", outputs, checkpoints)
+    (checkpoints / "state.json").write_text("{}")
+    assert resume_message("distill", outputs, checkpoints) == "resuming distill from its last checkpoint"
+    shards = tmp_path / "transfer"
+    shards.mkdir()
+    assert "resuming" not in resume_message("transfer", (shards,), tmp_path / "ck" / "transfer")
+    (shards / "shard-00000.parquet").write_bytes(b"x")
+    assert resume_message("transfer", (shards,), tmp_path / "ck" / "transfer").startswith("resuming transfer")
