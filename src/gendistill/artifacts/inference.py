@@ -30,7 +30,7 @@ from gendistill.artifacts.resolve import (
     resolve_model_dir,
 )
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES, CachedWordTokenizer
-from gendistill.data.texts import as_texts
+from gendistill.data.texts import as_texts, require_words
 from gendistill.errors import ExportDirError
 
 PAD_ID = 0
@@ -159,7 +159,8 @@ class Predictor:
         return matrix, lengths
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Logits [len(texts), labels] in input order.
+        """Logits [len(texts), labels] in input order, for any text: an empty one gets the logits of the [UNK]
+        id the export maps it to (what the export checks compare with torch). predict and predict_proba refuse it.
 
         With several threads, each takes a contiguous share of the texts and tokenizes, sorts and runs it on its
         own session, so one share's tokenization (which holds the GIL) overlaps another's onnxruntime run (which
@@ -199,9 +200,12 @@ class Predictor:
             out[[start + i for i in chunk]] = session.run(["logits"], {"ids": ids, "lengths": lengths})[0]
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        logits = self.logits(texts, batch_size)
+        """Probabilities [len(texts), labels]. An empty or whitespace-only text is an EmptyTextError (a ValueError)
+        naming its index: it has nothing to classify, and its label would only be the student's prior."""
+        logits = self.logits(require_words(as_texts(texts)), batch_size)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
-        return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
+        """The label per text; an empty or whitespace-only text is an EmptyTextError, as in predict_proba."""
+        return [self.label_names[i] for i in self.logits(require_words(as_texts(texts)), batch_size).argmax(axis=1)]

@@ -84,7 +84,8 @@ def serve(
         ),
     ] = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
-    """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
+    """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch, and the Hugging
+    Face text-classification protocol ({"inputs": ...} on POST /predict and POST /)."""
 
     def action() -> None:
         server = extras.load("gendistill.artifacts.serve", "serve")
