@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from huggingface_hub import EvalResult, ModelCardData
 
 from gendistill import progress
+from gendistill.artifacts.parity import describe as describe_parity
 from gendistill.config import RunConfig, load_config
 from gendistill.errors import GendistillError
 from gendistill.evaluation.report import ModelRow, Report
@@ -50,6 +51,18 @@ class CardFacts:
     size_bytes: int | None = None
     quantization: str | None = None
     extra_tags: list[str] = field(default_factory=list)
+    parity: dict[str, Any] | None = None  # an export's parity record (artifacts.parity), from metadata.json
+
+
+def own_metrics(facts: CardFacts) -> tuple[dict[str, Any], int] | None:
+    """(accuracy and macro-F1 of the exported file itself, the test texts they were measured on), from its parity
+    record; None for a student folder or an export without one. An int8 file's accuracy is its own, not the
+    torch student's it came from."""
+    parity = facts.parity or {}
+    row = (parity.get("models") or {}).get(parity.get("shipped"))
+    if not row or row.get("accuracy") is None:
+        return None
+    return row, int(parity.get("texts") or 0)
 
 
 def plain(value: Any) -> Any:
@@ -99,6 +112,7 @@ def export_facts(metadata: dict[str, Any]) -> CardFacts:
         size_bytes=metadata.get("model_bytes"),
         quantization=metadata.get("quantization"),
         extra_tags=["onnx"] + ([str(metadata["quantization"])] if metadata.get("quantization") else []),
+        parity=metadata.get("parity"),
     )
 
 
@@ -142,15 +156,20 @@ def _card_data(
 ) -> ModelCardData:
     dataset = hub_dataset(config)
     row = _row(report, facts.kind)
-    measured = row is not None and row.accuracy is not None
+    own = own_metrics(facts)
+    measured = own is not None or (row is not None and row.accuracy is not None)
     results = []
     if measured:
-        assert row is not None and report is not None
+        if own is not None:  # the exported file's own numbers, on the texts its parity was measured on
+            scores, examples = own[0], own[1]
+        else:
+            assert row is not None and report is not None
+            scores, examples = {"accuracy": row.accuracy, "macro_f1": row.macro_f1}, report.test_examples
         dataset_type = dataset or "custom"
-        dataset_name = f"{dataset or 'held-out test set'} ({report.test_examples} examples)"
+        dataset_name = f"{dataset or 'held-out test set'} ({examples} examples)"
         for metric, value, name, metric_config in (
-            ("accuracy", row.accuracy, "Accuracy", None),
-            ("f1", row.macro_f1, "Macro F1", "macro"),
+            ("accuracy", scores.get("accuracy"), "Accuracy", None),
+            ("f1", scores.get("macro_f1"), "Macro F1", "macro"),
         ):
             if value is not None:
                 results.append(
@@ -188,6 +207,7 @@ def _card_data(
             else None
         ),
         "config_hash": report.config_hash if report is not None else None,
+        "export_parity": facts.parity,
     }
     return ModelCardData(
         library_name="gendistill",
@@ -232,7 +252,9 @@ def card_text(
         "## Results",
         "",
     ]
-    if report is not None and report.models() and row is not None and row.accuracy is not None:
+    evaluated = report is not None and bool(report.models()) and row is not None and row.accuracy is not None
+    if evaluated:
+        assert report is not None
         lines += [
             f"On a held-out test set of {report.test_examples} examples (the report of the run that trained it; "
             f"{report.train_examples} labeled training examples):",
@@ -240,8 +262,9 @@ def card_text(
             "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |",
             "|---|---|---|---|---|---|",
         ]
+        this = " (torch; this file's source)" if facts.fmt == "onnx" else " (this model)"
         for key, model_row in report.models():
-            marker = " (this model)" if key == facts.kind else ""
+            marker = this if key == facts.kind else ""
             lines.append(
                 f"| {key}{marker} | {_pct(model_row.accuracy)} | {_pct(model_row.macro_f1)} | "
                 f"{_int(model_row.params)} | {_int(model_row.size_bytes)} | {_int(model_row.examples_per_s)} |"
@@ -253,10 +276,20 @@ def card_text(
             + (f" with {threads} thread(s)" if threads else "")
             + ", tokenization included; it varies from machine to machine."
             + (
-                f" This file: {facts.quantization} ONNX, {_int(facts.size_bytes)} bytes." if facts.fmt == "onnx" else ""
+                f" This file: {facts.quantization or 'fp32'} ONNX, {_int(facts.size_bytes)} bytes."
+                if facts.fmt == "onnx"
+                else ""
             ),
         ]
-    else:
+    if facts.parity:
+        lines += [
+            "" if evaluated else None,
+            f"This file's own answers, measured at export on the run's first {facts.parity.get('texts')} test "
+            "texts against the torch student it came from (accuracy and macro-F1 in percent):",
+            "",
+            *describe_parity(facts.parity),
+        ]
+    elif not evaluated:
         lines.append(
             "Not evaluated: this card was written without the run's report.json. Push from the run directory "
             "(`gendistill push RUN_DIR REPO_ID`) for a card with the test metrics."

@@ -67,7 +67,16 @@ class Predictor:
     long as the predictor: in a server, for its whole life.
     """
 
-    def __init__(self, directory: str | Path, threads: int | None = None, word_cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        directory: str | Path,
+        threads: int | None = None,
+        word_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        *,
+        model_file: str = MODEL_FILE,
+    ):
+        """`model_file`: another graph of the same export folder than model.onnx (the export measures its fp32
+        intermediate this way before deleting it)."""
         self.directory = Path(directory)
         missing = [name for name in EXPORT_FILES if not (self.directory / name).is_file()]
         if missing:
@@ -108,11 +117,11 @@ class Predictor:
         try:
             # one session per thread: two threads sharing one session ran 10% slower than with their own
             self.sessions = [
-                ort.InferenceSession(str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(str(self.directory / model_file), options, providers=["CPUExecutionProvider"])
                 for _ in range(self.threads)
             ]
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
-            raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
+            raise ExportDirError(f"{self.directory / model_file}: cannot load ({error})") from None
         outputs = self.sessions[0].get_outputs()[0].shape
         if isinstance(outputs[-1], int) and outputs[-1] != len(self.label_names):
             raise ExportDirError(
