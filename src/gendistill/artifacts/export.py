@@ -451,17 +451,16 @@ def export_parity(
     """artifacts.parity's record for this export: torch, the fp32 graph and (quantized) the int8 one on the run's
     first parity.MAX_TEXTS test texts, through the Predictor a deployment uses (its tokenization included); None
     without a test set (a student folder, or a run without one)."""
-    from gendistill.artifacts.inference import Predictor
-
     test_set = parity.run_test_set(run_dir)
     if test_set is None:
         return None
     texts, gold = test_set
+    inference = extras.load("gendistill.artifacts.inference", "inference")  # onnxruntime: present once exporting
     logits = {parity.TORCH: student.logits(texts)}
     graphs = {parity.ONNX_FP32: fp32_file} | ({parity.ONNX_INT8: MODEL_FILE} if quantize == "int8" else {})
     for name, file in graphs.items():
         with _quiet():
-            logits[name] = Predictor(folder, threads=1, model_file=file).logits(texts)
+            logits[name] = inference.Predictor(folder, threads=1, model_file=file).logits(texts)
     return {
         "texts": len(texts),
         "source": "the run's test set",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from gendistill.evaluation.measure import classification_metrics
 from gendistill.io import read_json
 from gendistill.pipeline.layout import RunLayout
 
@@ -54,8 +55,6 @@ def measure(logits: dict[str, np.ndarray], label_names: list[str], gold: list[st
     """Per model (`logits` by name, torch's under TORCH, all [texts, labels] in the same text order): label
     agreement with torch, the largest absolute probability difference from torch, and accuracy and macro-F1
     against `gold` (label names) when given."""
-    from gendistill.evaluation.measure import classification_metrics
-
     reference = softmax(logits[TORCH])
     reference_labels = reference.argmax(axis=1)
     index = {name: i for i, name in enumerate(label_names)}
