@@ -342,7 +342,7 @@ def card_text(
         "- A tiny network: it is much faster and smaller than its teacher and usually somewhat less accurate; compare "
         "it with the teacher on the same test set before relying on it.",
         "- It learnt from the teacher"
-        + (" and its transfer texts" if "transfer set of" in _transfer_phrase(transfer, config) else "")
+        + (" and its transfer texts" if _transfer_types(transfer, config) else "")
         + ": it inherits the teacher's mistakes and any bias in its data. Check it on your own held-out data.",
         f"- Inputs are truncated to {facts.max_length} tokens." if facts.max_length else None,
         "- Not for decisions about people without human review.",
@@ -368,17 +368,22 @@ def _teacher_phrase(teacher: str | None, config: RunConfig | None) -> str:
     return f"{name} ({config.teacher.how_trained})" if config is not None else name
 
 
+def _transfer_types(transfer: Any, config: RunConfig | None) -> list[str]:
+    """The transfer sources that gave the student texts, from what ran: the report's transfer set when there is
+    one (sources that kept no text left out), else the config's sources, else none (a card must not claim a
+    generator that never ran)."""
+    if transfer is not None:
+        return [source.type for source in transfer.sources if source.kept]
+    if config is not None:
+        return [str(plain(source.type)) for source in config.transfer.sources]
+    return []
+
+
 def _transfer_phrase(transfer: Any, config: RunConfig | None) -> str:
-    """What the student learnt from besides the labeled texts, from what ran: the report's transfer set (its
-    sources and counts), else the config's sources, else nothing (a card must not claim a generator that never
-    ran)."""
-    types: list[str] = []
-    if transfer is not None and transfer.sources:
-        types = [source.type for source in transfer.sources if source.kept]
-    elif transfer is None and config is not None:
-        types = [str(plain(source.type)) for source in config.transfer.sources]
+    """What the student learnt from besides the labeled texts, in words (empty when nothing says)."""
+    types = _transfer_types(transfer, config)
     if not types:
-        return ", on the teacher's labels of the labeled texts (no transfer set)" if transfer is not None else ""
+        return ", without a transfer set" if transfer is not None else ""
     kept = f"{transfer.kept:,} " if transfer is not None and transfer.kept else ""
     words = ", ".join(dict.fromkeys(SOURCE_WORDS.get(kind, kind) for kind in types))
     return f", on the teacher's soft labels of a transfer set of {kept}texts ({words})"
