@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -191,3 +193,73 @@ def test_knobs_that_never_end_or_overflow_have_an_upper_bound(override, field, b
     the learning rate."""
     with pytest.raises(ConfigError, match=f"bad value for '{field}': Input should be {bound}"):
         build_config(BASE, [override])
+
+
+# README writes `auto` where the field's default is None because None means "detect it from the data"; only these
+# keys may say so (anywhere else, `auto` in the table would hide a wrong default).
+README_AUTO_IS_NONE = {("data", "multi_label"), ("data", "label_names")}
+
+
+def readme_config_tables() -> dict[str, list[tuple[str, str]]]:
+    """The Config reference's `| key | default | meaning |` tables by section: (key cell, default cell) rows."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    reference = text.split("## Config reference", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, list[tuple[str, str]]] = {}
+    section = None
+    for line in reference.splitlines():
+        heading = re.match(r"^\*\*`(\w+)`\*\*", line)
+        if heading:
+            section = heading.group(1)
+        elif section and line.startswith("| `"):
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            tables.setdefault(section, []).append((cells[0], cells[1]))
+    return tables
+
+
+def readme_value(cell: str) -> object:
+    """A README default cell as a Python value: `none`/`null` -> None, backticks dropped, YAML for the rest."""
+    cell = cell.strip().strip("`")
+    if cell in ("none", "null"):
+        return None
+    value = yaml.safe_load(cell)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def split_defaults(cell: str, count: int) -> list[str]:
+    """`10, 2e-3, 64` for three keys; one default for several keys (`test`, `validation` | none) is shared."""
+    if count == 1:
+        return [cell]
+    parts = [part.strip() for part in re.split(r",\s*(?![^\[]*\])", cell)]
+    return parts if len(parts) == count else [cell] * count
+
+
+def test_readme_config_tables_match_the_defaults():
+    from enum import Enum
+
+    from gendistill.config import DataConfig, LabelConfig, StudentConfig
+
+    models = {"data": DataConfig, "student": StudentConfig, "label": LabelConfig}
+    tables = readme_config_tables()
+    assert set(tables) >= set(models), tables.keys()
+    checked = 0
+    for section, model in models.items():
+        for keys_cell, default_cell in tables[section]:
+            keys = re.findall(r"`(\w+)`", keys_cell)
+            for key, cell in zip(keys, split_defaults(default_cell, len(keys))):
+                assert key in model.model_fields, f"README {section}.{key}: no such config key"
+                field = model.model_fields[key]
+                default = field.default_factory() if field.default_factory is not None else field.default
+                default = default.value if isinstance(default, Enum) else default
+                if cell.strip() == "auto":
+                    assert (section, key) in README_AUTO_IS_NONE and default is None, f"{section}.{key}: auto"
+                    continue
+                assert readme_value(cell) == default, f"README {section}.{key}: {cell!r}, the code: {default!r}"
+                checked += 1
+    assert checked >= 30  # the parser found the tables' rows

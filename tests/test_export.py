@@ -71,8 +71,9 @@ def test_onnx_fp32_matches_torch(arch, init, student_factory, tmp_path):
     expected = student.logits(texts)
     np.testing.assert_allclose(predictor.logits(texts), expected, atol=1e-4)  # batched, padded
     np.testing.assert_allclose(predictor.logits(texts, batch_size=1), expected, atol=1e-4)  # one by one
-    assert predictor.predict(texts) == student.predict(texts)
-    np.testing.assert_allclose(predictor.predict_proba(texts), student.predict_proba(texts), atol=1e-5)
+    worded = [text for text in texts if text.strip()]  # predict refuses an empty text (logits do not)
+    assert predictor.predict(worded) == student.predict(worded)
+    np.testing.assert_allclose(predictor.predict_proba(worded), student.predict_proba(worded), atol=1e-5)
     assert predictor.label_names == LABELS
     meta = predictor.metadata
     assert meta["arch"] == arch and meta["quantization"] is None and meta["params"] == student.num_parameters
@@ -138,12 +139,19 @@ def test_int8_answer_does_not_depend_on_the_batch(arch, student_factory, tmp_pat
     out = export_onnx(save(student_factory(arch, "teacher"), tmp_path / "student"), tmp_path / "int8", quantize="int8")
     predictor = Predictor(out, threads=1)
     texts = probe_texts()
-    alone = np.concatenate([predictor.predict_proba([text]) for text in texts])
+
+    def probabilities(batch: list[str], batch_size: int = 64) -> np.ndarray:
+        """predict_proba's softmax over logits, which (unlike predict_proba) also take the empty probe texts."""
+        logits = predictor.logits(batch, batch_size)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    alone = np.concatenate([probabilities([text]) for text in texts])
     # bitwise: the README promises the same answer, and onnxruntime's Gemm rounds a lone row differently (the bag
     # differed by up to 4.8e-7), so the predictor never runs one row alone
     for batch_size in (64, 5, 2):  # everything at once (BiLSTM: length-sorted groups of 16), and small batches
-        np.testing.assert_array_equal(predictor.predict_proba(texts, batch_size=batch_size), alone)
-    neighbours = [predictor.predict_proba([text, other])[0] for text, other in zip(texts, texts[::-1], strict=True)]
+        np.testing.assert_array_equal(probabilities(texts, batch_size=batch_size), alone)
+    neighbours = [probabilities([text, other])[0] for text, other in zip(texts, texts[::-1], strict=True)]
     np.testing.assert_array_equal(np.stack(neighbours), alone)
     # the graph itself, fed one unsorted batch padded to the longest text
     sequences = predictor.token_ids(texts)
@@ -340,3 +348,73 @@ def test_predictor_threads_split_the_work_not_the_results(arch, student_factory,
     np.testing.assert_allclose(three.logits(texts), expected, atol=1e-5)
     np.testing.assert_allclose(three.logits(texts, batch_size=3), expected, atol=1e-5)
     np.testing.assert_allclose(three.logits(texts[:5]), expected[:5], atol=1e-5)  # too few to split
+
+
+def make_export_run(student: StudentClassifier, root: Path) -> tuple[Path, list[str], list[str]]:
+    """A run directory with what export reads: student/, report.json (a torch accuracy no ONNX file has: 0.123)
+    and the data stage's test split; returns (run dir, test texts, their gold label names)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run_dir = root / "run"
+    student.info["kind"] = "student"
+    student.save_pretrained(run_dir / "student")
+    texts, gold = labeled(10, 1)
+    (run_dir / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": texts, "label": gold}), run_dir / "data" / "test.parquet")
+    (run_dir / "data" / "labels.json").write_text(json.dumps(LABELS))
+    report = {"label_names": LABELS, "test_examples": len(texts), "student": {"accuracy": 0.123, "macro_f1": 0.1}}
+    (run_dir / "report.json").write_text(json.dumps(report))
+    return run_dir, texts, [LABELS[i] for i in gold]
+
+
+def test_export_measures_parity_on_the_runs_test_texts_and_the_card_shows_the_files_own_accuracy(
+    student_factory, tmp_path
+):
+    import yaml
+    from huggingface_hub import ModelCard
+
+    student = student_factory("bilstm", "teacher")
+    run_dir, texts, gold = make_export_run(student, tmp_path)
+    out = export_onnx(run_dir, tmp_path / "int8", quantize="int8")
+    metadata = json.loads((out / "metadata.json").read_text())
+    parity = metadata["parity"]
+    assert parity["texts"] == len(texts) and parity["shipped"] == "onnx_int8"
+    models = parity["models"]
+    assert list(models) == ["torch", "onnx_fp32", "onnx_int8"]
+    assert models["torch"]["label_agreement"] == 1.0 and models["torch"]["max_probability_diff"] == 0.0
+    assert models["onnx_fp32"]["label_agreement"] == 1.0 and models["onnx_fp32"]["max_probability_diff"] < 1e-4
+    predictor = Predictor(out, threads=1)
+    int8_labels = predictor.predict(texts)
+    torch_labels = student.predict(texts)
+    # every number recomputed here from the shipped file's own answers
+    assert models["onnx_int8"]["accuracy"] == np.mean(np.array(int8_labels) == np.array(gold))
+    assert models["torch"]["accuracy"] == np.mean(np.array(torch_labels) == np.array(gold))
+    assert models["onnx_int8"]["label_agreement"] == np.mean(np.array(int8_labels) == np.array(torch_labels))
+    gap = np.abs(predictor.predict_proba(texts) - student.predict_proba(texts)).max()
+    assert models["onnx_int8"]["max_probability_diff"] == pytest.approx(gap, abs=1e-6)
+    assert not (out / "model.fp32.onnx").exists()  # measured, then deleted: only the int8 file ships
+    # the card: the int8 file's own accuracy in the model-index, not the torch report's 0.123
+    card = ModelCard.load(out / "README.md")
+    results = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert results["accuracy"] == models["onnx_int8"]["accuracy"] != 0.123
+    assert "ONNX int8 (this file)" in card.text and "labels equal to torch's" in card.text
+    header = yaml.safe_load((out / "README.md").read_text().split("---\n", 2)[1])
+    assert header["gendistill"]["export_parity"]["models"]["onnx_int8"] == models["onnx_int8"]
+
+
+def test_parity_uses_at_most_max_texts_and_needs_a_test_set(student_factory, tmp_path, monkeypatch):
+    from gendistill.artifacts import parity
+
+    student = student_factory("bag", "random")
+    run_dir, texts, _ = make_export_run(student, tmp_path)
+    monkeypatch.setattr(parity, "MAX_TEXTS", 7)
+    out = export_onnx(run_dir, tmp_path / "fp32")
+    record = json.loads((out / "metadata.json").read_text())["parity"]
+    assert (
+        record["texts"] == 7 and record["shipped"] == "onnx_fp32" and list(record["models"]) == ["torch", "onnx_fp32"]
+    )
+    assert "ONNX fp32 (this file)" in (out / "README.md").read_text()
+    (run_dir / "data" / "test.parquet").unlink()
+    bare = export_onnx(run_dir, tmp_path / "no-test")
+    assert json.loads((bare / "metadata.json").read_text())["parity"] is None

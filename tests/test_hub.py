@@ -110,6 +110,27 @@ def test_card_names_a_hub_dataset(run_dir):
     assert meta["datasets"] == ["ag_news"]
 
 
+def test_card_describes_only_what_ran(run_dir, tmp_path):
+    """No generator in the prose when no source generated; no enum reprs or file names; plain YAML."""
+    report = Report.read(run_dir / "report.json")
+    report.transfer_set = TransferSet(sources=[SourceRow(type="file", n=None, generated=50, kept=50)], kept=50)
+    config = build_config(make_tiny_config(run_dir.parent, run_dir.parent))  # enum-valued fields, a .jsonl train
+    student = StudentClassifier.from_pretrained(run_dir / "student")
+    student.info["init"] = config.student.init  # as make_student leaves it in memory: an Enum
+    student.save_pretrained(tmp_path / "out", report=report, config=config)
+    text = (tmp_path / "out" / "README.md").read_text()
+    header = yaml.safe_load(text.split("---\n", 2)[1])
+    assert header["gendistill"]["init"] == "teacher" and header["gendistill"]["transfer_set"]["kept"] == 50
+    assert "generator" not in text and "unlabeled texts from a file" in text
+    assert "EmbeddingInit" not in text and "LossKind" not in text and "train.jsonl" not in text
+    assert "init `teacher`, loss `kl`" in text and "60 labeled training examples" in text
+    # without a report nor a config, nothing is said about a transfer set
+    bare = StudentClassifier.from_pretrained(run_dir / "student")
+    bare.run_dir = None
+    bare.save_pretrained(tmp_path / "bare", report=None, config=None)
+    assert "transfer set" not in (tmp_path / "bare" / "README.md").read_text()
+
+
 @pytest.fixture()
 def mocked_hub(monkeypatch, tmp_path):
     """HfApi.create_repo/create_branch/upload_folder replaced: records the calls and copies what would be uploaded."""
@@ -255,3 +276,22 @@ def test_cli_push_local_dir_writes_the_repo_without_uploading(run_dir, tmp_path)
     assert again.exit_code == 2 and "not an empty folder" in again.output
     missing = CliRunner().invoke(app, ["push", str(tmp_path / "nothing"), "me/tiny"])
     assert missing.exit_code == 2 and "no such run directory" in missing.output
+
+
+def test_cli_push_without_a_reachable_hub_is_one_line(run_dir):
+    """A connection refused (HF_ENDPOINT on a closed local port, online mode, a fake token) is one error line and
+    exit 2, not the HTTP client's traceback. A subprocess: huggingface_hub reads HF_ENDPOINT once, at import."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_fake", "GENDISTILL_PROGRESS": "0"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # huggingface_hub reads either as offline mode
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "gendistill.cli", "push", str(run_dir), "me/never-sent"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert len(output.splitlines()) == 1, output
+    assert "cannot be reached" in output and "127.0.0.1:9" in output and "Traceback" not in output

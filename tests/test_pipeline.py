@@ -217,3 +217,33 @@ def test_adopt_reuses_matching_stages_of_another_run(finished, tmp_path):
     # a stage whose config differs is not adopted
     changed = gendistill.Run(gendistill.load_config(config_path, ["teacher.epochs=1"]), tmp_path / "arm2")
     assert changed.adopt(run_dir, ("data", "teacher")) == ["data"]
+
+
+def card_header(path) -> dict:
+    """The YAML between a card's `---` lines, read with yaml.safe_load (which refuses Python object tags)."""
+    text = path.read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_the_run_dirs_model_card_is_plain_yaml_with_the_metrics(finished):
+    from huggingface_hub import ModelCard
+
+    _, _, run_dir, _ = finished
+    card_path = run_dir / "student" / "README.md"
+    header = card_header(card_path)
+    report = json.loads((run_dir / "report.json").read_text())
+    results = header["model-index"][0]["results"]
+    assert {m["type"]: m["value"] for r in results for m in r["metrics"]} == {
+        "accuracy": report["student"]["accuracy"],
+        "f1": report["student"]["macro_f1"],
+    }
+    assert header["gendistill"]["init"] == "teacher"
+    card = ModelCard.load(card_path)
+    assert card.data.eval_results and card.data.eval_results[0].metric_value is not None
+    text = card_path.read_text()
+    assert "Not evaluated" not in text and "python/" not in text
+    assert "EmbeddingInit" not in text and "LossKind" not in text and "Enum" not in text
+    assert "init `teacher`, loss `kl`" in text
+    assert "train.jsonl" not in text  # the trainer's file names stay private
+    assert "a generator LM wrote" in text  # this run's transfer source is `generate`

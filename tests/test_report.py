@@ -492,3 +492,30 @@ def test_an_export_of_the_run_carries_its_calibration_and_serves_the_stored_thre
     )
     card = (export_dir / "README.md").read_text()
     assert f"T={stored.temperature:.3f}" in card
+
+
+def test_confusion_matrix_at_20_classes_names_every_class_in_full_inside_the_figure(tmp_path):
+    from gendistill.evaluation import plots
+    from gendistill.evaluation.report import ModelRow, Report
+
+    names = [f"Business & Finance {i:02d} long name" for i in range(20)]
+    matrix = [[5 if i == j else (1 if j == (i + 1) % 20 else 0) for j in range(20)] for i in range(20)]
+    report = Report(
+        label_names=names,
+        teacher=ModelRow(kind="hf_encoder", accuracy=0.8, confusion_matrix=matrix),
+        student=ModelRow(kind="student", accuracy=0.7, confusion_matrix=matrix),
+    )
+    figure = plots.confusion_figure(report)
+    figure.savefig(tmp_path / "confusion.png")  # lays the figure out as write_plots does
+    renderer = figure.canvas.get_renderer()
+    box = figure.bbox
+    width, height = figure.get_size_inches()
+    assert width > 2 * 9.0 and height > 9.0  # larger than the old fixed cap: it grows with the classes
+    for axis in figure.axes[:2]:  # the two matrices (the last axes is the colorbar)
+        for ticks in (axis.get_xticklabels(), axis.get_yticklabels()):
+            assert [tick.get_text() for tick in ticks] == names  # whole names, none cut with "…"
+            for tick in ticks:
+                extent = tick.get_window_extent(renderer)
+                assert extent.x0 >= box.x0 - 1 and extent.y0 >= box.y0 - 1, tick.get_text()
+                assert extent.x1 <= box.x1 + 1 and extent.y1 <= box.y1 + 1, tick.get_text()
+        assert axis.get_xticklabels()[0].get_rotation() == 45

@@ -218,3 +218,32 @@ def test_a_damaged_checkpoint_is_named_and_the_stage_restarts_from_its_last_good
         assert (final[name] == reference[name]).all(), name
     valid_manifest(run_dir)
     assert not (run_dir / "checkpoints" / "distill").exists()
+
+
+def test_the_resume_message_says_resuming_only_when_there_is_something_to_resume_from(tmp_path):
+    """With the real stages' outputs: distill killed before its first checkpoint (its example store already built)
+    starts its training over, and says so; transfer resumes from the shards it saved."""
+    import gendistill.stages  # noqa: F401 - registers the stages
+    from gendistill.pipeline.graph import pipeline
+    from gendistill.pipeline.layout import RunLayout
+    from gendistill.pipeline.runner import resume_message
+
+    layout = RunLayout(tmp_path)
+    stages = {stage.name: stage for stage in pipeline()}
+
+    def message(name: str) -> str:
+        return resume_message(name, stages[name].outputs(layout), layout.checkpoints(name))
+
+    examples = layout.checkpoints("distill-examples")
+    examples.mkdir(parents=True)
+    (examples / "chunk-0.npy").write_bytes(b"x")  # the example store exists before the first checkpoint
+    assert "resuming" not in message("distill") and "starting its training over" in message("distill")
+    (layout.checkpoints("distill") / "sub").mkdir(parents=True)  # a checkpoint being written: no state.json yet
+    assert "resuming" not in message("distill")
+    (layout.checkpoints("distill") / "state.json").write_text("{}")
+    assert message("distill") == "resuming distill from its last checkpoint"
+    assert "resuming" not in message("transfer") and "starting it over" in message("transfer")
+    shard = layout.transfer / "00-generate" / "shard-00000.parquet"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"x")
+    assert message("transfer") == "resuming transfer from what its last attempt saved"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from conftest import LABELS, labeled, train_tiny_student
@@ -574,8 +575,12 @@ shaped = st.fixed_dictionaries({"text": texts | json_values}) | st.fixed_diction
     {"texts": st.lists(texts | json_values, max_size=6)}
 )
 # requests within the fuzz client's limits (4 texts of 50 characters), so that the success path is fuzzed too
-acceptable = st.fixed_dictionaries({"text": st.text(max_size=50)}) | st.fixed_dictionaries(
-    {"texts": st.lists(st.text(max_size=50), min_size=1, max_size=4)}
+acceptable = (
+    st.fixed_dictionaries({"text": st.text(max_size=50)})
+    | st.fixed_dictionaries({"texts": st.lists(st.text(max_size=50), min_size=1, max_size=4)})
+    | st.fixed_dictionaries(  # the Hugging Face protocol (POST /predict as TEI, POST / as the Hub API)
+        {"inputs": st.text(max_size=50) | st.lists(st.text(max_size=50), min_size=1, max_size=4)}
+    )
 )
 
 
@@ -623,6 +628,13 @@ def _check_contract(response: httpx.Response, path: str, body: bytes) -> None:
     value = _strictly_valid(body)
     assert isinstance(value, dict), body[:200]  # a 2xx only for strict JSON
     payload = response.json()
+    if "inputs" in value:  # lists of {label, score}: one per text, or the one text's own for TEI
+        one = isinstance(value["inputs"], str)
+        rows = [payload] if one and path == "/predict" else payload
+        assert len(rows) == (1 if one else len(value["inputs"]))
+        for row in rows:
+            assert sorted(item["label"] for item in row) == LABELS and abs(sum(i["score"] for i in row) - 1) < 1e-4
+        return
     predictions = [payload] if path == "/predict" else payload["predictions"]
     assert len(predictions) == (1 if path == "/predict" else len(value["texts"]))
     for prediction in predictions:
@@ -640,7 +652,7 @@ FUZZ = settings(
 @FUZZ
 @given(
     body=json_bodies(),
-    path=st.sampled_from(["/predict", "/predict/batch"]),
+    path=st.sampled_from(["/predict", "/predict/batch", "/"]),
     content_type=st.sampled_from([None, "application/json"]) | st.sampled_from(CONTENT_TYPES),
 )
 def test_fuzz_json_like_bodies(fuzz_client, body, path, content_type):
@@ -651,7 +663,7 @@ def test_fuzz_json_like_bodies(fuzz_client, body, path, content_type):
 @FUZZ
 @given(
     body=st.binary(max_size=300) | st.builds(bytes.__add__, st.binary(max_size=50), st.sampled_from(HOSTILE_TOKENS)),
-    path=st.sampled_from(["/predict", "/predict/batch", "/info", "/nowhere"]),
+    path=st.sampled_from(["/predict", "/predict/batch", "/", "/info", "/nowhere"]),
     method=st.sampled_from(["POST", "POST", "GET", "PUT", "DELETE", "PATCH"]),
     content_type=st.sampled_from(CONTENT_TYPES),
 )
@@ -663,8 +675,116 @@ def test_fuzz_raw_bytes(fuzz_client, body, path, method, content_type):
         assert_error(413, response.headers.get("content-type"), response.content)
     elif path == "/info" and method == "GET":
         assert response.status_code == 200 and "labels" in response.json()
-    elif path.startswith("/predict") and method == "POST":
+    elif path in ("/predict", "/predict/batch", "/") and method == "POST":
         _check_contract(response, path, body)
     else:
         assert response.status_code in (404, 405), response.text
         assert_error(response.status_code, response.headers.get("content-type"), response.content)
+
+
+def test_text_embeddings_inference_predict_shape(served_export):
+    """POST /predict with `inputs`, as TEI serves a classifier: one text -> [{label, score}] sorted by score; a
+    batch (strings, or TEI's one-string lists) -> one such list per text; raw_scores -> logits."""
+    student, export_dir = served_export
+    client = TestClient(create_app(export_dir, max_texts=4, max_chars=200, threads=1))
+    texts = labeled(2, 1)[0][:3]
+    expected = student.predict_proba(texts)
+    single = client.post("/predict", json={"inputs": texts[0]})
+    assert single.status_code == 200, single.text
+    answer = single.json()
+    assert [item["label"] for item in answer] == [LABELS[i] for i in np.argsort(-expected[0], kind="stable")]
+    assert [set(item) for item in answer] == [{"label", "score"}] * len(LABELS)
+    np.testing.assert_allclose(
+        sorted((item["score"] for item in answer), reverse=True), sorted(expected[0])[::-1], atol=1e-5
+    )
+    for inputs in (texts, [[text] for text in texts]):
+        batch = client.post("/predict", json={"inputs": inputs, "truncate": True})
+        assert batch.status_code == 200, batch.text
+        assert [rows[0]["label"] for rows in batch.json()] == student.predict(texts)
+        assert all(abs(sum(item["score"] for item in rows) - 1) < 1e-5 for rows in batch.json())
+    raw = client.post("/predict", json={"inputs": texts[0], "raw_scores": True}).json()
+    logits = student.logits([texts[0]])[0]
+    np.testing.assert_allclose(sorted(item["score"] for item in raw), sorted(logits), atol=1e-4)
+    pair = client.post("/predict", json={"inputs": [["a text", "its pair"]]})
+    assert pair.status_code == 422 and "not pairs" in assert_error(422, pair.headers["content-type"], pair.text)
+    wrong = client.post("/predict", json={"inputs": 3})
+    assert wrong.status_code == 422 and "inputs" in assert_error(422, wrong.headers["content-type"], wrong.text)
+
+
+def test_huggingface_hub_inference_client_classifies_against_the_server(served_export, monkeypatch):
+    """The real `InferenceClient(base_url=URL).text_classification` against `gendistill serve` on 127.0.0.1: it
+    POSTs {"inputs", "parameters"} to the base URL itself and reads a list of {label, score} per text."""
+    import huggingface_hub
+    from huggingface_hub import InferenceClient
+
+    student, export_dir = served_export
+    text = labeled(2, 1)[0][0]
+    expected = student.predict_proba([text])[0]
+    # InferenceClient refuses to run offline; this URL is local, so no network is used
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with serving(create_app(export_dir, max_texts=4, max_chars=200, threads=1)) as url:
+        client = InferenceClient(base_url=url)
+        answer = client.text_classification(text)
+        assert [item.label for item in answer] == [LABELS[i] for i in np.argsort(-expected, kind="stable")]
+        np.testing.assert_allclose([item.score for item in answer], np.sort(expected)[::-1], atol=1e-5)
+        top = client.text_classification(text, top_k=1, function_to_apply="sigmoid")
+        logit = student.logits([text])[0].max()
+        assert len(top) == 1 and top[0].label == answer[0].label
+        assert abs(top[0].score - 1 / (1 + np.exp(-logit))) < 1e-4
+        # the same route, by hand: a batch gets one list per text; a bad parameter is a one-line 422
+        with httpx.Client(base_url=url, timeout=30) as http:
+            batch = http.post("/", json={"inputs": [text, text], "parameters": {"top_k": 2}}).json()
+            assert len(batch) == 2 and all(len(rows) == 2 for rows in batch)
+            bad = http.post("/", json={"inputs": text, "parameters": {"function_to_apply": "relu"}})
+            assert bad.status_code == 422
+            assert "function_to_apply" in assert_error(422, bad.headers["content-type"], bad.text)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "index"),
+    [
+        ("/predict", {"text": ""}, 0),
+        ("/predict", {"text": " \n\t "}, 0),
+        ("/predict/batch", {"texts": ["rain today", "\u2003"]}, 1),
+        ("/predict", {"inputs": ["rain today", "goal", ""]}, 2),
+        ("/", {"inputs": ["   "]}, 0),
+    ],
+)
+def test_an_empty_text_is_refused_naming_its_index(served_export, path, body, index):
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, threads=1))
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    message = assert_error(422, response.headers["content-type"], response.text)
+    assert f"text {index} is empty or whitespace only" in message
+
+
+def test_predictor_and_cli_refuse_an_empty_text(served_export):
+    from typer.testing import CliRunner
+
+    from gendistill.artifacts.inference import Predictor
+    from gendistill.cli import app
+    from gendistill.data.texts import EmptyTextError
+
+    _, export_dir = served_export
+    predictor = Predictor(export_dir, threads=1)
+    with pytest.raises(EmptyTextError, match=r"texts\[1\] is empty or whitespace only"):
+        predictor.predict(["rain today", "  "])
+    assert isinstance(EmptyTextError("x"), ValueError)
+    result = CliRunner().invoke(app, ["predict", str(export_dir), "rain today", ""])
+    assert result.exit_code == 2, result.output
+    assert "texts[1] is empty" in result.output and "Traceback" not in result.output
+
+
+def test_a_form_body_gets_415_saying_to_send_json(served_export):
+    """`curl -d 'some text' URL/predict` sends application/x-www-form-urlencoded: refused with how to send JSON."""
+    _, export_dir = served_export
+    client = TestClient(create_app(export_dir, threads=1))
+    for path in ("/predict", "/predict/batch", "/"):
+        response = client.post(
+            path, content=b"the team scored", headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status_code == 415
+        message = assert_error(415, response.headers["content-type"], response.text)
+        assert "is a form, not JSON" in message and "content-type: application/json" in message

@@ -13,12 +13,14 @@ still there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
 from gendistill import progress
+from gendistill.artifacts.parity import describe as describe_parity
 from gendistill.config import RunConfig, load_config
 from gendistill.errors import GendistillError
 from gendistill.evaluation.report import ModelRow, Report
@@ -49,6 +51,41 @@ class CardFacts:
     size_bytes: int | None = None
     quantization: str | None = None
     extra_tags: list[str] = field(default_factory=list)
+    parity: dict[str, Any] | None = None  # an export's parity record (artifacts.parity), from metadata.json
+
+
+def own_metrics(facts: CardFacts) -> tuple[dict[str, Any], int] | None:
+    """(accuracy and macro-F1 of the exported file itself, the test texts they were measured on), from its parity
+    record; None for a student folder or an export without one. An int8 file's accuracy is its own, not the
+    torch student's it came from."""
+    parity = facts.parity or {}
+    row = (parity.get("models") or {}).get(parity.get("shipped"))
+    if not row or row.get("accuracy") is None:
+        return None
+    return row, int(parity.get("texts") or 0)
+
+
+def plain(value: Any) -> Any:
+    """`value` with every Enum replaced by its value, at any depth: the card's YAML must load with
+    `yaml.safe_load` (an Enum would be dumped as a `!!python/object/apply` tag) and its prose must say `teacher`,
+    not `EmbeddingInit.teacher`."""
+    if isinstance(value, Enum):
+        return plain(value.value)
+    if isinstance(value, dict):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+# What each transfer source adds, in the card's words (a source type not listed here is named as it is).
+SOURCE_WORDS = {
+    "generate": "texts a generator LM wrote",
+    "llm": "texts an LLM wrote",
+    "file": "unlabeled texts from a file",
+    "augment": "augmented copies of the labeled texts",
+    "retrieve": "texts retrieved from a corpus",
+}
 
 
 def student_facts(student: StudentClassifier, kind: str | None = None) -> CardFacts:
@@ -59,7 +96,7 @@ def student_facts(student: StudentClassifier, kind: str | None = None) -> CardFa
         label_names=list(student.label_names),
         max_length=student.tokenizer.max_length,
         kind=kind or student.info.get("kind") or "student",
-        init=student.info.get("init"),
+        init=plain(student.info.get("init")),
     )
 
 
@@ -71,16 +108,17 @@ def export_facts(metadata: dict[str, Any]) -> CardFacts:
         label_names=list(metadata.get("label_names") or []),
         max_length=metadata.get("max_length"),
         kind=metadata.get("student_kind") or "student",
-        init=(metadata.get("info") or {}).get("init"),
+        init=plain((metadata.get("info") or {}).get("init")),
         size_bytes=metadata.get("model_bytes"),
         quantization=metadata.get("quantization"),
         extra_tags=["onnx"] + ([str(metadata["quantization"])] if metadata.get("quantization") else []),
+        parity=metadata.get("parity"),
     )
 
 
 def hub_dataset(config: RunConfig | None) -> str | None:
     """The Hub dataset id of `data.train` when it is `hf:NAME[:CONFIG][@SPLIT]`, else None (a local file)."""
-    if config is None or not config.data.train.startswith("hf:"):
+    if config is None or not (config.data.train or "").startswith("hf:"):
         return None
     return config.data.train.removeprefix("hf:").partition("@")[0].partition(":")[0] or None
 
@@ -119,15 +157,20 @@ def _card_data(
 ) -> ModelCardData:
     dataset = hub_dataset(config)
     row = _row(report, facts.kind)
-    measured = row is not None and row.accuracy is not None
+    own = own_metrics(facts)
+    measured = own is not None or (row is not None and row.accuracy is not None)
     results = []
     if measured:
-        assert row is not None and report is not None
+        if own is not None:  # the exported file's own numbers, on the texts its parity was measured on
+            scores, examples = own[0], own[1]
+        else:
+            assert row is not None and report is not None
+            scores, examples = {"accuracy": row.accuracy, "macro_f1": row.macro_f1}, report.test_examples
         dataset_type = dataset or "custom"
-        dataset_name = f"{dataset or 'held-out test set'} ({report.test_examples} examples)"
+        dataset_name = f"{dataset or 'held-out test set'} ({examples} examples)"
         for metric, value, name, metric_config in (
-            ("accuracy", row.accuracy, "Accuracy", None),
-            ("f1", row.macro_f1, "Macro F1", "macro"),
+            ("accuracy", scores.get("accuracy"), "Accuracy", None),
+            ("f1", scores.get("macro_f1"), "Macro F1", "macro"),
         ):
             if value is not None:
                 results.append(
@@ -165,6 +208,7 @@ def _card_data(
             else None
         ),
         "config_hash": report.config_hash if report is not None else None,
+        "export_parity": facts.parity,
     }
     return ModelCardData(
         library_name="gendistill",
@@ -174,7 +218,7 @@ def _card_data(
         metrics=["accuracy", "f1"] if measured else None,
         model_name=(model_name or "gendistill-student") if results else None,
         eval_results=results or None,
-        gendistill=_drop_none(block),
+        gendistill=plain(_drop_none(block)),
     )
 
 
@@ -196,20 +240,22 @@ def card_text(
     where = repo_id or PLACEHOLDER_ID
     what = "ONNX export of a" if facts.fmt == "onnx" else "A"
     quantized = f" ({facts.quantization} weights)" if facts.quantization else ""
+    transfer = report.transfer_set if report is not None else None
     lines = [
         f"# {name}",
         "",
         f"{what} {_int(facts.params)}-parameter `{facts.arch}` text classifier{quantized}, distilled with "
-        "gendistill (generation-distillation: a generator LM writes a transfer set, a teacher soft-labels it) from a "
-        "fine-tuned "
-        f"{f'`{teacher}`' if teacher else 'encoder'} teacher. It predicts one of {len(facts.label_names)} labels: "
+        f"gendistill from {_teacher_phrase(teacher, config)}{_transfer_phrase(transfer, config)}. "
+        f"It predicts one of {len(facts.label_names)} labels: "
         + ", ".join(f"`{label}`" for label in facts.label_names)
         + ".",
         "",
         "## Results",
         "",
     ]
-    if report is not None and report.models() and row is not None and row.accuracy is not None:
+    evaluated = report is not None and bool(report.models()) and row is not None and row.accuracy is not None
+    if evaluated:
+        assert report is not None
         lines += [
             f"On a held-out test set of {report.test_examples} examples (the report of the run that trained it; "
             f"{report.train_examples} labeled training examples):",
@@ -217,8 +263,9 @@ def card_text(
             "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |",
             "|---|---|---|---|---|---|",
         ]
+        this = " (torch; this file's source)" if facts.fmt == "onnx" else " (this model)"
         for key, model_row in report.models():
-            marker = " (this model)" if key == facts.kind else ""
+            marker = this if key == facts.kind else ""
             lines.append(
                 f"| {key}{marker} | {_pct(model_row.accuracy)} | {_pct(model_row.macro_f1)} | "
                 f"{_int(model_row.params)} | {_int(model_row.size_bytes)} | {_int(model_row.examples_per_s)} |"
@@ -230,16 +277,25 @@ def card_text(
             + (f" with {threads} thread(s)" if threads else "")
             + ", tokenization included; it varies from machine to machine."
             + (
-                f" This file: {facts.quantization} ONNX, {_int(facts.size_bytes)} bytes." if facts.fmt == "onnx" else ""
+                f" This file: {facts.quantization or 'fp32'} ONNX, {_int(facts.size_bytes)} bytes."
+                if facts.fmt == "onnx"
+                else ""
             ),
         ]
         lines += ["", row.calibration_sentence()] if row.calibration_sentence() else []
-    else:
+    if facts.parity:
+        lines += [
+            "" if evaluated else None,
+            f"This file's own answers, measured at export on the run's first {facts.parity.get('texts')} test "
+            "texts against the torch student it came from (accuracy and macro-F1 in percent):",
+            "",
+            *describe_parity(facts.parity),
+        ]
+    elif not evaluated:
         lines.append(
             "Not evaluated: this card was written without the run's report.json. Push from the run directory "
             "(`gendistill push RUN_DIR REPO_ID`) for a card with the test metrics."
         )
-    transfer = report.transfer_set if report is not None else None
     if transfer is not None and transfer.sources:
         lines += [
             "",
@@ -287,25 +343,65 @@ def card_text(
         "another domain, language or label set get confident but meaningless labels.",
         "- A tiny network: it is much faster and smaller than its teacher and usually somewhat less accurate; compare "
         "it with the teacher on the same test set before relying on it.",
-        "- It learnt from few labeled examples and from texts written or chosen by a generator: it inherits the "
-        "teacher's mistakes and any bias in the data and the generated texts. Check it on your own held-out data.",
+        "- It learnt from the teacher"
+        + (" and its transfer texts" if _transfer_types(transfer, config) else "")
+        + ": it inherits the teacher's mistakes and any bias in its data. Check it on your own held-out data.",
         f"- Inputs are truncated to {facts.max_length} tokens." if facts.max_length else None,
         "- Not for decisions about people without human review.",
     ]
     if config is not None:
-        train = config.data.train
-        data_name = train if train.startswith("hf:") else Path(train).name
+        student = config.student
         lines += [
             "",
             "## Training",
             "",
-            f"- Teacher: `{teacher}` ({config.teacher.kind}), {config.teacher.how_trained}.",
-            f"- Student: `{config.student.arch}`, init `{config.student.init}`, loss `{config.student.loss}`, "
-            f"{config.student.epochs} epochs.",
-            f"- Data: `{data_name}`" + (f", {config.data.per_class} per class" if config.data.per_class else ""),
+            f"- Teacher: `{teacher}` ({plain(config.teacher.kind)}), {config.teacher.how_trained}.",
+            f"- Student: `{plain(student.arch)}`, init `{plain(student.init)}`, loss `{plain(student.loss)}`, "
+            f"{student.epochs} epochs.",
+            f"- Data: {_data_phrase(config, report)}.",
         ]
     body = "\n".join(line for line in lines if line is not None) + "\n"
     return f"---\n{front.strip()}\n---\n\n{body}"
+
+
+def _teacher_phrase(teacher: str | None, config: RunConfig | None) -> str:
+    """The teacher as the card names it, with how it was trained only when the config says."""
+    name = f"a `{teacher}` teacher" if teacher else "a teacher"
+    return f"{name} ({config.teacher.how_trained})" if config is not None else name
+
+
+def _transfer_types(transfer: Any, config: RunConfig | None) -> list[str]:
+    """The transfer sources that gave the student texts, from what ran: the report's transfer set when there is
+    one (sources that kept no text left out), else the config's sources, else none (a card must not claim a
+    generator that never ran)."""
+    if transfer is not None:
+        return [source.type for source in transfer.sources if source.kept]
+    if config is not None:
+        return [str(plain(source.type)) for source in config.transfer.sources]
+    return []
+
+
+def _transfer_phrase(transfer: Any, config: RunConfig | None) -> str:
+    """What the student learnt from besides the labeled texts, in words (empty when nothing says)."""
+    types = _transfer_types(transfer, config)
+    if not types:
+        return ", without a transfer set" if transfer is not None else ""
+    kept = f"{transfer.kept:,} " if transfer is not None and transfer.kept else ""
+    words = ", ".join(dict.fromkeys(SOURCE_WORDS.get(kind, kind) for kind in types))
+    return f", on the teacher's soft labels of a transfer set of {kept}texts ({words})"
+
+
+def _data_phrase(config: RunConfig, report: Report | None) -> str:
+    """The labeled data by what it is, never by a local file name (a card must not publish the trainer's files)."""
+    if config.data.zero_label:
+        return "no labeled examples (a zero-label start: the classes were only named)"
+    dataset = hub_dataset(config)
+    parts = [f"the Hub dataset `{dataset}`" if dataset else "the trainer's own labeled examples"]
+    if report is not None and report.train_examples:
+        parts.append(f"{report.train_examples:,} labeled training examples")
+    if config.data.per_class:
+        parts.append(f"{config.data.per_class} per class")
+    return ", ".join(parts)
 
 
 def write_card(directory: str | Path, text: str) -> Path:

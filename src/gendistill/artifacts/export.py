@@ -5,7 +5,8 @@ deployment needs only tokenizer.json + model.onnx and cannot get the mapping wro
 used because the torch.export-based one needs onnxscript and the students use no packed sequences or
 data-dependent control flow. With int8, only the quantized model ships (model.onnx); the fp32 graph is an
 intermediate file and is deleted: export again without --quantize for an fp32 copy. Every export is checked: the fp32
-graph against torch, the int8 graph for finite logits that do not depend on the rest of the batch.
+graph against torch, the int8 graph for finite logits that do not depend on the rest of the batch. Then each graph is
+measured against torch on the run's test texts (artifacts.parity): metadata.json and the card carry the result.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from gendistill import __version__
-from gendistill.artifacts import extras
+from gendistill.artifacts import extras, parity
 from gendistill.artifacts.calibration import read_calibration, write_calibration
 from gendistill.artifacts.card import write_export_card
 from gendistill.artifacts.resolve import (
@@ -432,24 +433,49 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
         if quantize == "int8":
             quantize_int8(fp32, tmp / MODEL_FILE)
             verify_int8(tmp / MODEL_FILE, raw_vocab)
-            fp32.unlink()
         shutil.copyfile(student_dir / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         calibration = read_calibration(student_dir)  # already checked when the student loaded
         if calibration is not None:
             write_calibration(tmp, calibration)
         (tmp / LABELS_FILE).write_text(json.dumps(student.label_names, indent=2) + "\n", encoding="utf-8")
-        write_json(
-            tmp / METADATA_FILE,
-            _metadata(
-                student, student_dir, run_dir, key, quantize, empty_id, max_diff, (tmp / MODEL_FILE).stat().st_size
-            ),
+        metadata = _metadata(
+            student, student_dir, run_dir, key, quantize, empty_id, max_diff, (tmp / MODEL_FILE).stat().st_size
         )
+        write_json(tmp / METADATA_FILE, metadata)  # the Predictors that measure parity read it
+        metadata["parity"] = export_parity(student, tmp, fp32.name, quantize, run_dir)
+        if quantize:
+            fp32.unlink()
+        write_json(tmp / METADATA_FILE, metadata)
         write_export_card(tmp, read_json(tmp / METADATA_FILE))  # README.md: the folder is a Hub repo as it is
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def export_parity(
+    student: StudentClassifier, folder: Path, fp32_file: str, quantize: str | None, run_dir: Path | None
+) -> dict[str, Any] | None:
+    """artifacts.parity's record for this export: torch, the fp32 graph and (quantized) the int8 one on the run's
+    first parity.MAX_TEXTS test texts, through the Predictor a deployment uses (its tokenization included); None
+    without a test set (a student folder, or a run without one)."""
+    test_set = parity.run_test_set(run_dir)
+    if test_set is None:
+        return None
+    texts, gold = test_set
+    inference = extras.load("gendistill.artifacts.inference", "inference")  # onnxruntime: present once exporting
+    logits = {parity.TORCH: student.logits(texts)}
+    graphs = {parity.ONNX_FP32: fp32_file} | ({parity.ONNX_INT8: MODEL_FILE} if quantize == "int8" else {})
+    for name, file in graphs.items():
+        with _quiet():
+            logits[name] = inference.Predictor(folder, threads=1, model_file=file).logits(texts)
+    return {
+        "texts": len(texts),
+        "source": "the run's test set",
+        "shipped": parity.ONNX_INT8 if quantize == "int8" else parity.ONNX_FP32,
+        "models": parity.measure(logits, student.label_names, gold),
+    }
 
 
 def _metadata(

@@ -3,13 +3,31 @@ write access). What goes into the folder is artifacts.push's job."""
 
 from __future__ import annotations
 
+import importlib
+from functools import cache
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
 
 from gendistill import __version__
 from gendistill.errors import HubError
+
+
+@cache
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes of a request that never got an answer (refused, unreachable, timed out, TLS).
+
+    They are not OSErrors: huggingface_hub raises its HTTP client's own (httpx2 in 1.x, httpx before it; requests'
+    ConnectionError is an OSError and is caught as one), so each client that may be installed is asked for its base
+    class."""
+    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        try:
+            classes.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(classes)
 
 
 def push_folder(
@@ -43,7 +61,13 @@ def push_folder(
         raise HubError(
             f"cannot push to {repo_id!r}: the Hub is offline (HF_HUB_OFFLINE=1); unset it to upload"
         ) from None
-    except OSError as error:  # HfHubHTTPError (401, 403, ...) and connection failures
+    except transport_errors() as error:
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise HubError(
+            f"cannot push to {repo_id!r}: the Hub at {constants.ENDPOINT} cannot be reached ({detail}); check the "
+            "network (or HF_ENDPOINT), or write the repo locally with --local-dir"
+        ) from None
+    except OSError as error:  # HfHubHTTPError (401, 403, ...) and other I/O failures
         hint = (
             "; log in with `hf auth login` or set HF_TOKEN"
             if getattr(getattr(error, "response", None), "status_code", None) in (401, 403)

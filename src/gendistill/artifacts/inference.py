@@ -32,7 +32,7 @@ from gendistill.artifacts.resolve import (
     resolve_model_dir,
 )
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES, CachedWordTokenizer
-from gendistill.data.texts import as_texts
+from gendistill.data.texts import as_texts, require_words
 from gendistill.errors import ExportDirError
 
 PAD_ID = 0
@@ -69,7 +69,16 @@ class Predictor:
     long as the predictor: in a server, for its whole life.
     """
 
-    def __init__(self, directory: str | Path, threads: int | None = None, word_cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        directory: str | Path,
+        threads: int | None = None,
+        word_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        *,
+        model_file: str = MODEL_FILE,
+    ):
+        """`model_file`: another graph of the same export folder than model.onnx (the export measures its fp32
+        intermediate this way before deleting it)."""
         self.directory = Path(directory)
         missing = [name for name in EXPORT_FILES if not (self.directory / name).is_file()]
         if missing:
@@ -114,11 +123,11 @@ class Predictor:
         try:
             # one session per thread: two threads sharing one session ran 10% slower than with their own
             self.sessions = [
-                ort.InferenceSession(str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+                ort.InferenceSession(str(self.directory / model_file), options, providers=["CPUExecutionProvider"])
                 for _ in range(self.threads)
             ]
         except Exception as error:  # onnxruntime raises its own exception types on invalid models
-            raise ExportDirError(f"{self.directory / MODEL_FILE}: cannot load ({error})") from None
+            raise ExportDirError(f"{self.directory / model_file}: cannot load ({error})") from None
         outputs = self.sessions[0].get_outputs()[0].shape
         if isinstance(outputs[-1], int) and outputs[-1] != len(self.label_names):
             raise ExportDirError(
@@ -165,7 +174,8 @@ class Predictor:
         return matrix, lengths
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Logits [len(texts), labels] in input order.
+        """Logits [len(texts), labels] in input order, for any text: an empty one gets the logits of the [UNK]
+        id the export maps it to (what the export checks compare with torch). predict and predict_proba refuse it.
 
         With several threads, each takes a contiguous share of the texts and tokenizes, sorts and runs it on its
         own session, so one share's tokenization (which holds the GIL) overlaps another's onnxruntime run (which
@@ -210,8 +220,10 @@ class Predictor:
         return self.calibration.temperature if self.calibration is not None else 1.0
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
-        """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1)."""
-        logits = self.logits(texts, batch_size) / (self.temperature if calibrated else 1.0)
+        """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1),
+        [len(texts), labels]. An empty or whitespace-only text is an EmptyTextError (a ValueError) naming its
+        index: it has nothing to classify, and its label would only be the student's prior."""
+        logits = self.logits(require_words(as_texts(texts)), batch_size) / (self.temperature if calibrated else 1.0)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
@@ -220,7 +232,9 @@ class Predictor:
     ) -> list[str | None]:
         """Labels; with `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
         probability is below it (the caller defers it). `self.calibration.min_confidence` is the threshold the run
-        chose on held-out data for its target accuracy, when it stored one."""
+        chose on held-out data for its target accuracy, when it stored one. An empty or whitespace-only text is an
+        EmptyTextError, as in predict_proba."""
+        texts = require_words(as_texts(texts))
         if min_confidence is None:
             return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
         threshold = check_min_confidence(min_confidence)

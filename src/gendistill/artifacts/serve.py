@@ -1,4 +1,6 @@
-"""An HTTP service around an ONNX export: GET /health, GET /info, POST /predict, POST /predict/batch.
+"""An HTTP service around an ONNX export: GET /health, GET /info, POST /predict, POST /predict/batch, and the
+Hugging Face text-classification protocol (artifacts.hf_protocol): `{"inputs": ...}` on POST /predict (Text
+Embeddings Inference's shape) and on POST / (the Hub Inference API's, what `InferenceClient` sends).
 
 Torch-free like gendistill.artifacts.inference (fastapi, pydantic, numpy, tokenizers, onnxruntime). The contract
 holds for any input (README, "Deploy the student", states it for users):
@@ -8,7 +10,8 @@ holds for any input (README, "Deploy the student", states it for users):
   included, after which the connection is closed; more JSON values than max_texts texts need; too many texts; a
   text over max_chars characters), 415 a body that is not declared as JSON, 422 a body that is not strict JSON
   (invalid UTF-8, NaN/Infinity, numbers that overflow a double, integers over 100 digits, lone surrogates,
-  duplicate keys, nesting too deep) or not of the request's shape, 500 an unexpected failure (no traceback or
+  duplicate keys, nesting too deep) or not of the request's shape, or a text that is empty or whitespace only
+  (it has nothing to classify; the message names its index), 500 an unexpected failure (no traceback or
   path; the server log has it; the connection is closed). Other refusals leave a kept-alive connection usable.
 - The limits bound the memory and work one request can cause before anything is parsed; the word cache is bounded
   in bytes for the server's life; server_config bounds the connections (BoundedH11Protocol: an idle timeout on
@@ -36,12 +39,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gendistill.artifacts import hf_protocol
 from gendistill.artifacts.calibration import check_min_confidence
 from gendistill.artifacts.inference import Predictor
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
-ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch"
+ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch, POST / (Hugging Face protocol)"
 MAX_MESSAGE_CHARS = 300
 MAX_INT_DIGITS = 100
 
@@ -271,6 +275,13 @@ def _check_content_type(value: str | None) -> None:
     media, *params = (part.strip().lower() for part in value.split(";"))
     is_json = media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
     charsets = [param.partition("=")[2].strip(" \"'") for param in params if param.startswith("charset")]
+    if media in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # what `curl -d 'some text'` sends: say how to send the text instead
+        raise RequestError(
+            415,
+            f"content-type {media!r} is a form, not JSON; send application/json (UTF-8), e.g. "
+            """curl -H 'content-type: application/json' -d '{"text": "..."}' URL/predict""",
+        )
     if not is_json or any(charset not in ("utf-8", "utf8") for charset in charsets):
         raise RequestError(415, f"content-type {value[:60]!r} is not JSON; send application/json (UTF-8)")
 
@@ -499,7 +510,7 @@ def create_app(
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
     # extra members a client may add
     max_values = 4 * max_texts + 64
-    # no /docs, /redoc or /openapi.json: the docs pages load scripts from a CDN, and a deployment serves the four
+    # no /docs, /redoc or /openapi.json: the docs pages load scripts from a CDN, and a deployment serves the
     # routes it documents (ROUTES) and nothing else
     app = FastAPI(
         title="gendistill",
@@ -548,14 +559,22 @@ def create_app(
         for index, text in enumerate(texts):
             if len(text) > max_chars:
                 raise RequestError(413, f"text {index} has {len(text)} characters; the limit is {max_chars}")
+            if not text.strip():
+                # the student would still answer a label (its prior for no words): refuse rather than guess
+                raise RequestError(422, f"text {index} is empty or whitespace only: there is nothing to classify")
 
-    def read(model: type[BaseModel], content_type: str | None, body: bytes) -> Any:
+    def read_json(content_type: str | None, body: bytes) -> Any:
         _check_content_type(content_type)
-        value = parse_json(body, max_values)
+        return parse_json(body, max_values)
+
+    def validate(model: type[BaseModel], value: Any) -> Any:
         try:
             return model.model_validate(value)
         except ValidationError as error:
             raise RequestError(422, _describe(error.errors(include_url=False, include_input=False))) from None
+
+    def read(model: type[BaseModel], content_type: str | None, body: bytes) -> Any:
+        return validate(model, read_json(content_type, body))
 
     def predictions(texts: list[str]) -> list[Prediction]:
         probabilities = predictor.predict_proba(texts)
@@ -573,10 +592,31 @@ def create_app(
             )
         return answers
 
-    def answer_one(content_type: str | None, body: bytes) -> Prediction:
-        request = read(PredictRequest, content_type, body)
+    def answer_one(content_type: str | None, body: bytes) -> Prediction | list[Any]:
+        value = read_json(content_type, body)
+        if isinstance(value, dict) and "inputs" in value:  # Text Embeddings Inference's shape
+            return answer_tei(validate(hf_protocol.TEIRequest, value))
+        request = validate(PredictRequest, value)
         check([request.text])
         return predictions([request.text])[0]
+
+    def answer_tei(request: hf_protocol.TEIRequest) -> list[Any]:
+        try:
+            texts, single = hf_protocol.tei_texts(request)
+        except hf_protocol.PairError as error:
+            raise RequestError(422, str(error)) from None
+        check(texts)
+        transform = "none" if request.raw_scores else "softmax"
+        answer = hf_protocol.ranked(hf_protocol.scores(predictor.logits(texts), transform), labels)
+        return answer[0] if single else answer
+
+    def answer_hub(content_type: str | None, body: bytes) -> list[Any]:
+        request = read(hf_protocol.HubRequest, content_type, body)
+        texts = hf_protocol.hub_texts(request)
+        check(texts)
+        parameters = request.parameters or hf_protocol.HubParameters()
+        rows = hf_protocol.scores(predictor.logits(texts), parameters.function_to_apply or "softmax")
+        return hf_protocol.ranked(rows, labels, parameters.top_k)  # one list per text, even for one text
 
     def answer_batch(content_type: str | None, body: bytes) -> BatchResponse:
         request = read(BatchRequest, content_type, body)
@@ -604,10 +644,15 @@ def create_app(
         return info_body
 
     # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
-    @app.post("/predict", response_model=Prediction)
-    async def predict(request: Request) -> Prediction:
+    @app.post("/predict", response_model=None)
+    async def predict(request: Request) -> Prediction | list[Any]:
         body = await request.body()
         return await run_in_threadpool(answer_one, request.headers.get("content-type"), body)
+
+    @app.post("/", response_model=None)
+    async def predict_hub(request: Request) -> list[Any]:
+        body = await request.body()
+        return await run_in_threadpool(answer_hub, request.headers.get("content-type"), body)
 
     @app.post("/predict/batch", response_model=BatchResponse)
     async def predict_batch(request: Request) -> BatchResponse:

@@ -94,7 +94,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch."""
+    """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch, and the Hugging
+    Face text-classification protocol ({"inputs": ...} on POST /predict and POST /)."""
 
     def action() -> None:
         threshold = None

@@ -12,6 +12,7 @@ import typer
 from gendistill.artifacts import extras
 from gendistill.artifacts.resolve import resolve_artifact
 from gendistill.cli.app import app, guard
+from gendistill.data.texts import EmptyTextError, require_words
 from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
 from gendistill.students.classifier import StudentClassifier
 
@@ -41,6 +42,10 @@ def predict(
                 raise GendistillError(f"{file}: cannot read ({error})") from None
         if not inputs:
             raise GendistillError("no texts: pass them as arguments or with --file")
+        try:
+            require_words(inputs, "texts")
+        except EmptyTextError as error:
+            raise GendistillError(str(error)) from None
         artifact = resolve_artifact(model_dir, "model")
         if artifact.kind == "export":  # the torch-free predictor
             inference = extras.load("gendistill.artifacts.inference", "inference")

@@ -49,6 +49,21 @@ def as_texts(texts: Any, what: str = "texts") -> list[str]:
     return values
 
 
+class EmptyTextError(ValueError):
+    """A text with nothing to classify (empty, or whitespace only). Refused rather than labeled: a student answers
+    every such text with the same label (its prior for no words), which a caller would take for a prediction."""
+
+
+def require_words(texts: list[str], what: str = "texts") -> list[str]:
+    """`texts` unchanged, or EmptyTextError naming the first empty or whitespace-only one by its index."""
+    for index, text in enumerate(texts):
+        if not text.strip():
+            raise EmptyTextError(
+                f"{what}[{index}] is empty or whitespace only: there is nothing to classify; remove it or give it text"
+            )
+    return texts
+
+
 def as_labels(labels: Any, count: int, what: str = "labels") -> list[Any]:
     """`labels` as a list of Python values (class names or integer ids), one per text."""
     if isinstance(labels, (str, bytes)):

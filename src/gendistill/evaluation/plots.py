@@ -22,6 +22,9 @@ COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "baseline_student": "#55a8
 ANNOTATE_LIMIT = 15  # classes: up to this many, confusion cells show their counts
 TICK_LIMIT = 40  # classes: up to this many, axes name every class
 BAR_LIMIT = 60  # classes: beyond this many, the F1 chart shows the ones the student does worst on
+CELL_INCHES = 0.4  # a confusion cell: room for a count in 9-point type
+LABEL_INCHES_PER_CHAR = 0.055  # 8-point tick labels; a 45-degree one needs about 0.7 of its length each way
+MAX_LABEL_CHARS = 60  # a class name longer than this is cut (its full name is in the report's tables)
 
 
 class MissingMatplotlib(ImportError):
@@ -52,8 +55,13 @@ def confusion_figure(report: Report) -> Figure | None:
     if not rows:
         return None
     n = len(report.label_names)
-    side = min(max(3.2, 0.45 * n + 1.6), 9.0)
-    figure = _figure(side * len(rows), side + 0.4)
+    named = n <= TICK_LIMIT
+    # the figure grows with the classes (a readable cell each) and with the longest name, which the axes show
+    # whole: a cut name ("Business & Fina…") can be two classes at once
+    longest = max((len(label) for label in report.label_names), default=0) if named else 0
+    margin = min(longest, MAX_LABEL_CHARS) * LABEL_INCHES_PER_CHAR
+    side = max(3.2, CELL_INCHES * n + 1.6) + margin
+    figure = _figure(side * len(rows) + 1.0, side + 0.4)
     axes = figure.subplots(1, len(rows), squeeze=False)[0]
     image = None
     for axis, (name, row) in zip(axes, rows, strict=True):
@@ -64,9 +72,9 @@ def confusion_figure(report: Report) -> Figure | None:
         axis.set_title(f"{name}{accuracy}")
         axis.set_xlabel("predicted")
         axis.set_ylabel("true")
-        if n <= TICK_LIMIT:
-            names = [_short(label) for label in report.label_names]
-            axis.set_xticks(range(n), names, rotation=45, ha="right", fontsize=8)
+        if named:
+            names = [_short(label, MAX_LABEL_CHARS) for label in report.label_names]
+            axis.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
             axis.set_yticks(range(n), names, fontsize=8)
         if n <= ANNOTATE_LIMIT:
             for i, line in enumerate(counts):

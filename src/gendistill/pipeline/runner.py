@@ -32,6 +32,7 @@ from gendistill.pipeline.layout import RunLayout
 from gendistill.pipeline.preflight import preflight
 from gendistill.runtime import make_accelerator
 from gendistill.sections import key_payload
+from gendistill.training.checkpoint import STATE_FILE
 
 MANIFEST_FORMAT = 2  # 2: per-field stage keys, the `transfer` stage (format 1 called it `generate`)
 FINISHED = ("done", "skipped")
@@ -283,7 +284,7 @@ class Run:
         previous = self.records.get(stage.name, {})
         resuming = previous.get("status") == "running" and previous.get("key") == key["key"]
         if resuming:
-            progress.log(f"resuming {stage.name} from its last checkpoint")
+            progress.log(resume_message(stage.name, stage.outputs(self.layout), self.layout.checkpoints(stage.name)))
         elif self.is_main:  # a fresh run must not mix in outputs made under another config or teacher
             for path in stage.outputs(self.layout):
                 remove_path(path)
@@ -365,6 +366,20 @@ class Run:
                 self.config.device, self.config.mixed_precision, self.config.seed, self.config.report_to, self.dir
             )
         return self._accelerator
+
+
+def resume_message(name: str, outputs: tuple[Any, ...], checkpoints: Path) -> str:
+    """What rerunning a stage that did not finish will do, said truthfully: a training stage (one whose outputs
+    hold its checkpoint folder) resumes only from a complete checkpoint, so one killed before its first checkpoint
+    starts its training over; any other stage resumes from whatever its last attempt saved (shards, answers)."""
+    paths = [Path(path) for path in outputs]
+    if checkpoints in paths:
+        if any(checkpoints.rglob(STATE_FILE)):
+            return f"resuming {name} from its last checkpoint"
+        return f"{name}: the last attempt stopped before its first checkpoint; starting its training over"
+    if any(path.is_file() or (path.is_dir() and any(path.iterdir())) for path in paths):
+        return f"resuming {name} from what its last attempt saved"
+    return f"{name}: the last attempt saved nothing; starting it over"
 
 
 def _upstream_closure(name: str) -> set[str]:

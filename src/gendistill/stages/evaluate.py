@@ -116,6 +116,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
         report.teacher.thresholds = teacher_thresholds["values"]
         report.teacher.thresholds_fitted_on = teacher_thresholds["fitted_on"]
     predictors = {}
+    students: dict[str, tuple[StudentClassifier, Any]] = {}  # their model cards are rewritten with the report
     if "examples_per_s" not in described:  # a served LLM reports its own (timing it would ask the server again)
         predictors["teacher"] = lambda batch: teacher.logits(batch, config.batch_size)
 
@@ -146,6 +147,7 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
             row.thresholds_fitted_on = "validation" if student.thresholds is not None else None
         predictors[name] = lambda batch, s=student: s.logits(batch, config.batch_size)
         held_out_logits[name] = predictors[name]
+        students[name] = (student, directory)
         setattr(report, name, row)
 
     if task.multi_label:
@@ -214,6 +216,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     report.config_hash = ctx.config.section_hash("data", "teacher", "generator", "transfer", "student")
     write_plots(report, ctx)
     write_report(report, layout.report_json)
+    # each student folder's README.md was written when it was trained, before there were metrics to show
+    for student, directory in students.values():
+        student.write_card(directory, report=report, config=ctx.config)
     return {name: row.score(task.multi_label) for name, row in report.models()}
 
 
