@@ -3,11 +3,13 @@
 Each sub-command reads source files exactly as published (paths given on the command line) and writes
 `train.jsonl` / `validation.jsonl` / `test.jsonl` (`{"text": str, "label": int}` per line, 0-based labels)
 and `labels.json` (class names in label-id order), or, for the off-task corpus, `corpus.parquet` with one
-column `text`. Only the standard library and pyarrow are used, and the output is byte-for-byte reproducible.
+column `text`. The multi-label GoEmotions variant writes `{"text": str, "label": [int, ...]}` (sorted ids).
+Only the standard library and pyarrow are used, and the output is byte-for-byte reproducible.
 
     python benchmarks/data/prepare.py banking77 SRC/banking_data/train.csv SRC/banking_data/test.csv
     python benchmarks/data/prepare.py clinc150 SRC/data/data_full.json
     python benchmarks/data/prepare.py goemotions SRC/train.tsv SRC/dev.tsv SRC/test.tsv SRC/labels.txt
+    python benchmarks/data/prepare.py goemotions-multilabel SRC/train.tsv SRC/dev.tsv SRC/test.tsv SRC/labels.txt
     python benchmarks/data/prepare.py offtask-corpus SRC/data/data_original/TXT [--rows 250000]
 
 Cleaning, as for the shared ag_news/sst2 copies: surrounding whitespace is stripped, runs of spaces and tabs
@@ -25,6 +27,7 @@ import re
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +48,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_split(out_dir: Path, split: str, rows: list[tuple[str, int]]) -> None:
+# A row's label: one class id, or (multi-label sets) the sorted list of its class ids.
+Label = int | list[int]
+
+
+def write_split(out_dir: Path, split: str, rows: list[tuple[str, Label]]) -> None:
     lines = [json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n" for text, label in rows]
     _write_atomic(out_dir / f"{split}.jsonl", "".join(lines).encode("utf-8"))
 
@@ -54,7 +61,7 @@ def write_labels(out_dir: Path, names: list[str]) -> None:
     _write_atomic(out_dir / "labels.json", (json.dumps(names, indent=1) + "\n").encode("utf-8"))
 
 
-def keep_nonempty(rows: list[tuple[str, int]], what: str) -> list[tuple[str, int]]:
+def keep_nonempty(rows: list[tuple[str, Label]], what: str) -> list[tuple[str, Label]]:
     kept = [(clean(text), label) for text, label in rows]
     kept = [(text, label) for text, label in kept if text]
     if len(kept) != len(rows):
@@ -62,16 +69,23 @@ def keep_nonempty(rows: list[tuple[str, int]], what: str) -> list[tuple[str, int
     return kept
 
 
-def summarize(out_dir: Path, splits: dict[str, list[tuple[str, int]]], names: list[str]) -> None:
-    """Print row counts, class coverage and exact-text overlaps between the splits."""
+def summarize(out_dir: Path, splits: dict[str, list[tuple[str, Label]]], names: list[str]) -> None:
+    """Print row counts, class coverage and exact-text overlaps between the splits (for multi-label sets, a class
+    counts once in each row that has it, and the rows per number of labels are printed too)."""
     seen = {split: {text for text, _ in rows} for split, rows in splits.items()}
     for split, rows in splits.items():
-        counts = Counter(label for _, label in rows)
+        counts = Counter(member for _, label in rows for member in (label if isinstance(label, list) else [label]))
         print(
             f"{out_dir.name}/{split}: {len(rows)} rows, {len(counts)}/{len(names)} classes, "
             f"per class min {min(counts.values())} max {max(counts.values())}, "
             f"{len(rows) - len(seen[split])} repeated texts"
         )
+        if any(isinstance(label, list) for _, label in rows):
+            cardinality = Counter(len(label) for _, label in rows)
+            print(
+                f"{out_dir.name}/{split}: rows per number of labels "
+                + ", ".join(f"{size}: {cardinality[size]}" for size in sorted(cardinality))
+            )
     order = list(splits)
     for i, first in enumerate(order):
         for second in order[i + 1 :]:
@@ -143,19 +157,44 @@ def read_goemotions_tsv(path: Path) -> list[tuple[str, list[int]]]:
     return [(text, [int(label) for label in labels.split(",")]) for text, labels, _ in rows]
 
 
-def goemotions(args: argparse.Namespace) -> None:
+def convert_goemotions(
+    args: argparse.Namespace,
+    folder: str,
+    select: Callable[[str, list[tuple[str, list[int]]]], list[tuple[str, Label]]],
+) -> None:
+    """Read the three GoEmotions tsv files and the class names, turn each split's rows into (text, label) rows
+    with `select(split, rows)`, clean them and write benchmarks/data/<folder>/ (shared by both GoEmotions sets)."""
     names = Path(args.labels_txt).read_text(encoding="utf-8").split()
-    out_dir = Path(args.out) / "goemotions"
+    out_dir = Path(args.out) / folder
     splits = {}
     for split, path in (("train", args.train_tsv), ("validation", args.dev_tsv), ("test", args.test_tsv)):
         rows = read_goemotions_tsv(Path(path))
-        # The single-label subset: rows whose raters agreed on exactly one of the 28 classes.
-        single = [(text, labels[0]) for text, labels in rows if len(labels) == 1]
-        print(f"goemotions/{split}: {len(single)} of {len(rows)} rows have exactly one label", file=sys.stderr)
-        splits[split] = keep_nonempty(single, f"goemotions/{split}")
+        if any(not 0 <= label < len(names) for _, labels in rows for label in labels):
+            raise SystemExit(f"goemotions: {path} has a label id outside 0-{len(names) - 1}")
+        splits[split] = keep_nonempty(select(split, rows), f"{folder}/{split}")
         write_split(out_dir, split, splits[split])
     write_labels(out_dir, names)
     summarize(out_dir, splits, names)
+
+
+def goemotions(args: argparse.Namespace) -> None:
+    def single_label(split: str, rows: list[tuple[str, list[int]]]) -> list[tuple[str, Label]]:
+        # The single-label subset: rows whose raters agreed on exactly one of the 28 classes.
+        single: list[tuple[str, Label]] = [(text, labels[0]) for text, labels in rows if len(labels) == 1]
+        print(f"goemotions/{split}: {len(single)} of {len(rows)} rows have exactly one label", file=sys.stderr)
+        return single
+
+    convert_goemotions(args, "goemotions", single_label)
+
+
+def goemotions_multilabel(args: argparse.Namespace) -> None:
+    def every_row(split: str, rows: list[tuple[str, list[int]]]) -> list[tuple[str, Label]]:
+        # Every row with all its label ids, sorted; `neutral` (27) is a label like the 27 emotions.
+        if any(len(set(labels)) != len(labels) for _, labels in rows):
+            raise SystemExit(f"goemotions-multilabel/{split}: a row repeats a label id")
+        return [(text, sorted(labels)) for text, labels in rows]
+
+    convert_goemotions(args, "goemotions_multilabel", every_row)
 
 
 # --- off-task corpus ------------------------------------------------------------------------------------
@@ -256,12 +295,16 @@ def main(argv: list[str] | None = None) -> None:
     command.add_argument("data_full_json")
     command.set_defaults(run=clinc150)
 
-    command = commands.add_parser("goemotions", help="GoEmotions train/dev/test.tsv and the 28 names (single-label)")
-    command.add_argument("train_tsv")
-    command.add_argument("dev_tsv")
-    command.add_argument("test_tsv")
-    command.add_argument("labels_txt", help="emotions.txt: the 28 class names, one a line, in id order")
-    command.set_defaults(run=goemotions)
+    for name, run, help_text in (
+        ("goemotions", goemotions, "GoEmotions train/dev/test.tsv and the 28 names (single-label rows)"),
+        ("goemotions-multilabel", goemotions_multilabel, "the same GoEmotions files (every row, all its labels)"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("train_tsv")
+        command.add_argument("dev_tsv")
+        command.add_argument("test_tsv")
+        command.add_argument("labels_txt", help="emotions.txt: the 28 class names, one a line, in id order")
+        command.set_defaults(run=run)
 
     command = commands.add_parser("offtask-corpus", help="UN General Debate Corpus TXT folder -> sentence sample")
     command.add_argument("txt_dir", help="the corpus's TXT folder (Session NN - YYYY/CCC_NN_YYYY.txt)")
