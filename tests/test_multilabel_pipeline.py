@@ -5,6 +5,7 @@ in every report file."""
 import json
 import random
 
+import numpy as np
 import pytest
 import yaml
 from conftest import TOPICS, make_tiny_config, write_jsonl
@@ -96,3 +97,60 @@ def test_thresholds_outside_the_open_interval_are_refused_at_load(multi_label_ru
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=r"config.json thresholds: threshold 1.0 of label 1 is outside \(0, 1\)"):
         StudentClassifier.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def multi_label_export(multi_label_run, tmp_path_factory):
+    from gendistill.artifacts.export import export_onnx
+
+    root = tmp_path_factory.mktemp("multi_label_export")
+    return export_onnx(multi_label_run, root / "fp32"), export_onnx(multi_label_run, root / "int8", quantize="int8")
+
+
+def test_the_onnx_export_answers_label_lists_with_the_students_thresholds(multi_label_run, multi_label_export):
+    from gendistill.artifacts.inference import Predictor
+
+    student = StudentClassifier.from_pretrained(multi_label_run / "student")
+    test_texts = [json.loads(line)["text"] for line in (multi_label_run.parent / "test.jsonl").read_text().splitlines()]
+    for folder in multi_label_export:
+        metadata = json.loads((folder / "metadata.json").read_text())
+        assert metadata["multi_label"] is True and metadata["thresholds"] == student.thresholds
+        predictor = Predictor(folder, threads=1)
+        probabilities = predictor.predict_proba(test_texts)
+        assert probabilities.shape == (len(test_texts), len(NAMES)) and probabilities.sum(axis=1).max() > 1.2
+        parity = metadata["parity"]["models"]
+        shipped = metadata["parity"]["shipped"]
+        # a text agrees when the exported file gives exactly torch's set of labels
+        expected = np.mean(
+            [set(a) == set(b) for a, b in zip(predictor.predict(test_texts), student.predict(test_texts))]
+        )
+        assert parity[shipped]["label_agreement"] == pytest.approx(expected)
+    fp32 = Predictor(multi_label_export[0], threads=1)
+    assert fp32.predict(test_texts) == student.predict(test_texts)
+    np.testing.assert_allclose(fp32.predict_proba(test_texts), student.predict_proba(test_texts), atol=1e-5)
+    with pytest.raises(ValueError, match="min_confidence is for single-label exports"):
+        fp32.predict(test_texts[:1], min_confidence=0.5)
+    card = (multi_label_export[1] / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["metrics"] == ["f1"] and "every one of its 3 labels that applies" in card
+
+
+def test_the_server_answers_label_lists_and_hugging_face_clients_get_per_label_sigmoids(multi_label_export):
+    from starlette.testclient import TestClient
+
+    from gendistill.artifacts.calibration import CalibrationError
+    from gendistill.artifacts.inference import Predictor
+    from gendistill.artifacts.serve import create_app
+
+    folder = multi_label_export[0]
+    client = TestClient(create_app(folder, threads=1))
+    texts = ["goal team recipe oven the we saw", "the we saw today"]
+    expected = Predictor(folder, threads=1).predict(texts)
+    batch = client.post("/predict/batch", json={"texts": texts}).json()["predictions"]
+    assert [answer["labels"] for answer in batch] == expected and all("label" not in a for a in batch)
+    hub = client.post("/", json={"inputs": texts[0]}).json()[0]
+    scores = {item["label"]: item["score"] for item in hub}
+    assert sum(scores.values()) > 1.2  # sigmoids by default: two labels near 1 at once
+    assert scores == pytest.approx(batch[0]["probabilities"])
+    with pytest.raises(CalibrationError, match="is a multi-label export"):
+        create_app(folder, threads=1, min_confidence=0.5)

@@ -140,7 +140,17 @@ def _row(report: Report | None, key: str) -> ModelRow | None:
 def _metrics(row: ModelRow | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    fields = ("accuracy", "macro_f1", "params", "size_bytes", "examples_per_s", "teacher_agreement")
+    fields = (
+        "accuracy",
+        "micro_f1",
+        "macro_f1",
+        "subset_accuracy",
+        "hamming_loss",
+        "params",
+        "size_bytes",
+        "examples_per_s",
+        "teacher_agreement",
+    )
     calibration = {"calibration": row.calibration_summary()} if row.calibration_summary() else {}
     return {**{name: getattr(row, name) for name in fields if getattr(row, name) is not None}, **calibration}
 
@@ -158,18 +168,21 @@ def _card_data(
     dataset = hub_dataset(config)
     row = _row(report, facts.kind)
     own = own_metrics(facts)
-    measured = own is not None or (row is not None and row.accuracy is not None)
+    multi_label = report is not None and report.multi_label
+    measured = own is not None or (row is not None and row.score(multi_label) is not None)
     results = []
     if measured:
         if own is not None:  # the exported file's own numbers, on the texts its parity was measured on
             scores, examples = own[0], own[1]
         else:
             assert row is not None and report is not None
-            scores, examples = {"accuracy": row.accuracy, "macro_f1": row.macro_f1}, report.test_examples
+            scores = {"accuracy": row.accuracy, "micro_f1": row.micro_f1, "macro_f1": row.macro_f1}
+            examples = report.test_examples
         dataset_type = dataset or "custom"
         dataset_name = f"{dataset or 'held-out test set'} ({examples} examples)"
         for metric, value, name, metric_config in (
             ("accuracy", scores.get("accuracy"), "Accuracy", None),
+            ("f1", scores.get("micro_f1"), "Micro F1", "micro"),
             ("f1", scores.get("macro_f1"), "Macro F1", "macro"),
         ):
             if value is not None:
@@ -215,7 +228,7 @@ def _card_data(
         pipeline_tag="text-classification",
         tags=sorted({"gendistill", "text-classification", "knowledge-distillation", facts.arch, *facts.extra_tags}),
         datasets=[dataset] if dataset else None,
-        metrics=["accuracy", "f1"] if measured else None,
+        metrics=(["f1"] if multi_label else ["accuracy", "f1"]) if measured else None,
         model_name=(model_name or "gendistill-student") if results else None,
         eval_results=results or None,
         gendistill=plain(_drop_none(block)),
@@ -241,39 +254,47 @@ def card_text(
     what = "ONNX export of a" if facts.fmt == "onnx" else "A"
     quantized = f" ({facts.quantization} weights)" if facts.quantization else ""
     transfer = report.transfer_set if report is not None else None
+    multi_label = report is not None and report.multi_label
+    answers = (
+        f"It gives each text every one of its {len(facts.label_names)} labels that applies (multi-label, each label "
+        "deciding at its own threshold): "
+        if multi_label
+        else f"It predicts one of {len(facts.label_names)} labels: "
+    )
     lines = [
         f"# {name}",
         "",
         f"{what} {_int(facts.params)}-parameter `{facts.arch}` text classifier{quantized}, distilled with "
         f"gendistill from {_teacher_phrase(teacher, config)}{_transfer_phrase(transfer, config)}. "
-        f"It predicts one of {len(facts.label_names)} labels: "
+        + answers
         + ", ".join(f"`{label}`" for label in facts.label_names)
         + ".",
         "",
         "## Results",
         "",
     ]
-    evaluated = report is not None and bool(report.models()) and row is not None and row.accuracy is not None
+    headline = "micro-F1" if multi_label else "accuracy"
+    evaluated = report is not None and bool(report.models()) and row is not None and row.score(multi_label) is not None
     if evaluated:
         assert report is not None
         lines += [
             f"On a held-out test set of {report.test_examples} examples (the report of the run that trained it; "
             f"{report.train_examples} labeled training examples):",
             "",
-            "| model | accuracy | macro-F1 | params | size (bytes) | examples/s (CPU) |",
+            f"| model | {headline} | macro-F1 | params | size (bytes) | examples/s (CPU) |",
             "|---|---|---|---|---|---|",
         ]
         this = " (torch; this file's source)" if facts.fmt == "onnx" else " (this model)"
         for key, model_row in report.models():
             marker = this if key == facts.kind else ""
             lines.append(
-                f"| {key}{marker} | {_pct(model_row.accuracy)} | {_pct(model_row.macro_f1)} | "
+                f"| {key}{marker} | {_pct(model_row.score(multi_label))} | {_pct(model_row.macro_f1)} | "
                 f"{_int(model_row.params)} | {_int(model_row.size_bytes)} | {_int(model_row.examples_per_s)} |"
             )
         threads = report.speed.threads
         lines += [
             "",
-            "Accuracy and macro-F1 in percent. Speed: torch on the CPU"
+            f"{headline.capitalize()} and macro-F1 in percent. Speed: torch on the CPU"
             + (f" with {threads} thread(s)" if threads else "")
             + ", tokenization included; it varies from machine to machine."
             + (

@@ -419,11 +419,6 @@ def export_onnx(source: str | Path, out_dir: str | Path, quantize: str | None = 
     extras.require("export")
     student_dir, run_dir, key = artifact.folder, artifact.run_dir, artifact.report_key
     student = StudentClassifier.from_pretrained(student_dir)
-    if student.multi_label:  # the ONNX Predictor and server answer one label per text (softmax) so far
-        raise GendistillError(
-            f"{student_dir}: a multi-label student; its ONNX export is not supported yet (the exported Predictor "
-            "would answer one label per text): use gendistill.students.classifier.StudentClassifier.predict"
-        )
     wrapper, raw_vocab, empty_id = wrap_student(student)
     tmp = _prepare_target(out_dir)
     try:
@@ -474,7 +469,9 @@ def export_parity(
         "texts": len(texts),
         "source": "the run's test set",
         "shipped": parity.ONNX_INT8 if quantize == "int8" else parity.ONNX_FP32,
-        "models": parity.measure(logits, student.label_names, gold),
+        "models": parity.measure(
+            logits, student.label_names, gold, student.decision_thresholds if student.multi_label else None
+        ),
     }
 
 
@@ -523,6 +520,8 @@ def _metadata(
             "lengths": "int64 [batch] token count per row (>= 1)",
         },
         "outputs": {"logits": "float32 [batch, labels]"},
+        # multi-label: sigmoid per label, "yes" where it reaches the label's threshold (tuned on held-out data)
+        **({"multi_label": True, "thresholds": student.decision_thresholds} if student.multi_label else {}),
         # the temperature probabilities are divided by, and the confidence threshold chosen on held-out data
         # (calibration.json beside model.onnx; None when the run fitted none)
         "calibration": student.calibration.to_dict() if student.calibration is not None else None,

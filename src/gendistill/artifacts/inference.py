@@ -34,6 +34,7 @@ from gendistill.artifacts.resolve import (
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES, CachedWordTokenizer
 from gendistill.data.texts import as_texts, require_words
 from gendistill.errors import ExportDirError
+from gendistill.evaluation.multilabel import check_thresholds
 
 PAD_ID = 0
 
@@ -113,6 +114,15 @@ class Predictor:
             self.calibration: Calibration | None = read_calibration(self.directory)
         except CalibrationError as error:
             raise ExportDirError(f"{error}; re-export the student") from None
+        # a multi-label export answers each label as a yes/no question (sigmoid), each at its own threshold
+        self.multi_label = bool(self.metadata.get("multi_label", False))
+        self.thresholds: list[float] | None = None
+        if self.multi_label:
+            try:
+                where = f"{self.directory / METADATA_FILE} thresholds"
+                self.thresholds = check_thresholds(self.metadata.get("thresholds") or [], len(labels), where)
+            except (TypeError, ValueError) as error:
+                raise ExportDirError(f"{error}; re-export the student") from None
         self.words = CachedWordTokenizer(self.tokenizer, self.max_length, word_cache_bytes)
         self.recurrent = bool(self.metadata.get("recurrent", self.metadata.get("arch") in RECURRENT_BEFORE_THE_KEY))
         self.threads = threads or default_threads()
@@ -223,18 +233,28 @@ class Predictor:
         """softmax(logits / T) with the stored temperature T (calibrated=False, or no calibration.json: T = 1),
         [len(texts), labels]. An empty or whitespace-only text is an EmptyTextError (a ValueError) naming its
         index: it has nothing to classify, and its label would only be the student's prior."""
+        if self.multi_label:  # one independent probability per label: a row need not sum to 1
+            return 1.0 / (1.0 + np.exp(-self.logits(require_words(as_texts(texts)), batch_size).astype(np.float64)))
         logits = self.logits(require_words(as_texts(texts)), batch_size) / (self.temperature if calibrated else 1.0)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
     def predict(
         self, texts: Sequence[str], batch_size: int = 64, min_confidence: float | None = None
-    ) -> list[str | None]:
-        """Labels; with `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
+    ) -> list[str | None] | list[list[str]]:
+        """Labels (a multi-label export: the list of labels that apply to each text, possibly empty); with
+        `min_confidence` (in (0, 1)), None in place of the label of a text whose calibrated top
         probability is below it (the caller defers it). `self.calibration.min_confidence` is the threshold the run
         chose on held-out data for its target accuracy, when it stored one. An empty or whitespace-only text is an
         EmptyTextError, as in predict_proba."""
         texts = require_words(as_texts(texts))
+        if self.multi_label:  # the labels that apply to each text, each deciding at its own threshold
+            if min_confidence is not None:
+                raise ValueError(
+                    "min_confidence is for single-label exports; a multi-label one has per-label thresholds"
+                )
+            decisions = self.predict_proba(texts, batch_size) >= np.asarray(self.thresholds)
+            return [[self.label_names[i] for i in np.flatnonzero(row)] for row in decisions]
         if min_confidence is None:
             return [self.label_names[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
         threshold = check_min_confidence(min_confidence)

@@ -51,10 +51,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def measure(logits: dict[str, np.ndarray], label_names: list[str], gold: list[str] | None) -> dict[str, dict[str, Any]]:
+def measure(
+    logits: dict[str, np.ndarray],
+    label_names: list[str],
+    gold: list[str] | None,
+    thresholds: list[float] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per model (`logits` by name, torch's under TORCH, all [texts, labels] in the same text order): label
     agreement with torch, the largest absolute probability difference from torch, and accuracy and macro-F1
-    against `gold` (label names) when given."""
+    against `gold` (label names) when given. With `thresholds` (a multi-label student), probabilities are per-label
+    sigmoids and a text agrees when its set of labels equals torch's."""
+    if thresholds is not None:
+        return _measure_multi_label(logits, np.asarray(thresholds))
     reference = softmax(logits[TORCH])
     reference_labels = reference.argmax(axis=1)
     index = {name: i for i, name in enumerate(label_names)}
@@ -70,6 +78,19 @@ def measure(logits: dict[str, np.ndarray], label_names: list[str], gold: list[st
         if gold_ids is not None:
             row.update(classification_metrics(gold_ids, predicted, len(label_names)))
         result[name] = row
+    return result
+
+
+def _measure_multi_label(logits: dict[str, np.ndarray], thresholds: np.ndarray) -> dict[str, dict[str, Any]]:
+    reference = 1.0 / (1.0 + np.exp(-np.asarray(logits[TORCH], dtype=np.float64)))
+    decided = reference >= thresholds
+    result = {}
+    for name, model_logits in logits.items():
+        probabilities = 1.0 / (1.0 + np.exp(-np.asarray(model_logits, dtype=np.float64)))
+        result[name] = {
+            "label_agreement": float(np.mean(((probabilities >= thresholds) == decided).all(axis=1))),
+            "max_probability_diff": float(np.abs(probabilities - reference).max()),
+        }
     return result
 
 

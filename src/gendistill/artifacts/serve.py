@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gendistill.artifacts import hf_protocol
-from gendistill.artifacts.calibration import check_min_confidence
+from gendistill.artifacts.calibration import CalibrationError, check_min_confidence
 from gendistill.artifacts.inference import Predictor
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
@@ -68,8 +69,17 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
 
 
+class MultiLabelPrediction(BaseModel):
+    """One text's answer from a multi-label export: every label whose probability (a sigmoid per label) reaches
+    that label's stored threshold, possibly none; `score` is the largest probability."""
+
+    labels: list[str]
+    score: float
+    probabilities: dict[str, float]
+
+
 class BatchResponse(BaseModel):
-    predictions: list[Prediction]
+    predictions: list[Prediction | MultiLabelPrediction]
 
 
 class RequestError(Exception):
@@ -505,6 +515,11 @@ def create_app(
             f"{word_cache_bytes=}"
         )
     predictor = Predictor(predictor_dir, threads=threads, word_cache_bytes=word_cache_bytes)
+    if min_confidence is not None and predictor.multi_label:
+        raise CalibrationError(
+            f"min_confidence: {predictor_dir} is a multi-label export, where each label decides at its own stored "
+            "threshold; serve it without --min-confidence"
+        )
     labels = predictor.label_names
     max_body = max_body_bytes or default_max_body_bytes(max_texts, max_chars)
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
@@ -576,9 +591,19 @@ def create_app(
     def read(model: type[BaseModel], content_type: str | None, body: bytes) -> Any:
         return validate(model, read_json(content_type, body))
 
-    def predictions(texts: list[str]) -> list[Prediction]:
+    def predictions(texts: list[str]) -> list[Prediction | MultiLabelPrediction]:
         probabilities = predictor.predict_proba(texts)
-        answers = []
+        if predictor.multi_label:
+            thresholds = np.asarray(predictor.thresholds)
+            return [
+                MultiLabelPrediction(
+                    labels=[labels[i] for i in np.flatnonzero(row >= thresholds)],
+                    score=float(row.max()),
+                    probabilities={name: float(p) for name, p in zip(labels, row, strict=True)},
+                )
+                for row in probabilities
+            ]
+        answers: list[Prediction | MultiLabelPrediction] = []
         for row in probabilities:
             score = float(row.max())
             deferred = min_confidence is not None and score < min_confidence
@@ -592,7 +617,7 @@ def create_app(
             )
         return answers
 
-    def answer_one(content_type: str | None, body: bytes) -> Prediction | list[Any]:
+    def answer_one(content_type: str | None, body: bytes) -> Prediction | MultiLabelPrediction | list[Any]:
         value = read_json(content_type, body)
         if isinstance(value, dict) and "inputs" in value:  # Text Embeddings Inference's shape
             return answer_tei(validate(hf_protocol.TEIRequest, value))
@@ -600,14 +625,23 @@ def create_app(
         check([request.text])
         return predictions([request.text])[0]
 
+    # the standard protocols' default scores: per-label sigmoids for a multi-label export, else the softmax
+    probability: hf_protocol.Transform = "sigmoid" if predictor.multi_label else "softmax"
+
+    def scoring_logits(texts: list[str], transform: str) -> np.ndarray:
+        """Logits for the standard protocols: a softmax is taken at the stored calibration temperature, so its
+        scores are the same probabilities /predict answers."""
+        logits = predictor.logits(texts)
+        return logits / predictor.temperature if transform == "softmax" else logits
+
     def answer_tei(request: hf_protocol.TEIRequest) -> list[Any]:
         try:
             texts, single = hf_protocol.tei_texts(request)
         except hf_protocol.PairError as error:
             raise RequestError(422, str(error)) from None
         check(texts)
-        transform = "none" if request.raw_scores else "softmax"
-        answer = hf_protocol.ranked(hf_protocol.scores(predictor.logits(texts), transform), labels)
+        transform = "none" if request.raw_scores else probability
+        answer = hf_protocol.ranked(hf_protocol.scores(scoring_logits(texts, transform), transform), labels)
         return answer[0] if single else answer
 
     def answer_hub(content_type: str | None, body: bytes) -> list[Any]:
@@ -615,7 +649,8 @@ def create_app(
         texts = hf_protocol.hub_texts(request)
         check(texts)
         parameters = request.parameters or hf_protocol.HubParameters()
-        rows = hf_protocol.scores(predictor.logits(texts), parameters.function_to_apply or "softmax")
+        transform = parameters.function_to_apply or probability
+        rows = hf_protocol.scores(scoring_logits(texts, transform), transform)
         return hf_protocol.ranked(rows, labels, parameters.top_k)  # one list per text, even for one text
 
     def answer_batch(content_type: str | None, body: bytes) -> BatchResponse:
@@ -645,7 +680,7 @@ def create_app(
 
     # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
     @app.post("/predict", response_model=None)
-    async def predict(request: Request) -> Prediction | list[Any]:
+    async def predict(request: Request) -> Prediction | MultiLabelPrediction | list[Any]:
         body = await request.body()
         return await run_in_threadpool(answer_one, request.headers.get("content-type"), body)
 

@@ -102,6 +102,7 @@ def train_student(
         checkpoint_dir=checkpoint_dir,
         max_grad_norm=MAX_GRAD_NORM,
         evaluate=validation_accuracy if validation is not None else None,
+        metric_name="micro-F1" if multi_label else "accuracy",
         hparams={"student": config.model_dump(mode="json"), "examples": len(examples), "distilled": distilling},
     )
     return {

@@ -67,6 +67,7 @@ def fit(
     checkpoint_dir: Path | None = None,
     max_grad_norm: float = 1.0,
     evaluate: Callable[[torch.nn.Module], float] | None = None,
+    metric_name: str = "accuracy",
     checkpoint_every_s: float | None = None,
     hparams: dict[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, LoopResult]:
@@ -160,7 +161,7 @@ def fit(
                         {k: v.detach().cpu() for k, v in accelerator.unwrap_model(model).state_dict().items()}
                     )
             result.history.append(record)
-            validation = f", validation accuracy {record['validation']:.4f}" if "validation" in record else ""
+            validation = f", validation {metric_name} {record['validation']:.4f}" if "validation" in record else ""
             progress.step(f"{description}: epoch {epoch + 1}/{epochs} done, loss {record['loss']:.4f}{validation}")
             tracking.log(
                 accelerator,
