@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--transfer", type=int, default=8000, help="unlabeled pool texts the student distils on")
     parser.add_argument("--teacher", required=True, help="HF id or folder of the encoder (teacher and peers)")
+    parser.add_argument(
+        "--teacher-kind",
+        default="hf_encoder",
+        choices=["hf_encoder", "setfit"],
+        help="the pipeline's teacher: a fine-tuned encoder (sigmoid per label) or SetFit one-vs-rest",
+    )
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multilabel"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/multilabel"))
@@ -80,13 +86,19 @@ def pipeline_config(args: argparse.Namespace, folder: Path, validation: Path, pe
             "seed": seed,
             "multi_label": True,
         },
-        # as benchmarks/lowdata.py fine-tunes its teacher at these sizes
-        "teacher": {"model": args.teacher, "epochs": 10 if per_label >= 32 else 20, "learning_rate": 1e-4},
+        "teacher": teacher_config(args, per_label),
         "transfer": {"sources": [source]},
         "student": {"baseline": True},
         "evaluate": {"speed_examples": 256},
         "seed": seed,
     }
+
+
+def teacher_config(args: argparse.Namespace, per_label: int) -> dict[str, Any]:
+    if args.teacher_kind == "setfit":  # SetFit's few-shot settings, as the setfit arm trains it
+        return {"kind": "setfit", "model": args.teacher}
+    # as benchmarks/lowdata.py fine-tunes its teacher at these sizes
+    return {"model": args.teacher, "epochs": 10 if per_label >= 32 else 20, "learning_rate": 1e-4}
 
 
 def peer_scores(
@@ -160,7 +172,8 @@ PEERS = {"setfit": train_setfit, "model2vec": train_model2vec}
 
 def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, Any]:
     folder = args.data_dir / args.dataset
-    cell = args.cache / f"{args.dataset}-n{per_label}-s{seed}"
+    kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
+    cell = args.cache / f"{args.dataset}-n{per_label}-s{seed}{kind}"
     validation_path = validation_sample(folder, per_label, seed, cell / "validation.jsonl")
     config = build_config(pipeline_config(args, folder, validation_path, per_label, seed))
     started = time.perf_counter()
@@ -169,6 +182,7 @@ def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, A
         "dataset": args.dataset,
         "per_label": per_label,
         "seed": seed,
+        "teacher_kind": args.teacher_kind,
         "transfer": args.transfer,
         "pipeline_seconds": round(time.perf_counter() - started, 1),
         "labeled_texts": report["train_examples"],
@@ -191,7 +205,9 @@ def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, A
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for row in rows:
-        summary.setdefault(row["dataset"], {}).setdefault(str(row["per_label"]), []).append(row)
+        kind = row.get("teacher_kind", "hf_encoder")
+        key = row["dataset"] if kind == "hf_encoder" else f"{row['dataset']} (teacher {kind})"
+        summary.setdefault(key, {}).setdefault(str(row["per_label"]), []).append(row)
     out: dict[str, Any] = {}
     for dataset, sizes in summary.items():
         out[dataset] = {}
@@ -212,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for per_label in args.per_label:
         for seed in args.seeds:
-            path = runs / f"{args.dataset}-n{per_label}-s{seed}.json"
+            kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
+            path = runs / f"{args.dataset}-n{per_label}-s{seed}{kind}.json"
             if path.exists():  # resumable: a finished cell is read back
                 rows.append(json.loads(path.read_text()))
                 continue
