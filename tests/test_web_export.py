@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from test_export import probe_texts
 
 from gendistill.artifacts.browser import find_chromium, run_page
 from gendistill.artifacts.inference import Predictor
-from gendistill.artifacts.web_export import WEB_FILES, check_tokenizer, export_web, runtime_tarball
+from gendistill.artifacts.web_export import ASSETS, RUNTIME_FILES, WEB_FILES, check_tokenizer, export_web, runtime_tarball
 from gendistill.errors import GendistillError
 
 FP32_TOLERANCE = 1e-5
@@ -130,3 +131,63 @@ await fetch("result", { method: "POST", body: JSON.stringify({
     predictor = Predictor(export, threads=1)
     assert answer["answer"] == f"→ {predictor.predict(['rain storm forecast today'])[0]}", answer
     assert answer["rows"] == len(predictor.label_names) and "running in this browser" in answer["status"]
+
+
+TOKENIZER_PAGE = """<!doctype html><meta charset="utf-8"><script type="module">
+import { Tokenizer } from "./gendistill.js";
+let result = {};
+try {
+  const texts = await (await fetch("texts.json")).json();
+  for (const name of %s) {
+    const tokenizer = new Tokenizer(await (await fetch(`${name}.json`)).json());
+    result[name] = texts.map((text) => tokenizer.encode(text));
+  }
+} catch (error) {
+  result = { error: String(error.stack || error) };
+}
+await fetch("result", { method: "POST", body: JSON.stringify(result) });
+</script>"""
+
+
+def test_js_tokenizer_gives_the_library_ids_for_every_normalizer_setting(runtime, tmp_path):
+    """WordPiece and word-level vocabularies trained on non-ASCII text (so most pieces are known, not [UNK]), under
+    each BertNormalizer setting: the JS ids equal `tokenizers`' on adversarial texts."""
+    from tokenizers import BertWordPieceTokenizer, Tokenizer, normalizers
+
+    from gendistill.students.vocab import train_word_tokenizer
+
+    corpus = [*TOKENIZER_TEXTS, *probe_texts()] * 3
+    tokenizers: dict[str, Tokenizer] = {}
+    for lowercase, strip_accents, chinese in ((True, None, True), (False, False, False), (False, True, True)):
+        trained = BertWordPieceTokenizer(
+            lowercase=lowercase, strip_accents=strip_accents, handle_chinese_chars=chinese, clean_text=chinese
+        )
+        trained.train_from_iterator(corpus, vocab_size=300, min_frequency=1)
+        tokenizers[f"wordpiece-{lowercase}-{strip_accents}-{chinese}"] = trained._tokenizer
+    words = train_word_tokenizer(corpus, 200)
+    tokenizers["wordlevel"] = words
+    cased = Tokenizer.from_str(words.to_str())
+    cased.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=False)
+    tokenizers["wordlevel-cased"] = cased
+    site = tmp_path / "site"
+    site.mkdir()
+    with tarfile.open(runtime) as archive:  # gendistill.js imports the runtime even for its tokenizer alone
+        for member, name in RUNTIME_FILES.items():
+            (site / name).write_bytes(archive.extractfile(member).read())
+    shutil.copyfile(ASSETS / "gendistill.js", site / "gendistill.js")
+    for name, tokenizer in tokenizers.items():
+        check_tokenizer(json.loads(tokenizer.to_str()), site / f"{name}.json")
+        (site / f"{name}.json").write_text(tokenizer.to_str())
+    (site / "texts.json").write_text(json.dumps(corpus[: len(TOKENIZER_TEXTS) + len(probe_texts())]))
+    (site / "probe.html").write_text(TOKENIZER_PAGE % json.dumps(list(tokenizers)))
+
+    answer = run_page(site, "probe.html")
+
+    assert "error" not in answer, answer.get("error")
+    texts = json.loads((site / "texts.json").read_text())
+    for name, tokenizer in tokenizers.items():
+        expected = [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        unknown = tokenizer.token_to_id("[UNK]")
+        assert sum(i != unknown for ids in expected for i in ids) > 100, name  # mostly known pieces
+        for text, got, want in zip(texts, answer[name], expected, strict=True):
+            assert got == want, (name, text)
