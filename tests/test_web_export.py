@@ -14,10 +14,19 @@ import numpy as np
 import pytest
 from conftest import train_tiny_student
 from test_export import probe_texts
+from typer.testing import CliRunner
 
 from gendistill.artifacts.browser import find_chromium, run_page
 from gendistill.artifacts.inference import Predictor
-from gendistill.artifacts.web_export import ASSETS, RUNTIME_FILES, WEB_FILES, check_tokenizer, export_web, runtime_tarball
+from gendistill.artifacts.web_export import (
+    ASSETS,
+    RUNTIME_FILES,
+    WEB_FILES,
+    check_tokenizer,
+    export_web,
+    runtime_tarball,
+)
+from gendistill.cli import app
 from gendistill.errors import GendistillError
 
 FP32_TOLERANCE = 1e-5
@@ -105,11 +114,15 @@ def test_unsupported_tokenizer_is_refused_with_the_alternative(tmp_path):
         check_tokenizer(spec, tmp_path / "tokenizer.json")
 
 
-def test_index_page_loads_and_classifies(runtime, tiny_teacher_dir, tmp_path):
-    """The demo page itself: loads the model, and a click writes a label and one row per label."""
+def test_cli_web_export_page_loads_and_classifies(runtime, tiny_teacher_dir, tmp_path):
+    """`gendistill export --format web`, then its demo page: loads the model, and a click writes the Predictor's
+    label and one row per label."""
     student, _ = train_tiny_student("cnn", "random", tiny_teacher_dir, max_length=32)
     student.save_pretrained(tmp_path / "student")
-    export = export_web(tmp_path / "student", tmp_path / "web")
+    export = tmp_path / "web"
+    done = CliRunner().invoke(app, ["export", str(tmp_path / "student"), "--format", "web", "--out", str(export)])
+    assert done.exit_code == 0, done.output
+    assert "python -m http.server" in done.output
     page = (export / "index.html").read_text()
     clicker = """<script type="module">
 const wait = () => new Promise((done) => setTimeout(done, 50));
@@ -124,7 +137,6 @@ await fetch("result", { method: "POST", body: JSON.stringify({
 }) });
 </script></body>"""
     (export / "probe.html").write_text(page.replace("</body>", clicker))
-    shutil.copyfile(export / "index.html", export / "index.copy.html")
 
     answer = run_page(export, "probe.html")
 

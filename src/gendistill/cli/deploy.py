@@ -24,7 +24,9 @@ FORMATS = ("onnx", "web")
 @app.command("export")
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
-    format_: Annotated[str, typer.Option("--format", help="onnx, or web: the ONNX export plus a static page and ES module running it in a browser")] = "onnx",
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx, or web: the ONNX export plus a static page running it in a browser")
+    ] = "onnx",
     quantize: Annotated[
         str | None,
         typer.Option(
@@ -42,14 +44,13 @@ def export(
             raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
         target = out or run_dir / "export" / (format_ if quantize is None else f"{format_}-{quantize}")
         writing_into(target, "the export folder")
-        if format_ == "web":
-            path = export_web(run_dir, target, quantize)
-        else:
-            path = export_onnx(run_dir, target, quantize)
+        path = (export_web if format_ == "web" else export_onnx)(run_dir, target, quantize)
         size = (path / MODEL_FILE).stat().st_size
         typer.echo(f"exported: {path} ({MODEL_FILE} {size / 1e6:.2f} MB, {quantize or 'fp32'})")
         if format_ == "web":
-            typer.echo(f"serve it with: python -m http.server --directory {path} 8000  (then open http://localhost:8000)")
+            typer.echo(
+                f"serve it with: python -m http.server --directory {path} 8000  (then open http://localhost:8000)"
+            )
 
     guard(action)
 
