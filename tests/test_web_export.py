@@ -17,6 +17,7 @@ from test_export import probe_texts
 from typer.testing import CliRunner
 
 from gendistill.artifacts.browser import find_chromium, run_page
+from gendistill.artifacts.calibration import Calibration
 from gendistill.artifacts.inference import Predictor
 from gendistill.artifacts.web_export import (
     ASSETS,
@@ -80,9 +81,17 @@ def runtime() -> Path:
         pytest.skip(f"onnxruntime-web unavailable: {error}")
 
 
-@pytest.mark.parametrize(("arch", "init"), [("bilstm", "teacher"), ("bag", "random")])
-def test_browser_matches_the_python_predictor(runtime, tiny_teacher_dir, tmp_path, arch, init):
+@pytest.mark.parametrize(
+    ("arch", "init", "variant"), [("bilstm", "teacher", "calibrated"), ("bag", "random", "multi-label")]
+)
+def test_browser_matches_the_python_predictor(runtime, tiny_teacher_dir, tmp_path, arch, init, variant):
+    """A teacher-vocabulary BiLSTM with a calibration temperature, and a word-vocabulary bag read as multi-label
+    (its logits as per-label sigmoids, each label at its own threshold)."""
     student, _ = train_tiny_student(arch, init, tiny_teacher_dir, max_length=32)
+    if variant == "calibrated":
+        student.calibration = Calibration(temperature=2.5)
+    else:
+        student.multi_label, student.thresholds = True, [0.3, 0.5, 0.7]
     student.save_pretrained(tmp_path / "student")
     site = tmp_path / "site"
     for name, quantize in (("fp32", None), ("int8", "int8")):
@@ -101,11 +110,16 @@ def test_browser_matches_the_python_predictor(runtime, tiny_teacher_dir, tmp_pat
     for name, tolerance in (("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)):
         predictor = Predictor(site / name, threads=1)
         assert answer[name]["ids"] == predictor.token_ids(every)
-        assert [row["label"] for row in answer[name]["predictions"]] == predictor.predict(words)
+        key = "labels" if variant == "multi-label" else "label"
+        assert [row[key] for row in answer[name]["predictions"]] == predictor.predict(words)
         gap = np.abs(np.asarray(answer[name]["proba"]) - predictor.predict_proba(words)).max()
         assert gap <= tolerance, (name, gap)
         first = answer[name]["predictions"][0]["probabilities"]
-        assert list(first) == predictor.label_names and abs(sum(first.values()) - 1) < 1e-6
+        assert list(first) == predictor.label_names
+        if variant == "calibrated":
+            assert predictor.temperature == 2.5 and abs(sum(first.values()) - 1) < 1e-6
+        else:
+            assert {len(row["labels"]) for row in answer[name]["predictions"]} != {1}  # not one label per text
 
 
 def test_unsupported_tokenizer_is_refused_with_the_alternative(tmp_path):

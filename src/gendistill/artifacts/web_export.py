@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.resolve import METADATA_FILE, TOKENIZER_FILE
+from gendistill.artifacts.resolve import METADATA_FILE, TOKENIZER_FILE, artifact_at
 from gendistill.errors import GendistillError
 from gendistill.io import read_json, write_json
 
@@ -111,29 +110,37 @@ def check_tokenizer(spec: dict[str, Any], where: Path) -> None:
 
 def export_web(source: str | Path, out_dir: str | Path, quantize: str | None = None) -> Path:
     """The ONNX export of `source` at `out_dir`, plus index.html, gendistill.js and onnxruntime-web; returns
-    out_dir. The runtime is fetched (or found in the cache) before anything is exported."""
+    out_dir. The tokenizer is checked and the runtime fetched (or found in the cache) before anything is exported;
+    the folder is built beside `out_dir` and replaces it only once complete."""
     out_dir = Path(out_dir)
+    student_dir = artifact_at(Path(source), ("run", "student")).folder
+    check_tokenizer(read_json(student_dir / TOKENIZER_FILE), student_dir / TOKENIZER_FILE)
     tarball = runtime_tarball()
-    export_onnx(source, out_dir, quantize)  # atomic on its own; the files below are added into the finished export
+    if out_dir.exists() and not (
+        out_dir.is_dir() and ((out_dir / METADATA_FILE).exists() or not any(out_dir.iterdir()))
+    ):
+        raise GendistillError(f"{out_dir}: exists and is not an export; choose another --out")
+    staging = out_dir.with_name(f".{out_dir.name}.web")
     try:
-        check_tokenizer(json.loads((out_dir / TOKENIZER_FILE).read_text(encoding="utf-8")), out_dir / TOKENIZER_FILE)
+        export_onnx(source, staging, quantize)
         with tarfile.open(tarball) as archive:
             for member, name in RUNTIME_FILES.items():
                 source_file = archive.extractfile(member)
                 if source_file is None:
                     raise GendistillError(f"{tarball}: {member} missing; delete the file to fetch it again")
-                with source_file, open(out_dir / name, "wb") as target:
+                with source_file, open(staging / name, "wb") as target:
                     shutil.copyfileobj(source_file, target)
         for name in WEB_FILES:
-            shutil.copyfile(ASSETS / name, out_dir / name)
-        metadata = read_json(out_dir / METADATA_FILE)
+            shutil.copyfile(ASSETS / name, staging / name)
+        metadata = read_json(staging / METADATA_FILE)
         metadata["web"] = {
             "onnxruntime_web_version": ONNXRUNTIME_WEB_VERSION,
             "module": "gendistill.js",
             "page": "index.html",
         }
-        write_json(out_dir / METADATA_FILE, metadata)
-    except BaseException:
-        shutil.rmtree(out_dir, ignore_errors=True)  # no half web export: a plain ONNX one would pass for it
-        raise
+        write_json(staging / METADATA_FILE, metadata)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
