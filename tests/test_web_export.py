@@ -217,3 +217,10 @@ def test_js_tokenizer_gives_the_library_ids_for_every_normalizer_setting(runtime
         assert sum(i != unknown for ids in expected for i in ids) > 100, name  # mostly known pieces
         for text, got, want in zip(texts, answer[name], expected, strict=True):
             assert got == want, (name, text)
+
+
+def test_missing_runtime_without_npm_says_how_to_provide_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENDISTILL_WEB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr("gendistill.artifacts.web_export.shutil.which", lambda name: None)
+    with pytest.raises(GendistillError, match=r"install npm.*onnxruntime-web-1\.31\.1\.tgz"):
+        runtime_tarball()

@@ -68,15 +68,17 @@ def runtime_tarball() -> Path:
             f"or put onnxruntime-web-{ONNXRUNTIME_WEB_VERSION}.tgz into {folder}"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [npm, "pack", f"onnxruntime-web@{ONNXRUNTIME_WEB_VERSION}", "--pack-destination", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0 or not tarball.is_file():
+    command = [npm, "pack", f"onnxruntime-web@{ONNXRUNTIME_WEB_VERSION}", "--pack-destination", str(folder)]
+    # offline, npm retries for minutes by default: one try with a 30 s timeout says so sooner
+    command += ["--fetch-retries", "0", "--fetch-timeout", "30000"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        failure = done.stderr.strip()[-300:] if done.returncode != 0 or not tarball.is_file() else None
+    except subprocess.TimeoutExpired:
+        failure = "no answer in 300 s"
+    if failure is not None:
         raise GendistillError(
-            f"npm pack onnxruntime-web@{ONNXRUNTIME_WEB_VERSION} failed ({done.stderr.strip()[-300:]}); "
+            f"npm pack onnxruntime-web@{ONNXRUNTIME_WEB_VERSION} failed ({failure}); "
             f"is the npm registry reachable? Or put the tarball into {folder}"
         )
     if not _integrity_ok(tarball):
