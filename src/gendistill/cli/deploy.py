@@ -13,17 +13,20 @@ from gendistill.artifacts.calibration import CalibrationError, resolve_min_confi
 from gendistill.artifacts.export import export_onnx
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.resolve import MODEL_FILE
+from gendistill.artifacts.web_export import export_web
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.cli.app import app, guard, writing_into
 from gendistill.errors import ExportDirError, GendistillError, ModelLoadError
 
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "web")
 
 
 @app.command("export")
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run directory, or a student folder")],
-    format_: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx, or web: the ONNX export plus a static page running it in a browser")
+    ] = "onnx",
     quantize: Annotated[
         str | None,
         typer.Option(
@@ -34,16 +37,20 @@ def export(
         Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/export/onnx or onnx-int8)")
     ] = None,
 ) -> None:
-    """Export the student to ONNX for torch-free serving (`Predictor`, `gendistill serve`)."""
+    """Export the student to ONNX for torch-free serving (`Predictor`, `gendistill serve`), or for the browser (web)."""
 
     def action() -> None:
         if format_ not in FORMATS:
             raise GendistillError(f"--format {format_!r}: expected one of {', '.join(FORMATS)}")
-        target = out or run_dir / "export" / ("onnx" if quantize is None else f"onnx-{quantize}")
+        target = out or run_dir / "export" / (format_ if quantize is None else f"{format_}-{quantize}")
         writing_into(target, "the export folder")
-        path = export_onnx(run_dir, target, quantize)
+        path = (export_web if format_ == "web" else export_onnx)(run_dir, target, quantize)
         size = (path / MODEL_FILE).stat().st_size
         typer.echo(f"exported: {path} ({MODEL_FILE} {size / 1e6:.2f} MB, {quantize or 'fp32'})")
+        if format_ == "web":
+            typer.echo(
+                f"serve it with: python -m http.server --directory {path} 8000  (then open http://localhost:8000)"
+            )
 
     guard(action)
 
