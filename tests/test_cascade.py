@@ -234,3 +234,83 @@ def test_a_malformed_or_unknown_fallback_answer_is_a_flagged_student_answer(casc
         answers.append({"predictions": [{"label": "sports"}]})
         answer = client.post("/predict", json={"text": low}).json()
         assert answer["label"] == "sports" and answer["model"] == "fallback" and answer["fallback_error"] is False
+
+
+def deferred_texts(export_dir: Path, threshold: float) -> tuple[list[str], list[str]]:
+    """(the probe texts the student defers at `threshold`, the others)."""
+    scores = Predictor(export_dir, threads=1).predict_proba(probe_texts()).max(axis=1)
+    return (
+        [text for text, score in zip(probe_texts(), scores) if score < threshold],
+        [text for text, score in zip(probe_texts(), scores) if score >= threshold],
+    )
+
+
+def test_an_llm_fallback_is_asked_through_the_llm_teacher(cascade_export, tmp_path, monkeypatch):
+    from llm_servers import FakeOpenAI, topic_of
+
+    export_dir, threshold = cascade_export
+    deferred, confident = deferred_texts(export_dir, threshold)
+    fake = FakeOpenAI().start()  # first-token log-probabilities, the text's fixture topic most likely
+    try:
+        args = ["serve", str(export_dir), "--threads", "1", "--min-confidence", repr(threshold)]
+        fallback = ["--fallback", fake.url, "--fallback-model", "fake", "--fallback-cache", str(tmp_path / "llm")]
+        app = cli([*args, *fallback], monkeypatch)
+        with serving(app) as url:
+            fake.requests.clear()
+            batch = httpx.post(f"{url}/predict/batch", json={"texts": probe_texts()}).json()["predictions"]
+            for text, answer in zip(probe_texts(), batch):
+                if text in deferred:
+                    assert answer["model"] == "fallback" and answer["label"] == topic_of(text), answer
+                else:
+                    assert answer["model"] == "student" and answer["fallback_error"] is False
+            prompts = [json.dumps(request["body"]) for request in fake.requests]
+            assert len(prompts) == len(deferred)  # one logprobs request per deferred text, none for the others
+            assert not any(json.dumps(text)[1:-1] in prompt for text in confident for prompt in prompts)
+            assert (tmp_path / "llm" / "cache" / "llm-requests.sqlite").is_file()  # the llm teacher's cache
+            fake.stop()  # the outage; a text not asked before (the teacher's cache would answer a known one)
+            predictor = Predictor(export_dir, threads=1)
+            unseen = [f"{text} again" for text in deferred] + [f"{text} and then" for text in deferred]
+            new = next(t for t in unseen if predictor.predict_proba([t]).max() < threshold)
+            response = httpx.post(f"{url}/predict", json={"text": new})
+            assert response.status_code == 200
+            assert response.json() | {"label": None} == response.json() | {
+                "label": None,
+                "model": "student",
+                "fallback_error": True,
+                "deferred": True,
+            }
+            assert httpx.get(f"{url}/metrics").json()["texts"]["fallback"] == len(deferred)
+    finally:
+        fake.stop()
+    result = cli([*args, *fallback], monkeypatch)  # the LLM is gone: it does not answer at start
+    one_line_exit_2(result, f"--fallback {fake.url} --fallback-model fake: the LLM did not answer a probe request")
+
+
+def test_an_llm_answer_that_names_no_label_is_a_fallback_failure(tmp_path):
+    from llm_servers import FakeOpenAI
+
+    from gendistill.artifacts.cascade import FallbackError, LLMFallback
+
+    with FakeOpenAI() as fake:
+        fallback = LLMFallback(fake.url, "fake", LABELS, cache_dir=tmp_path)
+        assert fallback.classify(["rain storm today"]) == ["weather"]
+        fallback.teacher = type("Uniform", (), {"logits": lambda self, texts, n: np.zeros((len(texts), 3))})()
+        with pytest.raises(FallbackError, match="named no label of the student"):
+            fallback.classify(["rain storm today"])
+
+
+def test_transformers_serve_as_the_llm_fallback(cascade_export, served_lm, tiny_chat_lm_dir, monkeypatch):
+    """A real OpenAI-compatible server (its answers are noise, the protocol real): every deferred text is answered
+    by the LLM with a label the student knows, or, when its sampled answers named none, by the student, flagged;
+    never an error."""
+    export_dir, threshold = cascade_export
+    deferred, _ = deferred_texts(export_dir, threshold)
+    args = ["serve", str(export_dir), "--threads", "1", "--min-confidence", repr(threshold)]
+    app = cli([*args, "--fallback", served_lm, "--fallback-model", str(tiny_chat_lm_dir)], monkeypatch)
+    with serving(app) as url:
+        response = httpx.post(f"{url}/predict/batch", json={"texts": deferred[:2]}, timeout=120)
+        assert response.status_code == 200
+        for answer in response.json()["predictions"]:
+            assert answer["deferred"] is True and answer["label"] in LABELS
+            assert (answer["model"], answer["fallback_error"]) in {("fallback", False), ("student", True)}
+        assert httpx.get(f"{url}/metrics").json()["texts"]["escalated"] == 2
