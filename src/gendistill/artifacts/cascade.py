@@ -4,28 +4,26 @@ to a bigger model, the fallback; every other text is answered by the student alo
 Two fallbacks, chosen by `gendistill serve EXPORT --min-confidence P --fallback URL [--fallback-model NAME]`:
 - `ServedFallback`: another gendistill server, typically the run's teacher (`gendistill serve-teacher RUN_DIR`),
   asked on POST /predict/batch; its labels (GET /info) must all be labels the student knows, checked at start;
-- `LLMFallback` (with --fallback-model): an OpenAI-compatible LLM, asked through the `llm` teacher's own code
-  (its prompt, verbalizers, retries and request cache), so the cascade asks exactly what a run's llm teacher would.
+- `LLMFallback` (with --fallback-model; artifacts.llm_fallback, which needs the training extras the llm teacher
+  imports): an OpenAI-compatible LLM, asked through the `llm` teacher's own code (its prompt, verbalizers, retries
+  and request cache), so the cascade asks exactly what a run's llm teacher would.
 
 A fallback that fails at answer time (refused connection, timeout, 5xx, a malformed answer, a label the student
 does not know) raises FallbackError: the server then answers the student's own label with `fallback_error: true`
 rather than failing the request. A fallback that does not answer at start is a FallbackUnavailable (a user error,
 one line, exit 2): a cascade that would degrade on its first request should not start.
 
-`Metrics` counts what the cascade did for GET /metrics. Only httpx and the stdlib here (and the llm teacher's code
-for LLMFallback, imported when one is built), so a torch-free deployment can serve a cascade to a gendistill
-fallback.
+`Metrics` counts what the cascade did for GET /metrics. Only httpx and the stdlib here, so a torch-free deployment
+can serve a cascade to a gendistill fallback.
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -46,8 +44,9 @@ class FallbackUnavailable(GendistillError):
 
 
 class Fallback(Protocol):
-    def classify(self, texts: list[str]) -> list[str]:
-        """One label per text, each a label of the student; FallbackError on any failure."""
+    def classify(self, texts: list[str]) -> list[str | None]:
+        """One label per text, each a label of the student, or None for a text the fallback gave no such label
+        (a failure for that text alone); FallbackError when the whole request failed."""
         ...
 
 
@@ -88,7 +87,7 @@ class ServedFallback:
             )
         self.labels: list[str] = labels
 
-    def classify(self, texts: list[str]) -> list[str]:
+    def classify(self, texts: list[str]) -> list[str | None]:
         try:
             response = self.client.post("/predict/batch", json={"texts": texts})
         except httpx.HTTPError as error:
@@ -105,96 +104,13 @@ class ServedFallback:
         unknown = _unknown_labels(labels, self.student_labels)
         if unknown:
             raise FallbackError(f"fallback {self.url}: label {unknown[0]!r} is not a label of the student")
-        return labels
+        return list(labels)
 
     def close(self) -> None:
         self.client.close()
 
 
-class LLMFallback:
-    """An OpenAI-compatible LLM at `url` serving `model`, asked through the `llm` teacher: an `LLMTeacher` config
-    with that endpoint and model and the student's label names as classes (zero-shot, verbalizer = label name).
-
-    At start it prepares the teacher as the teacher stage would (`LLMTeacher.fit`'s probes: does the server give
-    log-probabilities, does it honour `n`), which is also the tiny request that proves the endpoint answers. The
-    teacher's request cache lives in `cache_dir` (a temporary folder by default), so a text asked twice is asked
-    once. A text whose soft label is uniform (no answer, or no candidate token, named a class) is a failure: the
-    LLM gave no label the student knows."""
-
-    def __init__(
-        self,
-        url: str,
-        model: str,
-        student_labels: Sequence[str],
-        *,
-        timeout: float = DEFAULT_FALLBACK_TIMEOUT,
-        cache_dir: Path | None = None,
-    ):
-        from gendistill.errors import ConfigError
-        from gendistill.llm.client import LLMServerError, RequestFailed
-        from gendistill.teachers.llm import LLMTeacher
-
-        self.url, self.student_labels = url.rstrip("/"), list(student_labels)
-        self._failures: tuple[type[BaseException], ...] = (GendistillError, httpx.HTTPError)
-        try:
-            self.config = LLMTeacher(endpoint=self.url, model=model, timeout=timeout, max_retries=1)
-        except ValueError as error:
-            raise FallbackUnavailable(f"--fallback {url} --fallback-model {model}: {error}") from None
-        # the teacher keeps its state (teacher.json) in a folder and its cache beside it, as in a run directory
-        self._tmp = None if cache_dir is not None else tempfile.TemporaryDirectory(prefix="gendistill-cascade-")
-        root = Path(cache_dir) if cache_dir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
-        self.directory = root / "teacher"
-        try:
-            self._prepare(model)
-        except (LLMServerError, RequestFailed, ConfigError, httpx.HTTPError) as error:
-            raise FallbackUnavailable(
-                f"--fallback {url} --fallback-model {model}: the LLM did not answer a probe request "
-                f"({_one_line(error)}); start the server or fix the URL and model name"
-            ) from None
-        self.teacher = self.config.load(self.directory, "cpu")
-
-    def _prepare(self, model: str) -> None:
-        from gendistill.llm.client import check_server
-        from gendistill.training.finetune import FitContext
-
-        check_server(self.config, "--fallback")
-        context = FitContext(  # a zero-shot teacher reads no labeled text, checkpoint or accelerator
-            train=_NoTexts(),  # type: ignore[arg-type]
-            label_names=self.student_labels,
-            out_dir=self.directory,
-            checkpoint_dir=self.directory,
-            accelerator=None,  # type: ignore[arg-type]
-            seed=0,
-        )
-        self.config.fit(context)
-
-    def classify(self, texts: list[str]) -> list[str]:
-        import numpy as np
-
-        try:
-            logits = self.teacher.logits(list(texts), len(texts))
-        except self._failures as error:
-            raise FallbackError(f"fallback {self.url}: {_one_line(error)}") from None
-        labels = []
-        for row in logits:
-            if np.allclose(row, row[0]):
-                raise FallbackError(f"fallback {self.url}: the LLM's answer named no label of the student")
-            labels.append(self.student_labels[int(row.argmax())])
-        return labels
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-
-class _NoTexts:
-    """The labeled set of a zero-shot fallback: no texts, so no few-shot examples."""
-
-    texts: list[str] = []
-    labels: list[int] = []
-
-
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     return " ".join(str(error).split())[:200] or type(error).__name__
 
 

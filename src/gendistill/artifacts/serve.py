@@ -22,6 +22,7 @@ holds for any input (README, "Deploy the student", states it for users):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -655,17 +656,16 @@ def create_app(
         texts: list[str], answers: list[Prediction | MultiLabelPrediction], deferred: list[int]
     ) -> list[Prediction | MultiLabelPrediction]:
         assert fallback is not None
-        fallback_labels: list[str] | None = None
-        if deferred:
-            try:
+        fallback_labels: list[str | None] = [None] * len(deferred)
+        # on a FallbackError every deferred text keeps the student's label, flagged
+        with contextlib.suppress(FallbackError):
+            if deferred:
                 fallback_labels = fallback.classify([texts[i] for i in deferred])
-            except FallbackError:
-                fallback_labels = None
         cascaded = [CascadePrediction(**answer.model_dump()) for answer in answers]
-        for position, i in enumerate(deferred):
+        for i, fallback_label in zip(deferred, fallback_labels, strict=True):
             answer = cascaded[i]
-            if fallback_labels is not None:
-                answer.label, answer.model = fallback_labels[position], "fallback"
+            if fallback_label is not None:
+                answer.label, answer.model = fallback_label, "fallback"
             else:  # the student's own label, flagged: a degraded answer beats a failed request
                 answer.label = max(answer.probabilities, key=lambda name: answer.probabilities[name])
                 answer.fallback_error = True

@@ -32,6 +32,7 @@ from gendistill.artifacts.serve import (
     error_response,
     parse_json,
 )
+from gendistill.config import load_config
 from gendistill.errors import RunDirError
 from gendistill.io import read_json
 from gendistill.pipeline.layout import RunLayout
@@ -43,8 +44,6 @@ ROUTES = "GET /health, GET /info, POST /predict/batch"
 def load_run_teacher(run_dir: Path) -> tuple[LoadedTeacher, list[str], int]:
     """(the loaded teacher, its label names, its labeling batch size) of the run in `run_dir`; a RunDirError
     naming what is missing otherwise."""
-    from gendistill.config import load_config
-
     layout = RunLayout(Path(run_dir))
     for path, what in ((layout.config, "config.yaml"), (layout.label_names, "data/labels.json")):
         if not path.is_file():

@@ -158,7 +158,7 @@ def serve(
             )
         backup = None
         if fallback is not None and fallback_model is not None:
-            backup = cascade.LLMFallback(
+            backup = extras.load("gendistill.artifacts.llm_fallback", "serve").LLMFallback(
                 fallback,
                 fallback_model,
                 predictor.label_names,
