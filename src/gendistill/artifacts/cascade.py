@@ -31,6 +31,8 @@ import httpx
 from gendistill.artifacts.limits import DEFAULT_FALLBACK_TIMEOUT
 from gendistill.errors import GendistillError
 
+# texts per request to a fallback whose GET /info names no limit (the gendistill servers' default)
+DEFAULT_MAX_TEXTS = 256
 # latencies kept per path for the percentiles: a bounded window, so a long-lived server's memory does not grow
 LATENCY_WINDOW = 10_000
 
@@ -66,15 +68,18 @@ class ServedFallback:
         try:
             response = self.client.get("/info")
             response.raise_for_status()
-            labels = response.json()["labels"]
+            info = response.json()
+            labels = info["labels"]
             if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
                 raise TypeError("labels is not a list of strings")
+            # its batch limit: a larger batch of deferred texts is sent in several requests
+            self.max_texts = max(1, int((info.get("limits") or {}).get("max_texts") or DEFAULT_MAX_TEXTS))
         except httpx.HTTPError as error:
             raise FallbackUnavailable(
                 f"--fallback {url}: no gendistill server answers GET /info ({type(error).__name__}); start one "
                 "(gendistill serve-teacher RUN_DIR --port N) or fix the URL"
             ) from None
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise FallbackUnavailable(
                 f"--fallback {url}: GET /info did not answer a gendistill server's JSON with labels ({error}); "
                 "point --fallback at a gendistill server, or add --fallback-model NAME for an OpenAI-compatible LLM"
@@ -88,6 +93,12 @@ class ServedFallback:
         self.labels: list[str] = labels
 
     def classify(self, texts: list[str]) -> list[str | None]:
+        labels: list[str | None] = []
+        for start in range(0, len(texts), self.max_texts):
+            labels.extend(self._classify(texts[start : start + self.max_texts]))
+        return labels
+
+    def _classify(self, texts: list[str]) -> list[str]:
         try:
             response = self.client.post("/predict/batch", json={"texts": texts})
         except httpx.HTTPError as error:
@@ -104,7 +115,7 @@ class ServedFallback:
         unknown = _unknown_labels(labels, self.student_labels)
         if unknown:
             raise FallbackError(f"fallback {self.url}: label {unknown[0]!r} is not a label of the student")
-        return list(labels)
+        return labels
 
     def close(self) -> None:
         self.client.close()

@@ -16,7 +16,7 @@ from gendistill.artifacts.cascade import FallbackError, FallbackUnavailable, one
 from gendistill.artifacts.limits import DEFAULT_FALLBACK_TIMEOUT
 from gendistill.errors import ConfigError, GendistillError
 from gendistill.llm.client import LLMServerError, RequestFailed, check_server
-from gendistill.teachers.llm import LLMTeacher
+from gendistill.teachers.llm import PROBE_TEXT, LLMTeacher
 from gendistill.training.finetune import FitContext
 
 
@@ -51,6 +51,10 @@ class LLMFallback:
         self.directory = root / "teacher"
         try:
             self._prepare(model)
+            self.teacher = self.config.load(self.directory, "cpu")
+            # one text through the whole path (prompt, request, parsing): a probe the fit may have let fail (a
+            # server refusing logprobs or `n` is fine there) must succeed here, e.g. a model name the server lacks
+            self.teacher.logits([PROBE_TEXT], 1)
         except ConfigError as error:  # e.g. two label names that begin alike, which no answer could tell apart
             raise FallbackUnavailable(f"--fallback {url} --fallback-model {model}: {one_line(error)}") from None
         except (LLMServerError, RequestFailed, httpx.HTTPError) as error:
@@ -58,7 +62,6 @@ class LLMFallback:
                 f"--fallback {url} --fallback-model {model}: the LLM did not answer a probe request "
                 f"({one_line(error)}); start the server or fix the URL and model name"
             ) from None
-        self.teacher = self.config.load(self.directory, "cpu")
 
     def _prepare(self, model: str) -> None:
         check_server(self.config, "--fallback")

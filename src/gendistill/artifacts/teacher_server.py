@@ -101,6 +101,9 @@ def create_teacher_app(
             raise RequestError(400, "texts is empty: send at least one text")
         if len(texts) > max_texts or any(len(text) > max_chars for text in texts):
             raise RequestError(413, f"at most {max_texts} texts of {max_chars} characters per request")
+        for index, text in enumerate(texts):
+            if not text.strip():  # as the student's server: a label for no words means nothing
+                raise RequestError(422, f"text {index} is empty or whitespace only: there is nothing to classify")
         logits = np.asarray(teacher.logits(texts, batch_size), dtype=np.float64)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = exp / exp.sum(axis=1, keepdims=True)
