@@ -208,6 +208,7 @@ def test_bad_cascade_setups_are_one_line_and_exit_2(cascade_export, tmp_path, mo
 
 def test_a_malformed_or_unknown_fallback_answer_is_a_flagged_student_answer(cascade_export):
     from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
     from starlette.testclient import TestClient
 
     from gendistill.artifacts.cascade import ServedFallback
@@ -223,13 +224,13 @@ def test_a_malformed_or_unknown_fallback_answer_is_a_flagged_student_answer(casc
 
     @fake.post("/predict/batch")
     def batch() -> Any:
-        return answers[-1]
+        return JSONResponse({"error": "overloaded"}, status_code=503) if answers[-1] == 503 else answers[-1]
 
     low = min(probe_texts(), key=lambda t: Predictor(export_dir, threads=1).predict_proba([t]).max())
     with serving(fake) as url:
         fallback = ServedFallback(url, LABELS)
         client = TestClient(create_app(export_dir, threads=1, min_confidence=threshold, fallback=fallback))
-        for answer in ({"predictions": [{"label": "space"}]}, {"nothing": 1}, {"predictions": []}):
+        for answer in ({"predictions": [{"label": "space"}]}, {"nothing": 1}, {"predictions": []}, 503):
             answers.append(answer)
             response = client.post("/predict", json={"text": low})
             assert response.status_code == 200
@@ -316,3 +317,16 @@ def test_transformers_serve_as_the_llm_fallback(cascade_export, served_lm, tiny_
             assert answer["deferred"] is True and answer["label"] in LABELS
             assert (answer["model"], answer["fallback_error"]) in {("fallback", False), ("student", True)}
         assert httpx.get(f"{url}/metrics").json()["texts"]["escalated"] == 2
+
+
+def test_metrics_percentiles_are_nearest_rank_over_the_window():
+    from gendistill.artifacts.cascade import Metrics
+
+    metrics = Metrics()
+    seconds = [0.5, 0.1, 0.4, 0.2, 0.3] * 20  # 100 requests
+    for value in seconds:
+        metrics.time("student", value)
+    ordered = sorted(seconds)
+    student = metrics.to_dict()["latency_seconds"]["student"]
+    assert student == {"count": 100, "mean": pytest.approx(0.3), "p50": ordered[49], "p99": ordered[98]}
+    assert metrics.to_dict()["latency_seconds"]["fallback"] == {"count": 0, "mean": None, "p50": None, "p99": None}
