@@ -10,3 +10,6 @@ DEFAULT_IDLE_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 # Open connections at most; well under the usual soft limit of 1024 file descriptors.
 DEFAULT_MAX_CONNECTIONS = 512
+# Seconds a cascade waits for its fallback before answering the student's own label, flagged; under the request
+# timeout, so that a slow fallback degrades the answer instead of losing the connection.
+DEFAULT_FALLBACK_TIMEOUT = 10.0

@@ -22,11 +22,12 @@ holds for any input (README, "Deploy the student", states it for users):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import numpy as np
@@ -42,11 +43,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gendistill.artifacts import hf_protocol
 from gendistill.artifacts.calibration import CalibrationError, check_min_confidence
+from gendistill.artifacts.cascade import Fallback, FallbackError, Metrics, Timer
 from gendistill.artifacts.inference import Predictor
 from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 
-ROUTES = "GET /health, GET /info, POST /predict, POST /predict/batch, POST / (Hugging Face protocol)"
+ROUTES = "GET /health, GET /info, GET /metrics, POST /predict, POST /predict/batch, POST / (Hugging Face protocol)"
 MAX_MESSAGE_CHARS = 300
 MAX_INT_DIGITS = 100
 
@@ -78,8 +80,16 @@ class MultiLabelPrediction(BaseModel):
     probabilities: dict[str, float]
 
 
+class CascadePrediction(Prediction):
+    """One text's answer from a cascade (artifacts.cascade): `model` says who gave the label; a deferred text is
+    answered by the fallback, or, when the fallback failed, by the student's own label with `fallback_error`."""
+
+    model: Literal["student", "fallback"] = "student"
+    fallback_error: bool = False
+
+
 class BatchResponse(BaseModel):
-    predictions: list[Prediction | MultiLabelPrediction]
+    predictions: list[CascadePrediction | Prediction | MultiLabelPrediction]
 
 
 class RequestError(Exception):
@@ -502,11 +512,13 @@ def create_app(
     max_body_bytes: int | None = None,
     word_cache_bytes: int = DEFAULT_CACHE_BYTES,
     min_confidence: float | None = None,
+    fallback: Fallback | None = None,
 ) -> FastAPI:
     """The service for the export in `predictor_dir`; loads the model once, at creation. `max_body_bytes`
     (default: default_max_body_bytes(max_texts, max_chars)) caps a request body, enforced while it is read;
     `word_cache_bytes` caps the tokenizer's word cache, which lives as long as the server. With `min_confidence`
-    (in (0, 1)), a text whose top calibrated probability is below it is answered as deferred (label null)."""
+    (in (0, 1)), a text whose top calibrated probability is below it is answered as deferred (label null), or,
+    with a `fallback` (artifacts.cascade), by the fallback: a cascade, whose answers say which `model` gave them."""
     if min_confidence is not None:
         check_min_confidence(min_confidence)
     if max_texts < 1 or max_chars < 1 or (max_body_bytes is not None and max_body_bytes < 1) or word_cache_bytes < 0:
@@ -520,6 +532,12 @@ def create_app(
             f"min_confidence: {predictor_dir} is a multi-label export, where each label decides at its own stored "
             "threshold; serve it without --min-confidence"
         )
+    if fallback is not None and (min_confidence is None or predictor.multi_label):
+        raise CalibrationError(
+            "fallback: a cascade needs a single-label export served with a min_confidence (only the texts the "
+            "student defers go to the fallback); pass --min-confidence P|stored"
+        )
+    metrics = Metrics()
     labels = predictor.label_names
     max_body = max_body_bytes or default_max_body_bytes(max_texts, max_chars)
     # a batch of max_texts texts has about 2 * max_texts values ("[", ",", "{", ":"); the rest is slack for
@@ -617,13 +635,49 @@ def create_app(
             )
         return answers
 
+    def answered(texts: list[str]) -> list[Prediction | MultiLabelPrediction]:
+        """predictions(texts), through the cascade when there is a fallback: only the deferred texts leave the
+        student; a failed fallback degrades to the student's own label, flagged, never to an error. Counted and
+        timed for GET /metrics."""
+        with Timer() as timer:
+            answers = predictions(texts)
+            deferred = [i for i, answer in enumerate(answers) if isinstance(answer, Prediction) and answer.deferred]
+            if fallback is not None:
+                answers = cascade(texts, answers, deferred)
+        by_fallback = sum(isinstance(answer, CascadePrediction) and answer.model == "fallback" for answer in answers)
+        escalated = len(deferred) if fallback is not None else 0
+        metrics.count(
+            student=len(texts) - by_fallback, escalated=escalated, fallback=by_fallback, errors=escalated - by_fallback
+        )
+        metrics.time("fallback" if escalated else "student", timer.seconds)
+        return answers
+
+    def cascade(
+        texts: list[str], answers: list[Prediction | MultiLabelPrediction], deferred: list[int]
+    ) -> list[Prediction | MultiLabelPrediction]:
+        assert fallback is not None
+        fallback_labels: list[str | None] = [None] * len(deferred)
+        # on a FallbackError every deferred text keeps the student's label, flagged
+        with contextlib.suppress(FallbackError):
+            if deferred:
+                fallback_labels = fallback.classify([texts[i] for i in deferred])
+        cascaded = [CascadePrediction(**answer.model_dump()) for answer in answers]
+        for i, fallback_label in zip(deferred, fallback_labels, strict=True):
+            answer = cascaded[i]
+            if fallback_label is not None:
+                answer.label, answer.model = fallback_label, "fallback"
+            else:  # the student's own label, flagged: a degraded answer beats a failed request
+                answer.label = max(answer.probabilities, key=lambda name: answer.probabilities[name])
+                answer.fallback_error = True
+        return list(cascaded)
+
     def answer_one(content_type: str | None, body: bytes) -> Prediction | MultiLabelPrediction | list[Any]:
         value = read_json(content_type, body)
         if isinstance(value, dict) and "inputs" in value:  # Text Embeddings Inference's shape
             return answer_tei(validate(hf_protocol.TEIRequest, value))
         request = validate(PredictRequest, value)
         check([request.text])
-        return predictions([request.text])[0]
+        return answered([request.text])[0]
 
     # the standard protocols' default scores: per-label sigmoids for a multi-label export, else the softmax
     probability: hf_protocol.Transform = "sigmoid" if predictor.multi_label else "softmax"
@@ -656,7 +710,7 @@ def create_app(
     def answer_batch(content_type: str | None, body: bytes) -> BatchResponse:
         request = read(BatchRequest, content_type, body)
         check(request.texts)
-        return BatchResponse(predictions=predictions(request.texts))
+        return BatchResponse(predictions=answered(request.texts))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -677,6 +731,10 @@ def create_app(
     @app.get("/info")
     def info() -> dict[str, Any]:
         return info_body
+
+    @app.get("/metrics")
+    def cascade_metrics() -> dict[str, Any]:
+        return {"cascade": fallback is not None, **metrics.to_dict()}
 
     # parsing, validation and prediction run in the thread pool: a large body must not stall the event loop
     @app.post("/predict", response_model=None)

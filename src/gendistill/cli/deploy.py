@@ -11,7 +11,12 @@ import typer
 from gendistill.artifacts import extras
 from gendistill.artifacts.calibration import CalibrationError, resolve_min_confidence
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.limits import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT
+from gendistill.artifacts.limits import (
+    DEFAULT_FALLBACK_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT,
+)
 from gendistill.artifacts.resolve import MODEL_FILE
 from gendistill.artifacts.web_export import export_web
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
@@ -100,6 +105,34 @@ def serve(
             "'stored': the threshold the run chose for evaluate.target_accuracy on held-out data",
         ),
     ] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback",
+            metavar="URL",
+            help="a cascade: send the texts the student defers (needs --min-confidence) to this server, a gendistill "
+            "one (gendistill serve-teacher RUN_DIR) or, with --fallback-model, an OpenAI-compatible LLM (URL/v1)",
+        ),
+    ] = None,
+    fallback_model: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback-model",
+            metavar="NAME",
+            help="the --fallback is an OpenAI-compatible LLM serving NAME, asked as the llm teacher asks (zero-shot, "
+            "the export's label names as classes)",
+        ),
+    ] = None,
+    fallback_timeout: Annotated[
+        float, typer.Option("--fallback-timeout", min=0.001, help="seconds to wait for the fallback's answer")
+    ] = DEFAULT_FALLBACK_TIMEOUT,
+    fallback_cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--fallback-cache",
+            help="folder for the LLM fallback's prompt state and request cache (default: a temporary folder)",
+        ),
+    ] = None,
 ) -> None:
     """Serve an ONNX export over HTTP: GET /health, GET /info, POST /predict, POST /predict/batch, and the Hugging
     Face text-classification protocol ({"inputs": ...} on POST /predict and POST /)."""
@@ -111,8 +144,37 @@ def serve(
                 threshold = resolve_min_confidence(min_confidence, export_dir)
             except CalibrationError as error:
                 raise GendistillError(str(error)) from None
+        if fallback is not None and threshold is None:
+            raise GendistillError(
+                "--fallback needs --min-confidence P|stored: without a threshold the student defers no text, so "
+                "nothing would ever reach the fallback"
+            )
+        if fallback is None and (fallback_model is not None or fallback_cache is not None):
+            raise GendistillError("--fallback-model and --fallback-cache need --fallback URL")
         server = extras.load("gendistill.artifacts.serve", "serve")
         uvicorn = extras.load("uvicorn", "serve")
+        cascade = extras.load("gendistill.artifacts.cascade", "serve")
+        try:
+            predictor = server.Predictor(export_dir, threads=1)
+        except ExportDirError as error:
+            raise ModelLoadError(str(error)) from None
+        if fallback is not None and predictor.multi_label:
+            raise GendistillError(
+                f"--fallback: {export_dir} is a multi-label export; a cascade answers one label per text, so it "
+                "needs a single-label export"
+            )
+        backup = None
+        if fallback is not None and fallback_model is not None:
+            backup = extras.load("gendistill.artifacts.llm_fallback", "serve").LLMFallback(
+                fallback,
+                fallback_model,
+                predictor.label_names,
+                timeout=fallback_timeout,
+                cache_dir=fallback_cache,
+            )
+        elif fallback is not None:
+            backup = cascade.ServedFallback(fallback, predictor.label_names, timeout=fallback_timeout)
+        del predictor
         try:
             app = server.create_app(
                 export_dir,
@@ -121,9 +183,12 @@ def serve(
                 threads=threads,
                 word_cache_bytes=word_cache_bytes,
                 min_confidence=threshold,
+                fallback=backup,
             )
         except ExportDirError as error:
             raise ModelLoadError(str(error)) from None
+        except CalibrationError as error:
+            raise GendistillError(str(error)) from None
         config = server.server_config(
             app,
             host=host,
@@ -133,5 +198,29 @@ def serve(
             request_timeout=request_timeout,
         )
         uvicorn.Server(config).run()
+
+    guard(action)
+
+
+@app.command("serve-teacher")
+def serve_teacher(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with a trained teacher")],
+    host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 8001,
+    max_texts: Annotated[int, typer.Option("--max-texts", min=1, help="most texts per batch request")] = 256,
+    max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="most characters per text")] = 10_000,
+) -> None:
+    """Serve a run's teacher over HTTP (GET /health, GET /info, POST /predict/batch, the student server's JSON):
+    the fallback of a cascade, `gendistill serve EXPORT --min-confidence P --fallback http://HOST:PORT`."""
+
+    def action() -> None:
+        teacher_server = extras.load("gendistill.artifacts.teacher_server", "serve")
+        server = extras.load("gendistill.artifacts.serve", "serve")
+        uvicorn = extras.load("uvicorn", "serve")
+        teacher, labels, batch_size = teacher_server.load_run_teacher(run_dir)
+        app = teacher_server.create_teacher_app(
+            teacher, labels, batch_size=batch_size, max_texts=max_texts, max_chars=max_chars
+        )
+        uvicorn.Server(server.server_config(app, host=host, port=port)).run()
 
     guard(action)
