@@ -15,47 +15,24 @@ sees, fallback included.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
-import uvicorn
 
 from gendistill.artifacts.calibration import resolve_min_confidence
 from gendistill.artifacts.cascade import ServedFallback
 from gendistill.artifacts.export import export_onnx
-from gendistill.artifacts.serve import create_app, server_config
+from gendistill.artifacts.serve import create_app, serving_in_background
 from gendistill.artifacts.teacher_server import create_teacher_app, load_run_teacher
 from gendistill.io import read_json
 from gendistill.pipeline.layout import RunLayout
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """`app` on a free loopback port in a background thread (as `gendistill serve` configures uvicorn)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(app, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def measure(url: str, texts: list[str], gold: list[str]) -> dict[str, Any]:
@@ -98,17 +75,17 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {"run_dir": str(args.run_dir), "texts": len(texts), "command": " ".join(sys.argv)}
     with tempfile.TemporaryDirectory() as tmp:
         export = export_onnx(args.run_dir, Path(tmp) / "onnx")
-        with serving(create_teacher_app(teacher, labels)) as teacher_url:
+        with serving_in_background(create_teacher_app(teacher, labels)) as teacher_url:
             print("teacher alone", flush=True)
             results["teacher"] = measure(teacher_url, texts, gold)
-            with serving(create_app(export, threads=1)) as student_url:
+            with serving_in_background(create_app(export, threads=1)) as student_url:
                 print("student alone", flush=True)
                 results["student"] = measure(student_url, texts, gold)
             for value in args.thresholds:
                 threshold = resolve_min_confidence(value, export)
                 fallback = ServedFallback(teacher_url, names)
                 app = create_app(export, threads=1, min_confidence=threshold, fallback=fallback)
-                with serving(app) as cascade_url:
+                with serving_in_background(app) as cascade_url:
                     print(f"cascade at {threshold:.3f}", flush=True)
                     row = measure(cascade_url, texts, gold)
                     results[f"cascade@{value}"] = {"threshold": threshold, **row}

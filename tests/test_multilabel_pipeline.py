@@ -154,3 +154,39 @@ def test_the_server_answers_label_lists_and_hugging_face_clients_get_per_label_s
     assert scores == pytest.approx(batch[0]["probabilities"])
     with pytest.raises(CalibrationError, match="is a multi-label export"):
         create_app(folder, threads=1, min_confidence=0.5)
+
+
+def test_epochs_are_chosen_on_a_threshold_free_score_when_no_label_reaches_one_half(tiny_teacher_dir):
+    """Rare labels: early on no probability reaches 0.5, so micro-F1 at 0.5 ties at 0 and kept the first epoch;
+    the validation score is micro-averaged precision, which ranks the epochs as they learn."""
+    import torch
+
+    from gendistill.config import StudentConfig
+    from gendistill.runtime import make_accelerator
+    from gendistill.students.building import make_student
+    from gendistill.students.examples import InMemoryExamples
+    from gendistill.students.trainer import train_student
+
+    rows = tagged_rows(90, 5)
+    texts = [row["text"] for row in rows]
+    label_sets = [[NAMES.index(name) for name in row["label"]] for row in rows]
+    validation_rows = tagged_rows(40, 6)
+    validation = ([r["text"] for r in validation_rows], [[NAMES.index(n) for n in r["label"]] for r in validation_rows])
+    config = StudentConfig(arch="bag", init="random", embedding_dim=8, epochs=6, batch_size=16, learning_rate=1e-3)
+    student = make_student(config, texts, NAMES, seed=0)
+    student.multi_label = True
+    teacher = np.full((len(texts), len(NAMES)), -4.0, np.float32)  # a teacher that says "rarely" to every label
+    for row, labels in enumerate(label_sets):
+        teacher[row, labels] = 0.0  # p = 0.5 where a label applies: sigmoid(0) = 0.5
+    examples = InMemoryExamples.from_texts(student, texts, [-1] * len(texts), teacher)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stats = train_student(
+            student, examples, config, make_accelerator("cpu", "no", 0), seed=0, validation=validation
+        )
+    finally:
+        torch.set_num_threads(threads)
+    scores = [point["validation"] for point in stats["history"]]
+    assert max(student.predict_proba(validation[0]).max(axis=1)) < 0.5  # nothing would pass a 0.5 threshold
+    assert len(set(scores)) > 1 and stats["best_validation_accuracy"] == max(scores) > 0.3

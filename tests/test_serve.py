@@ -8,17 +8,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from conftest import LABELS, labeled, train_tiny_student
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -31,6 +28,7 @@ from gendistill.artifacts.serve import (
     default_max_body_bytes,
     public_metadata,
     server_config,
+    serving_in_background,
 )
 from gendistill.artifacts.word_cache import DEFAULT_CACHE_BYTES
 from gendistill.students.classifier import StudentClassifier
@@ -52,25 +50,7 @@ def served_export(tmp_path_factory) -> tuple[StudentClassifier, Path]:
     return student, export_onnx(run_dir, root / "onnx")
 
 
-@contextmanager
-def serving(app, **limits: Any) -> Iterator[str]:
-    """Run `app` as `gendistill serve` does (server_config; `limits`: idle_timeout, max_connections) on a free
-    loopback port in a background thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(app, log_level="critical", lifespan="off", **limits))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+serving = serving_in_background  # test_cascade imports it from here
 
 
 def assert_error(status: int, content_type: str | None, text: str | bytes) -> str:

@@ -26,6 +26,10 @@ import contextlib
 import json
 import math
 import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -502,6 +506,29 @@ def server_config(
         timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # used as a float by call_later
         **uvicorn_options,
     )
+
+
+@contextlib.contextmanager
+def serving_in_background(app: ASGIApp, **limits: Any) -> Iterator[str]:
+    """Run `app` as `gendistill serve` does (server_config; `limits`: idle_timeout, max_connections) on a free
+    loopback port in a background thread and yield its base URL; stopped on exit. For tests, benchmarks and
+    notebooks that need a real HTTP server beside their own code (a cascade needs two)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(app, log_level="critical", lifespan="off", **limits))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start within 30 s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 def create_app(

@@ -90,7 +90,7 @@ class ExampleStore:
                     has_logits = False
                     logits = np.zeros((len(texts), num_labels), np.float32)
                 files["logits"].write(np.ascontiguousarray(logits, dtype=np.float32).tobytes())
-                gold_rows = _multi_hot(gold, num_labels) if multi_label else np.asarray(gold, dtype=np.int32)
+                gold_rows = multi_hot_rows(gold, num_labels) if multi_label else np.asarray(gold, dtype=np.int32)
                 files["gold"].write(gold_rows.tobytes())
                 size, tokens = size + len(texts), tokens + int(lengths.sum())
         finally:
@@ -137,7 +137,7 @@ def _gold_shape(size: int, num_labels: int, meta: dict) -> tuple[int, ...]:
     return (size, num_labels) if meta.get("multi_label") else (size,)
 
 
-def _multi_hot(gold: list, num_labels: int) -> np.ndarray:
+def multi_hot_rows(gold: list, num_labels: int) -> np.ndarray:
     """Gold entries of a multi-label chunk as int32 rows: 0/1 for a list of label ids, all -1 for -1 (no gold)."""
     rows = np.zeros((len(gold), num_labels), dtype=np.int32)
     for row, labels in enumerate(gold):

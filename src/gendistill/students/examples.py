@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from gendistill.students.example_store import multi_hot_rows
+
 if TYPE_CHECKING:
     from gendistill.students.classifier import StudentClassifier
 
@@ -57,5 +59,7 @@ class InMemoryExamples:
             if teacher_logits is not None
             else np.zeros((len(texts), student.spec.num_labels), np.float32)
         )
+        if student.multi_label:  # label-id lists (or -1) as 0/1 rows (all -1), as the example store keeps them
+            gold = list(multi_hot_rows(list(gold), student.spec.num_labels))
         rows = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
         return cls(rows, has_logits=teacher_logits is not None)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from gendistill.config import StudentConfig
-from gendistill.evaluation.multilabel import decide, indicator
+from gendistill.evaluation.multilabel import indicator
 from gendistill.students.classifier import StudentClassifier
 from gendistill.students.examples import Example, Examples
 from gendistill.students.losses import distillation_loss, multi_label_distillation_loss
@@ -41,8 +41,8 @@ def train_student(
     """Train in place for `steps` (default: `config.epochs` over the examples). With teacher logits in the examples,
     distill (MSE or KL, plus alpha * CE where gold >= 0); without, plain cross-entropy on gold labels. With
     `validation`, keep the epoch with the best validation accuracy, and with `stop_after` too, stop once it has not
-    improved for that many epochs. A multi-label student keeps the epoch with the best validation micro-F1 (at
-    thresholds 0.5: the per-label thresholds are tuned after training)."""
+    improved for that many epochs. A multi-label student keeps the epoch with the best validation micro-averaged
+    precision (threshold-free: the per-label thresholds are tuned after training)."""
     distilling = examples.has_logits
     multi_label = student.multi_label
     steps = steps or steps_for_epochs(config.epochs, len(examples), config.batch_size)
@@ -71,11 +71,12 @@ def train_student(
         assert validation is not None
         student.model = model
         if multi_label:
-            from sklearn.metrics import f1_score
+            # threshold-free: with rare labels no probability may reach 0.5 for many epochs, and micro-F1 at 0.5
+            # would then tie at 0 and keep the first epoch; the per-label thresholds are tuned after training
+            from sklearn.metrics import average_precision_score
 
             truth = indicator(validation[1], len(student.label_names))
-            predicted = decide(student.predict_proba(validation[0]))
-            accuracy = float(f1_score(truth, predicted, average="micro", zero_division=0))
+            accuracy = float(average_precision_score(truth, student.predict_proba(validation[0]), average="micro"))
         else:
             accuracy = float(np.mean(student.logits(validation[0]).argmax(axis=1) == np.asarray(validation[1])))
         if stop_after is not None:
@@ -102,7 +103,7 @@ def train_student(
         checkpoint_dir=checkpoint_dir,
         max_grad_norm=MAX_GRAD_NORM,
         evaluate=validation_accuracy if validation is not None else None,
-        metric_name="micro-F1" if multi_label else "accuracy",
+        metric_name="micro-AP" if multi_label else "accuracy",
         hparams={"student": config.model_dump(mode="json"), "examples": len(examples), "distilled": distilling},
     )
     return {
