@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from conftest import make_rows, make_tiny_config, write_jsonl
 from sklearn.metrics import classification_report, confusion_matrix
 
 import gendistill
+from gendistill.artifacts.browser import find_chromium, run_headless
 from gendistill.config import build_config
 from gendistill.data.stored import read_task
 from gendistill.evaluation.measure import per_class_metrics, timed_passes
@@ -251,33 +250,13 @@ def test_without_matplotlib_the_report_has_its_tables_and_a_note(tiny_run, tmp_p
     assert "<img" not in report.html_path.read_text() and 'id="per-class"' in report.html_path.read_text()
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = find_chromium()
 # added to a copy of the page only: report.html itself has no script
 PROBE = """<script>window.addEventListener("load", () => {
   const images = [...document.images].map(i => ({id: i.id, complete: i.complete, width: i.naturalWidth}));
   const tables = [...document.querySelectorAll("table")].map(t => ({id: t.id, rows: t.rows.length}));
   document.body.setAttribute("data-probe", JSON.stringify({images, tables}));
 });</script>"""
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
-    return subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
@@ -287,7 +266,7 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
     page = tiny_run.html_path.read_text()
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", PROBE + "</body>"))
-    dom = chromium(tmp_path, "--dump-dom", probed.as_uri())
+    dom = run_headless("--dump-dom", probed.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'data-probe="([^"]*)"', dom.stdout)
     assert found, dom.stdout[:2000]
@@ -298,7 +277,7 @@ def test_report_html_renders_its_tables_and_images_in_headless_chromium(tiny_run
     assert tables["summary"] == 4 and tables["per-class"] == 1 + len(tiny_run.label_names)
 
     screenshot = tmp_path / "report.png"
-    shot = chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1200,3000", tiny_run.html_path.as_uri())
+    shot = run_headless(f"--screenshot={screenshot}", "--window-size=1200,3000", tiny_run.html_path.as_uri())
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-2000:]
     pixels = (imread(screenshot)[..., :3] * 255).astype(np.uint8)
     assert pixels.shape[:2] == (3000, 1200)

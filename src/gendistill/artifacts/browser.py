@@ -17,7 +17,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-CHROMIUM_FLAGS = (
+HEADLESS_FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -26,12 +26,28 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--remote-debugging-port=0",  # keeps the headless browser running until the page has posted
 )
+# a page that posts its answer needs the browser kept running: one-shot modes (--dump-dom) exit after the load event
+CHROMIUM_FLAGS = (*HEADLESS_FLAGS, "--remote-debugging-port=0")
 
 
 def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run_headless(*args: str, timeout: float = 120.0, chromium: str | None = None) -> subprocess.CompletedProcess:
+    """Chromium's one-shot headless modes (`--dump-dom URL`, `--screenshot=PNG URL`) with a fresh profile that is
+    removed afterwards: how the report test checks that report.html renders its tables and pictures."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise RuntimeError("chromium is not installed (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="gendistill-chromium-") as profile:
+        return subprocess.run(
+            [chromium, *HEADLESS_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 class _Handler(SimpleHTTPRequestHandler):

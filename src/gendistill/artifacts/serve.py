@@ -531,6 +531,41 @@ def serving_in_background(app: ASGIApp, **limits: Any) -> Iterator[str]:
         sock.close()
 
 
+def install_error_handlers(app: FastAPI, routes: str) -> None:
+    """Every error a service answers is one JSON line (`{"error": ...}`): bad requests name the field, unknown
+    routes list `routes`, and an unexpected exception tells the client nothing internal. Shared by the student's
+    server and `serve-teacher`, so a cascade sees one error shape from both."""
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, error: RequestError) -> JSONResponse:
+        return error_response(error.status, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, _describe(list(error.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            message = f"no such route; this service has {routes}"
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "")
+            message = f"method {request.method} is not allowed on this route (allowed: {allowed})"
+        else:
+            message = str(error.detail)
+        return error_response(error.status_code, message, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        # the server log has the traceback (Starlette re-raises after this answer, and uvicorn then closes the
+        # connection, which the header announces); the client gets no internals
+        return error_response(
+            500,
+            "internal error; the request was not processed, the server log has the details",
+            {"connection": "close"},
+        )
+
+
 def create_app(
     predictor_dir: str | Path,
     max_texts: int = 256,
@@ -582,34 +617,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=max_body)
 
-    @app.exception_handler(RequestError)
-    async def _request_error(_: Request, error: RequestError) -> JSONResponse:
-        return error_response(error.status, error.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, _describe(list(error.errors())))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code == 404:
-            message = f"no such route; this service has {ROUTES}"
-        elif error.status_code == 405:
-            allowed = (error.headers or {}).get("Allow", "")
-            message = f"method {request.method} is not allowed on this route (allowed: {allowed})"
-        else:
-            message = str(error.detail)
-        return error_response(error.status_code, message, headers=error.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        # the server log has the traceback (Starlette re-raises after this answer, and uvicorn then closes the
-        # connection, which the header announces); the client gets no internals
-        return error_response(
-            500,
-            "internal error; the request was not processed, the server log has the details",
-            {"connection": "close"},
-        )
+    install_error_handlers(app, ROUTES)
 
     def check(texts: list[str]) -> None:
         if not texts:

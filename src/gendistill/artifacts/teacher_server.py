@@ -15,10 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gendistill.artifacts.serve import (
     BatchRequest,
@@ -27,9 +24,8 @@ from gendistill.artifacts.serve import (
     Prediction,
     RequestError,
     _check_content_type,
-    _describe,
     default_max_body_bytes,
-    error_response,
+    install_error_handlers,
     parse_json,
 )
 from gendistill.config import load_config
@@ -73,22 +69,7 @@ def create_teacher_app(
     app = FastAPI(title="gendistill teacher", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=default_max_body_bytes(max_texts, max_chars))
 
-    @app.exception_handler(RequestError)
-    async def _request_error(_: Request, error: RequestError) -> JSONResponse:
-        return error_response(error.status, error.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, _describe(list(error.errors())))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        message = f"no such route; this service has {ROUTES}" if error.status_code == 404 else str(error.detail)
-        return error_response(error.status_code, message, headers=error.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        return error_response(500, "internal error; the server log has the details", {"connection": "close"})
+    install_error_handlers(app, ROUTES)
 
     def answer_batch(content_type: str | None, body: bytes) -> BatchResponse:
         _check_content_type(content_type)
