@@ -1,7 +1,7 @@
 """Examples/s of a web export in headless Chromium (gendistill.js + onnxruntime-web, one wasm thread) beside the
 Python Predictor (onnxruntime, one thread) on the same export and texts, measured in one run, tokenization included.
 
-    python benchmarks/latency_web.py RUN_DIR [--quantize int8] [--texts 500] [--out benchmarks/results/latency_web]
+    python benchmarks/latency_web.py RUN_DIR [--quantize int8] [--texts 500] [--out benchmarks/results/latency]
 
 RUN_DIR is a run directory (its test texts are timed) or a student folder (with --texts-file, one text per line).
 The student is exported with `--format web` into a temporary folder. Per engine: examples/s at batch 1 (one text
@@ -141,11 +141,12 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=500, help="texts per measurement (cycled)")
     parser.add_argument("--texts-file", type=Path, default=None, help="one text per line (default: the run's test set)")
     parser.add_argument("--repeat", type=int, default=1, help="timing passes; the fastest is kept")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency_web")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency")
+    parser.add_argument("--name", default="", help="file name stem: web-NAME-fp32.json (default: the run dir's name)")
     args = parser.parse_args()
     result = run(args.source, timed_texts(args.source, args.texts_file, args.texts), args.quantize, args.repeat)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.source.resolve().name}-{result['quantization']}"
+    name = f"web-{args.name or args.source.resolve().name}-{result['quantization']}"
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.out / f"{name}.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
