@@ -389,7 +389,7 @@ def test_a_multi_label_run_with_the_llm_teacher_and_source_reports_micro_f1(tmp_
                 "filters": {"min_words": 1},
             },
             "student": {
-                "arch": "bag",
+                "arch": "bilstm",
                 "init": "random",
                 "embedding_dim": 16,
                 "epochs": 20,
@@ -406,7 +406,7 @@ def test_a_multi_label_run_with_the_llm_teacher_and_source_reports_micro_f1(tmp_
     assert teacher.kind == "llm" and teacher.soft_labels == "samples" and teacher.accuracy is None
     assert teacher.micro_f1 == 1.0 and teacher.subset_accuracy == 1.0  # the scripted annotator is always right
     assert teacher.unmatched_answers == 0 and teacher.unknown_labels == 0
-    assert student.micro_f1 is not None and 0.5 <= student.micro_f1 <= 1.0
+    assert student.micro_f1 is not None and 0.6 <= student.micro_f1 <= 1.0  # 0.82 here; untrained: about 0.35
     source = report.transfer_set.sources[0]
     assert source.kept == 48
     agreement = source.details["requested_label_agreement"]
