@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,9 @@ class FakeOpenAI(_Background):
     servers do); `n=False` ignores `n`. `echo_key=True` plays a careless server: the request's Authorization header
     comes back in every answer (the id, each generated text) and in a 400 to every request for logprobs.
     `writes`, when set, is what every generation prompt gets instead of the list (a model whose answers are all
-    thrown away: "" for empty answers, "ok" for one-word lines)."""
+    thrown away: "" for empty answers, "ok" for one-word lines). `script`, when set, is asked first for every
+    request: script(prompt, body, choices) -> the choices' contents, or None for the answers above (a test that
+    controls every answer, e.g. to multi-label prompts)."""
 
     def __init__(
         self,
@@ -184,9 +186,10 @@ class FakeOpenAI(_Background):
         n: bool = True,
         echo_key: bool = False,
         writes: str | None = None,
+        script: Callable[[str, dict[str, Any], int], list[str] | None] | None = None,
     ):
         self.logprobs, self.reject_logprobs, self.n, self.echo_key = logprobs, reject_logprobs, n, echo_key
-        self.writes = writes
+        self.writes, self.script = writes, script
         self.requests: list[dict[str, Any]] = []
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -217,7 +220,10 @@ class FakeOpenAI(_Background):
             return web.json_response({"detail": "Unexpected fields in the request: {'logprobs'}"}, status=422)
         choices = body.get("n", 1) if self.n else 1
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        if prompt.rstrip().endswith("Class:"):
+        scripted = self.script(prompt, body, choices) if self.script is not None else None
+        if scripted is not None:
+            contents, logprobs = scripted, None
+        elif prompt.rstrip().endswith("Class:"):
             text = prompt.rstrip().rsplit("Text:", 1)[-1].rsplit("Class:", 1)[0].strip()
             top = fake_top_logprobs(text, body.get("top_logprobs") or body.get("logprobs") or 20)
             rng = random.Random(digest)

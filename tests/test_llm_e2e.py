@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -91,6 +92,36 @@ def test_llm_sources_by_chat_and_completions_labeled_by_a_sampling_llm_teacher(
     assert "requests answered by" in notes
     bodies = [line for line in (tmp_path / "run" / "report.md").read_text().splitlines() if "Note:" in line]
     assert len(bodies) >= 3
+
+
+def test_a_multi_label_run_through_transformers_serve(tmp_path, served_lm, tiny_chat_lm_dir):
+    """The multi-label prompts through a real server: the source asks for the labeled rows' own label sets, the
+    teacher's per-label probabilities are smoothed votes of its 2 sampled answers (the random model's answers
+    mostly name nothing: then 0.5), and the report scores in micro-F1."""
+    from conftest import LABELS
+
+    sets = [["sports"], ["cooking", "weather"], [], ["weather"], ["cooking", "sports"], ["sports"]]
+    train = [{"text": f"{' '.join(names) or 'nothing'} text {i}", "label": names} for i, names in enumerate(sets)]
+    test = [{"text": f"a {name} story", "label": [name]} for name in LABELS] + [{"text": "plain", "label": []}]
+    write_jsonl(tmp_path / "data" / "train.jsonl", train)
+    write_jsonl(tmp_path / "data" / "test.jsonl", test)
+    sources = [llm_source(served_lm, tiny_chat_lm_dir, "chat", 4)]
+    raw = pipeline_config(tmp_path / "data", served_lm, tiny_chat_lm_dir, sources)
+    raw["student"]["baseline"] = False
+    report = Run(build_config(raw), tmp_path / "run").run()
+
+    assert report.multi_label is True and report.teacher.micro_f1 is not None and report.student.micro_f1 is not None
+    assert report.teacher.soft_labels == "samples" and report.teacher.requests >= 2 * (6 + 4 + 4)
+    layout = RunLayout(tmp_path / "run")
+    logits = np.asarray(pq.read_table(layout.train_logits).column("logits").to_pylist(), dtype=np.float64)
+    probabilities = 1 / (1 + np.exp(-logits))
+    # (answers naming the label + 0.5) / (valid answers + 1), with 0, 1 or 2 valid answers of 2
+    possible = sorted({(k + 0.5) / (v + 1) for v in range(3) for k in range(v + 1)})
+    assert all(min(abs(p - q) for q in possible) < 1e-5 for p in probabilities.ravel())
+    wanted = {tuple(sorted(LABELS.index(name) for name in names)) for names in sets if names}
+    rows = [row for path in list_shards(layout.transfer / "00-llm") for row in pq.read_table(path).to_pylist()]
+    assert len(rows) == 4 and all(tuple(row["requested_label"]) in wanted for row in rows)
+    assert report.transfer_set.sources[0].details["requested_label_agreement"]["multi_label"] is True
 
 
 @pytest.mark.slow  # the same start on the fake server is in the default suite (test_llm_pipeline.py)

@@ -121,10 +121,10 @@ def test_config_refuses_contradicting_forms_and_plugins_that_answer_one_label(tm
     with pytest.raises(ConfigError, match=r"data\.label_delimiter is a multi-label form but data\.multi_label is f"):
         build_config({"data": contradicting, "teacher": {"model": "m"}})
     check_data(build_config({"data": {"train": train}, "teacher": {"model": "m"}}))  # hf_encoder answers per label
+    llm = {"kind": "llm", "model": "m", "endpoint": "http://127.0.0.1:9/v1"}
+    check_data(build_config({"data": {"train": train}, "teacher": llm}))  # asked for every label that applies
     single_label = {
-        "teacher.kind 'llm' gives one label per text": {
-            "teacher": {"kind": "llm", "model": "m", "endpoint": "http://127.0.0.1:9/v1"}
-        },
+        "teacher.kind 'auto' gives one label per text": {"teacher": {"kind": "auto", "model": "m"}},
         "rounds.count works on one label per text": {"teacher": {"model": "m"}, "rounds": {"count": 2}},
         "label.rebalance works on one label per text": {"teacher": {"model": "m"}, "label": {"rebalance": 2}},
     }

@@ -7,7 +7,9 @@ and a rerun sends only the requests that were never answered.
 
 The key hashes the API path and the JSON body (model, messages or prompt, sampling settings, seed), never the
 server's address or the API key: the same request to the same model is the same answer wherever it is served.
-Delete the file to ask the server again.
+A `scope` (e.g. "multi_label") enters the key but not the body: a multi-label request whose body happens to equal a
+single-label one (a custom template that ignores `multi_label`) never gets the single-label answer, which was read
+differently. Requests without a scope keep the keys they always had. Delete the file to ask the server again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 
-def request_key(path: str, body: dict[str, Any]) -> str:
-    payload = json.dumps({"path": path, "body": body}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+def request_key(path: str, body: dict[str, Any], scope: str = "") -> str:
+    keyed: dict[str, Any] = {"path": path, "body": body, **({"scope": scope} if scope else {})}
+    payload = json.dumps(keyed, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

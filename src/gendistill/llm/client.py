@@ -62,14 +62,16 @@ class RequestRejected(RequestFailed):
 
 @dataclass
 class Request:
-    """One API call: the path under the endpoint (`chat/completions` or `completions`) and its JSON body."""
+    """One API call: the path under the endpoint (`chat/completions` or `completions`) and its JSON body; `scope`
+    separates cache keys of requests read differently (see `gendistill.llm.cache`), and is never sent."""
 
     path: str
     body: dict[str, Any]
+    scope: str = ""
 
     @property
     def key(self) -> str:
-        return request_key(self.path, self.body)
+        return request_key(self.path, self.body, self.scope)
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Reading what a served LLM answered: texts out of a generated list, a class out of an annotation, and soft labels
-out of first-token log-probabilities or sampled answers. Pure functions, each pinned by a test."""
+"""Reading what a served LLM answered: texts out of a generated list, a class (or, in a multi-label task, a set of
+labels) out of an annotation, and soft labels out of first-token log-probabilities or sampled answers. Pure
+functions, each pinned by a test."""
 
 from __future__ import annotations
 
@@ -117,6 +118,55 @@ def match_answer(answer: str, verbalizers: list[str]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+NONE_ANSWERS = frozenset({"none", "no label", "no labels", "none of them", "none of the above", "nothing"})
+_SEPARATORS = re.compile(r"[,;|\n]")
+_CONJUNCTION = re.compile(r"\s+(?:and|&)\s+")
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
+
+
+@dataclass
+class LabelSetAnswer:
+    """What one multi-label annotation names: `labels` (sorted label ids; [] for an explicit "none"), or None when
+    the answer names neither a label nor "none" (not a vote, as an unmatched single-label answer); `unknown`, the
+    pieces that name no label (ignored and counted)."""
+
+    labels: list[int] | None
+    unknown: list[str] = field(default_factory=list)
+
+
+def parse_label_set(answer: str, verbalizers: list[str]) -> LabelSetAnswer:
+    """The labels a multi-label annotation names: the answer (a `<think>` block skipped) split on commas,
+    semicolons, bars and line breaks, each piece compared with the verbalizers as `match_answer` compares a whole
+    answer (case, surrounding spaces, quotes, punctuation and list bullets ignored; inner spaces collapsed); a piece
+    that is no verbalizer is split once more on "and" / "&" ("sports and weather"). Repeats count once. "none"
+    (or "no label", ...) is the empty set when it is all the answer names; beside labels it is ignored (the labels
+    say more than the contradiction)."""
+    targets = [_collapse(normalize_word(v)) for v in verbalizers]
+    found: set[int] = set()
+    unknown: list[str] = []
+    said_none = False
+    for piece in _SEPARATORS.split(_THINK.sub("", answer)):
+        word = _collapse(normalize_word(_BULLET.sub("", piece)))
+        if not word:
+            continue
+        parts = [word] if word in targets or word in NONE_ANSWERS else _CONJUNCTION.split(word)
+        for part in parts:
+            part = _collapse(normalize_word(part))
+            if part in targets:
+                found.add(targets.index(part))
+            elif part in NONE_ANSWERS:
+                said_none = True
+            elif part:
+                unknown.append(part)
+    if found or said_none:
+        return LabelSetAnswer(sorted(found), unknown)
+    return LabelSetAnswer(None, unknown)
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
 def first_token_logprobs(choice: dict[str, Any]) -> list[tuple[str, float]]:
     """(token, log-probability) of the candidates for the answer's first token, from either API's format:
     chat (`logprobs.content[0].top_logprobs`: [{token, logprob}]) or legacy completions (`logprobs.top_logprobs[0]`:
@@ -183,6 +233,28 @@ def vote_soft_label(votes: list[int | None], num_labels: int, smoothing: float) 
     if total <= 0:
         return np.full(num_labels, 1 / num_labels)
     return (counts + smoothing) / total
+
+
+def label_vote_probabilities(votes: list[list[int] | None], num_labels: int, smoothing: float) -> np.ndarray:
+    """Per-label probabilities of a multi-label annotation from sampled answers: for each label, (answers naming it
+    + smoothing) / (valid answers + 2 x smoothing), each label a yes/no vote of its own (the single-label
+    smoothing, with two outcomes per label), so no probability is exactly 0 or 1 while smoothing > 0. Answers that
+    name nothing (None) are not votes; with no valid vote and no smoothing, 0.5."""
+    valid = [vote for vote in votes if vote is not None]
+    counts = np.zeros(num_labels, dtype=np.float64)
+    for vote in valid:
+        counts[list(set(vote))] += 1
+    total = len(valid) + 2 * smoothing
+    if total <= 0:
+        return np.full(num_labels, 0.5)
+    return (counts + smoothing) / total
+
+
+def probability_logits(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """What the pipeline stores as a multi-label teacher's logits: log(p / (1 - p)) with p kept in
+    [floor, 1 - floor], so the sigmoid the pipeline applies gives back p and every logit is finite."""
+    p = np.clip(probabilities, floor, 1 - floor)
+    return np.log(p / (1 - p)).astype(np.float32)
 
 
 def soft_label_logits(probabilities: np.ndarray, floor: float) -> np.ndarray:

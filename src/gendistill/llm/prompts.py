@@ -6,10 +6,17 @@ string. What each template sees:
 generation (`llm` source): `label` (the class asked for), `description` (its description, or ""), `labels` (every
 class name), `descriptions` (name -> description, for the classes that have one), `examples` (labeled texts of the
 class, none in a zero-label start), `count` (texts asked for), `attributes` (attribute -> the value drawn for
-this request, e.g. {"tone": "angry"}).
+this request, e.g. {"tone": "angry"}), `multi_label` (false), `label_set` ([label]).
 
 annotation (`llm` teacher): `text` (to classify), `labels`, `verbalizers` (the answer word per class, in label
-order), `descriptions`, `examples` (few-shot: a list of {text, label, answer}).
+order), `descriptions`, `examples` (few-shot: a list of {text, label, answer}), `multi_label` (false).
+
+In a multi-label task (each text any number of labels) both have their own default templates (`*_MULTI`), and the
+variables change meaning where one label became several: generation's `label_set` is the set of label names asked
+for together, `label` their names joined with ", ", `description` "" (each label's is in `descriptions`),
+`examples` labeled texts carrying at least one of them; annotation's `examples` answers are the labels joined with
+", " (or "none"), and the model is asked for every label that applies, comma-separated, or "none". `multi_label`
+is true in both, so one custom template can serve both kinds of task.
 """
 
 from __future__ import annotations
@@ -59,6 +66,64 @@ Class: {{ example.answer }}
 Text: {{ text }}
 Class:"""
 
+SYSTEM_GENERATE_MULTI = (
+    "You write realistic, varied example texts for a multi-label text-classification dataset, where a text can "
+    "carry several labels at once. Answer with a numbered list of texts and nothing else."
+)
+USER_GENERATE_MULTI = """\
+The dataset's labels are: {{ labels | join(", ") }}; a text can carry any number of them.
+Write {{ count }} new texts that each carry {% if label_set | length > 1 %}all of these labels at once{% else %}\
+the label{% endif %}, and no other label of the dataset:
+{% for name in label_set %}- {{ name }}{% if descriptions.get(name) %}: {{ descriptions[name] }}{% endif %}
+{% endfor %}{% for name, value in attributes.items() %}{{ name | capitalize }}: {{ value }}.
+{% endfor %}{% if examples %}Examples of labeled texts that carry some of these labels:
+{% for example in examples %}- {{ example }}
+{% endfor %}{% endif %}Write one text per line as a numbered list (1., 2., ...), without quotes or comments."""
+COMPLETION_GENERATE_MULTI = """\
+Texts with the labels "{{ label_set | join('", "') }}"\
+{% for name, value in attributes.items() %}, {{ name }}: {{ value }}{% endfor %}:
+{% for example in examples %}{{ loop.index }}. {{ example }}
+{% endfor %}{{ examples | length + 1 }}."""
+
+SYSTEM_ANNOTATE_MULTI = (
+    "You are a careful annotator for a multi-label text-classification task. Answer with the names of every label "
+    "that applies, separated by commas, or with none, and nothing else."
+)
+USER_ANNOTATE_MULTI = """\
+Tag the text with every one of these labels that applies (any number of them, or none):
+{% for label in labels %}- {{ verbalizers[loop.index0] }}\
+{% if descriptions.get(label) %}: {{ descriptions[label] }}{% endif %}
+{% endfor %}{% if examples %}
+Examples:
+{% for example in examples %}Text: {{ example.text }}
+Labels: {{ example.answer }}
+{% endfor %}{% endif %}
+Answer with the labels that apply, separated by commas, or "none" if no label applies.
+Text: {{ text }}
+Labels:"""
+COMPLETION_ANNOTATE_MULTI = """\
+Tag each text with every label that applies, separated by commas ("none" if no label applies). Labels: \
+{{ verbalizers | join(", ") }}.
+{% for example in examples %}
+Text: {{ example.text }}
+Labels: {{ example.answer }}
+{% endfor %}
+Text: {{ text }}
+Labels:"""
+
+_CHAT = {
+    ("generate", False): (SYSTEM_GENERATE, USER_GENERATE),
+    ("generate", True): (SYSTEM_GENERATE_MULTI, USER_GENERATE_MULTI),
+    ("annotate", False): (SYSTEM_ANNOTATE, USER_ANNOTATE),
+    ("annotate", True): (SYSTEM_ANNOTATE_MULTI, USER_ANNOTATE_MULTI),
+}
+_COMPLETION = {
+    ("generate", False): COMPLETION_GENERATE,
+    ("generate", True): COMPLETION_GENERATE_MULTI,
+    ("annotate", False): COMPLETION_ANNOTATE,
+    ("annotate", True): COMPLETION_ANNOTATE_MULTI,
+}
+
 
 class ChatMessage(Section):
     """One message of a chat template."""
@@ -67,13 +132,13 @@ class ChatMessage(Section):
     content: str = Field(description="a Jinja2 template")
 
 
-def default_messages(kind: str) -> list[ChatMessage]:
-    system, user = (SYSTEM_GENERATE, USER_GENERATE) if kind == "generate" else (SYSTEM_ANNOTATE, USER_ANNOTATE)
+def default_messages(kind: str, multi_label: bool = False) -> list[ChatMessage]:
+    system, user = _CHAT[kind, multi_label]
     return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 
 
-def default_prompt(kind: str) -> str:
-    return COMPLETION_GENERATE if kind == "generate" else COMPLETION_ANNOTATE
+def default_prompt(kind: str, multi_label: bool = False) -> str:
+    return _COMPLETION[kind, multi_label]
 
 
 @lru_cache(maxsize=64)

@@ -96,8 +96,9 @@ class ServedModel(Section):
             raise ValueError("`messages` is the chat template: set api: chat, or give `prompt`")
         return self
 
-    def chat_template(self) -> list[ChatMessage]:
-        return self.messages if self.messages is not None else default_messages(self.template_task)
+    def chat_template(self, multi_label: bool = False) -> list[ChatMessage]:
+        """The user's `messages`, or the default for the task (`multi_label`: the one that asks for label sets)."""
+        return self.messages if self.messages is not None else default_messages(self.template_task, multi_label)
 
-    def completion_template(self) -> str:
-        return self.prompt if self.prompt is not None else default_prompt(self.template_task)
+    def completion_template(self, multi_label: bool = False) -> str:
+        return self.prompt if self.prompt is not None else default_prompt(self.template_task, multi_label)

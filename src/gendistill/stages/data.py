@@ -55,6 +55,7 @@ def check_data(config: RunConfig) -> None:
     task = load_task_from_config(config.data)
     if task.multi_label:
         check_multi_label_plugins(config, len(task.label_names))
+        config.teacher.check_multi_label(task.label_names)
     if not config.data.zero_label:
         config.teacher.check_labeled(task.train, task.label_names)
         return
@@ -85,7 +86,7 @@ def check_multi_label_plugins(config: RunConfig, labels: int) -> None:
     if not type(config.teacher).supports_multi_label:
         raise ConfigError(
             f"{where}, and teacher.kind {config.teacher.kind!r} gives one label per text; use teacher.kind hf_encoder "
-            "(independent sigmoid outputs)"
+            "or setfit (independent sigmoid outputs), or llm (asked for every label that applies)"
         )
     refused = {
         "rounds.count": config.rounds.count > 0,
@@ -99,8 +100,8 @@ def check_multi_label_plugins(config: RunConfig, labels: int) -> None:
     for index, source in enumerate(config.transfer.sources):
         if not source.supports_multi_label:
             raise ConfigError(
-                f"{where}, and {source.where(index)} picks texts per single class; use a file, generate or augment "
-                "source for this task"
+                f"{where}, and {source.where(index)} picks texts per single class; use a file, generate, augment or "
+                "llm source for this task"
             )
 
 

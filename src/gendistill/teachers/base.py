@@ -48,6 +48,10 @@ class TeacherConfig(Section):
     def check(self) -> None:
         """Preflight: fail in seconds when the teacher cannot be loaded."""
 
+    def check_multi_label(self, label_names: list[str]) -> None:
+        """Preflight of a multi-label task, for a kind that supports one (`supports_multi_label`): fail in one line
+        on settings that only make sense with one label per text."""
+
     def check_labeled(self, train: LabeledSet, label_names: list[str]) -> None:
         """Preflight with the labeled set loaded (the data stage's check): fail in one line when the teacher
         cannot fit on it (e.g. too few texts per class to cross-validate)."""

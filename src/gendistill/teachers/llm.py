@@ -12,6 +12,17 @@ Each class has a verbalizer, the word the LLM should answer (default: the class 
 so every text of the run is labeled the same way; the report says which was used. There is nothing to train: the
 teacher stage writes that file (verbalizers, the few-shot examples drawn from the labeled set) and nothing else.
 What labeling cost (requests, tokens, seconds) accumulates in teacher/usage.json for the report.
+
+A multi-label task (each text any number of labels) gets its own default prompt: it lists the labels and asks for
+every one that applies, comma-separated, or "none" (the data layer reads an empty label list as "no label applies",
+a valid answer in every multi-label task, so the prompt always offers it). Each sampled answer is read into a set of
+labels (`gendistill.llm.parse.parse_label_set`: names that are no label are ignored and counted; an answer naming
+nothing is no vote); each label's probability is its share of the votes, smoothed per label like the single-label
+votes ((votes + smoothing) / (valid answers + 2 x smoothing): never exactly 0 or 1), and the teacher's logits are
+log(p / (1 - p)), which the pipeline's per-label sigmoid reads back as p. Only votes: first-token log-probabilities
+score one answer token, not a set of labels, so `logprobs: auto` samples in a multi-label task and `logprobs: yes`
+is refused at preflight in one line. Multi-label requests are cached under their own scope (`Request.scope`), so
+they never reuse an answer given to a single-label prompt.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -30,11 +41,15 @@ from gendistill.io import read_json, write_json
 from gendistill.llm.cache import RequestCache
 from gendistill.llm.client import Client, Request, RequestRejected, check_server
 from gendistill.llm.parse import (
+    NONE_ANSWERS,
     choice_text,
     first_token_logprobs,
+    label_vote_probabilities,
     logprob_soft_label,
     match_answer,
     normalize_word,
+    parse_label_set,
+    probability_logits,
     soft_label_logits,
     vote_soft_label,
 )
@@ -51,6 +66,8 @@ if TYPE_CHECKING:
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog."
 WHERE = "teacher (llm)"
+MULTI_LABEL_SCOPE = "multi_label"  # the cache scope of multi-label requests (see gendistill.llm.cache)
+SEPARATORS = (",", ";", "|", "\n")  # what splits a multi-label answer: no verbalizer may hold one
 
 
 class LLMTeacher(ServedModel, TeacherConfig):
@@ -82,6 +99,7 @@ class LLMTeacher(ServedModel, TeacherConfig):
     needs_labeled_texts = False
     how_trained = "prompted, not trained"
     template_task = "annotate"
+    supports_multi_label: ClassVar[bool] = True  # every label that applies, asked for and voted on per label
 
     def check(self) -> None:
         if self.api == "chat":
@@ -94,15 +112,28 @@ class LLMTeacher(ServedModel, TeacherConfig):
             "verbalizers": ["a", "another"],
             "descriptions": {},
             "examples": [{"text": "an example", "label": "a class", "answer": "a"}],
+            "multi_label": False,
         }
         problem = check_templates(templates, sample)
         if problem:
             raise ConfigError(problem)
         check_server(self, "teacher")
 
-    def verbalizer_list(self, label_names: list[str]) -> list[str]:
+    def check_multi_label(self, label_names: list[str]) -> None:
+        """Preflight of a multi-label task: labels come from sampled answers only, and each verbalizer must be
+        readable inside a comma-separated answer."""
+        if self.logprobs == "yes":
+            raise ConfigError(
+                "teacher.logprobs: yes, but the task is multi-label and the llm teacher reads its labels from sampled "
+                "answers only (a first token's log-probabilities score one label, not a set); set teacher.logprobs: "
+                "auto (or no)"
+            )
+        self.verbalizer_list(label_names, multi_label=True)
+
+    def verbalizer_list(self, label_names: list[str], multi_label: bool = False) -> list[str]:
         """One verbalizer per class, in label order; a one-line error for a name that is no class, or for two
-        verbalizers whose first tokens could not be told apart."""
+        verbalizers whose first tokens could not be told apart (`multi_label`: whose answers could not, or one that
+        a comma-separated answer could not hold)."""
 
         unknown = [name for name in self.verbalizers if name not in label_names]
         if unknown:
@@ -114,9 +145,12 @@ class LLMTeacher(ServedModel, TeacherConfig):
         for i, word in enumerate(normalized):
             if not word:
                 raise ConfigError(f"teacher.verbalizers: the verbalizer of {label_names[i]!r} is empty")
+            if multi_label:
+                _check_multi_label_verbalizer(words[i], label_names[i])
+            by_first_token = self.logprobs != "no" and not multi_label  # multi-label: sampled answers only
             for j in range(len(normalized)):
                 other = normalized[j]
-                if i != j and (other == word or (self.logprobs != "no" and other.startswith(word.split()[0]))):
+                if i != j and (other == word or (by_first_token and other.startswith(word.split()[0]))):
                     raise ConfigError(
                         f"teacher.verbalizers: {words[i]!r} ({label_names[i]}) and {words[j]!r} ({label_names[j]}) "
                         "begin alike, so the LLM's answers (and first tokens) cannot tell them apart; give each class "
@@ -126,10 +160,11 @@ class LLMTeacher(ServedModel, TeacherConfig):
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
 
-        verbalizers = self.verbalizer_list(ctx.label_names)
-        examples = few_shot_examples(
-            ctx.train.texts, ctx.train.labels, ctx.label_names, verbalizers, self.shots, ctx.seed
-        )
+        if ctx.multi_label:
+            self.check_multi_label(ctx.label_names)
+        verbalizers = self.verbalizer_list(ctx.label_names, ctx.multi_label)
+        pick = few_shot_label_sets if ctx.multi_label else few_shot_examples
+        examples = pick(ctx.train.texts, ctx.train.labels, ctx.label_names, verbalizers, self.shots, ctx.seed)
         state: dict[str, Any] = {
             "kind": self.kind,
             "model": self.model,
@@ -138,12 +173,15 @@ class LLMTeacher(ServedModel, TeacherConfig):
             "verbalizers": verbalizers,
             "descriptions": ctx.label_descriptions,
             "examples": examples,
+            **({"multi_label": True} if ctx.multi_label else {}),
         }
         with RequestCache(RunLayout(ctx.out_dir.parent).llm_cache) as cache:
             client = Client(self, cache, WHERE, seed=ctx.seed)
             labeler = _Labeler(self, state, client)
             mode, why = "samples", "teacher.logprobs: no"
-            if self.logprobs != "no":
+            if ctx.multi_label:
+                why = "a multi-label task: per-label votes of sampled answers"
+            elif self.logprobs != "no":
                 supported, why = labeler.probe_logprobs()
                 if supported:
                     mode = "logprobs"
@@ -161,6 +199,56 @@ class LLMTeacher(ServedModel, TeacherConfig):
 
     def load(self, directory: Path, device: torch.device | str) -> LoadedLLMTeacher:
         return LoadedLLMTeacher(self, directory)
+
+
+def _check_multi_label_verbalizer(word: str, name: str) -> None:
+    """A verbalizer that a comma-separated answer can hold: no separator in it, and not a word that means "none"."""
+    separator = next((mark for mark in SEPARATORS if mark in word), None)
+    if separator is not None:
+        raise ConfigError(
+            f"teacher.verbalizers: the verbalizer {word!r} of {name!r} holds {separator!r}, which separates the labels "
+            "of a multi-label answer; give it a verbalizer without one (teacher.verbalizers: {label: word})"
+        )
+    if normalize_word(word) in NONE_ANSWERS:
+        raise ConfigError(
+            f"teacher.verbalizers: the verbalizer {word!r} of {name!r} reads as 'no label applies' in a multi-label "
+            "answer; give it another word (teacher.verbalizers: {label: word})"
+        )
+
+
+def few_shot_label_sets(
+    texts: list[str],
+    label_sets: list[list[int]],
+    label_names: list[str],
+    verbalizers: list[str],
+    shots: int,
+    seed: int = 0,
+) -> list[dict[str, str]]:
+    """Multi-label few-shot examples: `shots` texts carrying each label (fewer where fewer do) and `shots` texts
+    with no label (when the labeled set has some: "none" is an answer the model must see), each text once,
+    interleaved group by group so that no label comes last in every prompt. Each answer is the text's verbalizers
+    joined with ", " (label order), or "none"."""
+    if shots == 0:
+        return []
+    rng = random.Random(seed)
+    groups = [[i for i, labels in enumerate(label_sets) if label in labels] for label in range(len(label_names))]
+    groups.append([i for i, labels in enumerate(label_sets) if not labels])
+    taken: set[int] = set()
+    picks = []
+    for members in groups:
+        fresh = [i for i in rng.sample(members, len(members)) if i not in taken][:shots]
+        taken.update(fresh)
+        picks.append(fresh)
+    return [
+        {
+            "text": texts[members[i]],
+            "label": ", ".join(label_names[y] for y in label_sets[members[i]]) or "none",
+            "answer": ", ".join(verbalizers[y] for y in label_sets[members[i]]) or "none",
+        }
+        for i in range(shots)
+        for members in picks
+        if i < len(members)
+    ]
 
 
 def few_shot_examples(
@@ -193,25 +281,28 @@ class _Labeler:
     def __init__(self, config: LLMTeacher, state: dict[str, Any], client: Client):
         self.config, self.state, self.client = config, state, client
         self.verbalizers: list[str] = state["verbalizers"]
+        self.multi_label = bool(state.get("multi_label", False))
 
     def request(self, text: str, **fields: Any) -> Request:
 
-        config, state = self.config, self.state
+        config, state, multi = self.config, self.state, self.multi_label
         variables = {
             "text": text,
             "labels": state["label_names"],
             "verbalizers": self.verbalizers,
             "descriptions": state.get("descriptions", {}),
             "examples": state["examples"],
+            "multi_label": multi,
         }
         body: dict[str, Any] = {"model": config.model}
         if config.api == "chat":
-            body["messages"] = render_messages(config.chat_template(), variables)
+            body["messages"] = render_messages(config.chat_template(multi), variables)
         else:
-            body["prompt"] = render(config.completion_template(), variables)
+            body["prompt"] = render(config.completion_template(multi), variables)
         body.update(fields)
         body.update(config.extra_body)
-        return Request("chat/completions" if config.api == "chat" else "completions", body)
+        path = "chat/completions" if config.api == "chat" else "completions"
+        return Request(path, body, scope=MULTI_LABEL_SCOPE if multi else "")
 
     def logprob_fields(self) -> dict[str, Any]:
         # temperature 1: whatever a server does with temperature, the candidates' probabilities are the model's
@@ -278,12 +369,27 @@ class _Labeler:
             answers = self.client.run(requests)
             flat = [choice_text(answer["choices"][0]) for answer in answers]
             contents = [flat[i * k : (i + 1) * k] for i in range(len(texts))]
+        if self.multi_label:
+            return self._label_set_votes(contents)
         rows, unmatched = [], 0
         for answer_texts in contents:
             votes = [match_answer(content, self.verbalizers) for content in answer_texts]
             unmatched += sum(vote is None for vote in votes)
             rows.append(vote_soft_label(votes, len(self.verbalizers), config.smoothing))
         return np.asarray(rows), {"answers": len(texts) * k, "unmatched_answers": unmatched}
+
+    def _label_set_votes(self, contents: list[list[str]]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Per-label vote probabilities from each text's sampled answers (multi-label); counts the answers that
+        named nothing (no vote) and the names in them that are no label (ignored)."""
+        rows, unmatched, unknown = [], 0, 0
+        for answer_texts in contents:
+            parsed = [parse_label_set(content, self.verbalizers) for content in answer_texts]
+            unmatched += sum(answer.labels is None for answer in parsed)
+            unknown += sum(len(answer.unknown) for answer in parsed)
+            votes = [answer.labels for answer in parsed]
+            rows.append(label_vote_probabilities(votes, len(self.verbalizers), self.config.smoothing))
+        answers = sum(len(answer_texts) for answer_texts in contents)
+        return np.asarray(rows), {"answers": answers, "unmatched_answers": unmatched, "unknown_labels": unknown}
 
 
 class LoadedLLMTeacher:
@@ -301,7 +407,8 @@ class LoadedLLMTeacher:
         return self.directory / "usage.json"
 
     def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """log(soft label) per text (see `gendistill.llm.parse.soft_label_logits`), in input order."""
+        """log(soft label) per text (see `gendistill.llm.parse.soft_label_logits`), in input order; in a
+        multi-label task each label's log-odds log(p / (1 - p)) (`gendistill.llm.parse.probability_logits`)."""
 
         labels = len(self.state["label_names"])
         if not texts:
@@ -322,7 +429,8 @@ class LoadedLLMTeacher:
                 progress.step(f"teacher (llm): {min(start + chunk, len(texts))}/{len(texts)} texts labeled")
         stats["texts"] = len(texts)
         self._record(client.usage.to_dict(), stats)
-        return soft_label_logits(np.concatenate(rows), self.config.min_probability)
+        to_logits = probability_logits if self.state.get("multi_label") else soft_label_logits
+        return to_logits(np.concatenate(rows), self.config.min_probability)
 
     def _record(self, usage: dict[str, Any], stats: dict[str, Any]) -> None:
         """Add this call's counters to teacher/usage.json (what labeling cost over the whole run); under a file
@@ -360,6 +468,16 @@ class LoadedLLMTeacher:
             how = "first-token log-probabilities of the verbalizers, renormalised over the classes"
             if row["covered_mass"] is not None:
                 how += f" (mean covered probability mass {row['covered_mass']:.3f})"
+        elif self.state.get("multi_label"):
+            row["samples"] = self.config.samples
+            row["unmatched_answers"] = usage.get("unmatched_answers", 0)
+            row["unknown_labels"] = usage.get("unknown_labels", 0)
+            how = (
+                f"per-label smoothed votes of {self.config.samples} sampled answers per text, each asked for every "
+                f"label that applies ({self.state.get('why', '')}); {row['unmatched_answers']} of "
+                f"{usage.get('answers', 0)} answers named no label and not none, and {row['unknown_labels']} names "
+                "that are no label were ignored"
+            )
         else:
             row["samples"] = self.config.samples
             row["unmatched_answers"] = usage.get("unmatched_answers", 0)
