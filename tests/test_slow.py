@@ -58,7 +58,8 @@ try {
   const texts = await (await fetch("texts.json")).json();
   for (const name of ["fp32", "int8"]) {
     const model = await load(`./${name}/`);
-    result[name] = { labels: (await model.predict(texts)).map((row) => row.label), proba: await model.predictProba(texts) };
+    const labels = (await model.predict(texts)).map((row) => row.label);
+    result[name] = { labels, proba: await model.predictProba(texts) };
   }
 } catch (error) {
   result = { error: String(error.stack || error) };
