@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the pipeline's teacher: a fine-tuned encoder (sigmoid per label) or SetFit one-vs-rest",
     )
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--summary-only", action="store_true", help="run nothing: summary.json from --out/runs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multilabel"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/multilabel"))
     return parser.parse_args(argv)
@@ -203,21 +204,32 @@ def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, A
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """{dataset: {N: {arm: mean micro-F1, "teacher_kind", "seeds"}}}. With a SetFit teacher the `setfit` arm is the
+    teacher itself (the same model, labeled sample, encoder and settings), so its score is the teacher's. A dataset
+    run under two teacher kinds keeps the non-default kind apart as "<dataset> (teacher KIND)"."""
+    kinds: dict[str, set[str]] = {}
+    for row in rows:
+        kinds.setdefault(row["dataset"], set()).add(row.get("teacher_kind", "hf_encoder"))
     summary: dict[str, Any] = {}
     for row in rows:
         kind = row.get("teacher_kind", "hf_encoder")
-        key = row["dataset"] if kind == "hf_encoder" else f"{row['dataset']} (teacher {kind})"
+        apart = len(kinds[row["dataset"]]) > 1 and kind != "hf_encoder"
+        key = f"{row['dataset']} (teacher {kind})" if apart else row["dataset"]
         summary.setdefault(key, {}).setdefault(str(row["per_label"]), []).append(row)
     out: dict[str, Any] = {}
     for dataset, sizes in summary.items():
         out[dataset] = {}
         for size, cells in sizes.items():
+            kind = cells[0].get("teacher_kind", "hf_encoder")
             arms = {arm for cell in cells for arm in cell["arms"]}
-            out[dataset][size] = {
+            means = {
                 arm: statistics.mean(cell["arms"][arm]["micro_f1"] for cell in cells if arm in cell["arms"])
                 for arm in ARMS
                 if arm in arms
             }
+            if kind == "setfit" and "setfit" not in means and "teacher" in means:
+                means["setfit"] = means["teacher"]
+            out[dataset][size] = {**means, "teacher_kind": kind, "seeds": sorted(cell["seed"] for cell in cells)}
     return out
 
 
@@ -226,6 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     rows = []
+    if args.summary_only:  # every finished cell under --out, whatever command wrote it
+        rows = [json.loads(path.read_text()) for path in sorted(runs.glob("*.json"))]
+        (args.out / "summary.json").write_text(json.dumps(summarize(rows), indent=2) + "\n")
+        print(json.dumps(summarize(rows), indent=2))
+        return
     for per_label in args.per_label:
         for seed in args.seeds:
             kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
