@@ -10,13 +10,17 @@ on validation at its last epoch, so the epoch budget and the temperature were th
         --out benchmarks/results/multilabel/dev_choice
 
 Run from the folder the cells' configs were written from (their data paths are relative). Writes
-<out>/s<seed>-<variant>.json: the best validation micro-AP and its epoch, the test micro-F1 of student and teacher.
+<out>/s<seed>-<variant>.json: the best validation micro-AP and its epoch, the test micro-F1 of student and teacher;
+<out>/summary.json: per variant the means over the seeds it ran on, and the variant with the best mean validation
+micro-AP. With --summary FILE (multilabel.py's summary.json), that variant's mean test micro-F1 is added to FILE's
+entry for --dataset and --per-label as `student_dev_chosen` (with `dev_chosen_variant`), beside the default student.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import gendistill
@@ -33,7 +37,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/multilabel/dev_choice"))
+    parser.add_argument("--summary", type=Path, default=None, help="multilabel.py's summary.json to add the choice to")
+    parser.add_argument("--dataset", default="goemotions_multilabel")
+    parser.add_argument("--per-label", default="8")
+    parser.add_argument("--summary-only", action="store_true", help="run nothing: summarize what --out holds")
     args = parser.parse_args(argv)
+    if not args.summary_only:
+        run_variants(args)
+    summarize(args)
+
+
+def run_variants(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         cell = args.cache / args.cell.format(seed=seed)
@@ -57,6 +71,38 @@ def main(argv: list[str] | None = None) -> None:
             }
             path.write_text(json.dumps(row, indent=2) + "\n")
             print(json.dumps(row), flush=True)
+
+
+def summarize(args: argparse.Namespace) -> None:
+    rows = [json.loads(path.read_text()) for path in sorted(args.out.glob("s*-*.json"))]
+    variants: dict[str, dict] = {}
+    for name in dict.fromkeys(row["variant"] for row in rows):
+        mine = [row for row in rows if row["variant"] == name]
+        variants[name] = {
+            "overrides": mine[0]["overrides"],
+            "seeds": [row["seed"] for row in mine],
+            **{
+                key: statistics.mean(row[key] for row in mine)
+                for key in ("validation_micro_ap_best", "test_micro_f1", "teacher_test_micro_f1")
+            },
+        }
+    # compared on the seeds every variant ran on, so that a variant run on one more seed is not favoured by it
+    common = set.intersection(*(set(variant["seeds"]) for variant in variants.values()))
+
+    def dev_score(name: str) -> float:
+        return statistics.mean(
+            row["validation_micro_ap_best"] for row in rows if row["variant"] == name and row["seed"] in common
+        )
+
+    chosen = max(variants, key=dev_score)
+    summary = {"variants": variants, "chosen_by_validation": chosen, "chosen_on_seeds": sorted(common)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    if args.summary is not None:
+        table = json.loads(args.summary.read_text())
+        entry = table[args.dataset][args.per_label]
+        entry.update(student_dev_chosen=variants[chosen]["test_micro_f1"], dev_chosen_variant=chosen)
+        args.summary.write_text(json.dumps(table, indent=2) + "\n")
 
 
 if __name__ == "__main__":
