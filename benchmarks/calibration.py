@@ -12,6 +12,17 @@ the test set except to report it.
     python benchmarks/calibration.py --data-dir ../shared/data --datasets sst2 ag_news --seeds 0 1 2 \\
         --teacher models/all-MiniLM-L6-v2
 
+`--validation-from sentences` carves the validation split from the training rows that are whole sentences (they
+end with . ! or ?): a temperature and threshold are only as good as the match between the split they are fitted on
+and the texts the model will answer, and some training files are not made of those texts. SST-2's (GLUE) training
+file is the treebank's phrases, most of them sub-sentence fragments (median 7 words), while the task, and its dev
+and test files, are whole sentences (GLUE, Wang et al. 2018); a user calibrating an SST-2 classifier labels
+sentences. The labeled sample and the transfer pool still come from the whole training file.
+
+`--accuracy-guarantee P` also re-runs the evaluate stage of each finished cell with `evaluate.accuracy_guarantee=P`
+(nothing is retrained) and records that threshold's coverage and test accuracy beside the point estimate's
+(`guaranteed_*` keys).
+
 Outputs under --out (default benchmarks/results/calibration): runs/<dataset>-s<seed>.json (every model's
 calibration and selective blocks and test accuracy) and summary.json (means over seeds per dataset and model).
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -44,19 +56,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-per-class", type=int, default=64, help="labeled validation texts per class")
     parser.add_argument("--transfer", type=int, default=4000, help="unlabeled transfer texts from the train pool")
     parser.add_argument("--target-accuracy", type=float, default=0.95)
+    parser.add_argument("--validation-from", choices=["any", "sentences"], default="any")
+    parser.add_argument("--accuracy-guarantee", type=float, default=None)
     parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/calibration"))
     return parser.parse_args(argv)
 
 
-def carve(folder: Path, out: Path, per_class: int, seed: int) -> dict[str, Path]:
-    """train.jsonl split into validation (`per_class` rows of each class, seeded) and the rest, written under
-    `out`; the test file and labels.json are referenced where they are."""
+# a whole sentence ends with . ! or ?, maybe followed by a closing quote or bracket (PTB-tokenized: `` '' -rrb-)
+SENTENCE_END = re.compile(r"[.!?]( (''|\"|'|\)|-rrb-))?$")
+
+
+def carve(folder: Path, out: Path, per_class: int, seed: int, sentences_only: bool = False) -> dict[str, Path]:
+    """train.jsonl split into validation (`per_class` rows of each class, seeded; with `sentences_only`, drawn from
+    the rows that end like a sentence) and the rest, written under `out`; the test file and labels.json are
+    referenced where they are."""
     rows = [json.loads(line) for line in (folder / "train.jsonl").read_text(encoding="utf-8").splitlines() if line]
     by_class: dict[Any, list[int]] = defaultdict(list)
     for index, row in enumerate(rows):
-        by_class[row["label"]].append(index)
+        if not sentences_only or SENTENCE_END.search(row["text"]):
+            by_class[row["label"]].append(index)
     rng = random.Random(seed)
     held = {index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices)))}
     out.mkdir(parents=True, exist_ok=True)
@@ -100,14 +120,26 @@ def cell_row(report: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+GUARANTEED = ("guaranteed_threshold", "guaranteed_coverage_test", "guaranteed_accuracy_test")
+
+
+def summary_key(row: dict[str, Any]) -> str:
+    """The dataset's name, with how its validation split was drawn when not from every training row."""
+    source = row.get("validation_from", "any")
+    return row["dataset"] if source == "any" else f"{row['dataset']} (validation from {source})"
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        cells = [row for row in rows if row["dataset"] == dataset]
+    for dataset in dict.fromkeys(summary_key(row) for row in rows):
+        cells = [row for row in rows if summary_key(row) == dataset]
         summary[dataset] = {"seeds": [row["seed"] for row in cells]}
+        guarantees = {row.get("accuracy_guarantee") for row in cells} - {None}
+        if guarantees:
+            summary[dataset]["accuracy_guarantee"] = sorted(guarantees)
         for model in MODELS:
             means = {}
-            for key in (*FIGURES, *SELECTIVE):
+            for key in (*FIGURES, *SELECTIVE, *(GUARANTEED if guarantees else ())):
                 values = [row["models"][model][key] for row in cells if row["models"][model].get(key) is not None]
                 means[key] = statistics.mean(values) if values else None
             summary[dataset][model] = means
@@ -121,12 +153,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for dataset in args.datasets:
         for seed in args.seeds:
-            path = runs / f"{dataset}-s{seed}.json"
+            sentences = args.validation_from == "sentences"
+            suffix = "-sentences" if sentences else ""
+            path = runs / f"{dataset}-s{seed}{suffix}.json"
             if path.exists():  # resumable: a finished cell is read back
                 rows.append(json.loads(path.read_text()))
                 continue
-            cell = args.cache / f"{dataset}-n{args.per_class}-v{args.validation_per_class}-s{seed}"
-            files = carve(args.data_dir / dataset, cell / "data", args.validation_per_class, seed)
+            cell = args.cache / f"{dataset}-n{args.per_class}-v{args.validation_per_class}-s{seed}{suffix}"
+            files = carve(args.data_dir / dataset, cell / "data", args.validation_per_class, seed, sentences)
             config = build_config(cell_config(args, files, seed))
             print(f"[{dataset} seed={seed}] running", flush=True)
             report = gendistill.Run(config, cell / "run").run().model_dump(mode="json")
@@ -135,10 +169,19 @@ def main(argv: list[str] | None = None) -> None:
                 "seed": seed,
                 "per_class": args.per_class,
                 "validation_per_class": args.validation_per_class,
+                "validation_from": args.validation_from,
                 "transfer": args.transfer,
                 "target_accuracy": args.target_accuracy,
                 "models": cell_row(report),
             }
+            if args.accuracy_guarantee is not None:  # the same models, the threshold chosen with the guarantee
+                override = [f"evaluate.accuracy_guarantee={args.accuracy_guarantee}"]
+                guaranteed = gendistill.Run(build_config(cell_config(args, files, seed), override), cell / "run")
+                again = cell_row(guaranteed.run(force=["changed"]).model_dump(mode="json"))
+                row["accuracy_guarantee"] = args.accuracy_guarantee
+                for model in MODELS:
+                    for key in ("threshold", "coverage_test", "accuracy_test"):
+                        row["models"][model][f"guaranteed_{key}"] = again[model][key]
             path.write_text(json.dumps(row, indent=2) + "\n")
             rows.append(row)
             student = row["models"]["student"]

@@ -4,7 +4,8 @@ multi-label dataset, side by side, per (N labeled texts per label, seed).
 Each cell draws the labeled sample with gendistill's own per-label draw (at least N rows for every label, rarest
 label first: `data.per_class` on a multi-label file), and a validation sample the same way from the dataset's
 validation split (the per-label thresholds of every arm are tuned on it, never on the test file: a user labels
-about 2N texts per label). The rest of the training file, labels dropped, is the student's transfer set.
+about 2N texts per label; `--validation-per-label` sets another number where the validation split is too small).
+The rest of the training file, labels dropped, is the student's transfer set.
 
   teacher    all-MiniLM-L6-v2 fine-tuned with one sigmoid per label (`hf_encoder`, BCE)
   student    the default student distilled on the teacher's per-label probabilities over `--transfer` pool texts
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="goemotions_multilabel")
     parser.add_argument("--per-label", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--validation-per-label",
+        type=int,
+        default=None,
+        help="validation rows per label (default N; GoEmotions' validation split has 13 rows of its rarest label)",
+    )
     parser.add_argument("--transfer", type=int, default=8000, help="unlabeled pool texts the student distils on")
     parser.add_argument("--teacher", required=True, help="HF id or folder of the encoder (teacher and peers)")
     parser.add_argument(
@@ -175,7 +182,8 @@ def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, A
     folder = args.data_dir / args.dataset
     kind = "" if args.teacher_kind == "hf_encoder" else f"-{args.teacher_kind}"
     cell = args.cache / f"{args.dataset}-n{per_label}-s{seed}{kind}"
-    validation_path = validation_sample(folder, per_label, seed, cell / "validation.jsonl")
+    validation_per_label = args.validation_per_label or per_label
+    validation_path = validation_sample(folder, validation_per_label, seed, cell / "validation.jsonl")
     config = build_config(pipeline_config(args, folder, validation_path, per_label, seed))
     started = time.perf_counter()
     report = gendistill.Run(config, cell / "run").run().model_dump(mode="json")
@@ -185,6 +193,7 @@ def run_cell(args: argparse.Namespace, per_label: int, seed: int) -> dict[str, A
         "seed": seed,
         "teacher_kind": args.teacher_kind,
         "transfer": args.transfer,
+        "validation_per_label": validation_per_label,
         "pipeline_seconds": round(time.perf_counter() - started, 1),
         "labeled_texts": report["train_examples"],
         "arms": {},

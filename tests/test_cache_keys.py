@@ -161,3 +161,9 @@ def test_a_target_accuracy_reruns_only_evaluate_and_its_default_keeps_older_keys
     assert rerun_by(base, tmp_path, "evaluate.target_accuracy=0.95") == set()
     assert "target_accuracy" not in key_payload(build_config(base).evaluate)
     assert Run(build_config(base), tmp_path / "a").keys()["evaluate"]["fields"] is None  # as before the field
+
+
+def test_an_accuracy_guarantee_reruns_only_evaluate_and_its_default_keeps_older_keys(base, tmp_path):
+    assert rerun_by(base, tmp_path, "evaluate.accuracy_guarantee=0.9") == {"evaluate"}
+    assert rerun_by(base, tmp_path, "evaluate.accuracy_guarantee=null") == set()
+    assert "accuracy_guarantee" not in key_payload(build_config(base).evaluate)

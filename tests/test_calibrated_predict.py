@@ -202,6 +202,28 @@ def test_cli_run_refuses_a_target_accuracy_outside_0_1(tmp_path, value):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["1.5", "0", "1", "nan"])
+def test_cli_run_refuses_an_accuracy_guarantee_outside_0_1(tmp_path, value):
+    runner, app = _cli()
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {train: x.jsonl}\nteacher: {model: t}\n")
+    result = runner.invoke(app, ["run", str(config), "--accuracy-guarantee", value, "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "--accuracy-guarantee" in result.output and "between 0 and 1" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.2", "-0.5"])
+def test_config_refuses_an_accuracy_guarantee_outside_0_1_naming_the_key(value):
+    from gendistill.config import build_config
+    from gendistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'evaluate\.accuracy_guarantee'") as raised:
+        build_config({"data": {"train": "x"}, "teacher": {"model": "t"}}, [f"evaluate.accuracy_guarantee={value}"])
+    assert "\n" not in str(raised.value)
+    assert build_config({"data": {"train": "x"}, "teacher": {"model": "t"}}).evaluate.accuracy_guarantee is None
+
+
 @pytest.mark.parametrize("value", ["0", "1", "1.2", "-0.5"])
 def test_config_refuses_a_target_accuracy_outside_0_1_naming_the_key(value):
     from gendistill.config import build_config

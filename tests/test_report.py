@@ -364,6 +364,40 @@ def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_jso
     assert f"temperature: {tiny_run.student.calibration.temperature}" in card
 
 
+def test_an_accuracy_guarantee_reruns_only_evaluate_and_stores_its_bounded_threshold(tiny_run, tmp_path):
+    """evaluate.accuracy_guarantee on a copy of the tiny run: only evaluate reruns (the students' weights are the
+    same files), each model's threshold is calibration.threshold_for_accuracy with that guarantee on its calibrated
+    held-out probabilities, and calibration.json, report.md and the card sentence say which guarantee it was."""
+    import shutil
+
+    from gendistill.artifacts.calibration import read_calibration
+    from gendistill.config import load_config
+    from gendistill.evaluation.calibration import softmax, threshold_for_accuracy
+    from gendistill.students.classifier import StudentClassifier
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.path.parent, run_dir)
+    layout = RunLayout(run_dir)
+    weights = sorted(layout.final_student.glob("*.safetensors"))
+    before = {path: path.stat().st_mtime_ns for path in weights}
+    # 15 held-out texts: a bound this loose is the one a threshold can pass here
+    config = load_config(run_dir / "config.yaml", ["evaluate.accuracy_guarantee=0.6", "evaluate.target_accuracy=0.3"])
+    report = gendistill.Run(config, run_dir).run(force=["changed"])
+    assert weights and {path: path.stat().st_mtime_ns for path in weights} == before
+    validation = read_task(layout).validation
+    student = StudentClassifier.from_pretrained(layout.final_student)
+    held = student.logits(validation.texts)
+    temperature = report.student.calibration.temperature
+    expected = threshold_for_accuracy(softmax(held, temperature), np.asarray(validation.labels), 0.3, guarantee=0.6)
+    point = threshold_for_accuracy(softmax(held, temperature), np.asarray(validation.labels), 0.3)
+    assert report.student.selective.guarantee == 0.6 and expected is not None
+    assert report.student.selective.threshold == pytest.approx(expected) and expected >= point
+    stored = read_calibration(layout.final_student)
+    assert stored.accuracy_guarantee == 0.6 and stored.min_confidence == report.student.selective.threshold
+    markdown = (run_dir / "report.md").read_text()
+    assert "with probability 0.6" in markdown and "(p ≥ 0.6)" in markdown
+
+
 def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():
     from gendistill.evaluation.measure import calibrate_and_select
 

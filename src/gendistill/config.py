@@ -322,9 +322,10 @@ class LabelConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    """How the report measures: every field but `target_accuracy` is a knob (it changes no model), so `--force
-    evaluate` re-measures. `target_accuracy` decides the confidence threshold stored with the students, so it is
-    in the evaluate stage's key (only when changed from its default: older run dirs keep their keys)."""
+    """How the report measures: every field but `target_accuracy` and `accuracy_guarantee` is a knob (it changes
+    no model), so `--force evaluate` re-measures. Those two decide the confidence threshold stored with the
+    students, so they are in the evaluate stage's key (only when changed from their defaults: older run dirs keep
+    their keys)."""
 
     batch_size: Annotated[int, Field(ge=1)] = knob(64, description="texts per batch when predicting and timing")
     speed_examples: Annotated[int, Field(ge=1)] = knob(512, description="texts timed for throughput")
@@ -339,6 +340,12 @@ class EvaluateConfig(_Section):
         0.95,
         description="selective prediction: the confidence threshold is the lowest whose answered held-out texts "
         "reach this accuracy (stored in calibration.json; `gendistill serve --min-confidence stored`)",
+    )
+    accuracy_guarantee: Annotated[float, Field(gt=0, lt=1)] | None = added(
+        None,
+        description="selective prediction with a guarantee: the threshold keeps target_accuracy with this "
+        "probability over the draw of the held-out split (SGR with Clopper-Pearson bounds; fewer texts answered, "
+        "none on a small split); unset: the held-out point estimate, which new data misses about half the time",
     )
 
 

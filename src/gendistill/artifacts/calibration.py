@@ -7,10 +7,11 @@ read it here. Torch-free and stdlib-only, like gendistill.artifacts.inference, w
 The file, all keys but `method` and `temperature` optional:
 
     {"method": "temperature", "temperature": 1.7, "fitted_on": "validation: 120 gold-labeled texts",
-     "min_confidence": 0.82, "target_accuracy": 0.95, "coverage": 0.71}
+     "min_confidence": 0.82, "target_accuracy": 0.95, "accuracy_guarantee": 0.9, "coverage": 0.71}
 
 `min_confidence` is the threshold chosen for `target_accuracy` on the held-out split (`coverage`: the share of it
 answered), on the calibrated probabilities; absent when no threshold reached the target or none was fitted.
+`accuracy_guarantee`, when the run set one, is the probability with which that threshold keeps the target.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Calibration:
     fitted_on: str | None = None
     min_confidence: float | None = None
     target_accuracy: float | None = None
+    accuracy_guarantee: float | None = None
     coverage: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +62,7 @@ class Calibration:
         temperature = data.get("temperature")
         if not _number(temperature) or not temperature > 0:
             raise CalibrationError(f"{where}: temperature must be a positive number, got {temperature!r}")
-        for key in ("min_confidence", "target_accuracy", "coverage"):
+        for key in ("min_confidence", "target_accuracy", "accuracy_guarantee", "coverage"):
             value = data.get(key)
             if value is not None and (not _number(value) or not 0 <= value <= 1):
                 raise CalibrationError(f"{where}: {key} must be a number in [0, 1], got {value!r}")

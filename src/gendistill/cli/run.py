@@ -63,6 +63,16 @@ def run(
             "data (default 0.95); same as --set evaluate.target_accuracy=A",
         ),
     ] = None,
+    accuracy_guarantee: Annotated[
+        float | None,
+        typer.Option(
+            "--accuracy-guarantee",
+            metavar="P",
+            help="choose the threshold so that it keeps the target accuracy with probability P, in (0, 1) (an "
+            "exact binomial bound on the held-out split: fewer texts answered); same as --set "
+            "evaluate.accuracy_guarantee=P",
+        ),
+    ] = None,
     report_to: Annotated[
         list[str] | None,
         typer.Option(
@@ -84,7 +94,13 @@ def run(
         trackers = [f"report_to=[{', '.join(report_to)}]"] if report_to else []
         if target_accuracy is not None and not 0 < target_accuracy < 1:  # NaN included
             raise GendistillError(f"--target-accuracy {target_accuracy}: expected a number strictly between 0 and 1")
+        if accuracy_guarantee is not None and not 0 < accuracy_guarantee < 1:
+            raise GendistillError(
+                f"--accuracy-guarantee {accuracy_guarantee}: expected a probability strictly between 0 and 1"
+            )
         target = [f"evaluate.target_accuracy={target_accuracy!r}"] if target_accuracy is not None else []
+        if accuracy_guarantee is not None:
+            target.append(f"evaluate.accuracy_guarantee={accuracy_guarantee!r}")
         cfg = load_config(config, [*(set_ or []), *_device_override(device), *trackers, *target])
         target = run_dir or run_dir_for(name or config.stem)
         writing_into(target, "the run directory")

@@ -15,6 +15,7 @@ from gendistill.evaluation.report import (
     Report,
     calibration_cells,
     selective_cells,
+    selective_note,
     speed_sentence,
     throughput_range,
     usage_sentence,
@@ -154,10 +155,7 @@ def _selective(report: Report) -> str:
     rows = [[escape(name), *map(escape, cells)] for name, row in report.models() if (cells := selective_cells(row))]
     if not rows:
         return ""
-    note = (
-        "<p>The lowest confidence threshold whose answered held-out texts reach the target accuracy; texts below it "
-        "are deferred. The curves' data is in report.json.</p>"
-    )
+    note = f"<p>{escape(selective_note(report))}; texts below it are deferred. The curves' data is in report.json.</p>"
     return _table(SELECTIVE_HEADER, rows, "selective") + note
 
 

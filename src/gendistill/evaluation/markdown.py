@@ -9,6 +9,7 @@ from gendistill.evaluation.report import (
     Report,
     calibration_cells,
     selective_cells,
+    selective_note,
     speed_sentence,
     throughput_range,
     usage_sentence,
@@ -117,8 +118,8 @@ def render_markdown(report: Report) -> str:
         lines += _table("Selective prediction", f"| {' | '.join(SELECTIVE_HEADER)} |", len(SELECTIVE_HEADER))
         lines += [f"| {name} | {' | '.join(cells)} |" for name, cells in selective]
         lines.append(
-            "\nThe lowest confidence threshold whose answered held-out texts reach the target accuracy; the rest are "
-            "deferred. Risk-coverage curves: plots/risk_coverage.png (data in report.json)."
+            f"\n{selective_note(report)}; the rest are deferred. Risk-coverage curves: plots/risk_coverage.png (data "
+            "in report.json)."
         )
     if report.training:
         lines += _table("Training", "| model | loss | steps | epochs | final loss |", 5)

@@ -70,11 +70,13 @@ def calibrate_and_select(
     test: tuple[np.ndarray, np.ndarray] | None,
     target_accuracy: float,
     fitted_on: str | None,
+    accuracy_guarantee: float | None = None,
     not_fitted: str | None = None,
 ) -> tuple[CalibrationRow, SelectiveRow]:
     """One model's calibration and selective prediction from its (logits, labels) on the held-out split and on
     test. The temperature and the threshold come from `held_out` alone; test is only measured. Without `held_out`,
-    the test figures are those of the uncalibrated model and `not_fitted` says why."""
+    the test figures are those of the uncalibrated model and `not_fitted` says why. With `accuracy_guarantee` the
+    threshold keeps the target with that probability (calibration.threshold_for_accuracy's `guarantee`)."""
     temperature = calibration.fit_temperature(*held_out) if held_out is not None else None
     row = CalibrationRow(
         method="temperature" if temperature is not None else None,
@@ -82,10 +84,12 @@ def calibrate_and_select(
         fitted_on=fitted_on if temperature is not None else None,
         note=None if temperature is not None else not_fitted,
     )
-    selective = SelectiveRow(target_accuracy=target_accuracy)
+    selective = SelectiveRow(target_accuracy=target_accuracy, guarantee=accuracy_guarantee)
     if held_out is not None:
         held_probabilities = calibration.softmax(held_out[0], temperature or 1.0)
-        selective.threshold = calibration.threshold_for_accuracy(held_probabilities, held_out[1], target_accuracy)
+        selective.threshold = calibration.threshold_for_accuracy(
+            held_probabilities, held_out[1], target_accuracy, guarantee=accuracy_guarantee
+        )
         if selective.threshold is not None:
             selective.coverage_heldout, selective.accuracy_heldout = calibration.selective_scores(
                 held_probabilities, held_out[1], selective.threshold

@@ -108,9 +108,11 @@ class RiskCoverageCurve(_Part):
 class SelectiveRow(_Part):
     """Selective prediction: the lowest confidence threshold reaching `target_accuracy` on the held-out split
     (None: none reached it, or there was no held-out split), and the share answered (coverage) and accuracy of the
-    answered texts at that threshold on held-out and on test."""
+    answered texts at that threshold on held-out and on test. With `guarantee`, "reaching" means with that
+    probability (a Clopper-Pearson bound, not the held-out accuracy itself)."""
 
     target_accuracy: float
+    guarantee: float | None = None
     threshold: float | None = None
     coverage_heldout: float | None = None
     accuracy_heldout: float | None = None
@@ -160,6 +162,7 @@ class ModelRow(_Part):
             "ece_after": calibration.ece_after if calibration else None,
             "min_confidence": selective.threshold if selective else None,
             "target_accuracy": selective.target_accuracy if selective and selective.threshold is not None else None,
+            "accuracy_guarantee": selective.guarantee if selective and selective.threshold is not None else None,
             "coverage_test": selective.coverage_test if selective else None,
         }
         return {key: value for key, value in values.items() if value is not None}
@@ -175,9 +178,12 @@ class ModelRow(_Part):
             f"{pct(calibration.ece_after)}%."
         )
         if selective is not None and selective.threshold is not None:
+            chosen_for = f"{pct(selective.target_accuracy)}% held-out accuracy"
+            if selective.guarantee is not None:
+                chosen_for = f"{pct(selective.target_accuracy)}% accuracy with probability {selective.guarantee:g}"
             sentence += (
                 f" Answering only above confidence {selective.threshold:.3f} (chosen for "
-                f"{pct(selective.target_accuracy)}% held-out accuracy) covers {pct(selective.coverage_test)}% of "
+                f"{chosen_for}) covers {pct(selective.coverage_test)}% of "
                 f"the test set at {pct(selective.accuracy_test)}% accuracy."
             )
         return sentence
@@ -453,14 +459,27 @@ def selective_cells(row: ModelRow) -> list[str] | None:
     threshold = f"{selective.threshold:.4f}" if selective.threshold is not None else "none reached"
     if selective.threshold is None and not fitted:
         threshold = "not chosen (no held-out split)"
+    target = pct(selective.target_accuracy)
     return [
-        pct(selective.target_accuracy),
+        target if selective.guarantee is None else f"{target} (p ≥ {selective.guarantee:g})",
         threshold,
         pct(selective.coverage_heldout),
         pct(selective.accuracy_heldout),
         pct(selective.coverage_test),
         pct(selective.accuracy_test),
     ]
+
+
+def selective_note(report: Report) -> str:
+    """What the selective-prediction table's threshold is, for the report's pages (markdown and HTML)."""
+    guarantees = {row.selective.guarantee for _, row in report.models() if row.selective is not None}
+    guarantee = next(iter(guarantees - {None}), None)
+    if guarantee is None:
+        return "The lowest confidence threshold whose answered held-out texts reach the target accuracy"
+    return (
+        f"The lowest confidence threshold that keeps the target accuracy on new texts with probability {guarantee:g} "
+        "(an exact binomial bound on the answered held-out texts: evaluate.accuracy_guarantee)"
+    )
 
 
 SELECTIVE_HEADER = [

@@ -304,6 +304,7 @@ def calibrate(
             held_out=held,
             test=(test_logits[name], gold) if name in test_logits and gold is not None else None,
             target_accuracy=target,
+            accuracy_guarantee=ctx.config.evaluate.accuracy_guarantee,
             fitted_on=held_out.description if held_out else None,
             not_fitted=reason,
         )
@@ -315,6 +316,7 @@ def calibrate(
                     fitted_on=row.calibration.fitted_on,
                     min_confidence=row.selective.threshold,
                     target_accuracy=target,
+                    accuracy_guarantee=ctx.config.evaluate.accuracy_guarantee,
                     coverage=row.selective.coverage_heldout,
                 ),
             )
