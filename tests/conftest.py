@@ -102,14 +102,19 @@ def all_fixture_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> Path:
-    """A random-init 2-layer BERT (hidden 32) with a WordPiece tokenizer trained on the fixture texts."""
-    from tokenizers import BertWordPieceTokenizer
+    """A random-init 2-layer BERT (hidden 32) with a WordPiece vocabulary built from the fixture texts: every
+    word whole, and every letter alone and as a ##continuation (so an unseen word of those letters is spelled out).
+    Built, not trained: the tokenizers trainer breaks ties between equally frequent merges in a different order in
+    each process, which gave each test session another vocabulary, other token ids, and test scores that moved
+    between runs (a multi-label teacher test read micro-F1 1.0 in one run and 0.79 in the next)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("tiny_bert")
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(all_fixture_texts(), vocab_size=200, min_frequency=1)
-    wordpiece.save_model(str(root))
+    words = sorted({word for text in all_fixture_texts() for word in text.lower().split()})
+    letters = sorted({letter for word in words for letter in word})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{letter}" for letter in letters)]
+    vocab += [word for word in words if word not in letters]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast.from_pretrained(root)
     tokenizer.save_pretrained(root)
     config = BertConfig(

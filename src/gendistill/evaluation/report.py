@@ -477,7 +477,7 @@ def selective_note(report: Report) -> str:
     if guarantee is None:
         return "The lowest confidence threshold whose answered held-out texts reach the target accuracy"
     return (
-        f"The lowest confidence threshold that keeps the target accuracy on new texts with probability {guarantee:g} "
+        f"The confidence threshold found to keep the target accuracy on new texts with probability {guarantee:g} "
         "(an exact binomial bound on the answered held-out texts: evaluate.accuracy_guarantee)"
     )
 
