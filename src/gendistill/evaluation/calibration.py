@@ -155,7 +155,8 @@ def threshold_for_accuracy(
     when the threshold is applied. None when no threshold reaches the target (not even the most confident text).
     With `guarantee` (in (0, 1)), "meets the target" means the accuracy's Clopper-Pearson lower bound does, and the
     search is SGR's (see the module docstring): with probability >= guarantee the threshold's accuracy on the
-    distribution the held-out texts came from is at least `target`; it answers fewer texts than the point estimate."""
+    distribution the held-out texts came from is at least `target`; it never answers more texts than the point
+    estimate (a cut that passes the bound also meets the target on the held-out texts)."""
     if not 0 < target < 1:
         raise ValueError(f"target accuracy must be in (0, 1), got {target}")
     if guarantee is not None and not 0 < guarantee < 1:
