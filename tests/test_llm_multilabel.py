@@ -152,7 +152,9 @@ def test_per_label_probabilities_are_the_votes_of_the_sampled_answers(tmp_path):
     bodies = [request["body"] for request in requests]
     assert len(bodies) == 1 + len(TEXTS)  # the probe of `n`, then one request per text: no logprobs probe
     assert all("logprobs" not in body for body in bodies) and all(body["n"] == 4 for body in bodies[1:])
-    prompt = bodies[1]["messages"][1]["content"]
+    # requests go out concurrently: their order is not the texts' order
+    prompts = [body["messages"][1]["content"] for body in bodies[1:]]
+    prompt = next(prompt for prompt in prompts if annotation_text(prompt) == "goal in the rain")
     assert "- cooking\n- sports\n- weather\n" in prompt
     assert 'Answer with the labels that apply, separated by commas, or "none" if no label applies.' in prompt
     assert prompt.endswith("Text: goal in the rain\nLabels:")
