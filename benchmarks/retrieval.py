@@ -47,27 +47,45 @@ HIDDEN = ("banking77", "clinc150", "goemotions")  # whose pools hide in the mixe
 GOEMOTIONS_IN_MIX = 20_000
 
 
-def mixed_corpus(data_dir: Path, corpus: Path, out: Path, hide: list[str], offtask_rows: int | None) -> Path:
-    """The off-task corpus (its first `offtask_rows` rows, or all) and the train pools of the `hide` datasets,
-    shuffled, as one Parquet file (built once per composition). Every hidden pool is at most a tenth of the rest."""
-    name = "-".join(["mixed", *hide, f"offtask{offtask_rows or 'all'}"])
+def mixed_corpus(
+    data_dir: Path,
+    corpus: Path,
+    out: Path,
+    hide: list[str],
+    offtask_rows: int | None,
+    pool_rows: int | None = None,
+    offtask_first: bool = False,
+) -> Path:
+    """The off-task corpus (its first `offtask_rows` rows, or all) and the train pools of the `hide` datasets (each
+    a random `pool_rows` of its pool where it has more), as one Parquet file (built once per composition). Every
+    hidden pool is at most a tenth of the rest. All rows shuffled, or with `offtask_first` the off-task rows first
+    in their own order and the pools shuffled after them: then mixes for different datasets share their off-task
+    blocks, which the embeddings cache embeds once (row order means nothing to a nearest-neighbour search)."""
+    layout = ["pool" + str(pool_rows)] if pool_rows else []
+    layout += ["offtask-first"] if offtask_first else []
+    name = "-".join(["mixed", *hide, f"offtask{offtask_rows or 'all'}", *layout])
     path = out / f"{name}.parquet"
     if path.exists():
         return path
-    texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()[:offtask_rows]
+    offtask = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()[:offtask_rows]
     pools = {}
     for dataset in hide:
         pool = [json.loads(line)["text"] for line in (data_dir / dataset / "train.jsonl").read_text().splitlines()]
-        if dataset == "goemotions":
-            pool = random.Random(0).sample(pool, GOEMOTIONS_IN_MIX)
+        cap = pool_rows or (GOEMOTIONS_IN_MIX if dataset == "goemotions" else None)
+        if cap and len(pool) > cap:
+            pool = random.Random(0).sample(pool, cap)
         pools[dataset] = pool
-        texts += pool
-    texts = list(dict.fromkeys(texts))
+    hidden = [text for pool in pools.values() for text in pool]
+    if offtask_first:
+        random.Random(0).shuffle(hidden)
+        texts = list(dict.fromkeys(offtask + hidden))
+    else:
+        texts = list(dict.fromkeys(offtask + hidden))
+        random.Random(0).shuffle(texts)
     for dataset, pool in pools.items():
         if 10 * len(pool) > len(texts) - len(pool):
             others = len(texts) - len(pool)
             sys.exit(f"error: {dataset}'s pool ({len(pool)}) is more than a tenth of the other {others} texts")
-    random.Random(0).shuffle(texts)
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(pa.table({"text": texts}), tmp, compression="zstd", row_group_size=25_000)
@@ -82,7 +100,15 @@ def quality(args: argparse.Namespace) -> None:
     from gendistill.config import build_config
     from gendistill.io import write_json
 
-    corpus = mixed_corpus(args.data_dir, args.corpus, args.cache / "retrieval", args.hide, args.offtask_rows)
+    corpus = mixed_corpus(
+        args.data_dir,
+        args.corpus,
+        args.cache / "retrieval",
+        args.hide,
+        args.offtask_rows,
+        args.pool_rows,
+        args.offtask_first,
+    )
     corpus_size = pq.read_metadata(corpus).num_rows
     runs = args.out / "runs"
     for dataset in args.datasets:
@@ -103,6 +129,7 @@ def quality(args: argparse.Namespace) -> None:
                 "cache_dir": str(args.cache / "retrieve-embeddings"),
             }
             row: dict[str, Any] = {"dataset": dataset, "seed": seed, "n": args.n, "corpus_size": corpus_size}
+            row["corpus"], row["command"] = corpus.name, "python " + " ".join(sys.argv)
             for arm, source, folder in (
                 ("in_domain_pool", pool, cell / f"one_shot-{args.n}"),
                 ("retrieved", retrieve, cell.parent / "retrieval" / f"retrieve-{args.n}"),
@@ -129,6 +156,8 @@ def quality(args: argparse.Namespace) -> None:
             key: statistics.mean(cell[key] for cell in mine)
             for key in ("teacher", "in_domain_pool", "retrieved", "from_own_pool")
         } | {"corpus_size": mine[0]["corpus_size"], "n": args.n, "seeds": [cell["seed"] for cell in mine]}
+        if "command" in mine[0]:  # rows written since the command was recorded per run
+            summary[dataset] |= {"corpus": mine[0]["corpus"], "command": mine[0]["command"]}
     summary["command"] = "python " + " ".join(sys.argv)
     write_json(args.out / "summary.json", summary)
     print(json.dumps(summary, indent=1))
@@ -257,6 +286,8 @@ def main() -> None:
     q.add_argument("--datasets", nargs="+", default=list(HIDDEN))
     q.add_argument("--hide", nargs="+", default=list(HIDDEN), help="datasets whose train pools hide in the corpus")
     q.add_argument("--offtask-rows", type=int, default=None, help="off-task rows in the mix (default: all)")
+    q.add_argument("--pool-rows", type=int, default=None, help="hide a random sample of this many pool texts")
+    q.add_argument("--offtask-first", action="store_true", help="off-task rows first (shared blocks embed once)")
     q.add_argument("--per-class", type=int, default=16)
     q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     q.add_argument("--teacher", required=True)

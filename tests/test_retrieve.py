@@ -100,6 +100,41 @@ def test_interrupted_embedding_resumes_where_it_stopped(tmp_path, task_dir, tiny
     assert kept_texts(tmp_path / "a") == kept_texts(tmp_path / "b")
 
 
+def test_a_corpus_sharing_blocks_with_a_cached_one_embeds_only_its_own_rows(
+    tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch
+):
+    """A corpus that grew by appended rows copies the vectors of the blocks it shares with the cached one; the
+    copied vectors are the ones a fresh embedding gives."""
+    from gendistill.data import corpus_embeddings
+
+    monkeypatch.setattr(corpus_embeddings, "BLOCK_ROWS", 64)
+    path, _ = corpus
+    grown = tmp_path / "grown.jsonl"
+    grown.write_text(path.read_text() + "".join(json.dumps({"body": t}) + "\n" for t in off_topic_texts(100, 5)))
+
+    def build(corpus_path, cache, run):
+        source = RetrieveSource(corpus=str(corpus_path), text_column="body", n=30, per_query=20, cache_dir=str(cache))
+        return source.build(source_context(tmp_path / run, task_dir, tiny_teacher_dir)).details
+
+    first = build(path, tmp_path / "shared", "a")
+    second = build(grown, tmp_path / "shared", "b")
+    fresh = build(grown, tmp_path / "alone", "c")
+    assert first["embedded_copied"] == 0 and fresh["embedded_copied"] == 0
+    # 312 rows = 4 whole blocks of 64 + 56: the whole blocks are shared, the rest and the 100 new rows are not
+    assert second["corpus_rows"] == 412 and second["embedded_now"] == 412 and second["embedded_copied"] == 256
+
+    def vectors(cache):
+        (meta_path,) = [path for path in cache.glob("*/meta.json") if "grown" in path.read_text()]
+        meta = json.loads(meta_path.read_text())
+        file = EmbeddingsFile(meta_path.parent / "embeddings.f16", meta["rows"], meta["dim"])
+        return file.take(np.arange(meta["rows"]))
+
+    shared, alone = vectors(tmp_path / "shared"), vectors(tmp_path / "alone")
+    assert np.abs(shared.astype(np.float32) - alone.astype(np.float32)).max() < 2e-3
+    assert np.abs(shared[:256]).sum() > 0  # copied rows are vectors, not the sparse file's zeros
+    assert kept_texts(tmp_path / "b") == kept_texts(tmp_path / "c")
+
+
 def test_plain_text_corpus(tmp_path, task_dir, tiny_teacher_dir):
     lines = [row["text"] for row in make_rows(10, 7)] + off_topic_texts(30, 1)
     path = tmp_path / "corpus.txt"

@@ -7,6 +7,12 @@ they would be embedded, whatever file or dataset they came from) and the encoder
 files), so a second run, or another run on the same corpus and encoder, embeds nothing. Embedding is resumable:
 the rows done so far are recorded after every block, and an interrupted run continues from there.
 
+Each block's texts are hashed too, and a block of texts that another corpus in the cache already embedded with the
+same encoder is copied from that corpus's vectors instead of embedded again: a corpus that grew by appended rows
+embeds only the new ones, and corpora that share a large part (the same off-task collection with different texts
+after it) embed that part once. Blocks start every BLOCK_ROWS rows from the first, so what is shared is found
+when it sits at the same block boundaries (a common prefix), not anywhere.
+
 The vectors file is written and read with plain file I/O at row offsets, never memory-mapped: the dirty and the
 touched pages of a mapping count in the process's resident memory, which would then grow with the corpus (768 MB
 at 1M rows x 384 dimensions); pages written or read with write()/pread() stay in the kernel's page cache instead.
@@ -91,7 +97,9 @@ class TextEncoder:
     def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        positions = [i for i, text in enumerate(texts) if text]
+        # by length, so a batch pads to texts of its own size: on a corpus of mixed lengths this halves the
+        # tokens through the model (sentence-transformers sorts the same way); the rows go back to their places
+        positions = sorted((i for i, text in enumerate(texts) if text), key=lambda i: len(texts[i]))
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
             batch = self.tokenizer(
@@ -171,8 +179,9 @@ class CorpusEmbeddings:
 
     folder: Path
     file: EmbeddingsFile
-    embedded_now: int
-    reused: int
+    embedded_now: int  # rows this call filled in: encoded, or copied from another corpus's identical blocks
+    reused: int  # rows this corpus's cache entry already had
+    copied: int = 0  # of embedded_now, the rows copied from another corpus in the cache (not encoded)
 
     @property
     def rows(self) -> int:
@@ -194,11 +203,13 @@ def embed_corpus(
     encoder is loaded only when something is left to embed. Runs sharing the cache take turns on one corpus
     (a file lock), so two never write the same vectors."""
     fingerprint, rows = corpus_fingerprint(spec, text_column, max_chars)
-    identity = f"{fingerprint}/{encoder_identity(encoder_name)}/{max_chars}/{max_length}"
-    folder = cache_dir / hashlib.sha256(identity.encode()).hexdigest()[:24]
+    embedder = hashlib.sha256(f"{encoder_identity(encoder_name)}/{max_chars}/{max_length}".encode()).hexdigest()
+    folder = cache_dir / hashlib.sha256(f"{fingerprint}/{embedder}".encode()).hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".lock")):
-        return _embed_missing(spec, text_column, max_chars, encoder_name, load_encoder, folder, rows, batch_size)
+        return _embed_missing(
+            spec, text_column, max_chars, encoder_name, embedder, load_encoder, folder, rows, batch_size
+        )
 
 
 def _embed_missing(
@@ -206,6 +217,7 @@ def _embed_missing(
     text_column: str,
     max_chars: int,
     encoder_name: str,
+    embedder: str,
     load_encoder: Callable[[], TextEncoder],
     folder: Path,
     rows: int,
@@ -214,6 +226,7 @@ def _embed_missing(
     meta_path, data_path = folder / "meta.json", folder / "embeddings.f16"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     done = int(meta.get("done", 0)) if meta.get("rows") == rows and data_path.exists() else 0
+    copied = 0
     if done < rows:
         encoder = load_encoder()
         size = max(rows, 1) * encoder.dim * 2
@@ -221,11 +234,62 @@ def _embed_missing(
             done = 0
             with open(data_path, "wb") as handle:
                 handle.truncate(size)  # sparse: the blocks fill it in
-        meta = {"rows": rows, "dim": encoder.dim, "done": done, "corpus": spec, "encoder": encoder_name}
+        blocks = [block for block in meta.get("blocks", []) if block[1] + block[2] <= done] if done else []
+        meta = {
+            "rows": rows,
+            "dim": encoder.dim,
+            "done": done,
+            "corpus": spec,
+            "encoder": encoder_name,
+            "embedder": embedder,
+            "blocks": blocks,  # [sha256 of the block's texts, first row, rows]: what another corpus may copy
+        }
+        known = _blocks_elsewhere(folder, embedder, encoder.dim)
         with open(data_path, "r+b", buffering=0) as handle:
-            _embed_rows(spec, text_column, max_chars, encoder, handle, meta, meta_path, batch_size)
+            copied = _embed_rows(spec, text_column, max_chars, encoder, handle, meta, meta_path, batch_size, known)
     embeddings = EmbeddingsFile(data_path, rows, int(meta["dim"]))
-    return CorpusEmbeddings(folder, embeddings, embedded_now=rows - done, reused=done)
+    return CorpusEmbeddings(folder, embeddings, embedded_now=rows - done, reused=done, copied=copied)
+
+
+def _block_hash(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _blocks_elsewhere(folder: Path, embedder: str, dim: int) -> dict[str, tuple[EmbeddingsFile, int, int]]:
+    """Block hash -> (vectors file, first row, rows) of that block in another cached corpus embedded by the same
+    encoder. Only blocks that corpus recorded as done count: their vectors were made durable first."""
+    known: dict[str, tuple[EmbeddingsFile, int, int]] = {}
+    for other in sorted(folder.parent.glob("*/meta.json")):
+        if other.parent == folder:
+            continue
+        try:
+            meta = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue  # being written, or not ours: nothing to copy from it
+        if meta.get("embedder") != embedder or meta.get("dim") != dim:
+            continue
+        file = EmbeddingsFile(other.parent / "embeddings.f16", int(meta["rows"]), dim)
+        for digest, start, count in meta.get("blocks", []):
+            if start + count <= meta.get("done", 0):
+                known.setdefault(digest, (file, start, count))
+    return known
+
+
+def _copy_block(known: dict[str, tuple[EmbeddingsFile, int, int]], digest: str, count: int) -> np.ndarray | None:
+    """The block's float16 vectors read from another corpus's file, or None (not there, or gone since)."""
+    if digest not in known:
+        return None
+    file, start, rows = known[digest]
+    if rows != count:
+        return None
+    try:
+        return file.take(np.arange(start, start + rows))
+    except (OSError, EOFError):
+        return None
 
 
 def _embed_rows(
@@ -237,20 +301,29 @@ def _embed_rows(
     meta: dict,
     meta_path: Path,
     batch_size: int,
-) -> None:
+    known: dict[str, tuple[EmbeddingsFile, int, int]],
+) -> int:
     """Embed rows `meta["done"]`.. in blocks: each block is written at its offset and made durable (fsync)
-    before the count that includes it is recorded, so a kill at any point loses at most the block under way."""
-    position, block, block_start = 0, [], meta["done"]
+    before the count that includes it is recorded, so a kill at any point loses at most the block under way. A
+    block another corpus already embedded (`known`) is copied. Returns the rows copied."""
+    position, block, block_start, copied = 0, [], meta["done"], 0
 
     def flush() -> None:
-        nonlocal block, block_start
-        data = np.ascontiguousarray(encoder(block, batch_size), dtype=np.float16).tobytes()
+        nonlocal block, block_start, copied
+        digest = _block_hash(block)
+        vectors = _copy_block(known, digest, len(block))
+        if vectors is None:
+            vectors = encoder(block, batch_size)
+        else:
+            copied += len(block)
+        data = np.ascontiguousarray(vectors, dtype=np.float16).tobytes()
         handle.seek(block_start * encoder.dim * 2)
         view = memoryview(data)
         while view:
             view = view[handle.write(view) :]
         os.fsync(handle.fileno())
         meta["done"] = block_start + len(block)
+        meta["blocks"].append([digest, block_start, len(block)])
         write_json(meta_path, meta)
         bar.advance(len(block))
         block_start += len(block)
@@ -268,3 +341,4 @@ def _embed_rows(
         if block:
             flush()
     write_json(meta_path, meta)
+    return copied

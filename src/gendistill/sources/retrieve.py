@@ -159,6 +159,7 @@ class RetrieveSource(SourceConfig):
                 "corpus_rows": embeddings.rows,
                 "embedded_now": embeddings.embedded_now,
                 "embedded_reused": embeddings.reused,
+                "embedded_copied": embeddings.copied,  # of embedded_now: identical blocks of another cached corpus
                 "index_reused": index_reused,
                 "corpus_encoder_calls": corpus_calls,
                 "candidates": sum(len(rows) for rows in neighbours),
