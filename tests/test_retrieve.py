@@ -135,6 +135,24 @@ def test_a_corpus_sharing_blocks_with_a_cached_one_embeds_only_its_own_rows(
     assert kept_texts(tmp_path / "b") == kept_texts(tmp_path / "c")
 
 
+def test_a_block_whose_recorded_vectors_are_gone_is_embedded_not_copied(
+    tmp_path, task_dir, tiny_teacher_dir, corpus, monkeypatch
+):
+    from gendistill.data import corpus_embeddings
+
+    monkeypatch.setattr(corpus_embeddings, "BLOCK_ROWS", 64)
+    path, _ = corpus
+    grown = tmp_path / "grown.jsonl"
+    grown.write_text(path.read_text() + json.dumps({"body": "one more row"}) + "\n")
+    source = RetrieveSource(corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=str(tmp_path / "c"))
+    source.build(source_context(tmp_path / "a", task_dir, tiny_teacher_dir))
+    (vectors_file,) = (tmp_path / "c").glob("*/embeddings.f16")
+    vectors_file.write_bytes(bytes(vectors_file.stat().st_size))  # rewritten (zeros) after its meta was recorded
+    again = RetrieveSource(corpus=str(grown), text_column="body", n=30, per_query=20, cache_dir=str(tmp_path / "c"))
+    details = again.build(source_context(tmp_path / "b", task_dir, tiny_teacher_dir)).details
+    assert details["embedded_now"] == 313 and details["embedded_copied"] == 0
+
+
 def test_plain_text_corpus(tmp_path, task_dir, tiny_teacher_dir):
     lines = [row["text"] for row in make_rows(10, 7)] + off_topic_texts(30, 1)
     path = tmp_path / "corpus.txt"

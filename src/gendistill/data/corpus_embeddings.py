@@ -279,6 +279,12 @@ def _blocks_elsewhere(folder: Path, embedder: str, dim: int) -> dict[str, tuple[
     return known
 
 
+def _all_filled(vectors: np.ndarray, texts: list[str]) -> bool:
+    """Every non-empty text has a unit vector (an unwritten row of a sparse file reads as zeros)."""
+    norms = np.linalg.norm(vectors.astype(np.float32), axis=1)
+    return bool(np.all(norms[[i for i, text in enumerate(texts) if text]] > 0.5))
+
+
 def _copy_block(known: dict[str, tuple[EmbeddingsFile, int, int]], digest: str, count: int) -> np.ndarray | None:
     """The block's float16 vectors read from another corpus's file, or None (not there, or gone since)."""
     if digest not in known:
@@ -312,6 +318,8 @@ def _embed_rows(
         nonlocal block, block_start, copied
         digest = _block_hash(block)
         vectors = _copy_block(known, digest, len(block))
+        if vectors is not None and not _all_filled(vectors, block):
+            vectors = None  # that file was rewritten since its record was read: embed rather than copy zeros
         if vectors is None:
             vectors = encoder(block, batch_size)
         else:
