@@ -33,7 +33,7 @@ from filelock import FileLock
 
 from gendistill import progress
 from gendistill.data.tables import iter_unlabeled
-from gendistill.io import tree_sha256, write_json
+from gendistill.io import texts_sha256, tree_sha256, write_json
 from gendistill.training.checkpoint import kill_point
 
 if TYPE_CHECKING:
@@ -251,14 +251,6 @@ def _embed_missing(
     return CorpusEmbeddings(folder, embeddings, embedded_now=rows - done, reused=done, copied=copied)
 
 
-def _block_hash(texts: list[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 def _blocks_elsewhere(folder: Path, embedder: str, dim: int) -> dict[str, tuple[EmbeddingsFile, int, int]]:
     """Block hash -> (vectors file, first row, rows) of that block in another cached corpus embedded by the same
     encoder. Only blocks that corpus recorded as done count: their vectors were made durable first."""
@@ -316,7 +308,7 @@ def _embed_rows(
 
     def flush() -> None:
         nonlocal block, block_start, copied
-        digest = _block_hash(block)
+        digest = texts_sha256(block)
         vectors = _copy_block(known, digest, len(block))
         if vectors is not None and not _all_filled(vectors, block):
             vectors = None  # that file was rewritten since its record was read: embed rather than copy zeros
