@@ -289,3 +289,34 @@ def test_an_index_of_an_older_kind_in_the_cache_is_not_read(tmp_path):
     assert not reused and index.kind == "flat"
     assert index.search(queries, 5) == exact_top_k(vectors, queries, 5)
     assert sorted(p.name for p in tmp_path.glob("index*")) == ["index-flat-v1.faiss"]
+
+
+def test_the_domain_classifier_tells_the_tasks_kind_of_text_from_the_corpus(tmp_path):
+    """Labeled vectors around one direction, a corpus of 90% rows around another and 10% near the labeled ones:
+    most rows of the task's kind pass, almost none of the others (the on-task rows among the random corpus rows it
+    is fitted against make it stricter: positive-unlabeled learning)."""
+    from gendistill.data.domain_filter import domain_scores
+
+    rng = np.random.default_rng(0)
+    task_centre, other_centre = np.eye(16)[0], np.eye(16)[1]
+
+    def around(centre, count):
+        vectors = centre + 0.4 * rng.standard_normal((count, 16))
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    corpus = np.vstack([around(other_centre, 900), around(task_centre, 100)]).astype(np.float16)
+    path = tmp_path / "vectors.f16"
+    path.write_bytes(corpus.tobytes())
+    scores = domain_scores(around(task_centre, 20), EmbeddingsFile(path, 1000, 16), list(range(1000)), seed=0)
+    on_task = np.array([scores[row] for row in range(900, 1000)])
+    off_task = np.array([scores[row] for row in range(900)])
+    assert (on_task >= 0.5).mean() > 0.7 and (off_task >= 0.5).mean() < 0.05
+
+
+def test_rows_the_domain_classifier_passes_come_first_in_their_class_and_none_is_lost():
+    from gendistill.sources.retrieve import _class_queues
+
+    neighbours, labels = [[10, 11, 12], [20, 21, 12]], [0, 1]
+    assert [list(q) for q in _class_queues(neighbours, labels).values()] == [[10, 11, 12], [20, 21]]
+    queues = _class_queues(neighbours, labels, in_domain={12, 21})
+    assert [list(q) for q in queues.values()] == [[12, 10, 11], [21, 20]]

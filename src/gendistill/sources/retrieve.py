@@ -4,7 +4,9 @@ Where `file` samples a user's pool uniformly, `retrieve` picks the in-domain par
 mixed to take whole: every corpus row is embedded once (cached on disk, shared by runs; see
 `gendistill.data.corpus_embeddings`), indexed (`gendistill.data.ann_index`), and each labeled text asks for its
 `per_query` nearest rows. Classes take turns (round-robin), so a class with few or hard-to-find examples still
-gets its share of the `n`, and a text retrieved for two classes counts once. Copies of labeled, validation and
+gets its share of the `n`, and a text retrieved for two classes counts once. Each class takes first the
+candidates a domain classifier finds to be the task's kind of text (`gendistill.data.domain_filter`): a near
+neighbour in meaning can be a text of quite another kind. Copies of labeled, validation and
 test texts are never kept: a test text in the transfer set would leak the test into the student's training.
 
 The encoder is by default the teacher's pretrained encoder (`teacher.model`): it exists before the transfer stage
@@ -22,6 +24,8 @@ from pydantic import Field
 
 from gendistill.data.ann_index import CorpusIndex, require_faiss
 from gendistill.data.corpus_embeddings import TextEncoder, corpus_texts, default_cache_dir, embed_corpus
+from gendistill.data.domain_filter import PASS as DOMAIN_PASS
+from gendistill.data.domain_filter import domain_scores
 from gendistill.data.tables import iter_unlabeled
 from gendistill.errors import ConfigError
 from gendistill.loading import check_model
@@ -40,6 +44,11 @@ class RetrieveSource(SourceConfig):
     per_query: Annotated[int, Field(ge=1)] = Field(default=50, description="nearest corpus rows per labeled text")
     encoder: str | None = Field(
         default=None, description="encoder folder or id to embed with (default: the teacher's, teacher.model)"
+    )
+    domain_filter: bool = Field(
+        default=True,
+        description="take first the candidates a classifier on the embeddings finds more like the labeled texts "
+        "than like random corpus rows (data/domain_filter.py); the rest only when those run out",
     )
     max_length: Annotated[int, Field(ge=8)] = Field(default=128, description="tokens per text when embedding")
     batch_size: Annotated[int, Field(ge=1)] = 64
@@ -117,8 +126,14 @@ class RetrieveSource(SourceConfig):
         corpus_calls = loaded[0].calls if loaded else 0
         index, index_reused = CorpusIndex.build_or_load(embeddings.file, embeddings.folder)
         labeled, labels = ctx.task.train.texts, ctx.task.train.labels
-        neighbours = index.search(load_encoder()(labeled, self.batch_size), self.per_query)
-        queues = _class_queues(neighbours, labels)
+        queries = load_encoder()(labeled, self.batch_size)
+        neighbours = index.search(queries, self.per_query)
+        candidates = sorted({row for rows in neighbours for row in rows})
+        in_domain = None
+        if self.domain_filter:
+            scores = domain_scores(queries, embeddings.file, candidates, config.seed)
+            in_domain = {row for row, score in scores.items() if score >= DOMAIN_PASS}
+        queues = _class_queues(neighbours, labels, in_domain)
         texts = _rows(self.corpus, column, max_chars, {row for queue in queues.values() for row in queue})
         held_out = {normalize(t) for split in (ctx.task.validation, ctx.task.test) if split for t in split.texts}
         labeled_set = {normalize(t) for t in labeled}
@@ -163,23 +178,33 @@ class RetrieveSource(SourceConfig):
                 "index_reused": index_reused,
                 "corpus_encoder_calls": corpus_calls,
                 "candidates": sum(len(rows) for rows in neighbours),
+                "in_domain_candidates": None if in_domain is None else len(in_domain),  # of len(set(candidates))
+                "distinct_candidates": len(candidates),
                 "held_out_copies": held_out_copies,
                 "per_class": dict(per_class),
             },
         )
 
 
-def _class_queues(neighbours: list[list[int]], labels: list[int]) -> dict[int, deque[int]]:
+def _class_queues(
+    neighbours: list[list[int]], labels: list[int], in_domain: set[int] | None = None
+) -> dict[int, deque[int]]:
     """Per class, its labeled texts' neighbours interleaved by rank (every text's nearest first, then every
     text's second nearest...), each corpus row once, and in the class that reaches it at the lowest rank (ties:
-    the lower class id): a row near two classes is a candidate of one."""
+    the lower class id): a row near two classes is a candidate of one. With `in_domain`, those rows come first
+    (in the same order) and the others after them: the filter orders, it never shrinks what can be found."""
     claimed: dict[int, tuple[int, int]] = {}  # row -> (rank, class)
     for rows, label in zip(neighbours, labels, strict=True):
         for rank, row in enumerate(rows):
             if row not in claimed or (rank, label) < claimed[row]:
                 claimed[row] = (rank, label)
     queues: dict[int, deque[int]] = {label: deque() for label in sorted(set(labels))}
-    for row, (_rank, label) in sorted(claimed.items(), key=lambda item: (item[1][0], item[0])):
+
+    def order(item: tuple[int, tuple[int, int]]) -> tuple[bool, int, int]:
+        row, (rank, _label) = item
+        return (in_domain is not None and row not in in_domain, rank, row)
+
+    for row, (_rank, label) in sorted(claimed.items(), key=order):
         queues[label].append(row)
     return queues
 

@@ -1,0 +1,44 @@
+"""Which retrieved corpus rows look like the task's own texts: a domain classifier on the embeddings.
+
+Nearest neighbours answer "what is this text about", not "is it the same kind of text": the neighbours of a
+Reddit comment that thanks someone include a diplomat's sentence of thanks, and a movie-review phrase finds
+speeches on anything "remarkable". A corpus that is mostly off-task hands the student those texts with the
+teacher's labels on them. The classic remedy for picking in-domain data out of a large mixed corpus is to score
+each text by how much more it resembles the in-domain sample than the general corpus (Moore & Lewis 2010, with
+language models; the same with a classifier on sentence embeddings, e.g. Aharoni & Goldberg 2020). Here: a
+logistic regression (scikit-learn) on the cached vectors, the labeled texts against a seeded random sample of
+corpus rows, which on a mixed corpus are mostly off-task (positive-unlabeled learning: the on-task rows among
+them only make it stricter). Balanced class weights, so 0.5 means "as likely the task's as the corpus's".
+
+Measured on the retrieval benchmark's mixes (10,000 texts of a dataset hidden among 110,000 UN General Debate
+sentences; 1,000 texts retrieved for 16 labeled texts per class; no test labels involved): the share of
+retrieved texts from the dataset's own pool rose from 0.77 to 0.93 on GoEmotions and from 0.80/0.89 to 0.98/0.99
+on SST-2 (two seeds each, benchmarks/results/retrieval).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gendistill.data.corpus_embeddings import EmbeddingsFile
+
+NEGATIVES = 5000  # random corpus rows the labeled texts are told apart from
+PASS = 0.5
+
+
+def domain_scores(labeled: np.ndarray, corpus: EmbeddingsFile, rows: list[int], seed: int) -> dict[int, float]:
+    """P(the task's kind of text) for each of `rows` (corpus row numbers), from a classifier fitted on the
+    `labeled` vectors against up to NEGATIVES random corpus rows."""
+    from sklearn.linear_model import LogisticRegression  # ~0.7 s to import: only a retrieve source pays for it
+
+    if not rows or len(labeled) == 0 or corpus.rows == 0:
+        return dict.fromkeys(rows, 1.0)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(corpus.rows, size=min(NEGATIVES, corpus.rows), replace=False))
+    negatives = corpus.take(sample).astype(np.float32)
+    negatives = negatives[np.linalg.norm(negatives, axis=1) > 0.5]  # empty rows have zero vectors
+    features = np.vstack([np.asarray(labeled, dtype=np.float32), negatives])
+    target = np.r_[np.ones(len(labeled)), np.zeros(len(negatives))]
+    classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(features, target)
+    scores = classifier.predict_proba(corpus.take(np.asarray(rows)).astype(np.float32))[:, 1]
+    return {row: float(score) for row, score in zip(rows, scores, strict=True)}
