@@ -14,6 +14,12 @@ benchmarks/rounds.py, adopted when they exist), and two students distilled on n 
     python benchmarks/retrieval.py quality --data-dir benchmarks/data --datasets banking77 --seeds 0 1 2 \\
         --teacher models/all-MiniLM-L6-v2 --cache /work/bench-cache [--hide banking77 --offtask-rows 110000]
 
+One mix per dataset, its pool (or a random --pool-rows of it) after the first 110,000 off-task rows, so every mix
+embeds those rows once between them (the embeddings cache copies the blocks they share):
+
+    python benchmarks/retrieval.py quality --data-dir ../shared/data --datasets sst2 --hide sst2 \\
+        --offtask-rows 110000 --pool-rows 10000 --offtask-first --seeds 0 1 2 --teacher models/all-MiniLM-L6-v2
+
 scale: peak RSS and seconds of embed + index + query (1,000 queries, 50 neighbours) for corpora of each size, each
 in a fresh process; the texts are synthesized and the encoder is a random-init 2-layer BERT with 384-dim outputs
 (MiniLM's width), so the figures measure the data path (streaming, the float16 vectors file, the faiss index), not
