@@ -320,3 +320,20 @@ def test_rows_the_domain_classifier_passes_come_first_in_their_class_and_none_is
     assert [list(q) for q in _class_queues(neighbours, labels).values()] == [[10, 11, 12], [20, 21]]
     queues = _class_queues(neighbours, labels, in_domain={12, 21})
     assert [list(q) for q in queues.values()] == [[12, 10, 11], [21, 20]]
+
+
+def test_the_search_goes_deeper_while_too_few_candidates_are_the_tasks_kind_of_text(
+    tmp_path, task_dir, tiny_teacher_dir, corpus
+):
+    path, on_topic = corpus
+
+    def build(run, **options):
+        source = RetrieveSource(corpus=str(path), text_column="body", n=30, cache_dir=str(tmp_path / "c"), **options)
+        details = source.build(source_context(tmp_path / run, task_dir, tiny_teacher_dir)).details
+        return details, kept_texts(tmp_path / run)
+
+    shallow, _ = build("off", per_query=1, domain_filter=False)
+    deeper, texts = build("on", per_query=1)
+    assert shallow["per_query_searched"] == 1 and shallow["distinct_candidates"] < 60
+    assert deeper["per_query_searched"] > 1 and deeper["in_domain_candidates"] >= 60
+    assert len(texts) == 30 and sum(text in on_topic for text in texts) >= 24

@@ -26,19 +26,34 @@ NEGATIVES = 5000  # random corpus rows the labeled texts are told apart from
 PASS = 0.5
 
 
-def domain_scores(labeled: np.ndarray, corpus: EmbeddingsFile, rows: list[int], seed: int) -> dict[int, float]:
-    """P(the task's kind of text) for each of `rows` (corpus row numbers), from a classifier fitted on the
-    `labeled` vectors against up to NEGATIVES random corpus rows."""
-    from sklearn.linear_model import LogisticRegression  # ~0.7 s to import: only a retrieve source pays for it
+class DomainClassifier:
+    """P(the task's kind of text) of corpus rows, from a classifier fitted on the labeled texts' vectors against
+    up to NEGATIVES random corpus rows (seeded)."""
 
+    def __init__(self, labeled: np.ndarray, corpus: EmbeddingsFile, seed: int):
+        from sklearn.linear_model import LogisticRegression  # ~0.7 s to import: only a retrieve source pays
+
+        self.corpus = corpus
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(corpus.rows, size=min(NEGATIVES, corpus.rows), replace=False))
+        negatives = corpus.take(sample).astype(np.float32)
+        negatives = negatives[np.linalg.norm(negatives, axis=1) > 0.5]  # empty rows have zero vectors
+        features = np.vstack([np.asarray(labeled, dtype=np.float32), negatives])
+        target = np.r_[np.ones(len(labeled)), np.zeros(len(negatives))]
+        self.model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(features, target)
+
+    def scores(self, rows: list[int]) -> dict[int, float]:
+        if not rows:
+            return {}
+        probabilities = self.model.predict_proba(self.corpus.take(np.asarray(rows)).astype(np.float32))[:, 1]
+        return {row: float(p) for row, p in zip(rows, probabilities, strict=True)}
+
+    def passing(self, rows: list[int]) -> set[int]:
+        return {row for row, score in self.scores(rows).items() if score >= PASS}
+
+
+def domain_scores(labeled: np.ndarray, corpus: EmbeddingsFile, rows: list[int], seed: int) -> dict[int, float]:
+    """P(the task's kind of text) for each of `rows` (corpus row numbers): DomainClassifier in one call."""
     if not rows or len(labeled) == 0 or corpus.rows == 0:
         return dict.fromkeys(rows, 1.0)
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(corpus.rows, size=min(NEGATIVES, corpus.rows), replace=False))
-    negatives = corpus.take(sample).astype(np.float32)
-    negatives = negatives[np.linalg.norm(negatives, axis=1) > 0.5]  # empty rows have zero vectors
-    features = np.vstack([np.asarray(labeled, dtype=np.float32), negatives])
-    target = np.r_[np.ones(len(labeled)), np.zeros(len(negatives))]
-    classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(features, target)
-    scores = classifier.predict_proba(corpus.take(np.asarray(rows)).astype(np.float32))[:, 1]
-    return {row: float(score) for row, score in zip(rows, scores, strict=True)}
+    return DomainClassifier(labeled, corpus, seed).scores(rows)

@@ -24,8 +24,7 @@ from pydantic import Field
 
 from gendistill.data.ann_index import CorpusIndex, require_faiss
 from gendistill.data.corpus_embeddings import TextEncoder, corpus_texts, default_cache_dir, embed_corpus
-from gendistill.data.domain_filter import PASS as DOMAIN_PASS
-from gendistill.data.domain_filter import domain_scores
+from gendistill.data.domain_filter import DomainClassifier
 from gendistill.data.tables import iter_unlabeled
 from gendistill.errors import ConfigError
 from gendistill.loading import check_model
@@ -35,13 +34,24 @@ if TYPE_CHECKING:
     from gendistill.config import RunConfig
 
 
+# With the domain classifier on, the search goes deeper (per_query doubled, up to DEEPEST times) while fewer than
+# DEEPER_UNTIL x n candidates pass it: a few labeled texts (16 per class of a 2-class task) whose nearest rows are
+# half off-task would otherwise fill n with those. Twice n leaves room for the text filters and the copies dropped.
+DEEPER_UNTIL = 2
+DEEPEST = 16
+
+
 class RetrieveSource(SourceConfig):
     """The nearest neighbours of the labeled texts in a large unlabeled corpus."""
 
     type: Literal["retrieve"] = "retrieve"
     corpus: str = Field(description="CSV/TSV/JSONL/Parquet/.txt (one text per line) path, or hf:NAME[:CONFIG][@SPLIT]")
     text_column: str | None = Field(default=None, description="default: data.text_column (a .txt file: text)")
-    per_query: Annotated[int, Field(ge=1)] = Field(default=50, description="nearest corpus rows per labeled text")
+    per_query: Annotated[int, Field(ge=1)] = Field(
+        default=50,
+        description="nearest corpus rows per labeled text (searched deeper, up to 16x, while fewer than 2n of the "
+        "candidates pass the domain classifier)",
+    )
     encoder: str | None = Field(
         default=None, description="encoder folder or id to embed with (default: the teacher's, teacher.model)"
     )
@@ -127,12 +137,16 @@ class RetrieveSource(SourceConfig):
         index, index_reused = CorpusIndex.build_or_load(embeddings.file, embeddings.folder)
         labeled, labels = ctx.task.train.texts, ctx.task.train.labels
         queries = load_encoder()(labeled, self.batch_size)
-        neighbours = index.search(queries, self.per_query)
-        candidates = sorted({row for rows in neighbours for row in rows})
-        in_domain = None
-        if self.domain_filter:
-            scores = domain_scores(queries, embeddings.file, candidates, config.seed)
-            in_domain = {row for row, score in scores.items() if score >= DOMAIN_PASS}
+        domain = DomainClassifier(queries, embeddings.file, config.seed) if self.domain_filter and labeled else None
+        per_query = self.per_query
+        while True:  # deeper while the task's kind of text is too thin among the candidates (see DEEPER_UNTIL)
+            neighbours = index.search(queries, per_query)
+            candidates = sorted({row for rows in neighbours for row in rows})
+            in_domain = domain.passing(candidates) if domain is not None else None
+            enough = self.n is None or in_domain is None or len(in_domain) >= DEEPER_UNTIL * self.n
+            if enough or per_query >= DEEPEST * self.per_query or len(candidates) >= len(embeddings.file):
+                break
+            per_query *= 2
         queues = _class_queues(neighbours, labels, in_domain)
         texts = _rows(self.corpus, column, max_chars, {row for queue in queues.values() for row in queue})
         held_out = {normalize(t) for split in (ctx.task.validation, ctx.task.test) if split for t in split.texts}
@@ -158,7 +172,7 @@ class RetrieveSource(SourceConfig):
         note = None
         if self.n is not None and len(kept) < self.n:
             note = (
-                f"found {len(kept)} of n={self.n} texts among the {self.per_query} nearest corpus rows of each of "
+                f"found {len(kept)} of n={self.n} texts among the {per_query} nearest corpus rows of each of "
                 f"{len(labeled)} labeled texts; raise per_query, or retrieve from a larger corpus"
             )
         return SourceSummary(
@@ -178,6 +192,7 @@ class RetrieveSource(SourceConfig):
                 "index_reused": index_reused,
                 "corpus_encoder_calls": corpus_calls,
                 "candidates": sum(len(rows) for rows in neighbours),
+                "per_query_searched": per_query,
                 "in_domain_candidates": None if in_domain is None else len(in_domain),  # of len(set(candidates))
                 "distinct_candidates": len(candidates),
                 "held_out_copies": held_out_copies,
