@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # DEEPER_UNTIL x n candidates pass it: a few labeled texts (16 per class of a 2-class task) whose nearest rows are
 # half off-task would otherwise fill n with those. Twice n leaves room for the text filters and the copies dropped.
 DEEPER_UNTIL = 2
+SELECTION_VERSION = 2  # 1: by rank alone; 2: the domain classifier first, searched deeper while it passes too few
 DEEPEST = 16
 
 
@@ -77,8 +78,9 @@ class RetrieveSource(SourceConfig):
         return [self.corpus] + ([encoder] if encoder and Path(encoder).exists() else [])
 
     def key_fields(self, config: RunConfig) -> dict[str, Any]:
-        """The default encoder is the teacher's model: changing `teacher.model` changes the retrieved texts."""
-        return {} if self.encoder else {"encoder": self.encoder_name(config)}
+        """The default encoder is the teacher's model: changing `teacher.model` changes the retrieved texts. The
+        selection's version too: a transfer set retrieved by an earlier rule is retrieved again, not reused."""
+        return {"selection": SELECTION_VERSION} | ({} if self.encoder else {"encoder": self.encoder_name(config)})
 
     def column(self, config: RunConfig) -> str:
         if self.text_column:
