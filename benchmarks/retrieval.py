@@ -154,18 +154,26 @@ def quality(args: argparse.Namespace) -> None:
                     row["retrieve_details"] = report.transfer_set.sources[0].details
                 print(f"[{dataset} seed {seed}] {arm}: {report.student.accuracy:.4f}", flush=True)
             write_json(runs / f"{dataset}-n{args.per_class}-s{seed}-{args.n}.json", row)
+    write_summary(args.out, args.n)
+
+
+def write_summary(out: Path, n: int) -> None:
+    """summary.json from every runs/*.json of size n: means over seeds per dataset."""
+    from gendistill.io import write_json
+
+    runs = out / "runs"
     cells = [json.loads(path.read_text()) for path in sorted(runs.glob("*.json"))]
     summary: dict[str, Any] = {}
     for dataset in dict.fromkeys(cell["dataset"] for cell in cells):
-        mine = [cell for cell in cells if cell["dataset"] == dataset and cell["n"] == args.n]
+        mine = [cell for cell in cells if cell["dataset"] == dataset and cell["n"] == n]
         summary[dataset] = {
             key: statistics.mean(cell[key] for cell in mine)
             for key in ("teacher", "in_domain_pool", "retrieved", "from_own_pool")
-        } | {"corpus_size": mine[0]["corpus_size"], "n": args.n, "seeds": [cell["seed"] for cell in mine]}
+        } | {"corpus_size": mine[0]["corpus_size"], "n": n, "seeds": [cell["seed"] for cell in mine]}
         if "command" in mine[0]:  # rows written since the command was recorded per run
             summary[dataset] |= {"corpus": mine[0]["corpus"], "command": mine[0]["command"]}
     summary["command"] = "python " + " ".join(sys.argv)
-    write_json(args.out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     print(json.dumps(summary, indent=1))
 
 
@@ -299,6 +307,9 @@ def main() -> None:
     q.add_argument("--teacher", required=True)
     q.add_argument("--n", type=int, default=1000)
     q.add_argument("--per-query", type=int, default=50)
+    summary = sub.add_parser("summary", help="rebuild summary.json from runs/ (nothing runs)")
+    summary.add_argument("--n", type=int, default=1000)
+    summary.add_argument("--out", type=Path, default=Path("benchmarks/results/retrieval"))
     s = sub.add_parser("scale")
     s.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
     one = sub.add_parser("scale-one")
@@ -311,6 +322,8 @@ def main() -> None:
     if args.command == "quality":
         args.teacher_kind, args.generator, args.arch, args.quick = "hf_encoder", "scratch", "bilstm", False
         quality(args)
+    elif args.command == "summary":
+        write_summary(args.out, args.n)
     elif args.command == "scale":
         scale(args)
     else:
