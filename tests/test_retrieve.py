@@ -295,7 +295,7 @@ def test_the_domain_classifier_tells_the_tasks_kind_of_text_from_the_corpus(tmp_
     """Labeled vectors around one direction, a corpus of 90% rows around another and 10% near the labeled ones:
     most rows of the task's kind pass, almost none of the others (the on-task rows among the random corpus rows it
     is fitted against make it stricter: positive-unlabeled learning)."""
-    from gendistill.data.domain_filter import domain_scores
+    from gendistill.data.domain_filter import DomainClassifier
 
     rng = np.random.default_rng(0)
     task_centre, other_centre = np.eye(16)[0], np.eye(16)[1]
@@ -307,7 +307,8 @@ def test_the_domain_classifier_tells_the_tasks_kind_of_text_from_the_corpus(tmp_
     corpus = np.vstack([around(other_centre, 900), around(task_centre, 100)]).astype(np.float16)
     path = tmp_path / "vectors.f16"
     path.write_bytes(corpus.tobytes())
-    scores = domain_scores(around(task_centre, 20), EmbeddingsFile(path, 1000, 16), list(range(1000)), seed=0)
+    classifier = DomainClassifier(around(task_centre, 20), EmbeddingsFile(path, 1000, 16), seed=0)
+    scores = classifier.scores(list(range(1000)))
     on_task = np.array([scores[row] for row in range(900, 1000)])
     off_task = np.array([scores[row] for row in range(900)])
     assert (on_task >= 0.5).mean() > 0.7 and (off_task >= 0.5).mean() < 0.05

@@ -38,6 +38,9 @@ class DomainClassifier:
         sample = np.sort(rng.choice(corpus.rows, size=min(NEGATIVES, corpus.rows), replace=False))
         negatives = corpus.take(sample).astype(np.float32)
         negatives = negatives[np.linalg.norm(negatives, axis=1) > 0.5]  # empty rows have zero vectors
+        self.model = None  # nothing to tell the labeled texts from (an empty corpus): every row passes
+        if len(negatives) == 0 or len(labeled) == 0:
+            return
         features = np.vstack([np.asarray(labeled, dtype=np.float32), negatives])
         target = np.r_[np.ones(len(labeled)), np.zeros(len(negatives))]
         self.model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(features, target)
@@ -45,15 +48,10 @@ class DomainClassifier:
     def scores(self, rows: list[int]) -> dict[int, float]:
         if not rows:
             return {}
+        if self.model is None:
+            return dict.fromkeys(rows, 1.0)
         probabilities = self.model.predict_proba(self.corpus.take(np.asarray(rows)).astype(np.float32))[:, 1]
         return {row: float(p) for row, p in zip(rows, probabilities, strict=True)}
 
     def passing(self, rows: list[int]) -> set[int]:
         return {row for row, score in self.scores(rows).items() if score >= PASS}
-
-
-def domain_scores(labeled: np.ndarray, corpus: EmbeddingsFile, rows: list[int], seed: int) -> dict[int, float]:
-    """P(the task's kind of text) for each of `rows` (corpus row numbers): DomainClassifier in one call."""
-    if not rows or len(labeled) == 0 or corpus.rows == 0:
-        return dict.fromkeys(rows, 1.0)
-    return DomainClassifier(labeled, corpus, seed).scores(rows)

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 # DEEPER_UNTIL x n candidates pass it: a few labeled texts (16 per class of a 2-class task) whose nearest rows are
 # half off-task would otherwise fill n with those. Twice n leaves room for the text filters and the copies dropped.
 DEEPER_UNTIL = 2
-SELECTION_VERSION = 2  # 1: by rank alone; 2: the domain classifier first, searched deeper while it passes too few
 DEEPEST = 16
+SELECTION_VERSION = 2  # 1: by rank alone; 2: the domain classifier first, searched deeper while it passes too few
 
 
 class RetrieveSource(SourceConfig):
