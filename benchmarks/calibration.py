@@ -26,6 +26,9 @@ been distilled on pieces of the texts its temperature was then fitted on, found 
 and the temperature came out too small (seeds 0-2: 2.8, 2.2, 1.4 fitted on validation, where the test set's own
 best would be 3.3, 3.0, 2.2). A user's held-out sentences share no phrases with their unlabeled pool.
 
+`--force-evaluate` re-runs the evaluate stage of cached cells (nothing is retrained): how the numbers of finished
+cells move under a change to the calibration, on the same models.
+
 `--accuracy-guarantee P` also re-runs the evaluate stage of each finished cell with `evaluate.accuracy_guarantee=P`
 (nothing is retrained) and records that threshold's coverage and test accuracy beside the point estimate's
 (`guaranteed_*` keys).
@@ -65,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-accuracy", type=float, default=0.95)
     parser.add_argument("--validation-from", choices=["any", "sentences", "sentences-disjoint"], default="any")
     parser.add_argument("--accuracy-guarantee", type=float, default=None)
+    parser.add_argument(
+        "--force-evaluate",
+        action="store_true",
+        help="re-run the evaluate stage of cached cells (after a change to how calibration is fitted; nothing is "
+        "retrained)",
+    )
     parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/calibration"))
@@ -177,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
             files = carve(args.data_dir / dataset, cell / "data", args.validation_per_class, seed, sentences, disjoint)
             config = build_config(cell_config(args, files, seed))
             print(f"[{dataset} seed={seed}] running", flush=True)
-            report = gendistill.Run(config, cell / "run").run().model_dump(mode="json")
+            force = ["evaluate"] if args.force_evaluate else None
+            report = gendistill.Run(config, cell / "run").run(force=force).model_dump(mode="json")
             row = {
                 "dataset": dataset,
                 "seed": seed,

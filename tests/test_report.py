@@ -314,8 +314,8 @@ def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_jso
     from gendistill.artifacts.calibration import read_calibration
     from gendistill.evaluation.calibration import (
         brier_score,
+        choose_temperature,
         expected_calibration_error,
-        fit_temperature,
         selective_scores,
         softmax,
         threshold_for_accuracy,
@@ -340,8 +340,11 @@ def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_jso
         row = getattr(tiny_run, name)
         # fitted on the validation split, measured on test: recomputed here from the student's own logits
         held = student.logits(validation.texts)
-        temperature = fit_temperature(held, np.asarray(validation.labels))
+        choice = choose_temperature(held, np.asarray(validation.labels))
+        temperature = choice.temperature
         assert row.calibration.temperature == pytest.approx(temperature, rel=1e-6)
+        assert row.calibration.fitted_temperature == pytest.approx(choice.fitted, rel=1e-6)
+        assert row.calibration.cv_nll_fitted == pytest.approx(choice.cv_nll_fitted)  # 15 texts: 5 folds of 3
         test_logits = student.logits(test.texts)
         gold = np.asarray(test.labels)
         assert row.calibration.ece_before == pytest.approx(expected_calibration_error(softmax(test_logits), gold))
@@ -412,6 +415,44 @@ def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():
     assert row.reliability.before and not row.reliability.after
 
 
+def test_a_temperature_that_does_not_survive_cross_validation_is_not_used_and_the_table_says_so():
+    """A calibrated model's held-out split: the fit lands off 1 but loses to T = 1 in the folds, so T = 1 is
+    stored, and the report's calibration cell names the fit it set aside; `evaluate.temperature: fitted`
+    (cross_validated=False) uses the plain fit."""
+    from gendistill.evaluation.calibration import choose_temperature, fit_temperature, softmax
+    from gendistill.evaluation.measure import calibrate_and_select
+    from gendistill.evaluation.report import calibration_cells
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # a split where noise alone moved the fit: found by drawing, not hard-coded
+        logits = rng.normal(0, 2, size=(80, 4))
+        labels = (rng.random(80)[:, None] > np.cumsum(softmax(logits), axis=1)).sum(axis=1)
+        if choose_temperature(logits, labels).kept_identity:
+            break
+    else:
+        pytest.fail("no split of a calibrated model kept T = 1")
+    test = (rng.normal(0, 2, size=(40, 4)), rng.integers(0, 4, 40))
+    checked, _ = calibrate_and_select(held_out=(logits, labels), test=test, target_accuracy=0.9, fitted_on="v")
+    fitted = fit_temperature(logits, labels)
+    assert checked.temperature == 1.0 and checked.fitted_temperature == pytest.approx(fitted)
+    assert checked.cv_nll_fitted >= checked.cv_nll_identity
+    assert checked.ece_after == pytest.approx(checked.ece_before)  # T = 1: the probabilities are unchanged
+    cell = calibration_cells(ModelRow(calibration=checked))[0]
+    assert cell == f"temperature, T=1.000 (the fitted T={fitted:.3f} did not lower the cross-validated NLL)"
+    plain, _ = calibrate_and_select(
+        held_out=(logits, labels), test=test, target_accuracy=0.9, fitted_on="v", cross_validated=False
+    )
+    assert plain.temperature == pytest.approx(fitted) and plain.cv_nll_fitted is None
+    assert calibration_cells(ModelRow(calibration=plain))[0] == f"temperature, T={fitted:.3f}"
+    card = ModelRow(calibration=checked).calibration_sentence()
+    assert card.startswith(f"Probabilities are the model's own (T=1.000: the temperature {fitted:.3f} fitted on the v")
+    assert (
+        ModelRow(calibration=plain)
+        .calibration_sentence()
+        .startswith(f"Probabilities are temperature-scaled (T={fitted:.3f}")
+    )
+
+
 def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_no_split_is_a_note(tmp_path):
     """The fallbacks of the held-out split: the agreement rounds' teacher-labeled slice calibrates the students (to
     agree with the teacher) but not the teacher; a run with neither says in the report why nothing was fitted."""
@@ -421,7 +462,7 @@ def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_
     import pyarrow.parquet as pq
 
     from gendistill.artifacts.calibration import read_calibration
-    from gendistill.evaluation.calibration import fit_temperature
+    from gendistill.evaluation.calibration import choose_temperature
     from gendistill.stages.evaluate import calibrate, held_out_split
 
     rng = np.random.default_rng(0)
@@ -450,7 +491,7 @@ def test_without_validation_the_rounds_holdout_calibrates_the_students_only_and_
     notes = calibrate(ctx, report, held_out, logits_of, {}, None)
     assert report.teacher.calibration.method is None
     assert report.teacher.calibration.note == "not fitted: the held-out labels are the teacher's own"
-    expected = fit_temperature(logits_of["student"](held_out.texts), held_out.labels)
+    expected = choose_temperature(logits_of["student"](held_out.texts), held_out.labels).temperature
     assert report.student.calibration.temperature == pytest.approx(expected)
     assert read_calibration(layout.student).fitted_on == held_out.description
     assert any("calibrated to agree with the teacher" in note for note in notes)

@@ -322,8 +322,8 @@ class LabelConfig(_Section):
 
 
 class EvaluateConfig(_Section):
-    """How the report measures: every field but `target_accuracy` and `accuracy_guarantee` is a knob (it changes
-    no model), so `--force evaluate` re-measures. Those two decide the confidence threshold stored with the
+    """How the report measures: every field but `target_accuracy`, `temperature` and `accuracy_guarantee` is a knob
+    (it changes no model), so `--force evaluate` re-measures. Those three decide the calibration stored with the
     students, so they are in the evaluate stage's key (only when changed from their defaults: older run dirs keep
     their keys)."""
 
@@ -340,6 +340,12 @@ class EvaluateConfig(_Section):
         0.95,
         description="selective prediction: the confidence threshold is the lowest whose answered held-out texts "
         "reach this accuracy (stored in calibration.json; `gendistill serve --min-confidence stored`)",
+    )
+    temperature: Literal["cross-validated", "fitted"] = added(
+        "cross-validated",
+        description="calibration: `fitted` uses the temperature that minimizes the held-out split's NLL; "
+        "`cross-validated` keeps T = 1 unless that fit also lowers the NLL of held-out folds (5-fold), so a model "
+        "that is calibrated already is not moved by the noise of a small split",
     )
     accuracy_guarantee: Annotated[float, Field(gt=0, lt=1)] | None = added(
         None,

@@ -2,7 +2,8 @@
 
 Temperature scaling (Guo et al., 2017) divides the logits by one fitted T > 0: it changes every probability but no
 argmax, so accuracy stays what it was and only the confidence moves. T is fitted on a held-out split, never the
-test set; ECE and the Brier score are then measured on test before and after, for the report.
+test set; ECE and the Brier score are then measured on test before and after, for the report. `choose_temperature`
+keeps T = 1 unless the fit also wins in cross-validation on that split (a calibrated model is not moved by noise).
 
 Selective prediction answers only above a confidence threshold: the risk-coverage curve shows the error rate of the
 answered texts against the share answered, and `threshold_for_accuracy` picks the lowest threshold that keeps a
@@ -62,6 +63,59 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         options={"xatol": 1e-6},
     )
     return float(np.exp(result.x))
+
+
+CV_FOLDS = 5  # folds of the check that a fitted temperature generalises (choose_temperature)
+
+
+@dataclass(frozen=True)
+class TemperatureChoice:
+    """The temperature to use and why: `fitted` minimizes the NLL of the whole held-out split; `temperature` is
+    `fitted`, or 1.0 when the cross-validated NLL says the fit does not generalise (`cv_nll_fitted` not below
+    `cv_nll_identity`: each fold's texts scored at the T fitted on the other folds, against T = 1). The two CV
+    figures are None when the split is too small to fold (fewer than two texts per fold): then `fitted` is used."""
+
+    temperature: float
+    fitted: float
+    cv_nll_fitted: float | None = None
+    cv_nll_identity: float | None = None
+
+    @property
+    def kept_identity(self) -> bool:
+        return self.temperature == 1.0 and self.fitted != 1.0
+
+
+def choose_temperature(
+    logits: np.ndarray, labels: np.ndarray, folds: int = CV_FOLDS, seed: int = 0
+) -> TemperatureChoice:
+    """Temperature scaling with a check that it helps: fit T on the held-out split, then keep T = 1 unless T fitted
+    on k-1 folds lowers the NLL of the k-th, summed over the folds, below what T = 1 gives there.
+
+    Why: a distilled student learns the teacher's soft labels on texts drawn as its test texts are, and often comes
+    out calibrated already (GoEmotions, 28 classes: test ECE 0.02-0.04 before scaling). A temperature fitted on a
+    few hundred held-out texts then moves it by noise, or toward the held-out split's class balance where that
+    differs from the deployed texts': measured, it made that student's test ECE worse on 3 seeds of 3. Fitting
+    minimizes the split's own NLL, so it always "improves" in-sample; only held-out folds can tell a real
+    miscalibration (sst2 students: fitted T 1.9-3.4) from a fit to noise. The folds are a seeded shuffle: the same
+    split gives the same choice on every machine."""
+    from sklearn.model_selection import KFold  # scikit-learn loads in ~0.7 s: imported on use
+
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    fitted = fit_temperature(logits, labels)
+    if len(labels) < 2 * folds:
+        return TemperatureChoice(temperature=fitted, fitted=fitted)
+    nll_fitted = nll_identity = 0.0
+    for train, held in KFold(folds, shuffle=True, random_state=seed).split(logits):
+        fold_t = fit_temperature(logits[train], labels[train])
+        nll_fitted += negative_log_likelihood(logits[held], labels[held], fold_t) * len(held)
+        nll_identity += negative_log_likelihood(logits[held], labels[held]) * len(held)
+    nll_fitted, nll_identity = nll_fitted / len(labels), nll_identity / len(labels)
+    return TemperatureChoice(
+        temperature=fitted if nll_fitted < nll_identity else 1.0,
+        fitted=fitted,
+        cv_nll_fitted=nll_fitted,
+        cv_nll_identity=nll_identity,
+    )
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:

@@ -72,18 +72,31 @@ def calibrate_and_select(
     fitted_on: str | None,
     accuracy_guarantee: float | None = None,
     not_fitted: str | None = None,
+    cross_validated: bool = True,
 ) -> tuple[CalibrationRow, SelectiveRow]:
     """One model's calibration and selective prediction from its (logits, labels) on the held-out split and on
     test. The temperature and the threshold come from `held_out` alone; test is only measured. Without `held_out`,
     the test figures are those of the uncalibrated model and `not_fitted` says why. With `accuracy_guarantee` the
-    threshold keeps the target with that probability (calibration.threshold_for_accuracy's `guarantee`)."""
-    temperature = calibration.fit_temperature(*held_out) if held_out is not None else None
-    row = CalibrationRow(
-        method="temperature" if temperature is not None else None,
-        temperature=temperature,
-        fitted_on=fitted_on if temperature is not None else None,
-        note=None if temperature is not None else not_fitted,
-    )
+    threshold keeps the target with that probability (calibration.threshold_for_accuracy's `guarantee`). With
+    `cross_validated` the temperature is calibration.choose_temperature's (T = 1 unless the fit lowers the
+    cross-validated NLL); without, the plain fit."""
+    temperature = None
+    row = CalibrationRow(note=not_fitted)
+    if held_out is not None:
+        if cross_validated:
+            choice = calibration.choose_temperature(*held_out)
+        else:
+            fitted = calibration.fit_temperature(*held_out)
+            choice = calibration.TemperatureChoice(temperature=fitted, fitted=fitted)
+        temperature = choice.temperature
+        row = CalibrationRow(
+            method="temperature",
+            temperature=temperature,
+            fitted_temperature=choice.fitted,
+            cv_nll_fitted=choice.cv_nll_fitted,
+            cv_nll_identity=choice.cv_nll_identity,
+            fitted_on=fitted_on,
+        )
     selective = SelectiveRow(target_accuracy=target_accuracy, guarantee=accuracy_guarantee)
     if held_out is not None:
         held_probabilities = calibration.softmax(held_out[0], temperature or 1.0)

@@ -80,11 +80,16 @@ class Reliability(_Part):
 
 class CalibrationRow(_Part):
     """A model's calibration: `temperature` fitted on `fitted_on` (a held-out split, never the test set), ECE (15
-    equal-width bins) and multi-class Brier score on the test set before and after. Not fitted: `method`,
+    equal-width bins) and multi-class Brier score on the test set before and after. `fitted_temperature` is the fit
+    on the whole split, and `temperature` is it or 1.0: the cross-validated NLL of the fit (`cv_nll_fitted`) has to
+    beat that of T = 1 (`cv_nll_identity`) for it to be used (evaluate.temperature). Not fitted: `method`,
     `temperature` and the `_after` values are None and `note` says why."""
 
     method: str | None = None
     temperature: float | None = None
+    fitted_temperature: float | None = None
+    cv_nll_fitted: float | None = None
+    cv_nll_identity: float | None = None
     fitted_on: str | None = None
     ece_before: float | None = None
     ece_after: float | None = None
@@ -177,6 +182,12 @@ class ModelRow(_Part):
             f"{calibration.fitted_on}): expected calibration error on test {pct(calibration.ece_before)}% → "
             f"{pct(calibration.ece_after)}%."
         )
+        if calibration.temperature == 1.0 and calibration.fitted_temperature not in (None, 1.0):
+            sentence = (
+                f"Probabilities are the model's own (T=1.000: the temperature {calibration.fitted_temperature:.3f} "
+                f"fitted on the {calibration.fitted_on} did not lower the cross-validated NLL): expected "
+                f"calibration error on test {pct(calibration.ece_before)}%."
+            )
         if selective is not None and selective.threshold is not None:
             chosen_for = f"{pct(selective.target_accuracy)}% held-out accuracy"
             if selective.guarantee is not None:
@@ -438,6 +449,8 @@ def calibration_cells(row: ModelRow) -> list[str] | None:
         return shown if after is None else f"{shown} → {scale * after:.{digits}f}"
 
     method = "–" if calibration.temperature is None else f"{calibration.method}, T={calibration.temperature:.3f}"
+    if calibration.temperature == 1.0 and calibration.fitted_temperature not in (None, 1.0):
+        method += f" (the fitted T={calibration.fitted_temperature:.3f} did not lower the cross-validated NLL)"
     return [
         method,
         change(calibration.ece_before, calibration.ece_after, 100, 2),

@@ -307,6 +307,7 @@ def calibrate(
             accuracy_guarantee=ctx.config.evaluate.accuracy_guarantee,
             fitted_on=held_out.description if held_out else None,
             not_fitted=reason,
+            cross_validated=ctx.config.evaluate.temperature == "cross-validated",
         )
         if held is not None and name != "teacher":
             write_calibration(
@@ -320,7 +321,7 @@ def calibrate(
                     coverage=row.selective.coverage_heldout,
                 ),
             )
-        temperature = row.calibration.temperature
+        temperature = row.calibration.fitted_temperature
         at_bound = temperature is not None and not MIN_TEMPERATURE * 1.01 < temperature < MAX_TEMPERATURE / 1.01
         # every held-out text right: a lower T always lowers the NLL, so the fit only says "sharpen"
         perfect = held is not None and bool((held[0].argmax(axis=1) == held[1]).all())
