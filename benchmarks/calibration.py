@@ -148,7 +148,11 @@ GUARANTEED = ("guaranteed_threshold", "guaranteed_coverage_test", "guaranteed_ac
 def summary_key(row: dict[str, Any]) -> str:
     """The dataset's name, with how its validation split was drawn when not from every training row."""
     source = row.get("validation_from", "any")
-    return row["dataset"] if source == "any" else f"{row['dataset']} (validation from {source})"
+    size = row.get("validation_per_class", row.get("per_class"))
+    notes = [f"validation from {source}"] if source != "any" else []
+    if size != row.get("per_class"):  # a validation split larger or smaller than the labeled sample
+        notes.append(f"{size} validation texts per class")
+    return row["dataset"] if not notes else f"{row['dataset']} ({', '.join(notes)})"
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -178,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
             sentences = args.validation_from.startswith("sentences")
             disjoint = args.validation_from == "sentences-disjoint"
             suffix = f"-{args.validation_from}" if sentences else ""
-            path = runs / f"{dataset}-s{seed}{suffix}.json"
+            # the cell's folder names both sizes; a run file names the validation size when it is not N's
+            size = f"-v{args.validation_per_class}" if args.validation_per_class != args.per_class else ""
+            path = runs / f"{dataset}-s{seed}{suffix}{size}.json"
             if path.exists():  # resumable: a finished cell is read back
                 rows.append(json.loads(path.read_text()))
                 continue
