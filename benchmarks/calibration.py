@@ -29,6 +29,13 @@ best would be 3.3, 3.0, 2.2). A user's held-out sentences share no phrases with 
 `--force-evaluate` re-runs the evaluate stage of cached cells (nothing is retrained): how the numbers of finished
 cells move under a change to the calibration, on the same models.
 
+`--validation-from official` draws the validation split from the dataset's own validation.jsonl instead (V per
+class, seeded) and leaves the whole training file to the labeled sample and the pool. Where the training file holds
+paraphrases of one another (CLINC150's crowd workers wrote many variants of each request), a split carved from it
+has its near-twins in the transfer pool the student learnt from, and is easier than new texts: on clinc150 seed 0,
+a carved split put the student at 91.0% where the dataset's validation and test files put it at 86.9% and 87.2%,
+and the 95% threshold fitted on it answered test texts at 92.6%.
+
 `--accuracy-guarantee P` also re-runs the evaluate stage of each finished cell with `evaluate.accuracy_guarantee=P`
 (nothing is retrained) and records that threshold's coverage and test accuracy beside the point estimate's
 (`guaranteed_*` keys).
@@ -66,7 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--validation-per-class", type=int, default=64, help="labeled validation texts per class")
     parser.add_argument("--transfer", type=int, default=4000, help="unlabeled transfer texts from the train pool")
     parser.add_argument("--target-accuracy", type=float, default=0.95)
-    parser.add_argument("--validation-from", choices=["any", "sentences", "sentences-disjoint"], default="any")
+    parser.add_argument(
+        "--validation-from", choices=["any", "sentences", "sentences-disjoint", "official"], default="any"
+    )
     parser.add_argument("--accuracy-guarantee", type=float, default=None)
     parser.add_argument(
         "--force-evaluate",
@@ -107,6 +116,29 @@ def carve(
         text = "".join(json.dumps(row) + "\n" for i, row in enumerate(rows) if keep(i))
         paths[name].write_text(text, encoding="utf-8")
     return {**paths, "test": folder / "test.jsonl", "labels": folder / "labels.json"}
+
+
+def official(folder: Path, out: Path, per_class: int, seed: int) -> dict[str, Path]:
+    """The validation split drawn from the dataset's own validation.jsonl (`per_class` rows of each class, seeded),
+    written under `out`; the whole train.jsonl stays the labeled sample's and the pool's file."""
+    source = folder / "validation.jsonl"
+    if not source.exists():
+        raise SystemExit(f"{source}: --validation-from official needs the dataset's validation.jsonl")
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
+    by_class: dict[Any, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_class[row["label"]].append(index)
+    rng = random.Random(seed)
+    held = sorted(index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices))))
+    out.mkdir(parents=True, exist_ok=True)
+    validation = out / "validation.jsonl"
+    validation.write_text("".join(json.dumps(rows[index]) + "\n" for index in held), encoding="utf-8")
+    return {
+        "train": folder / "train.jsonl",
+        "validation": validation,
+        "test": folder / "test.jsonl",
+        "labels": folder / "labels.json",
+    }
 
 
 def cell_config(args: argparse.Namespace, files: dict[str, Path], seed: int) -> dict[str, Any]:
@@ -181,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             sentences = args.validation_from.startswith("sentences")
             disjoint = args.validation_from == "sentences-disjoint"
-            suffix = f"-{args.validation_from}" if sentences else ""
+            suffix = f"-{args.validation_from}" if args.validation_from != "any" else ""
             # the cell's folder names both sizes; a run file names the validation size when it is not N's
             size = f"-v{args.validation_per_class}" if args.validation_per_class != args.per_class else ""
             path = runs / f"{dataset}-s{seed}{suffix}{size}.json"
@@ -189,7 +221,12 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(json.loads(path.read_text()))
                 continue
             cell = args.cache / f"{dataset}-n{args.per_class}-v{args.validation_per_class}-s{seed}{suffix}"
-            files = carve(args.data_dir / dataset, cell / "data", args.validation_per_class, seed, sentences, disjoint)
+            if args.validation_from == "official":
+                files = official(args.data_dir / dataset, cell / "data", args.validation_per_class, seed)
+            else:
+                files = carve(
+                    args.data_dir / dataset, cell / "data", args.validation_per_class, seed, sentences, disjoint
+                )
             config = build_config(cell_config(args, files, seed))
             print(f"[{dataset} seed={seed}] running", flush=True)
             force = ["evaluate"] if args.force_evaluate else None
