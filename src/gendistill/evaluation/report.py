@@ -98,6 +98,11 @@ class CalibrationRow(_Part):
     note: str | None = None
     reliability: Reliability = Field(default_factory=Reliability)
 
+    @property
+    def fit_set_aside(self) -> bool:
+        """A temperature was fitted but lost to T = 1 in cross-validation, so the model keeps its own."""
+        return self.temperature == 1.0 and self.fitted_temperature not in (None, 1.0)
+
 
 class RiskCoverageCurve(_Part):
     """Answering the most confident texts first: the error rate among the answered (`risk`) against the share
@@ -182,7 +187,7 @@ class ModelRow(_Part):
             f"{calibration.fitted_on}): expected calibration error on test {pct(calibration.ece_before)}% → "
             f"{pct(calibration.ece_after)}%."
         )
-        if calibration.temperature == 1.0 and calibration.fitted_temperature not in (None, 1.0):
+        if calibration.fit_set_aside:
             sentence = (
                 f"Probabilities are the model's own (T=1.000: the temperature {calibration.fitted_temperature:.3f} "
                 f"fitted on the {calibration.fitted_on} did not lower the cross-validated NLL): expected "
@@ -449,7 +454,7 @@ def calibration_cells(row: ModelRow) -> list[str] | None:
         return shown if after is None else f"{shown} → {scale * after:.{digits}f}"
 
     method = "–" if calibration.temperature is None else f"{calibration.method}, T={calibration.temperature:.3f}"
-    if calibration.temperature == 1.0 and calibration.fitted_temperature not in (None, 1.0):
+    if calibration.fit_set_aside:
         method += f" (the fitted T={calibration.fitted_temperature:.3f} did not lower the cross-validated NLL)"
     return [
         method,
