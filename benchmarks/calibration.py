@@ -53,6 +53,7 @@ import re
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 SENTENCE_END = re.compile(r"[.!?]( (''|\"|'|\)|-rrb-))?$")
 
 
+def per_class_sample(
+    rows: list[dict[str, Any]], per_class: int, seed: int, eligible: Callable[[dict[str, Any]], Any] = bool
+) -> set[int]:
+    """Indices of `per_class` eligible rows of each class (all of a smaller class), seeded."""
+    by_class: dict[Any, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        if eligible(row):
+            by_class[row["label"]].append(index)
+    rng = random.Random(seed)
+    return {index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices)))}
+
+
 def carve(
     folder: Path, out: Path, per_class: int, seed: int, sentences_only: bool = False, disjoint: bool = False
 ) -> dict[str, Path]:
@@ -100,12 +113,7 @@ def carve(
     the rows that end like a sentence) and the rest (with `disjoint`, less every row that is part of a validation
     text), written under `out`; the test file and labels.json are referenced where they are."""
     rows = [json.loads(line) for line in (folder / "train.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    by_class: dict[Any, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        if not sentences_only or SENTENCE_END.search(row["text"]):
-            by_class[row["label"]].append(index)
-    rng = random.Random(seed)
-    held = {index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices)))}
+    held = per_class_sample(rows, per_class, seed, lambda row: not sentences_only or SENTENCE_END.search(row["text"]))
     left_out = set(held)
     if disjoint:  # every piece of a validation text (SST-2's phrases of its sentences) leaves the training file too
         validation = [rows[index]["text"] for index in held]
@@ -125,11 +133,7 @@ def official(folder: Path, out: Path, per_class: int, seed: int) -> dict[str, Pa
     if not source.exists():
         raise SystemExit(f"{source}: --validation-from official needs the dataset's validation.jsonl")
     rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line]
-    by_class: dict[Any, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_class[row["label"]].append(index)
-    rng = random.Random(seed)
-    held = sorted(index for indices in by_class.values() for index in rng.sample(indices, min(per_class, len(indices))))
+    held = sorted(per_class_sample(rows, per_class, seed))
     out.mkdir(parents=True, exist_ok=True)
     validation = out / "validation.jsonl"
     validation.write_text("".join(json.dumps(rows[index]) + "\n" for index in held), encoding="utf-8")
