@@ -174,6 +174,42 @@ def auto_choice(run_dir: Path) -> dict[str, Any]:
     return {"teacher_choice": choice["chosen"], "teacher_cv_accuracy": cv, "teacher_cv_folds": choice["folds_done"]}
 
 
+def auto_teacher_summary(out: Path, command: str) -> dict[str, Any] | None:
+    """Per dataset under `out/runs`, what each seed's `auto` teacher chose, the candidates' CV accuracy and the
+    test accuracy of the teacher and of its student (means over seeds); None when no run there chose a teacher.
+    Every run file under `out/runs` counts, this invocation's and earlier ones' (their commands are kept)."""
+    summary: dict[str, Any] = {}
+    for folder in sorted(p for p in (out / "runs").glob("*") if p.is_dir()):
+        rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+        teachers = {row["seed"]: row for row in rows if row["arm"] == "teacher_auto" and "teacher_choice" in row}
+        students = {row["seed"]: row for row in rows if row["arm"].startswith("student_kd_unlabeled")}
+        seeds = {
+            str(seed): {
+                "student_test": students[seed]["accuracy"],
+                "chosen": teacher["teacher_choice"],
+                "cv_accuracy": teacher["teacher_cv_accuracy"],
+                "cv_folds": teacher["teacher_cv_folds"],
+                "teacher_test": teacher["accuracy"],
+            }
+            for seed, teacher in sorted(teachers.items())
+            if seed in students
+        }
+        if not seeds:
+            continue
+        summary[folder.name] = {
+            "per_class": next(iter(teachers.values()))["per_class"],
+            "seeds": seeds,
+            "teacher_test_mean": statistics.fmean(row["teacher_test"] for row in seeds.values()),
+            "student_test_mean": statistics.fmean(row["student_test"] for row in seeds.values()),
+        }
+    if not summary:
+        return None
+    path = out / "summary.json"  # the commands of earlier invocations whose runs it also covers
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    commands = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
+    return {**summary, "commands": [*dict.fromkeys([*commands, command])]}
+
+
 def teacher_arm(args: argparse.Namespace) -> str:
     return "teacher" if args.teacher_kind == "hf_encoder" else f"teacher_{args.teacher_kind}"
 
@@ -600,6 +636,8 @@ def main(argv: list[str] | None = None) -> None:
         earlier = json.loads(path.read_text(encoding="utf-8"))
         if "arms" in earlier and earlier.get("dataset") not in done:  # other benchmarks' summaries live here too
             summaries.append(earlier)
+    if args.teacher_kind == "auto" and (auto := auto_teacher_summary(args.out, command)) is not None:
+        write_json(args.out / "summary.json", auto)
     results = args.out / "RESULTS.md"
     kept = results.read_text(encoding="utf-8").partition(COMMENTARY)[2] if results.exists() else ""
     write_text(results, markdown(command, summaries) + (f"\n{COMMENTARY}{kept}" if kept else ""))
