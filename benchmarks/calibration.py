@@ -62,7 +62,15 @@ from gendistill.config import build_config
 
 MODELS = ("teacher", "student", "baseline_student")
 FIGURES = ("accuracy", "ece_before", "ece_after", "brier_before", "brier_after", "temperature")
-SELECTIVE = ("threshold", "coverage_heldout", "accuracy_heldout", "coverage_test", "accuracy_test")
+SELECTIVE = (
+    "threshold",
+    "coverage_heldout",
+    "accuracy_heldout",
+    "answered_heldout",
+    "accuracy_heldout_lower",
+    "coverage_test",
+    "accuracy_test",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gendistill.evaluation.calibration import (
+    accuracy_lower_bound,
     brier_score,
     choose_temperature,
     expected_calibration_error,
@@ -15,6 +16,7 @@ from gendistill.evaluation.calibration import (
     negative_log_likelihood,
     reliability,
     risk_coverage,
+    selective_counts,
     selective_scores,
     softmax,
     threshold_for_accuracy,
@@ -137,6 +139,22 @@ def test_threshold_for_target_accuracy_takes_the_largest_coverage_that_meets_it(
     assert selective_scores(PROBABILITIES, LABELS, 0.95) == (0.0, None)
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         threshold_for_accuracy(PROBABILITIES, LABELS, 1.0)
+
+
+def test_the_lower_bound_on_a_thresholds_accuracy_is_clopper_pearsons_and_tightens_with_answered_texts():
+    """With every answered text right the one-sided bound has a closed form, p ** (1 / n) for 1 - p = 0.1; the
+    bound rises with the count at the same held-out accuracy, and it holds: over many draws of a 90%-accurate
+    model's answered texts, the bound is above 0.9 in at most about a tenth of them."""
+    assert accuracy_lower_bound(10, 10, 0.9) == pytest.approx(0.1 ** (1 / 10))
+    assert accuracy_lower_bound(0, 5, 0.9) == 0.0
+    bounds = [accuracy_lower_bound(19 * k, 20 * k) for k in (1, 5, 50)]
+    assert bounds == sorted(bounds) and bounds[-1] < 0.95 and bounds[0] < 0.85
+    rng = np.random.default_rng(0)
+    right = rng.binomial(60, 0.9, size=2000)
+    above = np.mean([accuracy_lower_bound(int(r), 60) > 0.9 for r in right])
+    assert 0.02 < above <= 0.1  # exact bounds are conservative, not vacuous
+    assert selective_counts(PROBABILITIES, LABELS, 0.5) == (3, 2)
+    assert selective_counts(PROBABILITIES, LABELS, 0.95) == (0, 0)
 
 
 def test_tied_confidences_are_kept_or_dropped_together():

@@ -313,13 +313,16 @@ CALIBRATION_KEYS = {"ece_before", "ece_after", "brier_before", "brier_after", "m
 def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_json(tiny_run):
     from gendistill.artifacts.calibration import read_calibration
     from gendistill.evaluation.calibration import (
+        accuracy_lower_bound,
         brier_score,
         choose_temperature,
         expected_calibration_error,
+        selective_counts,
         selective_scores,
         softmax,
         threshold_for_accuracy,
     )
+    from gendistill.stages.evaluate import THIN_MARGIN
     from gendistill.students.classifier import StudentClassifier
 
     run_dir = tiny_run.path.parent
@@ -354,6 +357,12 @@ def test_a_run_with_a_validation_set_calibrates_on_it_and_stores_calibration_jso
         threshold = threshold_for_accuracy(softmax(held, temperature), np.asarray(validation.labels), 0.5)
         assert row.selective.threshold == pytest.approx(threshold)
         assert row.selective.coverage_test == pytest.approx(selective_scores(after, gold, threshold)[0])
+        answered, right = selective_counts(softmax(held, temperature), np.asarray(validation.labels), threshold)
+        assert row.selective.answered_heldout == answered > 0
+        assert row.selective.accuracy_heldout_lower == pytest.approx(accuracy_lower_bound(right, answered))
+        # 15 held-out texts: the note says when the threshold rests on too few of them for its target
+        thin = row.selective.accuracy_heldout_lower < 0.5 - THIN_MARGIN
+        assert thin == any(note.startswith(f"{name}: its 0.5 confidence threshold rests on") for note in tiny_run.notes)
         calibration = read_calibration(folder)
         assert calibration is not None and student.calibration == calibration
         assert calibration.temperature == row.calibration.temperature
@@ -399,6 +408,42 @@ def test_an_accuracy_guarantee_reruns_only_evaluate_and_stores_its_bounded_thres
     assert stored.accuracy_guarantee == 0.6 and stored.min_confidence == report.student.selective.threshold
     markdown = (run_dir / "report.md").read_text()
     assert "with probability 0.6" in markdown and "(p ≥ 0.6)" in markdown
+
+
+def test_a_threshold_resting_on_few_held_out_texts_is_flagged_in_the_notes_the_table_and_the_card():
+    """10 of 10 answered held-out texts right meet a 95% target, but bound the accuracy only at 79%: the report's
+    note says so and what to do; 762 of 800 (95.3%, bound 94.1%) pass quietly, and a guaranteed threshold never
+    gets the note. The table and the card carry the count and the bound."""
+    from gendistill.evaluation.calibration import BOUND_PROBABILITY, accuracy_lower_bound
+    from gendistill.evaluation.report import SELECTIVE_HEADER, CalibrationRow, SelectiveRow, selective_cells
+    from gendistill.stages.evaluate import thin_threshold_note
+
+    def row(right: int, answered: int, guarantee: float | None = None) -> SelectiveRow:
+        return SelectiveRow(
+            target_accuracy=0.95,
+            guarantee=guarantee,
+            threshold=0.97,
+            coverage_heldout=answered / 1000,
+            accuracy_heldout=right / answered,
+            answered_heldout=answered,
+            accuracy_heldout_lower=accuracy_lower_bound(right, answered),
+            bound_probability=BOUND_PROBABILITY,
+            coverage_test=0.05,
+            accuracy_test=0.9,
+        )
+
+    note = thin_threshold_note("student", row(10, 10))
+    assert note is not None and note.startswith("student: its 0.95 confidence threshold rests on 10 answered")
+    assert "100.0% right" in note and "at least 79.4%" in note and "data.validation" in note
+    assert thin_threshold_note("student", row(762, 800)) is None
+    assert thin_threshold_note("student", row(10, 10, guarantee=0.6)) is None
+    cells = dict(zip(SELECTIVE_HEADER[1:], selective_cells(ModelRow(selective=row(10, 10))), strict=True))
+    assert cells["answered (held-out)"] == "10" and cells["accuracy lower bound % (p 0.9)"] == "79.4"
+    card = ModelRow(
+        calibration=CalibrationRow(method="temperature", temperature=1.2, fitted_on="validation: 1000 texts"),
+        selective=row(10, 10),
+    ).calibration_sentence()
+    assert "on 10 answered held-out texts, whose accuracy is at least 79.4% with probability 0.9" in card
 
 
 def test_without_a_held_out_split_calibration_is_not_fitted_and_says_why():

@@ -107,6 +107,10 @@ def calibrate_and_select(
             selective.coverage_heldout, selective.accuracy_heldout = calibration.selective_scores(
                 held_probabilities, held_out[1], selective.threshold
             )
+            answered, right = calibration.selective_counts(held_probabilities, held_out[1], selective.threshold)
+            selective.answered_heldout = answered
+            selective.accuracy_heldout_lower = calibration.accuracy_lower_bound(right, answered)
+            selective.bound_probability = calibration.BOUND_PROBABILITY
     if test is not None:
         logits, labels = test
         before = calibration.softmax(logits)

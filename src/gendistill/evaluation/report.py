@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
+from gendistill.evaluation.calibration import BOUND_PROBABILITY
 from gendistill.io import read_json, write_json
 
 MODEL_ROWS = ("teacher", "student", "baseline_student")
@@ -119,13 +120,18 @@ class SelectiveRow(_Part):
     """Selective prediction: the lowest confidence threshold reaching `target_accuracy` on the held-out split
     (None: none reached it, or there was no held-out split), and the share answered (coverage) and accuracy of the
     answered texts at that threshold on held-out and on test. With `guarantee`, "reaching" means with that
-    probability (a Clopper-Pearson bound, not the held-out accuracy itself)."""
+    probability (a Clopper-Pearson bound, not the held-out accuracy itself). `answered_heldout` counts the held-out
+    texts the threshold answers and `accuracy_heldout_lower` bounds their accuracy from below with probability
+    `bound_probability`: a threshold chosen on a handful of texts says so."""
 
     target_accuracy: float
     guarantee: float | None = None
     threshold: float | None = None
     coverage_heldout: float | None = None
     accuracy_heldout: float | None = None
+    answered_heldout: int | None = None
+    accuracy_heldout_lower: float | None = None
+    bound_probability: float | None = None
     coverage_test: float | None = None
     accuracy_test: float | None = None
     curve: RiskCoverageCurve | None = None
@@ -197,6 +203,13 @@ class ModelRow(_Part):
             chosen_for = f"{pct(selective.target_accuracy)}% held-out accuracy"
             if selective.guarantee is not None:
                 chosen_for = f"{pct(selective.target_accuracy)}% accuracy with probability {selective.guarantee:g}"
+            if selective.answered_heldout is not None:
+                chosen_for += f" on {selective.answered_heldout} answered held-out texts"
+                if selective.accuracy_heldout_lower is not None and selective.bound_probability is not None:
+                    chosen_for += (
+                        f", whose accuracy is at least {pct(selective.accuracy_heldout_lower)}% with probability "
+                        f"{selective.bound_probability:g}"
+                    )
             sentence += (
                 f" Answering only above confidence {selective.threshold:.3f} (chosen for "
                 f"{chosen_for}) covers {pct(selective.coverage_test)}% of "
@@ -483,6 +496,8 @@ def selective_cells(row: ModelRow) -> list[str] | None:
         threshold,
         pct(selective.coverage_heldout),
         pct(selective.accuracy_heldout),
+        "–" if selective.answered_heldout is None else str(selective.answered_heldout),
+        pct(selective.accuracy_heldout_lower),
         pct(selective.coverage_test),
         pct(selective.accuracy_test),
     ]
@@ -506,6 +521,8 @@ SELECTIVE_HEADER = [
     "threshold",
     "coverage % (held-out)",
     "accuracy % (held-out)",
+    "answered (held-out)",
+    f"accuracy lower bound % (p {BOUND_PROBABILITY:g})",
     "coverage % (test)",
     "accuracy % (test)",
 ]

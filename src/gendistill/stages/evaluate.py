@@ -40,6 +40,7 @@ from gendistill.evaluation.report import (
     Report,
     RoundRow,
     Rounds,
+    SelectiveRow,
     SpeedSettings,
     StageRow,
     Throughput,
@@ -333,6 +334,8 @@ def calibrate(
             )
         if held is not None and row.selective.threshold is None:
             notes.append(f"{name}: no confidence threshold reaches {target:g} accuracy on the held-out split")
+        elif (warning := thin_threshold_note(name, row.selective)) is not None:
+            notes.append(warning)
     if held_out is None:
         notes.append(f"calibration {NOT_FITTED}")
     elif not held_out.gold:
@@ -341,6 +344,25 @@ def calibrate(
             "with the teacher, and the teacher is not calibrated (its own labels cannot)"
         )
     return notes
+
+
+# A threshold is "thin" when its answered held-out texts cannot tell its target from this much less (their lower
+# bound is under target - THIN_MARGIN): a 95% threshold on 10 answered texts, all right, may well be an 85% one.
+THIN_MARGIN = 0.05
+
+
+def thin_threshold_note(name: str, selective: SelectiveRow) -> str | None:
+    """A note when a threshold chosen for the held-out point estimate rests on too few answered texts to hold its
+    target on new texts (a guaranteed threshold holds by construction: no note)."""
+    lower, target = selective.accuracy_heldout_lower, selective.target_accuracy
+    if selective.guarantee is not None or selective.threshold is None or lower is None or lower >= target - THIN_MARGIN:
+        return None
+    return (
+        f"{name}: its {target:g} confidence threshold rests on {selective.answered_heldout} answered held-out texts "
+        f"({selective.accuracy_heldout:.1%} right; with probability {selective.bound_probability:g} at least "
+        f"{lower:.1%}): too few to hold the target on new texts; a larger held-out split (data.validation), or "
+        "evaluate.accuracy_guarantee, gives a threshold that holds"
+    )
 
 
 def stored_dir(ctx: StageContext, name: str) -> Path:
