@@ -103,11 +103,9 @@ def calibrate_and_select(
         selective.threshold = calibration.threshold_for_accuracy(
             held_probabilities, held_out[1], target_accuracy, guarantee=accuracy_guarantee
         )
-        if selective.threshold is not None:
-            selective.coverage_heldout, selective.accuracy_heldout = calibration.selective_scores(
-                held_probabilities, held_out[1], selective.threshold
-            )
+        if selective.threshold is not None:  # answered > 0: the threshold is a held-out text's confidence
             answered, right = calibration.selective_counts(held_probabilities, held_out[1], selective.threshold)
+            selective.coverage_heldout, selective.accuracy_heldout = answered / len(held_out[1]), right / answered
             selective.answered_heldout = answered
             selective.accuracy_heldout_lower = calibration.accuracy_lower_bound(right, answered)
             selective.bound_probability = calibration.BOUND_PROBABILITY
