@@ -10,6 +10,9 @@ benchmarks/rounds.py, adopted when they exist), and two students distilled on n 
                    (default banking77, clinc150 and 20,000 GoEmotions texts): every dataset's own pool is hidden
                    among at least 10x texts of other tasks (checked). Built once, embedded once.
   `from_own_pool` says what share of the retrieved texts came from the dataset's own pool.
+  --picks nearest spread adds `retrieved_spread`, the same source with `pick: spread`; --dev-texts K scores every
+  student's agreement with the teacher on K of the dataset's own pool texts that no arm trained on (`dev_agreement`):
+  held-out teacher-labeled texts, the criterion that chooses between rules (the test file is only reported).
 
     python benchmarks/retrieval.py quality --data-dir benchmarks/data --datasets banking77 --seeds 0 1 2 \\
         --teacher models/all-MiniLM-L6-v2 --cache /work/bench-cache [--hide banking77 --offtask-rows 110000]
@@ -136,10 +139,13 @@ def quality(args: argparse.Namespace) -> None:
             }
             row: dict[str, Any] = {"dataset": dataset, "seed": seed, "n": args.n, "corpus_size": corpus_size}
             row["corpus"], row["command"] = corpus.name, "python " + " ".join(sys.argv)
-            for arm, source, folder in (
-                ("in_domain_pool", pool, cell / f"one_shot-{args.n}"),
-                ("retrieved", retrieve, cell.parent / "retrieval" / f"retrieve-{args.n}"),
-            ):
+            arms = [("in_domain_pool", pool, cell / f"one_shot-{args.n}")]
+            for pick in args.picks:  # "retrieved" is the default pick's arm; another pick's is retrieved_<pick>
+                arm = "retrieved" if pick == "nearest" else f"retrieved_{pick}"
+                folder = cell.parent / "retrieval" / (f"retrieve-{args.n}" + ("" if pick == "nearest" else f"-{pick}"))
+                arms.append((arm, {**retrieve, **({} if pick == "nearest" else {"pick": pick})}, folder))
+            finished: dict[str, gendistill.Run] = {}
+            for arm, source, folder in arms:
                 raw = {**base, "student": student, "transfer": {"sources": [source]}}
                 run = gendistill.Run(build_config(raw), folder)
                 run.adopt(cell / "shared", ("data", "teacher"))
@@ -148,13 +154,43 @@ def quality(args: argparse.Namespace) -> None:
                 row["teacher"] = report.teacher.accuracy
                 row[arm] = report.student.accuracy
                 row[f"{arm}_seconds"] = round(time.perf_counter() - started, 1)
-                if arm == "retrieved":
-                    texts = [t for p in sorted(run.layout.transfer.rglob("shard-*.parquet")) for t in _texts(p)]
-                    row["from_own_pool"] = sum(t in own for t in texts) / max(len(texts), 1)
-                    row["retrieve_details"] = report.transfer_set.sources[0].details
+                if arm.startswith("retrieved"):
+                    suffix = arm.removeprefix("retrieved")
+                    texts = transfer_texts(run)
+                    row[f"from_own_pool{suffix}"] = sum(t in own for t in texts) / max(len(texts), 1)
+                    row[f"retrieve_details{suffix}"] = report.transfer_set.sources[0].details
+                finished[arm] = run
                 print(f"[{dataset} seed {seed}] {arm}: {report.student.accuracy:.4f}", flush=True)
+            if args.dev_texts:
+                row |= dev_agreement(shared, finished, own, args.dev_texts, seed)
+                print(f"[{dataset} seed {seed}] dev agreement: {row['dev_agreement']}", flush=True)
             write_json(runs / f"{dataset}-n{args.per_class}-s{seed}-{args.n}.json", row)
     write_summary(args.out, args.n)
+
+
+def transfer_texts(run: Any) -> list[str]:
+    return [" ".join(t.split()) for p in sorted(run.layout.transfer.rglob("shard-*.parquet")) for t in _texts(p)]
+
+
+def dev_agreement(shared: Any, runs: dict[str, Any], own: set[str], size: int, seed: int) -> dict[str, Any]:
+    """Each arm's student's agreement with the teacher on up to `size` of the dataset's own pool texts that no arm
+    trained on (nor the labeled sample): held-out teacher-labeled in-domain texts, the issue's dev criterion for
+    choosing between retrieval rules without the test file. The texts are the same for every arm."""
+    from gendistill.data.stored import read_task
+    from gendistill.students.classifier import StudentClassifier
+
+    seen = {" ".join(t.split()) for t in read_task(shared.layout).train.texts}
+    for run in runs.values():
+        seen |= set(transfer_texts(run))
+    candidates = sorted(own - seen)
+    texts = random.Random(seed).sample(candidates, min(size, len(candidates)))
+    teacher = shared.config.teacher.load(shared.layout.teacher, "cpu")
+    labels = teacher.logits(texts, 64).argmax(axis=1)
+    agreement = {}
+    for arm, run in runs.items():
+        student = StudentClassifier.from_pretrained(run.layout.final_student)
+        agreement[arm] = round(float((student.logits(texts, 256).argmax(axis=1) == labels).mean()), 6)
+    return {"dev_agreement": agreement, "dev_texts": len(texts)}
 
 
 def write_summary(out: Path, n: int) -> None:
@@ -170,6 +206,14 @@ def write_summary(out: Path, n: int) -> None:
             key: statistics.mean(cell[key] for cell in mine)
             for key in ("teacher", "in_domain_pool", "retrieved", "from_own_pool")
         } | {"corpus_size": mine[0]["corpus_size"], "n": n, "seeds": [cell["seed"] for cell in mine]}
+        extra = sorted({key for cell in mine for key in cell if key.startswith(("retrieved_", "from_own_pool_"))})
+        for key in (k for k in extra if not k.endswith(("_seconds",)) and all(k in cell for cell in mine)):
+            summary[dataset][key] = statistics.mean(cell[key] for cell in mine)
+        if all("dev_agreement" in cell for cell in mine):
+            arms = mine[0]["dev_agreement"]
+            summary[dataset]["dev_agreement"] = {
+                arm: statistics.mean(cell["dev_agreement"][arm] for cell in mine) for arm in arms
+            }
         if "command" in mine[0]:  # rows written since the command was recorded per run
             summary[dataset] |= {"corpus": mine[0]["corpus"], "command": mine[0]["command"]}
     summary["command"] = "python " + " ".join(sys.argv)
@@ -307,6 +351,19 @@ def main() -> None:
     q.add_argument("--teacher", required=True)
     q.add_argument("--n", type=int, default=1000)
     q.add_argument("--per-query", type=int, default=50)
+    q.add_argument(
+        "--picks",
+        nargs="+",
+        default=["nearest"],
+        choices=["nearest", "spread"],
+        help="the retrieve source's pick rule(s): one retrieved student each (nearest is the default's `retrieved`)",
+    )
+    q.add_argument(
+        "--dev-texts",
+        type=int,
+        default=0,
+        help="score every student's agreement with the teacher on this many own-pool texts no arm trained on",
+    )
     summary = sub.add_parser("summary", help="rebuild summary.json from runs/ (nothing runs)")
     summary.add_argument("--n", type=int, default=1000)
     summary.add_argument("--out", type=Path, default=Path("benchmarks/results/retrieval"))

@@ -17,6 +17,7 @@ from gendistill.data import ann_index
 from gendistill.data.corpus_embeddings import EmbeddingsFile
 from gendistill.data.task import LabeledSet, TaskData
 from gendistill.pipeline.layout import RunLayout
+from gendistill.sections import key_payload
 from gendistill.sources.base import SourceContext, TextFilter, list_shards, normalize, read_shard
 from gendistill.sources.retrieve import RetrieveSource
 from gendistill.stages.transfer import transfer_key
@@ -321,6 +322,49 @@ def test_rows_the_domain_classifier_passes_come_first_in_their_class_and_none_is
     assert [list(q) for q in _class_queues(neighbours, labels).values()] == [[10, 11, 12], [20, 21]]
     queues = _class_queues(neighbours, labels, in_domain={12, 21})
     assert [list(q) for q in queues.values()] == [[12, 10, 11], [21, 20]]
+
+
+def test_spread_draws_each_classs_in_domain_rows_at_random_and_keeps_the_rest_nearest_first():
+    from gendistill.sources.retrieve import _class_queues
+
+    neighbours = [list(range(100, 140)), list(range(200, 240))]
+    in_domain = set(range(100, 130)) | set(range(200, 230))
+    nearest = [list(q) for q in _class_queues(neighbours, [0, 1], in_domain).values()]
+    spread = [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=3).values()]
+    assert spread == [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=3).values()]
+    assert spread != [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=4).values()]
+    for near, drawn in zip(nearest, spread, strict=True):
+        assert sorted(drawn[:30]) == near[:30] and drawn[30:] == near[30:]  # in-domain first, the rest by rank
+        assert drawn[:10] != near[:10] and max(drawn[:10]) - min(drawn[:10]) > 10  # not the ten nearest
+    no_filter = [list(q) for q in _class_queues(neighbours, [0, 1], None, spread_seed=3).values()]
+    assert [sorted(q) for q in no_filter] == [list(range(100, 140)), list(range(200, 240))]
+
+
+def test_spread_keeps_n_class_balanced_texts_and_only_a_spread_pick_changes_the_transfer_key(
+    tmp_path, task_dir, tiny_teacher_dir, corpus
+):
+    path, on_topic = corpus
+
+    def build(run, **options):
+        source = RetrieveSource(
+            corpus=str(path), text_column="body", n=30, per_query=20, cache_dir=str(tmp_path / "c"), **options
+        )
+        summary = source.build(source_context(tmp_path / run, task_dir, tiny_teacher_dir))
+        return summary, kept_texts(tmp_path / run)
+
+    (near, near_texts), (spread, spread_texts) = build("near"), build("spread", pick="spread")
+    assert spread.kept == len(set(spread_texts)) == 30 and spread.details["per_class"] == near.details["per_class"]
+    assert sum(text in on_topic for text in spread_texts) >= 24 and set(spread_texts) != set(near_texts)
+
+    def key(**source):
+        raw = {
+            "data": {"train": str(task_dir / "train.jsonl")},
+            "teacher": {"model": str(tiny_teacher_dir)},
+            "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
+        }
+        return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
+
+    assert key(pick="nearest") == key() != key(pick="spread")
 
 
 def test_the_search_goes_deeper_while_too_few_candidates_are_the_tasks_kind_of_text(

@@ -9,6 +9,12 @@ candidates a domain classifier finds to be the task's kind of text (`gendistill.
 neighbour in meaning can be a text of quite another kind. Copies of labeled, validation and
 test texts are never kept: a test text in the transfer set would leak the test into the student's training.
 
+Within a class, `pick: nearest` (the default) takes the nearest candidates first: the ~n/k closest rows of every
+labeled text, a set crowded around the few texts a user labeled. `pick: spread` draws them at random (seeded)
+among all the in-domain candidates the search found, so the set covers the neighbourhood of the labeled texts as a
+random draw from an in-domain pool covers the task (the student learns the teacher's decisions where the texts
+are, not only next to the labeled ones).
+
 The encoder is by default the teacher's pretrained encoder (`teacher.model`): it exists before the transfer stage
 runs, and the transfer set does not depend on the teacher's training (a retrained teacher relabels the same
 texts); `encoder` names another (a sentence-transformers folder embeds topics better than a raw BERT).
@@ -20,6 +26,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from gendistill.data.ann_index import CorpusIndex, require_faiss
@@ -28,6 +35,7 @@ from gendistill.data.domain_filter import DomainClassifier
 from gendistill.data.tables import iter_unlabeled
 from gendistill.errors import ConfigError
 from gendistill.loading import check_model
+from gendistill.sections import added
 from gendistill.sources.base import SourceConfig, SourceContext, SourceSummary, normalize, write_all
 
 if TYPE_CHECKING:
@@ -60,6 +68,11 @@ class RetrieveSource(SourceConfig):
         default=True,
         description="take first the candidates a classifier on the embeddings finds more like the labeled texts "
         "than like random corpus rows (data/domain_filter.py); the rest only when those run out",
+    )
+    pick: Literal["nearest", "spread"] = added(
+        "nearest",
+        description="within a class, which in-domain candidates first: the nearest to the labeled texts, or a "
+        "seeded random draw among all the in-domain candidates found (a set spread over the task's region)",
     )
     max_length: Annotated[int, Field(ge=8)] = Field(default=128, description="tokens per text when embedding")
     batch_size: Annotated[int, Field(ge=1)] = 64
@@ -149,7 +162,8 @@ class RetrieveSource(SourceConfig):
             if enough or per_query >= DEEPEST * self.per_query or len(candidates) >= len(embeddings.file):
                 break
             per_query *= 2
-        queues = _class_queues(neighbours, labels, in_domain)
+        spread_seed = config.seed if self.pick == "spread" else None
+        queues = _class_queues(neighbours, labels, in_domain, spread_seed)
         texts = _rows(self.corpus, column, max_chars, {row for queue in queues.values() for row in queue})
         held_out = {normalize(t) for split in (ctx.task.validation, ctx.task.test) if split for t in split.texts}
         labeled_set = {normalize(t) for t in labeled}
@@ -204,12 +218,17 @@ class RetrieveSource(SourceConfig):
 
 
 def _class_queues(
-    neighbours: list[list[int]], labels: list[int], in_domain: set[int] | None = None
+    neighbours: list[list[int]],
+    labels: list[int],
+    in_domain: set[int] | None = None,
+    spread_seed: int | None = None,
 ) -> dict[int, deque[int]]:
     """Per class, its labeled texts' neighbours interleaved by rank (every text's nearest first, then every
     text's second nearest...), each corpus row once, and in the class that reaches it at the lowest rank (ties:
     the lower class id): a row near two classes is a candidate of one. With `in_domain`, those rows come first
-    (in the same order) and the others after them: the filter orders, it never shrinks what can be found."""
+    (in the same order) and the others after them: the filter orders, it never shrinks what can be found. With
+    `spread_seed`, each class's in-domain rows (all its rows, without `in_domain`) come in a random order drawn
+    from that seed instead of by rank; the rest stay nearest first, after them."""
     claimed: dict[int, tuple[int, int]] = {}  # row -> (rank, class)
     for rows, label in zip(neighbours, labels, strict=True):
         for rank, row in enumerate(rows):
@@ -223,6 +242,13 @@ def _class_queues(
 
     for row, (_rank, label) in sorted(claimed.items(), key=order):
         queues[label].append(row)
+    if spread_seed is None:
+        return queues
+    rng = np.random.default_rng(spread_seed)
+    for label, queue in queues.items():
+        rows = list(queue)
+        first = [row for row in rows if in_domain is None or row in in_domain]  # a prefix: `order` put them first
+        queues[label] = deque([first[i] for i in rng.permutation(len(first))] + rows[len(first) :])
     return queues
 
 
