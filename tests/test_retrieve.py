@@ -324,20 +324,23 @@ def test_rows_the_domain_classifier_passes_come_first_in_their_class_and_none_is
     assert [list(q) for q in queues.values()] == [[12, 10, 11], [21, 20]]
 
 
-def test_spread_draws_each_classs_in_domain_rows_at_random_and_keeps_the_rest_nearest_first():
+def test_spread_draws_each_classs_nearest_in_domain_rows_at_random_and_keeps_the_rest_nearest_first():
     from gendistill.sources.retrieve import _class_queues
 
     neighbours = [list(range(100, 140)), list(range(200, 240))]
     in_domain = set(range(100, 130)) | set(range(200, 230))
-    nearest = [list(q) for q in _class_queues(neighbours, [0, 1], in_domain).values()]
-    spread = [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=3).values()]
-    assert spread == [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=3).values()]
-    assert spread != [list(q) for q in _class_queues(neighbours, [0, 1], in_domain, spread_seed=4).values()]
+
+    def queues(spread=None, filtered=True):
+        return [list(q) for q in _class_queues(neighbours, [0, 1], in_domain if filtered else None, spread).values()]
+
+    nearest, spread = queues(), queues((3, 20))
+    assert spread == queues((3, 20)) and spread != queues((4, 20))
     for near, drawn in zip(nearest, spread, strict=True):
-        assert sorted(drawn[:30]) == near[:30] and drawn[30:] == near[30:]  # in-domain first, the rest by rank
-        assert drawn[:10] != near[:10] and max(drawn[:10]) - min(drawn[:10]) > 10  # not the ten nearest
-    no_filter = [list(q) for q in _class_queues(neighbours, [0, 1], None, spread_seed=3).values()]
-    assert [sorted(q) for q in no_filter] == [list(range(100, 140)), list(range(200, 240))]
+        assert sorted(drawn[:20]) == near[:20] and drawn[20:] == near[20:]  # the 20 nearest drawn, the rest by rank
+        assert drawn[:8] != near[:8] and max(drawn[:8]) - min(drawn[:8]) > 8  # not the eight nearest
+    for near, drawn in zip(nearest, queues((3, None)), strict=True):
+        assert sorted(drawn[:30]) == near[:30] and drawn[30:] == near[30:]  # no width: every in-domain row drawn
+    assert [sorted(q) for q in queues((3, None), filtered=False)] == [list(range(100, 140)), list(range(200, 240))]
 
 
 def test_spread_keeps_n_class_balanced_texts_and_only_a_spread_pick_changes_the_transfer_key(
@@ -365,6 +368,7 @@ def test_spread_keeps_n_class_balanced_texts_and_only_a_spread_pick_changes_the_
         return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
 
     assert key(pick="nearest") == key() != key(pick="spread")
+    assert json.loads(key(pick="spread"))["sources_outside_fields"]["0"]["spread_width"] == 2
 
 
 def test_the_search_goes_deeper_while_too_few_candidates_are_the_tasks_kind_of_text(
