@@ -74,7 +74,7 @@ class RetrieveSource(SourceConfig):
     pick: Literal["nearest", "spread"] = added(
         "nearest",
         description="within a class, which in-domain candidates first: the nearest to the labeled texts, or a "
-        "seeded random draw among all the in-domain candidates found (a set spread over the task's region)",
+        "seeded random draw among its 2 x share nearest (a set spread around the labeled texts, not crowded on them)",
     )
     max_length: Annotated[int, Field(ge=8)] = Field(default=128, description="tokens per text when embedding")
     batch_size: Annotated[int, Field(ge=1)] = 64
