@@ -205,6 +205,7 @@ def write_summary(out: Path, n: int) -> None:
         summary[dataset] = {
             key: statistics.mean(cell[key] for cell in mine)
             for key in ("teacher", "in_domain_pool", "retrieved", "from_own_pool")
+            if all(key in cell for cell in mine)  # a run of --picks spread alone has no `retrieved`
         } | {"corpus_size": mine[0]["corpus_size"], "n": n, "seeds": [cell["seed"] for cell in mine]}
         extra = sorted({key for cell in mine for key in cell if key.startswith(("retrieved_", "from_own_pool_"))})
         for key in (k for k in extra if not k.endswith(("_seconds",)) and all(k in cell for cell in mine)):
