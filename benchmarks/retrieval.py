@@ -144,7 +144,7 @@ def quality(args: argparse.Namespace) -> None:
                 arm = "retrieved" if pick == "nearest" else f"retrieved_{pick}"
                 folder = cell.parent / "retrieval" / (f"retrieve-{args.n}" + ("" if pick == "nearest" else f"-{pick}"))
                 arms.append((arm, {**retrieve, **({} if pick == "nearest" else {"pick": pick})}, folder))
-            finished: dict[str, gendistill.Run] = {}
+            finished: dict[str, tuple[gendistill.Run, list[str]]] = {}  # arm -> (run, its transfer texts)
             for arm, source, folder in arms:
                 raw = {**base, "student": student, "transfer": {"sources": [source]}}
                 run = gendistill.Run(build_config(raw), folder)
@@ -154,12 +154,12 @@ def quality(args: argparse.Namespace) -> None:
                 row["teacher"] = report.teacher.accuracy
                 row[arm] = report.student.accuracy
                 row[f"{arm}_seconds"] = round(time.perf_counter() - started, 1)
+                texts = transfer_texts(run)
                 if arm.startswith("retrieved"):
                     suffix = arm.removeprefix("retrieved")
-                    texts = transfer_texts(run)
                     row[f"from_own_pool{suffix}"] = sum(t in own for t in texts) / max(len(texts), 1)
                     row[f"retrieve_details{suffix}"] = report.transfer_set.sources[0].details
-                finished[arm] = run
+                finished[arm] = (run, texts)
                 print(f"[{dataset} seed {seed}] {arm}: {report.student.accuracy:.4f}", flush=True)
             if args.dev_texts:
                 row |= dev_agreement(shared, finished, own, args.dev_texts, seed)
@@ -172,7 +172,9 @@ def transfer_texts(run: Any) -> list[str]:
     return [" ".join(t.split()) for p in sorted(run.layout.transfer.rglob("shard-*.parquet")) for t in _texts(p)]
 
 
-def dev_agreement(shared: Any, runs: dict[str, Any], own: set[str], size: int, seed: int) -> dict[str, Any]:
+def dev_agreement(
+    shared: Any, runs: dict[str, tuple[Any, list[str]]], own: set[str], size: int, seed: int
+) -> dict[str, Any]:
     """Each arm's student's agreement with the teacher on up to `size` of the dataset's own pool texts that no arm
     trained on (nor the labeled sample): held-out teacher-labeled in-domain texts, the issue's dev criterion for
     choosing between retrieval rules without the test file. The texts are the same for every arm."""
@@ -180,14 +182,14 @@ def dev_agreement(shared: Any, runs: dict[str, Any], own: set[str], size: int, s
     from gendistill.students.classifier import StudentClassifier
 
     seen = {" ".join(t.split()) for t in read_task(shared.layout).train.texts}
-    for run in runs.values():
-        seen |= set(transfer_texts(run))
+    for _run, trained_on in runs.values():
+        seen |= set(trained_on)
     candidates = sorted(own - seen)
     texts = random.Random(seed).sample(candidates, min(size, len(candidates)))
     teacher = shared.config.teacher.load(shared.layout.teacher, "cpu")
     labels = teacher.logits(texts, 64).argmax(axis=1)
     agreement = {}
-    for arm, run in runs.items():
+    for arm, (run, _texts) in runs.items():
         student = StudentClassifier.from_pretrained(run.layout.final_student)
         agreement[arm] = round(float((student.logits(texts, 256).argmax(axis=1) == labels).mean()), 6)
     return {"dev_agreement": agreement, "dev_texts": len(texts)}
