@@ -7,6 +7,11 @@ unlabeled pool is the dataset's train file minus the labeled sample (a `file` so
   rounds       the student distilled on --start pool texts, then up to --count rounds of --per-round picks from
                --candidates new pool texts each; the teacher also labels --holdout pool texts once (the held-out
                agreement that stops the rounds). Its labels: start + holdout + picks, at most --budget.
+               `--select margin disagreement` runs a rounds arm per selection rule (`rounds_by_select`).
+
+`--dev-texts K` scores every arm's student (each one-shot size, each rule's kept student) against the teacher on K
+pool texts that no arm trained on: held-out teacher-labeled texts (`dev_agreement`), the criterion that chooses
+between rules; the test file is only reported.
 
 Test accuracy is only reported: the rounds stop and choose their student on held-out teacher labels, and one-shot
 has nothing to choose. `labels_to_within_1pt` is the fewest teacher labels (mean over seeds) after which the
@@ -23,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 import gendistill
 from gendistill.config import build_config
@@ -56,7 +64,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--per-round", type=int, default=200)
     parser.add_argument("--candidates", type=int, default=2000)
-    parser.add_argument("--select", default="margin", choices=["margin", "entropy", "disagreement"])
+    parser.add_argument(
+        "--select",
+        nargs="+",
+        default=["margin"],
+        choices=["margin", "entropy", "disagreement"],
+        help="a rounds arm per rule (the first is the one summary.json's `rounds` reports)",
+    )
+    parser.add_argument(
+        "--dev-texts",
+        type=int,
+        default=0,
+        help="score every arm's student against the teacher on K pool texts that no arm trained on (dev agreement: "
+        "what chooses between rules; the test file is only reported)",
+    )
     parser.add_argument(
         "--patience",
         type=int,
@@ -94,28 +115,38 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         report = _run(args, cell / f"one_shot-{size}", raw, shared_dir, f"{dataset} seed {seed} one_shot@{size}")
         result["teacher"] = report.teacher.accuracy
         result["one_shot"][str(size)] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
-    rounds = {
-        "count": args.count,
-        "per_round": args.per_round,
-        "candidates": args.candidates,
-        "holdout": args.holdout,
-        "select": args.select,
-        "patience": args.patience or args.count,
-        "min_gain": args.min_gain,
-    }
-    raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
-    report = _run(args, cell / f"rounds-{args.select}", raw, shared_dir, f"{dataset} seed {seed} rounds")
-    assert report.rounds is not None
-    result["rounds"] = {
-        "accuracy": report.student.accuracy,
-        "labels": report.rounds.labels,
-        "chosen_round": report.rounds.chosen_round,
-        "stopped": report.rounds.stopped,
-        "history": [
-            {"round": r.round, "labels": r.labels, "agreement": r.agreement, "accuracy": r.accuracy}
-            for r in report.rounds.history
-        ],
-    }
+    result["rounds_by_select"] = {}
+    runs: dict[str, Any] = {}
+    for select in args.select:
+        rounds = {
+            "count": args.count,
+            "per_round": args.per_round,
+            "candidates": args.candidates,
+            "holdout": args.holdout,
+            "select": select,
+            "patience": args.patience or args.count,
+            "min_gain": args.min_gain,
+        }
+        raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
+        run_dir = cell / f"rounds-{select}"
+        report = _run(args, run_dir, raw, shared_dir, f"{dataset} seed {seed} rounds ({select})")
+        assert report.rounds is not None
+        result["rounds_by_select"][select] = {
+            "accuracy": report.student.accuracy,
+            "labels": report.rounds.labels,
+            "chosen_round": report.rounds.chosen_round,
+            "stopped": report.rounds.stopped,
+            "history": [
+                {"round": r.round, "labels": r.labels, "agreement": r.agreement, "accuracy": r.accuracy}
+                for r in report.rounds.history
+            ],
+        }
+        runs[f"rounds_{select}"] = run_dir
+    result["rounds"] = result["rounds_by_select"][args.select[0]]
+    if args.dev_texts:
+        one_shot = {f"one_shot@{size}": cell / f"one_shot-{size}" for size in args.sizes}
+        result |= dev_agreement(shared, {**one_shot, **runs}, args.dev_texts, seed)
+        print(f"[{dataset} seed {seed}] dev agreement: {result['dev_agreement']}", flush=True)
     return result
 
 
@@ -126,6 +157,40 @@ def _run(args: argparse.Namespace, run_dir: Path, raw: dict[str, Any], shared: P
     report = run.run(force=["changed"])
     print(f"[{name}] student {report.student.accuracy:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
     return report
+
+
+def trained_texts(run_dir: Path) -> set[str]:
+    """Every text a run's students trained on: its transfer set, and the rounds' held-out slice and picks."""
+    paths = [*run_dir.glob("transfer/**/shard-*.parquet"), *run_dir.glob("rounds/holdout.parquet")]
+    paths += run_dir.glob("rounds/round-*/labels.parquet")
+    texts = (t for path in paths for t in pq.read_table(path, columns=["text"]).column("text").to_pylist())
+    return {" ".join(t.split()) for t in texts}
+
+
+def dev_agreement(shared: Any, runs: dict[str, Path], size: int, seed: int) -> dict[str, Any]:
+    """Each arm's student's agreement with the teacher on up to `size` pool texts that no arm trained on (nor the
+    labeled sample, nor the test file): held-out teacher-labeled texts, the issue's dev criterion for choosing a
+    rule without the test file. The texts are the same for every arm. A rounds arm's student is the one its stop
+    rule kept."""
+    from gendistill.data.stored import read_task
+    from gendistill.data.tables import read_table
+    from gendistill.pipeline.layout import RunLayout
+    from gendistill.students.classifier import StudentClassifier
+
+    task = read_task(shared.layout)
+    data = shared.config.data
+    seen = {" ".join(t.split()) for t in [*task.train.texts, *task.test.texts]}
+    for run_dir in runs.values():
+        seen |= trained_texts(run_dir)
+    pool = {" ".join(str(t).split()) for t in read_table(data.train)[data.text_column]}
+    texts = random.Random(seed).sample(sorted(pool - seen), min(size, len(pool - seen)))
+    teacher = shared.config.teacher.load(shared.layout.teacher, "cpu")
+    labels = teacher.logits(texts, 64).argmax(axis=1)
+    agreement = {}
+    for arm, run_dir in runs.items():
+        student = StudentClassifier.from_pretrained(RunLayout(run_dir).final_student)
+        agreement[arm] = round(float((student.logits(texts, 256).argmax(axis=1) == labels).mean()), 6)
+    return {"dev_agreement": agreement, "dev_texts": len(texts)}
 
 
 def within_1pt(points: list[tuple[float, float]], teacher: float) -> float | None:
@@ -172,6 +237,16 @@ def summarize(cells: list[dict[str, Any]], budget: int) -> dict[str, Any]:
             "one_shot_curve": one_shot_curve,
             "rounds_curve": rounds_curve,
         }
+        selects = [set(cell.get("rounds_by_select", {})) for cell in mine]
+        for select in sorted(set.intersection(*selects)) if len(selects[0]) > 1 else []:
+            out[dataset].setdefault("rounds_by_select", {})[select] = statistics.mean(
+                cell["rounds_by_select"][select]["accuracy"] for cell in mine
+            )
+        if all("dev_agreement" in cell for cell in mine):
+            out[dataset]["dev_agreement"] = {
+                arm: statistics.mean(cell["dev_agreement"][arm] for cell in mine) for arm in mine[0]["dev_agreement"]
+            }
+            out[dataset]["dev_texts"] = min(cell["dev_texts"] for cell in mine)
     return out
 
 
