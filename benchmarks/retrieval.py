@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agreement import dev_agreement, normalized  # noqa: E402 - benchmarks/agreement.py
 
 HIDDEN = ("banking77", "clinc150", "goemotions")  # whose pools hide in the mixed corpus
 GOEMOTIONS_IN_MIX = 20_000
@@ -121,8 +122,9 @@ def quality(args: argparse.Namespace) -> None:
     corpus_size = pq.read_metadata(corpus).num_rows
     runs = args.out / "runs"
     for dataset in args.datasets:
-        own = {json.loads(line)["text"] for line in (args.data_dir / dataset / "train.jsonl").read_text().splitlines()}
-        own = {" ".join(text.split()) for text in own}
+        own = normalized(
+            json.loads(line)["text"] for line in (args.data_dir / dataset / "train.jsonl").read_text().splitlines()
+        )
         for seed in args.seeds:
             base = lowdata.base_config(args, dataset, args.per_class, seed)
             cell = args.cache / dataset / f"n{args.per_class}-s{seed}" / "rounds"  # benchmarks/rounds.py's cell
@@ -162,7 +164,9 @@ def quality(args: argparse.Namespace) -> None:
                 finished[arm] = (run, texts)
                 print(f"[{dataset} seed {seed}] {arm}: {report.student.accuracy:.4f}", flush=True)
             if args.dev_texts:
-                row |= dev_agreement(shared, finished, own, args.dev_texts, seed)
+                students = {arm: run.layout.final_student for arm, (run, _texts) in finished.items()}
+                trained = {text for _run, texts in finished.values() for text in texts}
+                row |= dev_agreement(shared, students, own, trained, args.dev_texts, seed)
                 print(f"[{dataset} seed {seed}] dev agreement: {row['dev_agreement']}", flush=True)
             write_json(runs / f"{dataset}-n{args.per_class}-s{seed}-{args.n}.json", row)
     write_summary(args.out, args.n)
@@ -170,29 +174,6 @@ def quality(args: argparse.Namespace) -> None:
 
 def transfer_texts(run: Any) -> list[str]:
     return [" ".join(t.split()) for p in sorted(run.layout.transfer.rglob("shard-*.parquet")) for t in _texts(p)]
-
-
-def dev_agreement(
-    shared: Any, runs: dict[str, tuple[Any, list[str]]], own: set[str], size: int, seed: int
-) -> dict[str, Any]:
-    """Each arm's student's agreement with the teacher on up to `size` of the dataset's own pool texts that no arm
-    trained on (nor the labeled sample): held-out teacher-labeled in-domain texts, the issue's dev criterion for
-    choosing between retrieval rules without the test file. The texts are the same for every arm."""
-    from gendistill.data.stored import read_task
-    from gendistill.students.classifier import StudentClassifier
-
-    seen = {" ".join(t.split()) for t in read_task(shared.layout).train.texts}
-    for _run, trained_on in runs.values():
-        seen |= set(trained_on)
-    candidates = sorted(own - seen)
-    texts = random.Random(seed).sample(candidates, min(size, len(candidates)))
-    teacher = shared.config.teacher.load(shared.layout.teacher, "cpu")
-    labels = teacher.logits(texts, 64).argmax(axis=1)
-    agreement = {}
-    for arm, (run, _texts) in runs.items():
-        student = StudentClassifier.from_pretrained(run.layout.final_student)
-        agreement[arm] = round(float((student.logits(texts, 256).argmax(axis=1) == labels).mean()), 6)
-    return {"dev_agreement": agreement, "dev_texts": len(texts)}
 
 
 def write_summary(out: Path, n: int) -> None:

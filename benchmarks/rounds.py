@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
@@ -39,10 +38,14 @@ import pyarrow.parquet as pq
 
 import gendistill
 from gendistill.config import build_config
+from gendistill.data.stored import read_task
+from gendistill.data.tables import read_table
 from gendistill.io import write_json
+from gendistill.pipeline.layout import RunLayout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lowdata  # noqa: E402 - benchmarks/lowdata.py: the same labeled sample and teacher recipe
+from agreement import dev_agreement, normalized  # noqa: E402 - benchmarks/agreement.py
 
 SHARED_STAGES = ("data", "teacher")
 
@@ -145,7 +148,13 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
     result["rounds"] = result["rounds_by_select"][args.select[0]]
     if args.dev_texts:
         one_shot = {f"one_shot@{size}": cell / f"one_shot-{size}" for size in args.sizes}
-        result |= dev_agreement(shared, {**one_shot, **runs}, args.dev_texts, seed)
+        arms = {**one_shot, **runs}
+        data = shared.config.data
+        pool = normalized(read_table(data.train)[data.text_column])
+        trained = set().union(*(trained_texts(run_dir) for run_dir in arms.values()))
+        test = normalized(read_task(shared.layout).test.texts)
+        students = {arm: RunLayout(run_dir).final_student for arm, run_dir in arms.items()}
+        result |= dev_agreement(shared, students, pool, trained | test, args.dev_texts, seed)
         print(f"[{dataset} seed {seed}] dev agreement: {result['dev_agreement']}", flush=True)
     return result
 
@@ -163,34 +172,7 @@ def trained_texts(run_dir: Path) -> set[str]:
     """Every text a run's students trained on: its transfer set, and the rounds' held-out slice and picks."""
     paths = [*run_dir.glob("transfer/**/shard-*.parquet"), *run_dir.glob("rounds/holdout.parquet")]
     paths += run_dir.glob("rounds/round-*/labels.parquet")
-    texts = (t for path in paths for t in pq.read_table(path, columns=["text"]).column("text").to_pylist())
-    return {" ".join(t.split()) for t in texts}
-
-
-def dev_agreement(shared: Any, runs: dict[str, Path], size: int, seed: int) -> dict[str, Any]:
-    """Each arm's student's agreement with the teacher on up to `size` pool texts that no arm trained on (nor the
-    labeled sample, nor the test file): held-out teacher-labeled texts, the issue's dev criterion for choosing a
-    rule without the test file. The texts are the same for every arm. A rounds arm's student is the one its stop
-    rule kept."""
-    from gendistill.data.stored import read_task
-    from gendistill.data.tables import read_table
-    from gendistill.pipeline.layout import RunLayout
-    from gendistill.students.classifier import StudentClassifier
-
-    task = read_task(shared.layout)
-    data = shared.config.data
-    seen = {" ".join(t.split()) for t in [*task.train.texts, *task.test.texts]}
-    for run_dir in runs.values():
-        seen |= trained_texts(run_dir)
-    pool = {" ".join(str(t).split()) for t in read_table(data.train)[data.text_column]}
-    texts = random.Random(seed).sample(sorted(pool - seen), min(size, len(pool - seen)))
-    teacher = shared.config.teacher.load(shared.layout.teacher, "cpu")
-    labels = teacher.logits(texts, 64).argmax(axis=1)
-    agreement = {}
-    for arm, run_dir in runs.items():
-        student = StudentClassifier.from_pretrained(RunLayout(run_dir).final_student)
-        agreement[arm] = round(float((student.logits(texts, 256).argmax(axis=1) == labels).mean()), 6)
-    return {"dev_agreement": agreement, "dev_texts": len(texts)}
+    return normalized(t for path in paths for t in pq.read_table(path, columns=["text"]).column("text").to_pylist())
 
 
 def within_1pt(points: list[tuple[float, float]], teacher: float) -> float | None:
