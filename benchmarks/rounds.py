@@ -8,6 +8,8 @@ unlabeled pool is the dataset's train file minus the labeled sample (a `file` so
                --candidates new pool texts each; the teacher also labels --holdout pool texts once (the held-out
                agreement that stops the rounds). Its labels: start + holdout + picks, at most --budget.
                `--select margin disagreement` runs a rounds arm per selection rule (`rounds_by_select`).
+  refit        (--refit) a fresh one-shot student on every text the first rule's rounds had labeled: the same
+               labels as `rounds`, trained on alike with one-shot, so it tells the texts' worth from the training's.
 
 `--dev-texts K` scores every arm's student (each one-shot size, each rule's kept student) against the teacher on K
 pool texts that no arm trained on: held-out teacher-labeled texts (`dev_agreement`), the criterion that chooses
@@ -89,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "is still the round with the best held-out agreement)",
     )
     parser.add_argument("--min-gain", type=float, default=0.0)
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="add the arm `refit`: a fresh one-shot student on every text the first rule's rounds had the teacher "
+        "label (start, held-out slice, picks): do the picked texts beat random ones when trained on alike?",
+    )
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rounds"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
@@ -146,6 +154,14 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         }
         runs[f"rounds_{select}"] = run_dir
     result["rounds"] = result["rounds_by_select"][args.select[0]]
+    if args.refit:
+        labeled = cell / f"refit-{args.select[0]}.jsonl"
+        texts = sorted(trained_texts(runs[f"rounds_{args.select[0]}"]))
+        labeled.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+        raw = {**base, "student": student, "transfer": {"sources": [{**pool, "path": str(labeled)}]}}
+        report = _run(args, cell / f"refit-{args.select[0]}", raw, shared_dir, f"{dataset} seed {seed} refit")
+        result["refit"] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
+        runs["refit"] = cell / f"refit-{args.select[0]}"
     if args.dev_texts:
         one_shot = {f"one_shot@{size}": cell / f"one_shot-{size}" for size in args.sizes}
         arms = {**one_shot, **runs}
@@ -224,6 +240,8 @@ def summarize(cells: list[dict[str, Any]], budget: int) -> dict[str, Any]:
             out[dataset].setdefault("rounds_by_select", {})[select] = statistics.mean(
                 cell["rounds_by_select"][select]["accuracy"] for cell in mine
             )
+        if all("refit" in cell for cell in mine):
+            out[dataset]["refit"] = statistics.mean(cell["refit"]["accuracy"] for cell in mine)
         if all("dev_agreement" in cell for cell in mine):
             out[dataset]["dev_agreement"] = {
                 arm: statistics.mean(cell["dev_agreement"][arm] for cell in mine) for arm in mine[0]["dev_agreement"]
