@@ -10,6 +10,8 @@ unlabeled pool is the dataset's train file minus the labeled sample (a `file` so
                `--select margin disagreement` runs a rounds arm per selection rule (`rounds_by_select`).
   refit        (--refit) a fresh one-shot student on every text the first rule's rounds had labeled: the same
                labels as `rounds`, trained on alike with one-shot, so it tells the texts' worth from the training's.
+               With it, `teacher_gold`: how often the teacher's label is the train file's own gold label on the
+               rounds' picks, random start texts and held-out slice (a diagnostic; no arm sees those labels).
 
 `--dev-texts K` scores every arm's student (each one-shot size, each rule's kept student) against the teacher on K
 pool texts that no arm trained on: held-out teacher-labeled texts (`dev_agreement`), the criterion that chooses
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 import gendistill
@@ -162,6 +165,7 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         report = _run(args, cell / f"refit-{args.select[0]}", raw, shared_dir, f"{dataset} seed {seed} refit")
         result["refit"] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
         runs["refit"] = cell / f"refit-{args.select[0]}"
+        result["teacher_gold"] = teacher_gold(shared, runs[f"rounds_{args.select[0]}"])
     if args.dev_texts:
         one_shot = {f"one_shot@{size}": cell / f"one_shot-{size}" for size in args.sizes}
         arms = {**one_shot, **runs}
@@ -189,6 +193,31 @@ def trained_texts(run_dir: Path) -> set[str]:
     paths = [*run_dir.glob("transfer/**/shard-*.parquet"), *run_dir.glob("rounds/holdout.parquet")]
     paths += run_dir.glob("rounds/round-*/labels.parquet")
     return normalized(t for path in paths for t in pq.read_table(path, columns=["text"]).column("text").to_pylist())
+
+
+def teacher_gold(shared: Any, rounds_dir: Path) -> dict[str, Any]:
+    """How often the teacher's label is the gold one on the texts a rounds run had labeled: the round picks against
+    the random start texts and held-out slice. A diagnostic that reads the pool's own labels (the train file's),
+    which no arm ever sees: is the teacher as right where the student is unsure as elsewhere?"""
+    data = shared.config.data
+    frame = read_table(data.train)
+    names = json.loads(Path(data.label_names).read_text(encoding="utf-8"))
+    gold = {}
+    for text, label in zip(frame[data.text_column], frame[data.label_column], strict=True):
+        gold[" ".join(str(text).split())] = names.index(label) if isinstance(label, str) else int(label)
+
+    def accuracy(paths: list[Path]) -> dict[str, Any]:
+        tables = [pq.read_table(path, columns=["text", "logits"]) for path in paths]
+        texts = [t for table in tables for t in table.column("text").to_pylist()]
+        teacher = np.array([row for table in tables for row in table.column("logits").to_pylist()]).argmax(axis=1)
+        truth = np.array([gold[" ".join(text.split())] for text in texts])
+        return {"texts": len(texts), "accuracy": float((teacher == truth).mean())}
+
+    return {
+        "picks": accuracy(sorted(rounds_dir.glob("rounds/round-*/labels.parquet"))),
+        "start": accuracy(sorted(rounds_dir.glob("labels/00-*/shard-*.parquet"))),
+        "holdout": accuracy([rounds_dir / "rounds" / "holdout.parquet"]),
+    }
 
 
 def within_1pt(points: list[tuple[float, float]], teacher: float) -> float | None:
@@ -242,6 +271,11 @@ def summarize(cells: list[dict[str, Any]], budget: int) -> dict[str, Any]:
             )
         if all("refit" in cell for cell in mine):
             out[dataset]["refit"] = statistics.mean(cell["refit"]["accuracy"] for cell in mine)
+        if all("teacher_gold" in cell for cell in mine):
+            out[dataset]["teacher_gold"] = {
+                part: statistics.mean(cell["teacher_gold"][part]["accuracy"] for cell in mine)
+                for part in mine[0]["teacher_gold"]
+            }
         if all("dev_agreement" in cell for cell in mine):
             out[dataset]["dev_agreement"] = {
                 arm: statistics.mean(cell["dev_agreement"][arm] for cell in mine) for arm in mine[0]["dev_agreement"]
