@@ -8,10 +8,13 @@ unlabeled pool is the dataset's train file minus the labeled sample (a `file` so
                --candidates new pool texts each; the teacher also labels --holdout pool texts once (the held-out
                agreement that stops the rounds). Its labels: start + holdout + picks, at most --budget.
                `--select margin disagreement` runs a rounds arm per selection rule (`rounds_by_select`).
+               `--sampling top power` a rounds arm per sampling too (`rounds.sampling`; power arms are named
+               `<select>-power`, `--power` their exponent).
   refit        (--refit) a fresh one-shot student on every text the first rule's rounds had labeled: the same
                labels as `rounds`, trained on alike with one-shot, so it tells the texts' worth from the training's.
                With it, `teacher_gold`: how often the teacher's label is the train file's own gold label on the
-               rounds' picks, random start texts and held-out slice (a diagnostic; no arm sees those labels).
+               rounds' picks, random start texts and held-out slice (a diagnostic; no arm sees those labels), and
+               `teacher_gold_by_select`: the same for every rounds arm.
 
 `--dev-texts K` scores every arm's student (each one-shot size, each rule's kept student) against the teacher on K
 pool texts that no arm trained on: held-out teacher-labeled texts (`dev_agreement`), the criterion that chooses
@@ -80,6 +83,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a rounds arm per rule (the first is the one summary.json's `rounds` reports)",
     )
     parser.add_argument(
+        "--sampling",
+        nargs="+",
+        default=["top"],
+        choices=["top", "power"],
+        help="rounds.sampling: a rounds arm per rule and sampling (`power` arms are named `<select>-power`)",
+    )
+    parser.add_argument("--power", type=float, default=1.0, help="rounds.power for the `power` arms")
+    parser.add_argument(
         "--dev-texts",
         type=int,
         default=0,
@@ -131,7 +142,7 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         result["one_shot"][str(size)] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
     result["rounds_by_select"] = {}
     runs: dict[str, Any] = {}
-    for select in args.select:
+    for select, sampling in [(select, sampling) for select in args.select for sampling in args.sampling]:
         rounds = {
             "count": args.count,
             "per_round": args.per_round,
@@ -141,6 +152,9 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
             "patience": args.patience or args.count,
             "min_gain": args.min_gain,
         }
+        if sampling == "power":
+            rounds |= {"sampling": "power", "power": args.power}
+            select = f"{select}-power"  # the arm's name
         raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
         run_dir = cell / f"rounds-{select}"
         report = _run(args, run_dir, raw, shared_dir, f"{dataset} seed {seed} rounds ({select})")
@@ -156,16 +170,20 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
             ],
         }
         runs[f"rounds_{select}"] = run_dir
-    result["rounds"] = result["rounds_by_select"][args.select[0]]
+    first = args.select[0] if args.sampling[0] == "top" else f"{args.select[0]}-power"
+    result["rounds"] = result["rounds_by_select"][first]
     if args.refit:
-        labeled = cell / f"refit-{args.select[0]}.jsonl"
-        texts = sorted(trained_texts(runs[f"rounds_{args.select[0]}"]))
+        labeled = cell / f"refit-{first}.jsonl"
+        texts = sorted(trained_texts(runs[f"rounds_{first}"]))
         labeled.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
         raw = {**base, "student": student, "transfer": {"sources": [{**pool, "path": str(labeled)}]}}
-        report = _run(args, cell / f"refit-{args.select[0]}", raw, shared_dir, f"{dataset} seed {seed} refit")
+        report = _run(args, cell / f"refit-{first}", raw, shared_dir, f"{dataset} seed {seed} refit")
         result["refit"] = {"labels": report.transfer_set.kept, "accuracy": report.student.accuracy}
-        runs["refit"] = cell / f"refit-{args.select[0]}"
-        result["teacher_gold"] = teacher_gold(shared, runs[f"rounds_{args.select[0]}"])
+        runs["refit"] = cell / f"refit-{first}"
+        result["teacher_gold"] = teacher_gold(shared, runs[f"rounds_{first}"])
+        result["teacher_gold_by_select"] = {
+            arm: teacher_gold(shared, runs[f"rounds_{arm}"]) for arm in result["rounds_by_select"]
+        }
     if args.dev_texts:
         one_shot = {f"one_shot@{size}": cell / f"one_shot-{size}" for size in args.sizes}
         arms = {**one_shot, **runs}
@@ -275,6 +293,11 @@ def summarize(cells: list[dict[str, Any]], budget: int) -> dict[str, Any]:
             out[dataset]["teacher_gold"] = {
                 part: statistics.mean(cell["teacher_gold"][part]["accuracy"] for cell in mine)
                 for part in mine[0]["teacher_gold"]
+            }
+        if all("teacher_gold_by_select" in cell for cell in mine):
+            out[dataset]["teacher_gold_on_picks_by_select"] = {
+                arm: statistics.mean(cell["teacher_gold_by_select"][arm]["picks"]["accuracy"] for cell in mine)
+                for arm in mine[0]["teacher_gold_by_select"]
             }
         if all("dev_agreement" in cell for cell in mine):
             out[dataset]["dev_agreement"] = {

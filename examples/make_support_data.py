@@ -205,7 +205,8 @@ def main_tags(out: Path = Path(__file__).parent / "support_tags") -> None:
     unlabeled = [{"text": tagged_message(rng, 0.6)["text"]} for _ in range(1000)]
     for name, rows in (("train", train), ("validation", validation), ("test", test), ("unlabeled", unlabeled)):
         write(out / f"{name}.jsonl", rows)
-    print(f"wrote {len(train)} train, {len(validation)} validation, {len(test)} test, {len(unlabeled)} unlabeled to {out}")
+    counts = f"{len(train)} train, {len(validation)} validation, {len(test)} test, {len(unlabeled)} unlabeled"
+    print(f"wrote {counts} to {out}")
 
 
 def write(path: Path, rows: list[dict]) -> None:

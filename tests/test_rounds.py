@@ -2,6 +2,7 @@
 student continues from its weights; held-out teacher labels decide when to stop and which round is kept; a kill
 mid-round loses nothing."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from gendistill.config import StudentConfig, build_config
 from gendistill.errors import ConfigError
 from gendistill.io import read_json
 from gendistill.pipeline.layout import RunLayout
+from gendistill.sections import key_payload
 from gendistill.students.building import grow_student
-from gendistill.students.selection import pick, uncertainty
+from gendistill.students.selection import pick, power_ranks, uncertainty
 
 
 def test_pick_takes_the_highest_scores_and_lets_each_predicted_class_take_turns():
@@ -30,6 +32,34 @@ def test_pick_takes_the_highest_scores_and_lets_each_predicted_class_take_turns(
     assert pick(scores, predicted, 3) == [0, 3, 5]
     assert pick(scores, predicted, 4) == [0, 3, 5, 1]
     assert sorted(pick(scores, predicted, 10)) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("power", [1.0, 3.0])
+def test_power_sampling_draws_in_proportion_to_score_to_the_power(power):
+    scores = np.array([0.6, 0.3, 0.1, 0.0])
+    predicted = np.zeros(4, dtype=int)
+    rng = np.random.default_rng(0)
+    draws = 20000
+    firsts = np.bincount([pick(power_ranks(scores, power, rng), predicted, 1)[0] for _ in range(draws)], minlength=4)
+    expected = scores**power / (scores**power).sum()
+    assert firsts[3] == 0  # a score of 0 is never drawn while a positive one is left
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / draws) + 1e-9  # 4 standard errors
+    np.testing.assert_array_less(np.abs(firsts / draws - expected), tolerance)
+    # a batch is a draw without replacement: every text at most once, the zero last
+    batch = pick(power_ranks(scores, power, rng), predicted, 4, balance=False)
+    assert sorted(batch) == [0, 1, 2, 3] and batch[-1] == 3
+    # seeded: the same keys for the same generator seed (a resumed round picks the same texts)
+    np.testing.assert_array_equal(
+        power_ranks(scores, power, np.random.default_rng(7)), power_ranks(scores, power, np.random.default_rng(7))
+    )
+
+
+def test_power_sampling_keeps_each_class_taking_turns():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.1])
+    predicted = np.array([0, 0, 0, 1, 1, 2])
+    for seed in range(20):
+        chosen = pick(power_ranks(scores, 1.0, np.random.default_rng(seed)), predicted, 3)
+        assert sorted(predicted[chosen]) == [0, 1, 2]  # one of each class in the first turn, whatever the draw
 
 
 @pytest.mark.parametrize("select", ["margin", "entropy", "disagreement"])
@@ -120,6 +150,32 @@ def test_rounds_end_to_end(tmp_path, task_dir, tiny_teacher_dir):
     off = build_config({**rounds_config(task_dir, tiny_teacher_dir, tmp_path), "rounds": {"count": 0}})
     plain = gendistill.run(off, run_dir, force=["changed"])
     assert plain.rounds is None and not layout.rounds.exists() and layout.final_student == layout.student
+
+
+def test_power_sampling_picks_other_texts_from_the_same_candidates_and_keys_only_when_set(
+    tmp_path, task_dir, tiny_teacher_dir
+):
+    def first_round(name, **rounds):
+        raw = rounds_config(task_dir, tiny_teacher_dir, tmp_path, count=1, per_round=12, balance=False, **rounds)
+        gendistill.run(build_config(raw), tmp_path / name)
+        folder = tmp_path / name / "rounds" / "round-01"
+        pool = {text for path in (folder / "pool").rglob("*.parquet") for text in texts_of(path)}
+        return pq.read_table(folder / "picked.parquet").to_pydict(), pool
+
+    top, top_pool = first_round("top")
+    drawn, drawn_pool = first_round("power", sampling="power")
+    assert top_pool == drawn_pool and set(drawn["text"]) <= drawn_pool  # the same candidates, the same student
+    assert len(drawn["text"]) == 12 and set(drawn["text"]) != set(top["text"])
+    # the recorded score stays the student's uncertainty; top took the 12 highest, the draw reached below them
+    assert min(top["score"]) >= max(sorted(drawn["score"])[:1])
+    assert sum(drawn["score"]) < sum(top["score"])
+
+    def key(**rounds):
+        raw = rounds_config(task_dir, tiny_teacher_dir, tmp_path, **rounds)
+        return json.dumps(key_payload(build_config(raw).rounds), sort_keys=True, default=str)
+
+    assert key(sampling="top", power=1.0) == key() != key(sampling="power")
+    assert key(sampling="power", power=2.0) != key(sampling="power")
 
 
 def test_rounds_stop_when_held_out_agreement_stops_rising(tmp_path, task_dir, tiny_teacher_dir):

@@ -155,6 +155,14 @@ class RoundsConfig(_Section):
     committee: Annotated[int, Field(ge=2, le=64)] = Field(
         default=8, description="select: disagreement: dropout passes of the student that vote"
     )
+    sampling: Literal["top", "power"] = added(
+        "top",
+        description="top: the per_round least-sure candidates; power: a draw without replacement with probability "
+        "proportional to uncertainty ** power (stochastic acquisition), which reaches below the very top",
+    )
+    power: Annotated[float, Field(gt=0)] = added(
+        1.0, description="sampling: power: the exponent (higher: closer to top)"
+    )
     holdout: Annotated[int, Field(ge=20)] = Field(
         default=500, description="pool texts the teacher labels once, to measure agreement (counted as spent)"
     )

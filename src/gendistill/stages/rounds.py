@@ -53,7 +53,7 @@ from gendistill.stages.label import check_label_files, soft_label_chunks
 from gendistill.students.building import grow_student
 from gendistill.students.classifier import StudentClassifier
 from gendistill.students.example_store import Chunk, ExampleStore
-from gendistill.students.selection import pick, uncertainty
+from gendistill.students.selection import pick, power_ranks, uncertainty
 from gendistill.students.trainer import train_student
 from gendistill.training.budget import steps_for_epochs
 from gendistill.training.checkpoint import kill_point
@@ -181,7 +181,10 @@ def _round(
         scores, predicted = uncertainty(
             previous, candidates, select, committee=settings.committee, seed=ctx.config.seed + number
         )
-        chosen = pick(scores, predicted, settings.per_round, balance=settings.balance)
+        keys = scores
+        if settings.sampling == "power":
+            keys = power_ranks(scores, settings.power, np.random.default_rng(ctx.config.seed + number))
+        chosen = pick(keys, predicted, settings.per_round, balance=settings.balance)
         columns = {
             "text": pa.array([candidates[i] for i in chosen], pa.string()),
             "score": pa.array(scores[chosen].astype(np.float64)),
