@@ -34,7 +34,7 @@ def test_pick_takes_the_highest_scores_and_lets_each_predicted_class_take_turns(
     assert sorted(pick(scores, predicted, 10)) == [0, 1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("power", [1.0, 3.0])
+@pytest.mark.parametrize("power", [0.05, 1.0, 3.0])
 def test_power_sampling_draws_in_proportion_to_score_to_the_power(power):
     scores = np.array([0.6, 0.3, 0.1, 0.0])
     predicted = np.zeros(4, dtype=int)

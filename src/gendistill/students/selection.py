@@ -78,8 +78,10 @@ def power_ranks(scores: np.ndarray, power: float, rng: np.random.Generator) -> n
     """Keys whose descending order is a draw without replacement with probability proportional to
     `scores ** power`: power * log(score) plus Gumbel noise (the Gumbel-top-k trick), so `pick` on these keys
     (balanced or not) is the stochastic pick of the module doc. A score of 0 is never drawn before a positive one."""
-    logs = power * np.log(np.clip(scores.astype(np.float64), 1e-300, None))
-    return logs + rng.gumbel(size=len(scores))
+    scores = np.asarray(scores, dtype=np.float64)
+    noise = rng.gumbel(size=len(scores))  # drawn for every text, so a text's key does not depend on the others'
+    with np.errstate(divide="ignore"):
+        return np.where(scores > 0, power * np.log(np.where(scores > 0, scores, 1.0)) + noise, -np.inf)
 
 
 def pick(scores: np.ndarray, predicted: np.ndarray, k: int, *, balance: bool = True) -> list[int]:
