@@ -143,6 +143,7 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
     result["rounds_by_select"] = {}
     runs: dict[str, Any] = {}
     for select, sampling in [(select, sampling) for select in args.select for sampling in args.sampling]:
+        arm = arm_name(select, sampling)
         rounds = {
             "count": args.count,
             "per_round": args.per_round,
@@ -154,12 +155,11 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         }
         if sampling == "power":
             rounds |= {"sampling": "power", "power": args.power}
-            select = f"{select}-power"  # the arm's name
         raw = {**base, "student": student, "transfer": {"sources": [{**pool, "n": args.start}]}, "rounds": rounds}
-        run_dir = cell / f"rounds-{select}"
-        report = _run(args, run_dir, raw, shared_dir, f"{dataset} seed {seed} rounds ({select})")
+        run_dir = cell / f"rounds-{arm}"
+        report = _run(args, run_dir, raw, shared_dir, f"{dataset} seed {seed} rounds ({arm})")
         assert report.rounds is not None
-        result["rounds_by_select"][select] = {
+        result["rounds_by_select"][arm] = {
             "accuracy": report.student.accuracy,
             "labels": report.rounds.labels,
             "chosen_round": report.rounds.chosen_round,
@@ -169,8 +169,8 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
                 for r in report.rounds.history
             ],
         }
-        runs[f"rounds_{select}"] = run_dir
-    first = args.select[0] if args.sampling[0] == "top" else f"{args.select[0]}-power"
+        runs[f"rounds_{arm}"] = run_dir
+    first = arm_name(args.select[0], args.sampling[0])
     result["rounds"] = result["rounds_by_select"][first]
     if args.refit:
         labeled = cell / f"refit-{first}.jsonl"
@@ -195,6 +195,11 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         result |= dev_agreement(shared, students, pool, trained | test, args.dev_texts, seed)
         print(f"[{dataset} seed {seed}] dev agreement: {result['dev_agreement']}", flush=True)
     return result
+
+
+def arm_name(select: str, sampling: str) -> str:
+    """A rounds arm's name: its selection rule, with `-power` for a stochastic pick (top keeps the rule's name)."""
+    return select if sampling == "top" else f"{select}-{sampling}"
 
 
 def _run(args: argparse.Namespace, run_dir: Path, raw: dict[str, Any], shared: Path, name: str) -> Any:
