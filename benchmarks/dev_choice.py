@@ -53,6 +53,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "mean_max": {"pooling": "mean_max"},
     "cnn": {"arch": "cnn"},
     "bag": {"arch": "bag"},
+    "t1": {"temperature": 1.0},  # the KL loss's softening at 1: the teacher's own probabilities as targets
 }
 SHARED_STAGES = ("data", "teacher")
 
@@ -69,6 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dev_choice"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache"))
+    parser.add_argument(
+        "--donors",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="more cache roots whose lowdata.py or rounds.py cells may hold this cell's finished teacher (adopted "
+        "only where its stage key is this config's)",
+    )
     parser.add_argument("--summary-only", action="store_true", help="run nothing: rebuild summary.json from runs/")
     args = parser.parse_args(argv)
     args.generator, args.arch, args.quick, args.teacher_kind = "scratch", "bilstm", False, "hf_encoder"
@@ -92,13 +101,23 @@ def _split_pool(train: Path, labeled: Path, seed: int, transfer: int, dev: int, 
     return path, pool[transfer : transfer + dev]
 
 
+def donors(args: argparse.Namespace, dataset: str, seed: int) -> list[Path]:
+    """Finished runs of the same labeled sample and teacher recipe: lowdata.py's and rounds.py's shared cells under
+    --cache and every --donors root (a fine-tuned teacher on 150 classes takes half an hour on one core)."""
+    found = []
+    for root in (args.cache, *args.donors):
+        cell = root / dataset / f"n{args.per_class}-s{seed}"
+        found += [path for path in (cell / "shared", cell / "rounds" / "shared") if (path / "manifest.json").exists()]
+    return found
+
+
 def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any]:
     base = lowdata.base_config(args, dataset, args.per_class, seed)
     cell = args.cache / dataset / f"n{args.per_class}-s{seed}" / "dev_choice"
     shared = gendistill.Run(build_config(base), cell / "shared")
-    donor = args.cache / dataset / f"n{args.per_class}-s{seed}" / "shared"  # lowdata.py's cell, when it ran
-    if (donor / "manifest.json").exists():
-        shared.adopt(donor, SHARED_STAGES)
+    for donor in donors(args, dataset, seed):
+        if "teacher" in shared.adopt(donor, SHARED_STAGES):
+            break
     shared.run(until="teacher")
     transfer, dev = _split_pool(
         Path(base["data"]["train"]), shared.layout.split("train"), seed, args.transfer, args.dev, cell
