@@ -54,6 +54,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "cnn": {"arch": "cnn"},
     "bag": {"arch": "bag"},
     "t1": {"temperature": 1.0},  # the KL loss's softening at 1: the teacher's own probabilities as targets
+    "t1_nosif": {"temperature": 1.0, "sif_coefficient": None},
 }
 SHARED_STAGES = ("data", "teacher")
 
