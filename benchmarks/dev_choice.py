@@ -2,8 +2,9 @@
 
 The student defaults (KL loss, 20 epochs, unseen tokens mapped to the nearest kept token, SIF on) were chosen in
 the peers issue by comparing students on sst2's *test* file. This script chooses among the same settings on a dev
-criterion a user has (it moved SIF to off on all five harness datasets: `default` means SIF on in run files made
-before that change, and off after it; the `sif` setting is the old default): the student's agreement with its teacher on held-out teacher-labeled texts. Per seed:
+criterion a user has: the student's agreement with its teacher on held-out teacher-labeled texts. (It moved SIF to
+off on all five harness datasets: `default` means SIF on in run files made before that change and off after it; the
+`sif` setting is the old default.) Per seed:
 
 - one labeled sample (N per class) and one teacher (lowdata.py's recipe: `Run.adopt` shares them across settings);
 - the dataset's unlabeled pool (its train file minus the labeled sample), shuffled with the seed, split into a
