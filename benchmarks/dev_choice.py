@@ -58,6 +58,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "t1": {"temperature": 1.0},  # the KL loss's softening at 1: the teacher's own probabilities as targets
     "t1_nosif": {"temperature": 1.0, "sif_coefficient": None},
     "sif": {"sif_coefficient": 1e-3},  # the default until the dev check on the five harness datasets
+    # the temperature chosen per run by 2-fold agreement on the transfer texts (students.temperature_choice)
+    "choose_t": {"sif_coefficient": None, "choose_temperature": [1.0, 2.0]},
 }
 SHARED_STAGES = ("data", "teacher")
 
@@ -143,6 +145,9 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
         agreement = sum(a == b for a, b in zip(predicted, teacher_dev, strict=True)) / len(dev)
         result["teacher"] = report.teacher.accuracy
         result["settings"][name] = {"dev_agreement": agreement, "test_accuracy": report.student.accuracy}
+        training = json.loads((run.layout.student / "training.json").read_text())
+        if "temperature_choice" in training:  # choose_t: what the run chose, on its own held-out transfer texts
+            result["settings"][name]["temperature_choice"] = training["temperature_choice"]
         seconds = time.perf_counter() - started
         accuracy = report.student.accuracy
         print(f"[{dataset} seed {seed} {name}] dev {agreement:.4f} test {accuracy:.4f} ({seconds:.0f} s)", flush=True)

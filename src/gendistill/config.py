@@ -282,6 +282,14 @@ class StudentConfig(_Section):
         description=f"softens both distributions in the KL loss (at most {MAX_DISTILL_TEMPERATURE:g}: far above it "
         "every soft target is uniform and the loss, scaled by temperature**2, overflows)",
     )
+    choose_temperature: (
+        Annotated[list[Annotated[float, Field(gt=0, le=MAX_DISTILL_TEMPERATURE)]], Field(min_length=2)] | None
+    ) = added(
+        None,
+        description="distill at whichever of these temperatures (e.g. [1, 2]) agrees most with the teacher on "
+        "held-out transfer texts (2-fold: students trained on one half of the transfer texts, scored on the other; "
+        "about one extra training per candidate); null (default): `temperature`",
+    )
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="weight of gold-label cross-entropy on labeled examples (1 - alpha: distillation)"
     )

@@ -21,17 +21,21 @@ from gendistill.loading import (
 )
 from gendistill.pipeline.context import StageContext
 from gendistill.pipeline.graph import Stage, register
+from gendistill.sections import key_payload
 from gendistill.stages.label import check_label_files, soft_label_chunks
 from gendistill.students.building import make_student
 from gendistill.students.cross_validation import choose_epochs_by_cv
 from gendistill.students.example_store import Chunk, ExampleStore
+from gendistill.students.temperature_choice import choose_temperature
 from gendistill.students.trainer import train_student
 from gendistill.training.budget import epochs_for_steps, steps_for_epochs
 
 
 def student_key(config: RunConfig) -> dict[str, Any]:
-    """What a student's training depends on: the student section (minus whether a baseline is trained) and seed."""
-    student = config.student.model_dump(mode="json", exclude={"baseline", "allow_pickle_weights"})
+    """What a student's training depends on: the student section (minus whether a baseline is trained, its knobs and
+    its options added since runs were made while they are off) and seed."""
+    student = key_payload(config.student)
+    student.pop("baseline")
     return {"student": student, "seed": config.seed}
 
 
@@ -155,6 +159,21 @@ def fit_student(
         )
     ctx.barrier()
     examples = ExampleStore(store_dir)
+    temperature_choice = None
+    if config.choose_temperature and not labeled_only and examples.has_logits:
+        if task.multi_label:
+            progress.log("distill: multi-label: no temperature choice (it scores single-label agreement)")
+        else:
+            temperature_choice = choose_temperature(
+                student,
+                examples,
+                config,
+                ctx.accelerator,
+                seed=ctx.config.seed,
+                candidates=config.choose_temperature,
+            )
+            config = config.model_copy(update={"temperature": temperature_choice["temperature"]})
+            student.info["distill_temperature"] = config.temperature  # the rounds continue at it
     stats = train_student(
         student,
         examples,
@@ -171,10 +190,14 @@ def fit_student(
         stats["thresholds"] = tune_student_thresholds(student, validation_set(ctx))
     if selection is not None:
         stats["epochs_by_cv"] = selection
+    if temperature_choice is not None:
+        stats["temperature_choice"] = temperature_choice
     if ctx.is_main:
         student.save_pretrained(out_dir)
         write_json(out_dir / "training.json", stats)
-    summary = {key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy") if key in stats}
+    summary = {
+        key: stats[key] for key in ("steps", "epochs", "best_validation_accuracy", "temperature_choice") if key in stats
+    }
     if selection is not None:
         summary["cv"] = {key: value for key, value in selection.items() if key != "curve"}
         summary["budget_steps"] = steps_for_epochs(selection["max_epochs"], len(examples), config.batch_size)

@@ -53,6 +53,7 @@ from gendistill.pipeline.graph import Stage, pipeline, register
 from gendistill.sections import key_payload
 from gendistill.stages.rounds import round_student
 from gendistill.students.classifier import StudentClassifier
+from gendistill.students.temperature_choice import describe as describe_temperature_choice
 from gendistill.training.budget import steps_per_epoch
 
 
@@ -201,6 +202,9 @@ def run_evaluate(ctx: StageContext) -> dict[str, Any]:
     stats = read_json(layout.data_stats)
     report.data = {"truncated_texts": stats.get("truncated", 0), "pool": stats.get("pool")}
     report.stages = stage_rows(ctx)
+    temperature_choice = (ctx.records.get("distill", {}).get("summary") or {}).get("temperature_choice")
+    if temperature_choice:
+        report.notes.append(describe_temperature_choice(temperature_choice))
     if not test:
         report.notes.append("no test set: accuracy and macro-F1 were not measured")
     if task.multi_label and not task.validation:

@@ -228,14 +228,18 @@ def _train(ctx: StageContext, previous: StudentClassifier, number: int, folder: 
         yield from soft_label_chunks(layout)
         yield from _picked_chunks(layout, number)
 
-    student = grow_student(previous, config.student, ChunkTexts(chunks), seed=config.seed + number, **student_init(ctx))
+    # the temperature the distill stage chose (student.choose_temperature), if it chose one
+    student_config = config.student.model_copy(
+        update={"temperature": previous.info.get("distill_temperature", config.student.temperature)}
+    )
+    student = grow_student(previous, student_config, ChunkTexts(chunks), seed=config.seed + number, **student_init(ctx))
     store_dir = layout.checkpoints("rounds") / f"round-{number:02d}-examples"
     ExampleStore.build(store_dir, chunks(), student.tokenizer.encode, len(student.label_names))
     examples = ExampleStore(store_dir)
     stats = train_student(
         student,
         examples,
-        config.student,
+        student_config,
         ctx.accelerator,
         seed=config.seed + number,
         steps=steps_for_epochs(config.rounds.epochs, len(examples), config.student.batch_size),

@@ -63,3 +63,21 @@ class InMemoryExamples:
             gold = list(multi_hot_rows(list(gold), student.spec.num_labels))
         rows = list(zip(sequences, targets.astype(np.float32), gold, strict=True))
         return cls(rows, has_logits=teacher_logits is not None)
+
+
+@dataclass
+class ExampleSubset:
+    """The rows `indices` of `examples`, in that order: a fold of a transfer set, without copying it."""
+
+    examples: Examples
+    indices: list[int]
+
+    @property
+    def has_logits(self) -> bool:
+        return self.examples.has_logits
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.examples[self.indices[index]]
