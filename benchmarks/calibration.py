@@ -93,6 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "retrained)",
     )
     parser.add_argument("--teacher", required=True, help="HF id or folder of the teacher encoder")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides section.key=value")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/cache/calibration"))
     return parser.parse_args(argv)
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                 files = carve(
                     args.data_dir / dataset, cell / "data", args.validation_per_class, seed, sentences, disjoint
                 )
-            config = build_config(cell_config(args, files, seed))
+            config = build_config(cell_config(args, files, seed), args.overrides)
             print(f"[{dataset} seed={seed}] running", flush=True)
             force = ["evaluate"] if args.force_evaluate else None
             report = gendistill.Run(config, cell / "run").run(force=force).model_dump(mode="json")
@@ -251,10 +252,11 @@ def main(argv: list[str] | None = None) -> None:
                 "validation_from": args.validation_from,
                 "transfer": args.transfer,
                 "target_accuracy": args.target_accuracy,
+                **({"overrides": args.overrides} if args.overrides else {}),
                 "models": cell_row(report),
             }
             if args.accuracy_guarantee is not None:  # the same models, the threshold chosen with the guarantee
-                override = [f"evaluate.accuracy_guarantee={args.accuracy_guarantee}"]
+                override = [*args.overrides, f"evaluate.accuracy_guarantee={args.accuracy_guarantee}"]
                 guaranteed = gendistill.Run(build_config(cell_config(args, files, seed), override), cell / "run")
                 again = cell_row(guaranteed.run(force=["changed"]).model_dump(mode="json"))
                 row["accuracy_guarantee"] = args.accuracy_guarantee
