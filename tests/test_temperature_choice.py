@@ -100,13 +100,16 @@ def test_the_trials_leave_the_student_as_it_was(tiny_teacher_dir):
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_the_option_enters_the_student_key_only_when_set(task_dir, tiny_teacher_dir):
+def test_the_candidates_are_part_of_the_student_key(task_dir, tiny_teacher_dir):
     raw = make_tiny_config(task_dir, tiny_teacher_dir)
-    plain = student_key(build_config(raw))["student"]
-    assert "choose_temperature" not in plain  # run dirs made before the option keep their keys
-    chosen = student_key(build_config({**raw, "student": {**raw["student"], "choose_temperature": [1, 2]}}))
-    assert chosen["student"]["choose_temperature"] == [1.0, 2.0]
-    assert {k: v for k, v in chosen["student"].items() if k != "choose_temperature"} == plain
+
+    def key(**student):
+        return student_key(build_config({**raw, "student": {**raw["student"], **student}}))["student"]
+
+    default = key()
+    assert default["choose_temperature"] == [1.0, 2.0]  # the default: a run dir distilled at a fixed T reruns
+    assert key(choose_temperature=None) != default != key(choose_temperature=[1, 3])
+    assert key(choose_temperature=[1, 2]) == default
 
 
 def test_a_run_distills_at_the_chosen_temperature_and_the_report_says_so(tmp_path, task_dir, tiny_teacher_dir):

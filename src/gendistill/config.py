@@ -282,13 +282,17 @@ class StudentConfig(_Section):
         description=f"softens both distributions in the KL loss (at most {MAX_DISTILL_TEMPERATURE:g}: far above it "
         "every soft target is uniform and the loss, scaled by temperature**2, overflows)",
     )
+    # on by default: chosen on dev agreement on all five harness datasets (benchmarks/dev_choice.py, setting choose_t;
+    # RESULTS.md, "The distillation temperature chosen per run"). A plain field, not `added`: a run dir distilled
+    # at a fixed temperature before it was the default reruns its student, rather than keep one the config no
+    # longer describes.
     choose_temperature: (
         Annotated[list[Annotated[float, Field(gt=0, le=MAX_DISTILL_TEMPERATURE)]], Field(min_length=2)] | None
-    ) = added(
-        None,
-        description="distill at whichever of these temperatures (e.g. [1, 2]) agrees most with the teacher on "
-        "held-out transfer texts (2-fold: students trained on one half of the transfer texts, scored on the other; "
-        "about one extra training per candidate); null (default): `temperature`",
+    ) = Field(
+        default_factory=lambda: [1.0, 2.0],
+        description="distill at whichever of these temperatures agrees most with the teacher on held-out transfer "
+        "texts (2-fold: students trained on one half of the transfer texts at each, scored on the other; about one "
+        "extra training per candidate; fewer than 100 transfer texts keep `temperature`); null: `temperature`",
     )
     alpha: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="weight of gold-label cross-entropy on labeled examples (1 - alpha: distillation)"
