@@ -1,10 +1,16 @@
 """`student.choose_temperature`: the distillation temperature chosen per run by 2-fold agreement with the teacher on
 held-out transfer texts; the labeled texts always train, every transfer text is scored once, the test file never."""
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS, labeled, make_tiny_config
+import yaml
+from conftest import LABELS, cli_env, labeled, make_tiny_config
+from safetensors.numpy import load_file
 
 import gendistill
 from gendistill.config import StudentConfig, build_config
@@ -127,3 +133,36 @@ def test_a_run_distills_at_the_chosen_temperature_and_the_report_says_so(tmp_pat
     student = gendistill.StudentClassifier.from_pretrained(layout.student)
     assert student.info["distill_temperature"] == choice["temperature"]
     assert any("chosen (student.choose_temperature)" in note for note in report.notes)
+
+
+def test_a_kill_after_the_choice_resumes_without_training_the_trials_again(tmp_path, task_dir, tiny_teacher_dir):
+    raw = make_tiny_config(task_dir, tiny_teacher_dir)
+    raw["transfer"]["sources"][0]["n"] = 120
+    raw["student"]["baseline"] = False
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+
+    def cli(run_dir, kill_at=None):
+        return subprocess.run(
+            [sys.executable, "-m", "gendistill.cli", "run", str(config_path), "--run-dir", str(run_dir)],
+            env=cli_env(kill_at),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+    reference = tmp_path / "reference"
+    assert cli(reference).returncode == 0
+    run_dir = tmp_path / "run"
+    killed = cli(run_dir, kill_at="student.epoch:1")  # the student's own training, after the trials
+    assert killed.returncode == -9 and "choosing the temperature" in killed.stderr
+    assert (run_dir / "checkpoints" / "distill-temperature.json").is_file()
+    resumed = cli(run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "choosing the temperature" not in resumed.stderr and "chosen before the interruption" in resumed.stderr
+    assert not (run_dir / "checkpoints" / "distill-temperature.json").exists()  # done: the checkpoints go
+    first = read_json(reference / "student" / "training.json")["temperature_choice"]
+    assert read_json(run_dir / "student" / "training.json")["temperature_choice"] == first
+    final, expected = (load_file(str(d / "student" / "model.safetensors")) for d in (run_dir, reference))
+    assert all((final[name] == expected[name]).all() for name in expected)

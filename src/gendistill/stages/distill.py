@@ -12,7 +12,7 @@ from gendistill import progress
 from gendistill.config import RunConfig
 from gendistill.errors import ConfigError
 from gendistill.evaluation.multilabel import indicator, tune_thresholds
-from gendistill.io import write_json
+from gendistill.io import read_json, write_json
 from gendistill.loading import (
     check_model,
     check_model_folder,
@@ -27,6 +27,7 @@ from gendistill.students.building import make_student
 from gendistill.students.cross_validation import choose_epochs_by_cv
 from gendistill.students.example_store import Chunk, ExampleStore
 from gendistill.students.temperature_choice import choose_temperature
+from gendistill.students.temperature_choice import describe as describe_temperature_choice
 from gendistill.students.trainer import train_student
 from gendistill.training.budget import epochs_for_steps, steps_for_epochs
 
@@ -164,14 +165,7 @@ def fit_student(
         if task.multi_label:
             progress.log("distill: multi-label: no temperature choice (it scores single-label agreement)")
         else:
-            temperature_choice = choose_temperature(
-                student,
-                examples,
-                config,
-                ctx.accelerator,
-                seed=ctx.config.seed,
-                candidates=config.choose_temperature,
-            )
+            temperature_choice = _choose_temperature(ctx, student, examples)
             config = config.model_copy(update={"temperature": temperature_choice["temperature"]})
             student.info["distill_temperature"] = config.temperature  # the rounds continue at it
     stats = train_student(
@@ -209,6 +203,32 @@ def fit_student(
     }
 
 
+def temperature_choice_file(layout: Any) -> Path:
+    return layout.checkpoints("distill-temperature.json")
+
+
+def _choose_temperature(ctx: StageContext, student: Any, examples: ExampleStore) -> dict[str, Any]:
+    """The distillation temperature by `student.choose_temperature`; kept in the run dir until the stage is done, so
+    a distill stage killed later (during the student's own training) resumes without training the trials again."""
+    path = temperature_choice_file(ctx.layout)
+    if path.is_file():
+        choice = read_json(path)
+        progress.log(f"distill: {describe_temperature_choice(choice)} (chosen before the interruption)")
+        return choice
+    choice = choose_temperature(
+        student,
+        examples,
+        ctx.config.student,
+        ctx.accelerator,
+        seed=ctx.config.seed,
+        candidates=ctx.config.student.choose_temperature or [],
+    )
+    if ctx.is_main:
+        write_json(path, choice)
+    ctx.barrier()
+    return choice
+
+
 def tune_student_thresholds(student: Any, validation: tuple[list[str], list] | None) -> dict[str, Any]:
     """A multi-label student's per-label decision thresholds: the F1-best ones on the validation split (held out
     from training and from the test file); without one, every label keeps 0.5 and the record says so."""
@@ -240,7 +260,12 @@ STAGE = register(
         key_fields=student_key,
         inputs=student_inputs,
         check=check_student_init,
-        outputs=lambda layout: (layout.student, layout.checkpoints("distill"), layout.checkpoints("distill-examples")),
+        outputs=lambda layout: (
+            layout.student,
+            layout.checkpoints("distill"),
+            layout.checkpoints("distill-examples"),
+            temperature_choice_file(layout),
+        ),
         processes="all",
         help="Distill the student on the teacher's soft labels.",
     )

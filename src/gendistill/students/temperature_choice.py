@@ -53,6 +53,10 @@ def choose_temperature(
             "temperature": config.temperature,
             "reason": f"{len(transfer)} transfer texts: too few to hold out {MIN_HELD_OUT} per fold",
         }
+    progress.log(
+        f"distill: choosing the temperature among {', '.join(f'{c:g}' for c in candidates)} on {len(transfer)} "
+        f"held-out transfer texts ({FOLDS}-fold: {FOLDS * len(candidates)} trial students at half size)"
+    )
     order = np.random.default_rng(seed).permutation(transfer)
     halves = np.array_split(order, FOLDS)
     agreement: dict[float, float] = {}
