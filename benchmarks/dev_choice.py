@@ -4,7 +4,8 @@ The student defaults (KL loss, 20 epochs, unseen tokens mapped to the nearest ke
 the peers issue by comparing students on sst2's *test* file. This script chooses among the same settings on a dev
 criterion a user has: the student's agreement with its teacher on held-out teacher-labeled texts. (It moved SIF to
 off on all five harness datasets: `default` means SIF on in run files made before that change and off after it; the
-`sif` setting is the old default.) Per seed:
+`sif` setting is the old default. Every setting distils at a fixed temperature, as when it was measured, unless it
+sets `choose_temperature`: `choose_t`, the per-run choice that is now the default.) Per seed:
 
 - one labeled sample (N per class) and one teacher (lowdata.py's recipe: `Run.adopt` shares them across settings);
 - the dataset's unlabeled pool (its train file minus the labeled sample), shuffled with the seed, split into a
@@ -135,7 +136,7 @@ def run_cell(args: argparse.Namespace, dataset: str, seed: int) -> dict[str, Any
     result: dict[str, Any] = {"dataset": dataset, "per_class": args.per_class, "seed": seed, "settings": {}}
     source = {"type": "file", "path": str(transfer), "exclude_labeled": True, "n": args.transfer}
     for name in args.settings:
-        student = {**base["student"], "baseline": False, **SETTINGS[name]}
+        student = {**base["student"], "baseline": False, "choose_temperature": None, **SETTINGS[name]}
         raw = {**base, "student": student, "transfer": {"sources": [source]}}
         run = gendistill.Run(build_config(raw), cell / name)
         run.adopt(cell / "shared", SHARED_STAGES)
