@@ -59,13 +59,15 @@ def choose_temperature(
     )
     order = np.random.default_rng(seed).permutation(transfer)
     halves = np.array_split(order, FOLDS)
+    teacher = [_teacher_labels(examples, held) for held in halves]  # the same for every candidate: read once
     agreement: dict[float, float] = {}
-    with progress.muted(), tracking.paused():
-        for candidate in candidates:
-            agreed = 0
-            for fold, held in enumerate(halves):
-                train_rows = np.concatenate([labeled, *(half for other, half in enumerate(halves) if other != fold)])
-                trial = copy.deepcopy(student)
+    trial_number = 0
+    for candidate in candidates:
+        agreed = 0
+        for fold, held in enumerate(halves):
+            train_rows = np.concatenate([labeled, *(half for other, half in enumerate(halves) if other != fold)])
+            trial = copy.deepcopy(student)
+            with progress.muted(), tracking.paused():  # a trial's epochs are not the run's training curve
                 train_student(
                     trial,
                     ExampleSubset(examples, train_rows.tolist()),
@@ -74,8 +76,14 @@ def choose_temperature(
                     seed=seed + fold,
                     description=f"temperature {candidate:g} fold {fold + 1}",
                 )
-                agreed += int(np.sum(_predicted(trial, examples, held) == _teacher_labels(examples, held)))
-            agreement[candidate] = agreed / len(transfer)
+            matches = int(np.sum(_predicted(trial, examples, held) == teacher[fold]))
+            agreed += matches
+            trial_number += 1
+            progress.log(
+                f"distill: trial {trial_number}/{FOLDS * len(candidates)} (T = {candidate:g}, fold {fold + 1}): "
+                f"{matches / len(held):.1%} agreement on {len(held)} held-out texts"
+            )
+        agreement[candidate] = agreed / len(transfer)
     best = max(agreement.values())
     winners = [candidate for candidate, value in agreement.items() if value >= best - 1e-12]
     chosen = config.temperature if config.temperature in winners else winners[0]
