@@ -211,7 +211,9 @@ def _choose_temperature(ctx: StageContext, student: Any, examples: ExampleStore)
     """The distillation temperature by `student.choose_temperature`; kept in the run dir until the stage is done, so
     a distill stage killed later (during the student's own training) resumes without training the trials again."""
     path = temperature_choice_file(ctx.layout)
-    if path.is_file():
+    resumed = path.is_file()
+    ctx.barrier()  # every process looks before the main one writes: all take the same branch (and its barriers)
+    if resumed:
         choice = read_json(path)
         progress.log(f"distill: {describe_temperature_choice(choice)} (chosen before the interruption)")
         return choice
