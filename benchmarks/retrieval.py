@@ -50,6 +50,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gendistill.data.domain_filter import DEFAULT_THRESHOLD
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agreement import dev_agreement, normalized  # noqa: E402 - benchmarks/agreement.py
 
@@ -142,10 +144,15 @@ def quality(args: argparse.Namespace) -> None:
             row: dict[str, Any] = {"dataset": dataset, "seed": seed, "n": args.n, "corpus_size": corpus_size}
             row["corpus"], row["command"] = corpus.name, "python " + " ".join(sys.argv)
             arms = [("in_domain_pool", pool, cell / f"one_shot-{args.n}")]
-            for pick in args.picks:  # "retrieved" is the default pick's arm; another pick's is retrieved_<pick>
-                arm = "retrieved" if pick == "nearest" else f"retrieved_{pick}"
-                folder = cell.parent / "retrieval" / (f"retrieve-{args.n}" + ("" if pick == "nearest" else f"-{pick}"))
-                arms.append((arm, {**retrieve, **({} if pick == "nearest" else {"pick": pick})}, folder))
+            # "retrieved" is the default pick's arm at the default domain threshold; another pick's is
+            # retrieved_<pick>, another threshold's retrieved_d<threshold> (retrieved_spread_d0.7: both)
+            for pick, threshold in ((p, t) for p in args.picks for t in args.domain_thresholds):
+                default = threshold == DEFAULT_THRESHOLD
+                variant = ("" if pick == "nearest" else f"_{pick}") + ("" if default else f"_d{threshold:g}")
+                folder = cell.parent / "retrieval" / (f"retrieve-{args.n}" + variant.replace("_", "-"))
+                source = retrieve | ({} if pick == "nearest" else {"pick": pick})
+                source |= {} if default else {"domain_threshold": threshold}
+                arms.append(("retrieved" + variant, source, folder))
             finished: dict[str, tuple[gendistill.Run, list[str]]] = {}  # arm -> (run, its transfer texts)
             for arm, source, folder in arms:
                 raw = {**base, "student": student, "transfer": {"sources": [source]}}
@@ -341,6 +348,14 @@ def main() -> None:
         default=["nearest"],
         choices=["nearest", "spread"],
         help="the retrieve source's pick rule(s): one retrieved student each (nearest is the default's `retrieved`)",
+    )
+    q.add_argument(
+        "--domain-thresholds",
+        nargs="+",
+        type=float,
+        default=[DEFAULT_THRESHOLD],
+        help="the retrieve source's domain_threshold(s): one retrieved student each (another than the default's "
+        "is the arm retrieved_d<threshold>)",
     )
     q.add_argument(
         "--dev-texts",

@@ -386,3 +386,39 @@ def test_the_search_goes_deeper_while_too_few_candidates_are_the_tasks_kind_of_t
     assert shallow["per_query_searched"] == 1 and shallow["distinct_candidates"] < 60
     assert deeper["per_query_searched"] > 1 and deeper["in_domain_candidates"] >= 60
     assert len(texts) == 30 and sum(text in on_topic for text in texts) >= 24
+
+
+def test_a_stricter_domain_threshold_passes_fewer_candidates_and_enters_the_transfer_key(
+    tmp_path, task_dir, tiny_teacher_dir, corpus
+):
+    from gendistill.data.domain_filter import DEFAULT_THRESHOLD
+
+    path, _on_topic = corpus
+
+    def details(run, threshold):
+        source = RetrieveSource(
+            corpus=str(path),
+            text_column="body",
+            n=5,
+            per_query=20,
+            cache_dir=str(tmp_path / "c"),
+            domain_threshold=threshold,
+        )
+        return source.build(source_context(tmp_path / run, task_dir, tiny_teacher_dir)).details
+
+    loose, strict = details("loose", 0.05), details("strict", 0.8)
+    assert loose["per_query_searched"] == 20 and loose["in_domain_candidates"] == loose["distinct_candidates"]
+    # fewer than 2n pass the stricter threshold among the same 20 neighbours, so the search went deeper, and
+    # even there it passes only part of what it found
+    assert strict["per_query_searched"] > 20 and strict["distinct_candidates"] > loose["distinct_candidates"]
+    assert strict["in_domain_candidates"] < strict["distinct_candidates"]
+
+    def key(**source):
+        raw = {
+            "data": {"train": str(task_dir / "train.jsonl")},
+            "teacher": {"model": str(tiny_teacher_dir)},
+            "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
+        }
+        return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
+
+    assert key(domain_threshold=DEFAULT_THRESHOLD) == key() != key(domain_threshold=0.9)

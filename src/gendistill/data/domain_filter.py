@@ -24,7 +24,7 @@ import numpy as np
 from gendistill.data.corpus_embeddings import EmbeddingsFile
 
 NEGATIVES = 5000  # random corpus rows the labeled texts are told apart from
-PASS = 0.5
+DEFAULT_THRESHOLD = 0.5  # the retrieve source's domain_threshold: "at least as likely the task's as the corpus's"
 
 
 class DomainClassifier:
@@ -54,5 +54,5 @@ class DomainClassifier:
         probabilities = self.model.predict_proba(self.corpus.take(np.asarray(rows)).astype(np.float32))[:, 1]
         return {row: float(p) for row, p in zip(rows, probabilities, strict=True)}
 
-    def passing(self, rows: list[int]) -> set[int]:
-        return {row for row, score in self.scores(rows).items() if score >= PASS}
+    def passing(self, rows: list[int], threshold: float = DEFAULT_THRESHOLD) -> set[int]:
+        return {row for row, score in self.scores(rows).items() if score >= threshold}

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from gendistill.data.ann_index import CorpusIndex, require_faiss
 from gendistill.data.corpus_embeddings import TextEncoder, corpus_texts, default_cache_dir, embed_corpus
-from gendistill.data.domain_filter import DomainClassifier
+from gendistill.data.domain_filter import DEFAULT_THRESHOLD, DomainClassifier
 from gendistill.data.tables import iter_unlabeled
 from gendistill.errors import ConfigError
 from gendistill.loading import check_model
@@ -70,6 +70,11 @@ class RetrieveSource(SourceConfig):
         default=True,
         description="take first the candidates a classifier on the embeddings finds more like the labeled texts "
         "than like random corpus rows (data/domain_filter.py); the rest only when those run out",
+    )
+    domain_threshold: Annotated[float, Field(gt=0, lt=1)] = added(
+        DEFAULT_THRESHOLD,
+        description="the domain classifier's probability a candidate needs to come first (balanced classes: 0.5 is "
+        "as likely the task's kind of text as the corpus's; higher is stricter and searches deeper)",
     )
     pick: Literal["nearest", "spread"] = added(
         "nearest",
@@ -163,7 +168,7 @@ class RetrieveSource(SourceConfig):
         while True:  # deeper while the task's kind of text is too thin among the candidates (see DEEPER_UNTIL)
             neighbours = index.search(queries, per_query)
             candidates = sorted({row for rows in neighbours for row in rows})
-            in_domain = domain.passing(candidates) if domain is not None else None
+            in_domain = domain.passing(candidates, self.domain_threshold) if domain is not None else None
             enough = self.n is None or in_domain is None or len(in_domain) >= DEEPER_UNTIL * self.n
             if enough or per_query >= DEEPEST * self.per_query or len(candidates) >= len(embeddings.file):
                 break
