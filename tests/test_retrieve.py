@@ -55,6 +55,16 @@ def source_context(directory, task_dir, teacher_dir):
     return SourceContext(config, RunLayout(directory), task, 0, directory, text_filter, torch.device("cpu"))
 
 
+def retrieve_transfer_key(task_dir, teacher_dir, **source) -> str:
+    """The transfer stage's key (as JSON) of a run whose one source is a retrieve source with these options."""
+    raw = {
+        "data": {"train": str(task_dir / "train.jsonl")},
+        "teacher": {"model": str(teacher_dir)},
+        "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
+    }
+    return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
+
+
 def kept_texts(directory):
     return [text for path in list_shards(directory) for text in read_shard(path)[0]]
 
@@ -360,12 +370,7 @@ def test_spread_keeps_n_class_balanced_texts_and_only_a_spread_pick_changes_the_
     assert sum(text in on_topic for text in spread_texts) >= 24 and set(spread_texts) != set(near_texts)
 
     def key(**source):
-        raw = {
-            "data": {"train": str(task_dir / "train.jsonl")},
-            "teacher": {"model": str(tiny_teacher_dir)},
-            "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
-        }
-        return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
+        return retrieve_transfer_key(task_dir, tiny_teacher_dir, **source)
 
     assert key(pick="nearest") == key() != key(pick="spread")
     assert json.loads(key(pick="spread"))["sources_outside_fields"]["0"]["spread_width"] == 2
@@ -414,11 +419,6 @@ def test_a_stricter_domain_threshold_passes_fewer_candidates_and_enters_the_tran
     assert strict["in_domain_candidates"] < strict["distinct_candidates"]
 
     def key(**source):
-        raw = {
-            "data": {"train": str(task_dir / "train.jsonl")},
-            "teacher": {"model": str(tiny_teacher_dir)},
-            "transfer": {"sources": [{"type": "retrieve", "corpus": "corpus.jsonl", "n": 10, **source}]},
-        }
-        return json.dumps(key_payload(transfer_key(build_config(raw))), sort_keys=True)
+        return retrieve_transfer_key(task_dir, tiny_teacher_dir, **source)
 
     assert key(domain_threshold=DEFAULT_THRESHOLD) == key() != key(domain_threshold=0.9)
