@@ -49,27 +49,31 @@ def select(queues: dict[int, Any], n: int) -> list[int]:
 
 
 class Search:
-    """The retrieve source's search for one labeled sample: deeper (per_query doubled, up to DEEPEST times) while
-    fewer than DEEPER_UNTIL x n candidates pass the threshold; each depth searched and scored once."""
+    """The retrieve source's search (`deepening_search`) for one labeled sample at several thresholds: each depth is
+    searched once and each candidate scored once, whichever threshold asked first."""
 
-    def __init__(self, index: Any, queries: np.ndarray, domain: Any, n: int, per_query: int):
-        self.index, self.queries, self.domain, self.n, self.per_query = index, queries, domain, n, per_query
-        self.done: dict[int, tuple[list[list[int]], list[int], dict[int, float]]] = {}
+    def __init__(self, index: Any, queries: np.ndarray, domain: Any, n: int, per_query: int, corpus_rows: int):
+        self.index, self.queries, self.domain, self.n = index, queries, domain, n
+        self.per_query, self.corpus_rows = per_query, corpus_rows
+        self.searched: dict[int, list[list[int]]] = {}
+        self.scores: dict[int, float] = {}
+
+    def neighbours(self, depth: int) -> list[list[int]]:
+        if depth not in self.searched:
+            self.searched[depth] = self.index.search(self.queries, depth)
+        return self.searched[depth]
+
+    def passing(self, rows: list[int], threshold: float) -> set[int]:
+        self.scores.update(self.domain.scores([row for row in rows if row not in self.scores]))
+        return {row for row in rows if self.scores[row] >= threshold}
 
     def at(self, threshold: float) -> tuple[int, list[list[int]], list[int], dict[int, float]]:
-        from gendistill.sources.retrieve import DEEPER_UNTIL, DEEPEST
+        from gendistill.sources.retrieve import deepening_search
 
-        per_query = self.per_query
-        while True:
-            if per_query not in self.done:
-                neighbours = self.index.search(self.queries, per_query)
-                candidates = sorted({row for rows in neighbours for row in rows})
-                self.done[per_query] = (neighbours, candidates, self.domain.scores(candidates))
-            neighbours, candidates, scores = self.done[per_query]
-            passing = sum(score >= threshold for score in scores.values())
-            if passing >= DEEPER_UNTIL * self.n or per_query >= DEEPEST * self.per_query:
-                return per_query, neighbours, candidates, scores
-            per_query *= 2
+        found = deepening_search(
+            self.neighbours, self.per_query, self.n, self.corpus_rows, lambda rows: self.passing(rows, threshold)
+        )
+        return found.per_query, found.neighbours, found.candidates, self.scores
 
 
 def main() -> None:
@@ -133,7 +137,7 @@ def main() -> None:
             train = pq.read_table(run.dir / "data" / "train.parquet").to_pydict()
             queries = encoder(train["text"], 64)
             domain = DomainClassifier(queries, embeddings.file, seed)
-            search = Search(index, queries, domain, args.n, args.per_query)
+            search = Search(index, queries, domain, args.n, args.per_query, len(embeddings.file))
             _depth, _neighbours, candidates, scores = search.at(min(args.thresholds))
             own = np.array([row in own_rows for row in candidates])
             values = np.array([scores[row] for row in candidates])

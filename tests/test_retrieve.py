@@ -393,6 +393,30 @@ def test_the_search_goes_deeper_while_too_few_candidates_are_the_tasks_kind_of_t
     assert len(texts) == 30 and sum(text in on_topic for text in texts) >= 24
 
 
+def test_the_deepening_search_stops_when_enough_pass_at_its_deepest_or_when_it_covers_the_corpus():
+    from gendistill.sources.retrieve import DEEPEST, deepening_search
+
+    depths = []
+
+    def search(depth):  # two queries; row r is on-task when r is even
+        depths.append(depth)
+        return [list(range(0, depth)), list(range(1000, 1000 + depth))]
+
+    def on_task(rows):
+        return {row for row in rows if row % 2 == 0}
+
+    found = deepening_search(search, 2, 5, 10**6, on_task)  # needs 2 x 5 on-task rows: depth 16 gives 16
+    assert depths == [2, 4, 8, 16] and found.per_query == 16 < DEEPEST * 2 and len(found.in_domain) == 16
+    assert found.candidates == sorted(set(range(16)) | set(range(1000, 1016)))
+    depths.clear()
+    assert deepening_search(search, 2, 5, 10**6).per_query == 2 and depths == [2]  # no classifier: one search
+    depths.clear()
+    nothing = deepening_search(search, 2, 5, 10**6, lambda rows: set())
+    assert nothing.per_query == DEEPEST * 2 and depths[-1] == DEEPEST * 2 and nothing.in_domain == set()
+    depths.clear()
+    assert deepening_search(search, 2, 5, 12, lambda rows: set()).per_query == 8 and depths == [2, 4, 8]
+
+
 def test_a_stricter_domain_threshold_passes_fewer_candidates_and_enters_the_transfer_key(
     tmp_path, task_dir, tiny_teacher_dir, corpus
 ):

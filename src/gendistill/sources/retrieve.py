@@ -24,6 +24,8 @@ texts); `encoder` names another (a sentence-transformers folder embeds topics be
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -164,20 +166,18 @@ class RetrieveSource(SourceConfig):
         labeled, labels = ctx.task.train.texts, ctx.task.train.labels
         queries = load_encoder()(labeled, self.batch_size)
         domain = DomainClassifier(queries, embeddings.file, config.seed) if self.domain_filter and labeled else None
-        per_query = self.per_query
-        while True:  # deeper while the task's kind of text is too thin among the candidates (see DEEPER_UNTIL)
-            neighbours = index.search(queries, per_query)
-            candidates = sorted({row for rows in neighbours for row in rows})
-            in_domain = domain.passing(candidates, self.domain_threshold) if domain is not None else None
-            enough = self.n is None or in_domain is None or len(in_domain) >= DEEPER_UNTIL * self.n
-            if enough or per_query >= DEEPEST * self.per_query or len(candidates) >= len(embeddings.file):
-                break
-            per_query *= 2
+        found = deepening_search(
+            lambda depth: index.search(queries, depth),
+            self.per_query,
+            self.n,
+            len(embeddings.file),
+            (lambda rows: domain.passing(rows, self.domain_threshold)) if domain is not None else None,
+        )
         spread = None
         if self.pick == "spread":
             share = -(-self.n // len(set(labels))) if self.n is not None else None  # ceil: a class's share of n
             spread = (config.seed, SPREAD_WIDTH * share if share is not None else None)
-        queues = _class_queues(neighbours, labels, in_domain, spread)
+        queues = _class_queues(found.neighbours, labels, found.in_domain, spread)
         texts = _rows(self.corpus, column, max_chars, {row for queue in queues.values() for row in queue})
         held_out = {normalize(t) for split in (ctx.task.validation, ctx.task.test) if split for t in split.texts}
         labeled_set = {normalize(t) for t in labeled}
@@ -202,7 +202,7 @@ class RetrieveSource(SourceConfig):
         note = None
         if self.n is not None and len(kept) < self.n:
             note = (
-                f"found {len(kept)} of n={self.n} texts among the {per_query} nearest corpus rows of each of "
+                f"found {len(kept)} of n={self.n} texts among the {found.per_query} nearest corpus rows of each of "
                 f"{len(labeled)} labeled texts; raise per_query, or retrieve from a larger corpus"
             )
         return SourceSummary(
@@ -221,14 +221,47 @@ class RetrieveSource(SourceConfig):
                 "embedded_copied": embeddings.copied,  # of embedded_now: identical blocks of another cached corpus
                 "index_reused": index_reused,
                 "corpus_encoder_calls": corpus_calls,
-                "candidates": sum(len(rows) for rows in neighbours),
-                "per_query_searched": per_query,
-                "in_domain_candidates": None if in_domain is None else len(in_domain),  # of len(set(candidates))
-                "distinct_candidates": len(candidates),
+                "candidates": sum(len(rows) for rows in found.neighbours),
+                "per_query_searched": found.per_query,
+                "in_domain_candidates": None if found.in_domain is None else len(found.in_domain),  # of distinct
+                "distinct_candidates": len(found.candidates),
                 "held_out_copies": held_out_copies,
                 "per_class": dict(per_class),
             },
         )
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Where a deepening search stopped: the depth (`per_query`), each labeled text's neighbour rows, every candidate
+    row (sorted, distinct) and those the domain classifier passes (None without one)."""
+
+    per_query: int
+    neighbours: list[list[int]]
+    candidates: list[int]
+    in_domain: set[int] | None
+
+
+def deepening_search(
+    search: Callable[[int], list[list[int]]],
+    per_query: int,
+    n: int | None,
+    corpus_rows: int,
+    passing: Callable[[list[int]], set[int]] | None = None,
+) -> Neighbourhood:
+    """Search each labeled text's `per_query` nearest rows (`search(depth)`), then deeper (doubled, up to DEEPEST
+    times the start) while fewer than DEEPER_UNTIL x n candidates pass the domain classifier (`passing`), and never
+    past a depth that already covers the whole corpus. One function for the source and for the benchmark that
+    measures the domain classifier's thresholds (benchmarks/retrieval_domain.py), so both search alike."""
+    depth = per_query
+    while True:
+        neighbours = search(depth)
+        candidates = sorted({row for rows in neighbours for row in rows})
+        in_domain = passing(candidates) if passing is not None else None
+        enough = n is None or in_domain is None or len(in_domain) >= DEEPER_UNTIL * n
+        if enough or depth >= DEEPEST * per_query or len(candidates) >= corpus_rows:
+            return Neighbourhood(depth, neighbours, candidates, in_domain)
+        depth *= 2
 
 
 def _class_queues(
