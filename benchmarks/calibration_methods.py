@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 
 Params = tuple[float, np.ndarray]  # (temperature, per-class bias)
 TARGET = 0.95
@@ -61,17 +62,12 @@ def dump_logits(cache: Path, out: Path) -> list[Path]:
     return files
 
 
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
-    return scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
-
-
 def probabilities(logits: np.ndarray, params: Params) -> np.ndarray:
-    return np.exp(log_softmax(logits / params[0] + params[1]))
+    return np.exp(log_softmax(logits / params[0] + params[1], axis=1))
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, params: Params) -> float:
-    return float(-log_softmax(logits / params[0] + params[1])[np.arange(len(labels)), labels].mean())
+    return float(-log_softmax(logits / params[0] + params[1], axis=1)[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature_and_bias(logits: np.ndarray, labels: np.ndarray) -> Params:
@@ -85,7 +81,7 @@ def fit_temperature_and_bias(logits: np.ndarray, labels: np.ndarray) -> Params:
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
         temperature, bias = np.exp(params[0]), params[1:]
-        log_p = log_softmax(logits / temperature + bias)
+        log_p = log_softmax(logits / temperature + bias, axis=1)
         grad = (np.exp(log_p) - onehot) / n  # d loss / d scores
         return float(-log_p[np.arange(n), labels].mean()), np.concatenate(
             [[(grad * (-logits / temperature)).sum()], grad.sum(axis=0)]
